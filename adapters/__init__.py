@@ -1,0 +1,1 @@
+"""Channel adapters: one folder per channel protocol, all behind `adapters.base.ChannelAdapter`."""

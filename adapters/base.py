@@ -1,0 +1,101 @@
+"""The one small interface every channel adapter implements, and the types it speaks.
+
+Adapters translate between these types and their channel's wire format; nothing outside an
+adapter's folder knows a channel's field names, signatures or status codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from domain.messages import ChannelCallback
+
+
+class ChannelError(Exception):
+    """Base of adapter failures; `code` is stable and safe to store on the payment."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class ChannelDeclined(ChannelError):
+    """The channel said no. Final: retrying the same request cannot succeed."""
+
+
+class ChannelTransientError(ChannelError):
+    """Timeout, connection failure or 5xx: the request may be retried with the same key."""
+
+
+class CallbackRejected(ChannelError):
+    """A callback that fails verification or cannot be parsed; answered 4xx, never enqueued."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    payment_id: str  # also the idempotency key at the channel: retries never open a second order
+    amount: int
+    currency: str
+    description: str | None
+    callback_url: str
+    return_url: str | None
+    expires_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class ChannelOrder:
+    channel_order_id: str
+    pay_url: str | None
+    qr_payload: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OrderState:
+    channel_order_id: str
+    status: str  # "pending" | "paid" | "failed" | "refunded"
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    refund_id: str  # idempotency key at the channel
+    payment_id: str
+    channel_order_id: str
+    amount: int
+    currency: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundResult:
+    channel_refund_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackAck:
+    """What the channel expects back once we have safely taken its callback."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
+class ChannelAdapter(Protocol):
+    code: str
+
+    async def create_order(self, request: OrderRequest) -> ChannelOrder: ...
+
+    async def query_order(self, payment_id: str, channel_order_id: str | None) -> OrderState: ...
+
+    async def refund(self, request: RefundRequest) -> RefundResult: ...
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback:
+        """Verify the channel's signature and translate; raise `CallbackRejected` otherwise."""
+        ...
+
+    def callback_ack(self) -> CallbackAck: ...
+
+    async def close(self) -> None: ...

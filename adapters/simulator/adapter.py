@@ -1,0 +1,164 @@
+"""`ChannelAdapter` for the simulator: translates our channel types to its wire protocol and back.
+
+No retries here: the caller retries `ChannelTransientError` with the same idempotency keys
+(payment_id as merchant_ref, refund_id as refund_ref), so a retry never pays or refunds twice.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Literal, TypeVar
+
+import aiohttp
+import msgspec
+from yarl import URL
+
+from adapters.base import (
+    CallbackAck,
+    CallbackRejected,
+    ChannelDeclined,
+    ChannelOrder,
+    ChannelTransientError,
+    OrderRequest,
+    OrderState,
+    RefundRequest,
+    RefundResult,
+)
+from adapters.simulator import wire
+from config.settings import Channel
+from domain.messages import ChannelCallback
+
+T = TypeVar("T")
+
+_STATUSES: dict[wire.OrderStatus, str] = {
+    "PENDING": "pending",
+    "PAID": "paid",
+    "FAILED": "failed",
+    "REFUNDED": "refunded",
+    "PARTIALLY_REFUNDED": "paid",  # still a paid payment; refunds are tracked on our side
+}
+_OUTCOMES: dict[wire.EventKind, Literal["paid", "failed", "pending"]] = {
+    "order.paid": "paid",
+    "order.failed": "failed",
+    "order.pending": "pending",
+}
+_ACK = CallbackAck(status=200, body=b"success", content_type="text/plain")
+
+
+class SimulatorAdapter:
+    def __init__(self, code: str, settings: Channel, session: aiohttp.ClientSession) -> None:
+        self.code = code
+        self._base = URL(settings.base_url)
+        self._api_key = settings.api_key
+        self._secret = settings.secret
+        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_ms / 1000)
+        self._session = session
+
+    async def create_order(self, request: OrderRequest) -> ChannelOrder:
+        payload = wire.CreateOrder(
+            merchant_ref=request.payment_id,
+            amount_minor=str(request.amount),
+            currency=request.currency,
+            notify_url=request.callback_url,
+            return_url=request.return_url,
+            subject=request.description,
+            expire_at=int(request.expires_at),
+        )
+        created = await self._call("POST", self._base / "v1" / "orders", payload, wire.OrderCreated)
+        return ChannelOrder(
+            channel_order_id=created.order_no, pay_url=created.pay_url, qr_payload=created.qr_code
+        )
+
+    async def query_order(self, payment_id: str, channel_order_id: str | None) -> OrderState:
+        orders = self._base / "v1" / "orders"
+        url = (
+            orders / channel_order_id
+            if channel_order_id
+            else orders.with_query(merchant_ref=payment_id)
+        )
+        view = await self._call("GET", url, None, wire.OrderView)
+        if view.merchant_ref != payment_id:
+            raise ChannelDeclined(
+                "order_mismatch", f"{self.code}: order {view.order_no} belongs to another payment"
+            )
+        return OrderState(
+            channel_order_id=view.order_no,
+            status=_STATUSES[view.status],
+            amount=int(view.amount_minor),
+            currency=view.currency,
+        )
+
+    async def refund(self, request: RefundRequest) -> RefundResult:
+        payload = wire.CreateRefund(
+            order_no=request.channel_order_id,
+            refund_ref=request.refund_id,
+            amount_minor=str(request.amount),
+        )
+        created = await self._call(
+            "POST", self._base / "v1" / "refunds", payload, wire.RefundCreated
+        )
+        return RefundResult(channel_refund_id=created.refund_no)
+
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback:
+        try:
+            wire.verify_callback(self._secret, headers, body, time.time())
+        except wire.SignatureInvalid as exc:
+            raise CallbackRejected("invalid_signature", str(exc)) from None
+        try:
+            event = msgspec.json.decode(body, type=wire.CallbackEvent)
+        except msgspec.DecodeError as exc:
+            raise CallbackRejected("invalid_payload", str(exc)) from None
+        return ChannelCallback(
+            channel=self.code,
+            event_id=event.event_id,
+            payment_id=event.merchant_ref,
+            channel_order_id=event.order_no,
+            outcome=_OUTCOMES[event.event],
+            amount=event.amount_minor,
+            currency=event.currency,
+        )
+
+    def callback_ack(self) -> CallbackAck:
+        return _ACK
+
+    async def close(self) -> None:
+        """Nothing to release: the HTTP session belongs to the caller."""
+
+    async def _call(
+        self, method: str, url: URL, payload: msgspec.Struct | None, answer: type[T]
+    ) -> T:
+        """One signed request; the channel's answer is mapped onto our error classes."""
+        body = b"" if payload is None else msgspec.json.encode(payload)
+        headers = wire.api_headers(
+            self._api_key, self._secret, method, url.raw_path_qs, body, time.time()
+        )
+        if payload is not None:
+            headers["Content-Type"] = "application/json"
+        try:
+            async with self._session.request(
+                method, url, data=body or None, headers=headers, timeout=self._timeout
+            ) as resp:
+                status, raw = resp.status, await resp.read()
+        except TimeoutError as exc:
+            raise ChannelTransientError(
+                "channel_timeout", f"{self.code}: no answer within {self._timeout.total} s"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise ChannelTransientError(
+                "channel_unavailable", f"{self.code}: {type(exc).__name__}"
+            ) from exc
+        if status >= 500:
+            raise ChannelTransientError("channel_unavailable", f"{self.code}: HTTP {status}")
+        if status >= 400:
+            try:
+                error = msgspec.json.decode(raw, type=wire.Error)
+            except msgspec.DecodeError:
+                raise ChannelDeclined(f"http_{status}", f"{self.code}: HTTP {status}") from None
+            raise ChannelDeclined(error.code.lower(), error.message)
+        try:
+            return msgspec.json.decode(raw, type=answer)
+        except msgspec.DecodeError:
+            raise ChannelTransientError(
+                "channel_unavailable", f"{self.code}: malformed answer to {method} {url.path}"
+            ) from None

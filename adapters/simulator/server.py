@@ -1,0 +1,440 @@
+"""A payment channel simulator: a sandbox PSP with its own protocol (see `wire`), for development,
+demos and tests, so every path of the gateway can be exercised without a real provider.
+
+It knows the merchant accounts of the channels configured with ``adapter = "simulator"``. An order
+is paid ``simulator.pay_delay_ms`` after creation and an ``order.paid`` callback is sent to its
+notify_url; a customer can also pay at once on the page ``GET /pay/{order_no}``. Callbacks are
+redelivered until the receiver answers 200 ``success`` (at most 5 retries, after 0.2, 0.5, 1, 2
+and 4 s). Every API response is delayed by ``simulator.latency_ms``. State lives in memory.
+Reusing a merchant_ref or refund_ref for a different amount answers 409 ``DUPLICATE_REF``.
+
+Test amounts, chosen by ``int(amount_minor) % 100`` (this sandbox's "test cards"):
+
+=====  ====================================================================================
+ %100  behaviour
+=====  ====================================================================================
+ 51    create is declined: HTTP 402 ``DECLINED`` "insufficient funds"
+ 52    create answers only after ``simulator.timeout_delay_ms`` (the order is still created)
+ 53    the first create for a merchant_ref answers 503 ``UNAVAILABLE``; later ones succeed
+ 54    the ``order.paid`` callback is delivered twice, with the same event_id
+ 55    ``order.paid`` is delivered, then a stale ``order.pending`` (own event_id, older ts)
+ 56    never paid automatically: no callback unless the customer pays on the pay page
+ 57    the payment fails: ``order.failed`` instead of ``order.paid``
+ 58    create always answers 503 ``UNAVAILABLE``
+=====  ====================================================================================
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import msgspec
+from aiohttp import web
+
+from adapters.simulator import wire
+from config.settings import Settings, Simulator
+from domain.money import AmountError, format_amount
+
+log = logging.getLogger(__name__)
+
+RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
+CALLBACK_TIMEOUT_S = 10.0
+
+DECLINED, SLOW, FLAKY, TWICE, OUT_OF_ORDER, NEVER_PAID, FAILS, DOWN = 51, 52, 53, 54, 55, 56, 57, 58
+
+
+@dataclass(slots=True)
+class Order:
+    order_no: str
+    api_key: str
+    merchant_ref: str
+    amount: int
+    currency: str
+    notify_url: str
+    return_url: str | None
+    subject: str | None
+    created_at: int
+    status: wire.OrderStatus = "PENDING"
+    refunded: int = 0
+
+    @property
+    def magic(self) -> int:
+        return self.amount % 100
+
+    def view(self) -> wire.OrderView:
+        return wire.OrderView(
+            order_no=self.order_no,
+            merchant_ref=self.merchant_ref,
+            status=self.status,
+            amount_minor=str(self.amount),
+            currency=self.currency,
+            refunded_minor=str(self.refunded),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Refund:
+    refund_no: str
+    order_no: str
+    amount: int
+
+
+@dataclass(slots=True)
+class Sandbox:
+    """All simulator state, plus the background tasks that must not outlive the app."""
+
+    settings: Simulator
+    accounts: dict[str, str]  # api_key → secret
+    orders: dict[str, Order] = field(default_factory=dict)
+    order_refs: dict[tuple[str, str], str] = field(default_factory=dict)  # (api_key, ref) → no
+    refunds: dict[tuple[str, str], Refund] = field(default_factory=dict)  # (api_key, ref)
+    failed_once: set[tuple[str, str]] = field(default_factory=set)
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    session: aiohttp.ClientSession | None = None
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    def settle(self, order: Order) -> None:
+        """Finish a pending payment the way its test amount says, and announce it."""
+        if order.status != "PENDING":
+            return
+        order.status = "FAILED" if order.magic == FAILS else "PAID"
+        event = wire.CallbackEvent(
+            event_id=_new_id("evt_"),
+            event="order.failed" if order.status == "FAILED" else "order.paid",
+            order_no=order.order_no,
+            merchant_ref=order.merchant_ref,
+            amount_minor=str(order.amount),
+            currency=order.currency,
+            ts=int(time.time()),
+        )
+        events = [event]
+        if order.magic == TWICE:
+            events.append(event)
+        elif order.magic == OUT_OF_ORDER:
+            stale = msgspec.structs.replace(
+                event, event_id=_new_id("evt_"), event="order.pending", ts=order.created_at - 1
+            )
+            events.append(stale)
+        self.spawn(self._announce(order, events))
+
+    async def _announce(self, order: Order, events: list[wire.CallbackEvent]) -> None:
+        for event in events:
+            await self._deliver(order, event)
+
+    async def _deliver(self, order: Order, event: wire.CallbackEvent) -> None:
+        assert self.session is not None, "callbacks are sent only while the app runs"
+        body = msgspec.json.encode(event)
+        secret = self.accounts[order.api_key]
+        for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S), start=1):
+            await asyncio.sleep(delay)
+            headers = {
+                "Content-Type": "application/json",
+                **wire.callback_headers(secret, body, time.time()),
+            }
+            try:
+                async with self.session.post(order.notify_url, data=body, headers=headers) as resp:
+                    if resp.status == 200 and (await resp.text()).strip() == "success":
+                        return
+                    outcome = f"HTTP {resp.status}"
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                outcome = type(exc).__name__
+            log.info(
+                "callback %s for %s attempt %d: %s",
+                event.event_id,
+                order.order_no,
+                attempt,
+                outcome,
+            )
+        log.warning(
+            "giving up callback %s (%s) for order %s", event.event_id, event.event, order.order_no
+        )
+
+    def schedule_payment(self, order: Order) -> None:
+        self.spawn(self._pay_after_delay(order))
+
+    async def _pay_after_delay(self, order: Order) -> None:
+        await asyncio.sleep(self.settings.pay_delay_ms / 1000)
+        self.settle(order)
+
+    async def start(self, _app: web.Application) -> None:
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S)
+        )
+
+    async def stop(self, _app: web.Application) -> None:
+        tasks = list(self.tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session is not None:
+            await self.session.close()
+
+
+SANDBOX = web.AppKey("sandbox", Sandbox)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(12)
+
+
+def _account(request: web.Request) -> str:
+    """The merchant's api_key; `api_middleware` has verified it before any /v1 handler runs."""
+    return request.headers["Authorization"].partition(" ")[2]
+
+
+def _json(status: int, payload: msgspec.Struct) -> web.Response:
+    return web.Response(
+        status=status, body=msgspec.json.encode(payload), content_type="application/json"
+    )
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return _json(status, wire.Error(code=code, message=message))
+
+
+@web.middleware
+async def api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Latency, authentication and JSON errors for ``/v1``; the pay pages are public."""
+    if not request.path.startswith("/v1/"):
+        return await handler(request)
+    sandbox = request.app[SANDBOX]
+    await asyncio.sleep(sandbox.settings.latency_ms / 1000)
+    scheme, _, api_key = request.headers.get("Authorization", "").partition(" ")
+    secret = sandbox.accounts.get(api_key) if scheme == "Bearer" else None
+    if secret is None:
+        return _error(401, "AUTH_FAILED", "unknown or missing API key")
+    body = await request.read()
+    try:
+        wire.verify_api(
+            secret, request.headers, request.method, request.raw_path, body, time.time()
+        )
+    except wire.SignatureInvalid as exc:
+        return _error(401, "AUTH_FAILED", str(exc))
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        return _error(exc.status, exc.reason.upper().replace(" ", "_"), exc.reason)
+
+
+async def create_order(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    try:
+        body = msgspec.json.decode(await request.read(), type=wire.CreateOrder)
+    except msgspec.DecodeError as exc:
+        return _error(400, "BAD_REQUEST", str(exc))
+    api_key = _account(request)
+    key = (api_key, body.merchant_ref)
+    amount = int(body.amount_minor)
+    magic = amount % 100
+    if magic == FLAKY and key not in sandbox.failed_once:
+        sandbox.failed_once.add(key)
+        return _error(503, "UNAVAILABLE", "service temporarily unavailable")
+    if magic == DOWN:
+        return _error(503, "UNAVAILABLE", "service temporarily unavailable")
+    if magic == DECLINED:
+        return _error(402, "DECLINED", "insufficient funds")
+    order_no = sandbox.order_refs.get(key)
+    order = sandbox.orders[order_no] if order_no else None
+    if order is None:
+        order = Order(
+            order_no=_new_id("SIM"),
+            api_key=api_key,
+            merchant_ref=body.merchant_ref,
+            amount=amount,
+            currency=body.currency,
+            notify_url=body.notify_url,
+            return_url=body.return_url,
+            subject=body.subject,
+            created_at=int(time.time()),
+        )
+        sandbox.orders[order.order_no] = order
+        sandbox.order_refs[key] = order.order_no
+        if magic != NEVER_PAID:
+            sandbox.schedule_payment(order)
+    elif (order.amount, order.currency) != (amount, body.currency):
+        return _error(409, "DUPLICATE_REF", "merchant_ref was used for a different order")
+    if magic == SLOW:
+        await asyncio.sleep(sandbox.settings.timeout_delay_ms / 1000)
+    host, port = sandbox.settings.host, sandbox.settings.port
+    return _json(
+        200,
+        wire.OrderCreated(
+            order_no=order.order_no,
+            status=order.status,
+            pay_url=f"http://{host}:{port}/pay/{order.order_no}",
+            qr_code=f"simpay://{order.order_no}",
+        ),
+    )
+
+
+def _owned_order(request: web.Request, order_no: str) -> Order | None:
+    order = request.app[SANDBOX].orders.get(order_no)
+    return order if order is not None and order.api_key == _account(request) else None
+
+
+async def get_order(request: web.Request) -> web.Response:
+    order = _owned_order(request, request.match_info["order_no"])
+    if order is None:
+        return _error(404, "NOT_FOUND", "no such order")
+    return _json(200, order.view())
+
+
+async def find_order(request: web.Request) -> web.Response:
+    merchant_ref = request.query.get("merchant_ref")
+    if not merchant_ref:
+        return _error(400, "BAD_REQUEST", "merchant_ref is required")
+    sandbox = request.app[SANDBOX]
+    order_no = sandbox.order_refs.get((_account(request), merchant_ref))
+    if order_no is None:
+        return _error(404, "NOT_FOUND", "no such order")
+    return _json(200, sandbox.orders[order_no].view())
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    try:
+        body = msgspec.json.decode(await request.read(), type=wire.CreateRefund)
+    except msgspec.DecodeError as exc:
+        return _error(400, "BAD_REQUEST", str(exc))
+    amount = int(body.amount_minor)
+    key = (_account(request), body.refund_ref)
+    refund = sandbox.refunds.get(key)
+    if refund is not None:
+        if (refund.order_no, refund.amount) != (body.order_no, amount):
+            return _error(409, "DUPLICATE_REF", "refund_ref was used for a different refund")
+        return _json(200, wire.RefundCreated(refund_no=refund.refund_no, status="SUCCESS"))
+    order = _owned_order(request, body.order_no)
+    if order is None:
+        return _error(404, "NOT_FOUND", "no such order")
+    if order.status not in ("PAID", "PARTIALLY_REFUNDED", "REFUNDED"):
+        return _error(422, "NOT_PAID", "only paid orders can be refunded")
+    if amount > order.amount - order.refunded:
+        return _error(422, "REFUND_EXCEEDS", "refund exceeds the amount left to refund")
+    order.refunded += amount
+    order.status = "REFUNDED" if order.refunded == order.amount else "PARTIALLY_REFUNDED"
+    refund = Refund(refund_no=_new_id("SIMR"), order_no=order.order_no, amount=amount)
+    sandbox.refunds[key] = refund
+    return _json(200, wire.RefundCreated(refund_no=refund.refund_no, status="SUCCESS"))
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>SimPay {order_no}</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
+<h1>SimPay</h1>
+<p>{subject}</p>
+<p style="font-size:2em">{amount} {currency}</p>
+<p>Order {order_no}: <strong>{status}</strong></p>
+{action}
+</body></html>
+"""
+
+
+async def pay_page(request: web.Request) -> web.Response:
+    order = request.app[SANDBOX].orders.get(request.match_info["order_no"])
+    if order is None:
+        raise web.HTTPNotFound(text="no such order")
+    try:
+        amount = format_amount(order.amount, order.currency)
+    except AmountError:
+        amount = f"{order.amount} (minor units)"
+    if order.status == "PENDING":
+        action = (
+            f'<form method="post" action="/pay/{order.order_no}/confirm">'
+            "<button>Pay</button></form>"
+        )
+    elif order.return_url:
+        action = f'<p><a href="{html.escape(order.return_url)}">Back to the merchant</a></p>'
+    else:
+        action = ""
+    page = _PAGE.format(
+        order_no=order.order_no,
+        subject=html.escape(order.subject or ""),
+        amount=html.escape(amount),
+        currency=html.escape(order.currency),
+        status=order.status,
+        action=action,
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+async def confirm_payment(request: web.Request) -> web.Response:
+    """The customer pays now (test amounts still apply: 57 fails); a no-op unless pending."""
+    sandbox = request.app[SANDBOX]
+    order = sandbox.orders.get(request.match_info["order_no"])
+    if order is None:
+        raise web.HTTPNotFound(text="no such order")
+    sandbox.settle(order)
+    raise web.HTTPSeeOther(f"/pay/{order.order_no}")
+
+
+async def health(_request: web.Request) -> web.Response:
+    return web.json_response({"ok": True})
+
+
+WEBHOOKS_SEEN = web.AppKey("webhooks_seen", dict)
+
+
+async def merchant_webhook(request: web.Request) -> web.Response:
+    """Plays a merchant's webhook receiver for demos and load tests: takes Juhe's webhooks and
+    counts them by type. It does not check Juhe's signature (it knows no merchant's secret)."""
+    event = await request.json()
+    seen = request.app[WEBHOOKS_SEEN]
+    seen[event.get("type", "unknown")] = seen.get(event.get("type", "unknown"), 0) + 1
+    return web.json_response({"received": True})
+
+
+async def merchant_webhook_counts(request: web.Request) -> web.Response:
+    return web.json_response(request.app[WEBHOOKS_SEEN])
+
+
+def create_app(settings: Settings) -> web.Application:
+    accounts = {
+        channel.api_key: channel.secret
+        for channel in settings.channels.values()
+        if channel.adapter == "simulator"
+    }
+    if not accounts:
+        raise ValueError('no channel with adapter = "simulator" is configured')
+    sandbox = Sandbox(settings=settings.simulator, accounts=accounts)
+    app = web.Application(middlewares=[api_middleware])
+    app[SANDBOX] = sandbox
+    app.on_startup.append(sandbox.start)
+    app.on_cleanup.append(sandbox.stop)
+    app.router.add_post("/v1/orders", create_order)
+    app.router.add_get("/v1/orders", find_order)
+    app.router.add_get("/v1/orders/{order_no}", get_order)
+    app.router.add_post("/v1/refunds", create_refund)
+    app.router.add_get("/pay/{order_no}", pay_page)
+    app.router.add_post("/pay/{order_no}/confirm", confirm_payment)
+    app.router.add_get("/_sim/health", health)
+    app[WEBHOOKS_SEEN] = {}
+    app.router.add_post("/_sim/webhooks", merchant_webhook)
+    app.router.add_get("/_sim/webhooks", merchant_webhook_counts)
+    return app
+
+
+async def serve(settings: Settings) -> None:
+    """Run the simulator on ``simulator.host:port`` until cancelled."""
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.simulator.host, settings.simulator.port)
+        await site.start()
+        log.info("simulator listening on %s:%d", settings.simulator.host, settings.simulator.port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

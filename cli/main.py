@@ -1,0 +1,182 @@
+"""`juhe <subcommand>`: one entry point for every process and admin task."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+import orjson
+import uvloop
+
+from config import Settings, load_settings
+from domain.money import parse_amount
+from infra import db
+from infra.logs import setup_logging
+
+DEMO_MERCHANT = "Demo merchant"
+
+
+def _migrate(settings: Settings) -> None:
+    async def go() -> list[str]:
+        await db.ensure_database(settings.postgres.dsn)
+        return await db.migrate(settings.postgres.dsn)
+
+    applied = asyncio.run(go())
+    print(orjson.dumps({"applied": applied}).decode())
+
+
+def _gateway(settings: Settings, args: argparse.Namespace) -> None:
+    from gateway.server import run
+
+    run(settings, args.processes or settings.gateway.processes)
+
+
+def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from workers.pools import run_pool
+
+    setup_logging(args.pool, settings.logging.level)
+    uvloop.run(run_pool(args.pool, settings))
+
+
+def _simulator(settings: Settings) -> None:
+    from adapters.simulator.server import serve
+
+    setup_logging("simulator", settings.logging.level)
+    uvloop.run(serve(settings))
+
+
+async def _create_merchant(settings: Settings, args: argparse.Namespace) -> dict[str, str]:
+    from infra.merchants import create_merchant
+
+    conn = await db.connect(settings.postgres.dsn)
+    try:
+        created = await create_merchant(
+            conn,
+            name=args.name,
+            notify_url=args.notify_url,
+            currencies=args.currency or ["USD", "EUR", "TWD", "JPY", "BTC", "ETH", "USDT"],
+            fee_bps=settings.fees.merchant_bps if args.fee_bps is None else args.fee_bps,
+            fee_fixed_minor=settings.fees.merchant_fixed_minor,
+            min_amount={c: parse_amount(v, c) for c, v in (args.min or [])},
+            max_amount={c: parse_amount(v, c) for c, v in (args.max or [])},
+        )
+    finally:
+        await conn.close()
+    return {
+        "id": created.id,
+        "key_id": created.key_id,
+        "secret": created.secret,
+        "webhook_secret": created.webhook_secret,
+    }
+
+
+async def demo_merchant(settings: Settings) -> dict[str, str]:
+    """The demo merchant `make run` prints, created on first use."""
+    conn = await db.connect(settings.postgres.dsn)
+    try:
+        row = await conn.fetchrow(
+            """SELECT m.id, k.key_id, k.secret, m.webhook_secret FROM merchants m
+               JOIN api_keys k ON k.merchant_id = m.id AND k.revoked_at IS NULL
+               WHERE m.name = $1 ORDER BY m.created_at LIMIT 1""",
+            DEMO_MERCHANT,
+        )
+    finally:
+        await conn.close()
+    if row:
+        return dict(row)
+    notify = f"http://{settings.simulator.host}:{settings.simulator.port}/_sim/webhooks"
+    args = argparse.Namespace(
+        name=DEMO_MERCHANT, notify_url=notify, currency=None, fee_bps=None, min=None, max=None
+    )
+    return await _create_merchant(settings, args)
+
+
+def _up(settings: Settings) -> None:
+    from workers.supervisor import Supervisor, children, multiproc_dir
+
+    setup_logging("supervisor", settings.logging.level)
+    _migrate(settings)
+    demo = asyncio.run(demo_merchant(settings))
+    g, s = settings.gateway, settings.simulator
+    print(
+        "\nJuhe is starting:\n"
+        f"  gateway    {g.public_url}   (health /healthz, metrics /metrics, "
+        "API /api/v1, OpenAPI /api/v1/openapi.json)\n"
+        f"  simulator  http://{s.host}:{s.port}\n"
+        f"  demo merchant: {orjson.dumps(demo).decode()}\n"
+        "Ctrl-C stops everything.\n",
+        flush=True,
+    )
+    uvloop.run(Supervisor(settings, children(settings, multiproc_dir())).run())
+
+
+def _risk_block(settings: Settings, args: argparse.Namespace) -> None:
+    from redis import Redis
+
+    from infra.keys import Keys
+
+    keys = Keys(settings.redis.prefix)
+    client = Redis.from_url(settings.redis.url)
+    if args.ip:
+        client.sadd(keys.blocked_ips(), *args.ip)
+    if args.email:
+        client.sadd(keys.blocked_emails(), *(e.lower() for e in args.email))
+    print(
+        orjson.dumps(
+            {"blocked_ips": len(args.ip or []), "blocked_emails": len(args.email or [])}
+        ).decode()
+    )
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="juhe", description="Juhe aggregated payment gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("migrate", help="create the database if needed and apply sql/ migrations")
+    gw = sub.add_parser("gateway", help="run the HTTP gateway")
+    gw.add_argument("--processes", type=int, default=0)
+    worker = sub.add_parser("worker", help="run one worker pool")
+    worker.add_argument(
+        "pool", choices=["relay", "risk", "channel", "ledger", "notify", "scheduler"]
+    )
+    sub.add_parser("simulator", help="run the channel simulator")
+    sub.add_parser("up", help="migrate, then run everything under one supervisor")
+    merchants = sub.add_parser("merchants", help="merchant administration")
+    msub = merchants.add_subparsers(dest="action", required=True)
+    create = msub.add_parser("create", help="create a merchant and its first API key")
+    create.add_argument("--name", required=True)
+    create.add_argument("--notify-url", required=True)
+    create.add_argument("--currency", action="append", help="repeat for each currency")
+    create.add_argument("--fee-bps", type=int)
+    create.add_argument("--min", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
+    create.add_argument("--max", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
+    risk = sub.add_parser("risk", help="risk administration")
+    rsub = risk.add_subparsers(dest="action", required=True)
+    block = rsub.add_parser("block", help="blocklist customer IPs or e-mails")
+    block.add_argument("--ip", action="append")
+    block.add_argument("--email", action="append")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parser().parse_args(argv)
+    settings = load_settings()
+    match args.command:
+        case "migrate":
+            _migrate(settings)
+        case "gateway":
+            _gateway(settings, args)
+        case "worker":
+            _worker(settings, args)
+        case "simulator":
+            _simulator(settings)
+        case "up":
+            _up(settings)
+        case "merchants":
+            print(orjson.dumps(asyncio.run(_create_merchant(settings, args))).decode())
+        case "risk":
+            _risk_block(settings, args)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

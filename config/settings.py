@@ -1,0 +1,186 @@
+"""One typed place for configuration.
+
+Layers, later wins: the packaged `default.toml`, the TOML file named by `JUHE_CONFIG`, then
+environment variables `JUHE_<SECTION>__<KEY>[__<KEY>…]`. A value that parses as JSON is taken as
+JSON (numbers, lists, booleans), anything else as text. msgspec validates the result, so a typo in
+a key or a wrong type stops the process at start-up instead of misbehaving later.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import orjson
+
+DEFAULTS = Path(__file__).with_name("default.toml")
+
+
+class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    pass
+
+
+class Gateway(Base):
+    host: str
+    port: int
+    processes: int
+    public_url: str
+    callback_base_url: str
+    durability: Literal["stream", "replicated", "database"]
+    replicated_min_replicas: int
+    replicated_timeout_ms: int
+    max_body_bytes: int
+    signature_tolerance_s: int
+    idempotency_ttl_s: int
+    hot_ttl_s: int
+    callback_dedupe_ttl_s: int
+    merchant_cache_ttl_s: int
+    wait_ms_max: int
+
+
+class Postgres(Base):
+    dsn: str
+    pool_min: int
+    pool_max: int
+
+
+class Redis(Base):
+    url: str
+    prefix: str
+
+
+class RabbitMQ(Base):
+    url: str
+    prefix: str
+
+
+class Relay(Base):
+    batch: int
+    block_ms: int
+    claim_idle_ms: int
+
+
+class Pool(Base):
+    prefetch: int
+    concurrency: int
+
+
+class Ledger(Base):
+    prefetch: int
+    batch_size: int
+    batch_wait_ms: int
+
+
+class Notify(Base):
+    prefetch: int
+    concurrency: int
+    timeout_ms: int
+    retry_schedule_s: list[float]
+
+
+class Scheduler(Base):
+    interval_ms: int
+    expire_batch: int
+    outbox_grace_s: float
+
+
+class Payments(Base):
+    default_expires_in_s: int
+    max_expires_in_s: int
+
+
+class Breaker(Base):
+    failure_threshold: int
+    window_s: float
+    open_s: float
+
+
+class Simulator(Base):
+    host: str
+    port: int
+    pay_delay_ms: int
+    latency_ms: int
+    timeout_delay_ms: int
+
+
+class Channel(Base):
+    adapter: str
+    base_url: str
+    api_key: str
+    secret: str
+    timeout_ms: int
+    retries: int
+    cost_bps: int
+    cost_fixed_minor: int
+    currencies: list[str] = []  # empty: every supported currency
+
+
+class Fees(Base):
+    merchant_bps: int
+    merchant_fixed_minor: int
+
+
+class Supervisor(Base):
+    restart_backoff_ms: int
+    metrics_port_base: int
+
+
+class Logging(Base):
+    level: str
+
+
+class Settings(Base):
+    gateway: Gateway
+    postgres: Postgres
+    redis: Redis
+    rabbitmq: RabbitMQ
+    relay: Relay
+    risk: Pool
+    channel: Pool
+    ledger: Ledger
+    notify: Notify
+    scheduler: Scheduler
+    payments: Payments
+    breaker: Breaker
+    simulator: Simulator
+    channels: dict[str, Channel]
+    fees: Fees
+    supervisor: Supervisor
+    logging: Logging
+
+
+def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _env_overlay(environ: dict[str, str]) -> dict[str, Any]:
+    overlay: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("JUHE_") or "__" not in name:
+            continue
+        path = [part.lower() for part in name[len("JUHE_") :].split("__")]
+        try:
+            value: Any = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            value = raw
+        node = overlay
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return overlay
+
+
+def load_settings(environ: dict[str, str] | None = None) -> Settings:
+    env = dict(os.environ if environ is None else environ)
+    data = tomllib.loads(DEFAULTS.read_text())
+    if overlay_file := env.get("JUHE_CONFIG"):
+        _merge(data, tomllib.loads(Path(overlay_file).read_text()))
+    _merge(data, _env_overlay(env))
+    return msgspec.convert(data, Settings)

@@ -1,0 +1,90 @@
+"""Messages between processes, on Redis streams and RabbitMQ queues (msgpack via msgspec).
+
+Amounts travel as decimal strings of the minor-unit integer: msgpack integers stop at 64 bits and
+an ETH amount in wei does not fit.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, TypeVar
+
+import msgspec
+
+T = TypeVar("T")
+
+
+class Message(msgspec.Struct, frozen=True, omit_defaults=True):
+    request_id: str = ""
+
+
+class PaymentIntent(Message, frozen=True, kw_only=True):
+    id: str
+    merchant_id: str
+    merchant_order_id: str
+    amount: str
+    currency: str
+    description: str | None = None
+    customer_email: str | None = None
+    customer_ip: str | None = None
+    notify_url: str | None = None
+    return_url: str | None = None
+    metadata: dict[str, str] | None = None
+    created_at: float
+    expires_at: float
+
+
+class RefundIntent(Message, frozen=True, kw_only=True):
+    id: str
+    payment_id: str
+    merchant_id: str
+    channel: str
+    amount: str
+    currency: str
+    reason: str | None = None
+    created_at: float
+
+
+class ChannelCallback(Message, frozen=True, kw_only=True):
+    """A channel's notification, already verified and translated by its adapter."""
+
+    channel: str
+    event_id: str
+    payment_id: str
+    channel_order_id: str
+    outcome: Literal["paid", "failed", "pending"]
+    amount: str | None = None
+    currency: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+class ChannelTask(Message, frozen=True, kw_only=True):
+    kind: Literal["create", "refund"]
+    id: str
+    channel: str
+
+
+class RefundOutcome(Message, frozen=True, kw_only=True):
+    refund_id: str
+    succeeded: bool
+    channel_refund_id: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+class LedgerCommand(Message, frozen=True, kw_only=True):
+    callback: ChannelCallback | None = None
+    refund: RefundOutcome | None = None
+
+
+class NotifyTask(Message, frozen=True, kw_only=True):
+    event_id: str
+    attempt: int = 0
+
+
+_encoder = msgspec.msgpack.Encoder()
+encode = _encoder.encode
+
+
+def decoder(kind: type[T]) -> msgspec.msgpack.Decoder[T]:
+    return msgspec.msgpack.Decoder(kind)

@@ -1,0 +1,56 @@
+"""The public shape of payments and refunds, built from a stored row or a fresh intent.
+
+One function per object, so the gateway's first answer, the hot copy in Redis, webhooks and
+database reads can never disagree on a field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from domain.money import format_amount
+
+
+def unix(value: datetime | float | int) -> int:
+    return int(value.timestamp()) if isinstance(value, datetime) else int(value)
+
+
+def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
+    currency = p["currency"]
+    refunded = int(p.get("refunded_amount") or 0)
+    return {
+        "id": p["id"],
+        "object": "payment",
+        "status": p["status"],
+        "amount": format_amount(int(p["amount"]), currency),
+        "currency": currency,
+        "merchant_order_id": p["merchant_order_id"],
+        "description": p.get("description"),
+        "metadata": p.get("metadata"),
+        "channel": p.get("channel"),
+        "pay_url": p.get("pay_url"),
+        "qr_payload": p.get("qr_payload"),
+        "checkout_url": f"{public_url}/checkout/{p['id']}",
+        "amount_refunded": format_amount(refunded, currency),
+        "failure_code": p.get("failure_code"),
+        "failure_message": p.get("failure_message"),
+        "created": unix(p["created_at"]),
+        "expires_at": unix(p["expires_at"]),
+    }
+
+
+def refund_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": r["id"],
+        "object": "refund",
+        "payment_id": r["payment_id"],
+        "status": r["status"],
+        "amount": format_amount(int(r["amount"]), r["currency"]),
+        "currency": r["currency"],
+        "reason": r.get("reason"),
+        "failure_code": r.get("failure_code"),
+        "failure_message": r.get("failure_message"),
+        "created": unix(r["created_at"]),
+    }

@@ -1,0 +1,111 @@
+"""The aiohttp application: middleware, routes, start-up and shutdown."""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from adapters.registry import build_adapter
+from config import Settings
+from gateway import callbacks, cashier, ops, payments, refunds
+from gateway.errors import ApiError, error_response
+from gateway.intake import Intake
+from gateway.state import EDGE, Edge
+from infra import db, metrics
+from infra.hotstore import HotStore
+from infra.keys import Keys
+from infra.logs import request_id
+from infra.merchants import MerchantDirectory
+
+log = logging.getLogger("juhe.gateway")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{8,64}")
+
+_HTTP_ERRORS = {
+    404: ("invalid_request_error", "not_found"),
+    405: ("invalid_request_error", "method_not_allowed"),
+    413: ("invalid_request_error", "body_too_large"),
+}
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Request id, metrics, and the one error shape for everything that goes wrong."""
+    given = request.headers.get("X-Request-Id", "")
+    rid = given if _REQUEST_ID.fullmatch(given) else "req_" + secrets.token_hex(8)
+    request["request_id"] = rid
+    request_id.set(rid)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except ApiError as exc:
+        response = exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        type_, code = _HTTP_ERRORS.get(exc.status, ("invalid_request_error", "http_error"))
+        response = error_response(exc.status, type_, code, exc.reason)
+    except Exception:
+        log.exception("unhandled error")
+        response = error_response(500, "api_error", "internal_error", "an internal error occurred")
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource else "unmatched"
+    metrics.http_requests.labels(route, request.method, response.status).inc()
+    metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+    response.headers["X-Request-Id"] = rid
+    return response
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(
+        middlewares=[edge_middleware], client_max_size=settings.gateway.max_body_bytes
+    )
+
+    async def lifecycle(app: web.Application):
+        pg = await db.create_pool(
+            settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
+        )
+        redis = Redis.from_url(settings.redis.url)
+        keys = Keys(settings.redis.prefix)
+        http = aiohttp.ClientSession()
+        app[EDGE] = Edge(
+            settings=settings,
+            pg=pg,
+            redis=redis,
+            keys=keys,
+            hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
+            intake=Intake(redis, keys, settings.gateway),
+            merchants=MerchantDirectory(pg, settings.gateway.merchant_cache_ttl_s),
+            adapters={
+                code: build_adapter(code, ch, http) for code, ch in settings.channels.items()
+            },
+            http=http,
+        )
+        yield
+        await http.close()
+        await redis.aclose()
+        await pg.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    r = app.router
+    r.add_post("/api/v1/payments", payments.create_payment)
+    r.add_get("/api/v1/payments", payments.list_payments)
+    r.add_get("/api/v1/payments/{id}", payments.get_payment)
+    r.add_post("/api/v1/payments/{id}/cancel", payments.cancel_payment)
+    r.add_post("/api/v1/payments/callback/{channel}", callbacks.channel_callback)
+    r.add_post("/api/v1/refunds", refunds.create_refund)
+    r.add_get("/api/v1/refunds/{id}", refunds.get_refund)
+    r.add_post("/api/v1/events/{id}/resend", ops.resend_event)
+    r.add_get("/api/v1/openapi.json", ops.openapi)
+    r.add_get("/checkout/{id}", cashier.checkout)
+    r.add_get("/healthz", ops.healthz)
+    r.add_get("/readyz", ops.readyz)
+    r.add_get("/metrics", ops.metrics_endpoint)
+    return app

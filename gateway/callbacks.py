@@ -1,0 +1,31 @@
+"""Channel callbacks: verified by the channel's adapter, deduplicated, on the stream, 200."""
+
+from __future__ import annotations
+
+import msgspec
+from aiohttp import web
+
+from adapters.base import CallbackRejected
+from domain.messages import encode
+from gateway.errors import ApiError, invalid
+from gateway.state import edge
+
+
+async def channel_callback(request: web.Request) -> web.Response:
+    e = edge(request)
+    channel = request.match_info["channel"]
+    adapter = e.adapters.get(channel)
+    if adapter is None:
+        raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=404)
+    body = await request.read()
+    try:
+        callback = adapter.parse_callback(request.headers, body)
+    except CallbackRejected as exc:
+        status = 401 if exc.code == "invalid_signature" else 400
+        kind = "authentication_error" if status == 401 else "invalid_request_error"
+        raise ApiError(status, kind, exc.code, exc.message) from None
+    # A duplicate is answered like the first: the channel only needs to know we have it.
+    callback = msgspec.structs.replace(callback, request_id=request["request_id"])
+    await e.intake.callback(channel, callback.event_id, encode(callback))
+    ack = adapter.callback_ack()
+    return web.Response(status=ack.status, body=ack.body, content_type=ack.content_type)

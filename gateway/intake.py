@@ -1,0 +1,204 @@
+"""Writing intents to Redis: each create or callback is one atomic Lua call (one round trip).
+
+A create checks the idempotency record and the merchant-order guard, writes the hot copy the
+next GET reads, appends the intent to its stream and stores the response to replay, all or
+nothing. A callback is appended only the first time its (channel, event id) is seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from config.settings import Gateway
+from infra.keys import Keys
+
+_CREATE = """
+local has_idem = ARGV[1] == '1'
+if has_idem then
+  local prior = redis.call('HMGET', KEYS[1], 'fp', 'status', 'body')
+  if prior[1] then return {1, prior[1], prior[2], prior[3]} end
+end
+local existing = redis.call('GET', KEYS[2])
+if existing then return {2, existing} end
+redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
+redis.call('HSET', KEYS[3], 'ver', 1, 'merchant', ARGV[6], 'status', 'pending',
+           'amount', ARGV[7], 'currency', ARGV[8], 'channel', '', 'refund_reserved', '0',
+           'doc', ARGV[9], 'intent', ARGV[10])
+redis.call('EXPIRE', KEYS[3], ARGV[4])
+local entry = redis.call('XADD', KEYS[4], '*', 'd', ARGV[10])
+if has_idem then
+  redis.call('HSET', KEYS[1], 'fp', ARGV[2], 'status', '201', 'body', ARGV[9])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+end
+return {0, entry}
+"""
+
+_CALLBACK = """
+if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
+  redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
+def fingerprint(method: str, path: str, body: bytes) -> str:
+    return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + body).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    refund_id: str
+    reserved: int  # the payment's reserved refund total once this refund is taken
+    doc: bytes
+    intent: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    status: int
+    body: bytes
+
+
+class IdempotencyConflict(Exception):
+    pass
+
+
+class DuplicateOrder(Exception):
+    def __init__(self, payment_id: str) -> None:
+        super().__init__(payment_id)
+        self.payment_id = payment_id
+
+
+class Intake:
+    def __init__(self, redis: Redis, keys: Keys, settings: Gateway) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self._create = redis.register_script(_CREATE)
+        self._callback = redis.register_script(_CALLBACK)
+
+    @staticmethod
+    def _replay(reply: list[bytes], fp: str) -> Replay:
+        if reply[1].decode() != fp:
+            raise IdempotencyConflict
+        return Replay(int(reply[2]), reply[3])
+
+    async def create_payment(
+        self,
+        *,
+        merchant_id: str,
+        idempotency_key: str | None,
+        fp: str,
+        payment_id: str,
+        merchant_order_id: str,
+        amount: int,
+        currency: str,
+        doc: bytes,
+        intent: bytes,
+    ) -> Replay | None:
+        """None when the intent was written; a Replay of the first answer for a repeated key."""
+        keys = self.keys
+        reply = await self._create(
+            keys=[
+                keys.idempotency(merchant_id, idempotency_key or ""),
+                keys.merchant_order(merchant_id, merchant_order_id),
+                keys.payment(payment_id),
+                keys.stream("payments"),
+            ],
+            args=[
+                "1" if idempotency_key else "0",
+                fp,
+                self.settings.idempotency_ttl_s,
+                self.settings.hot_ttl_s,
+                payment_id,
+                merchant_id,
+                str(amount),
+                currency,
+                doc,
+                intent,
+            ],
+        )
+        if reply[0] == 1:
+            return self._replay(reply, fp)
+        if reply[0] == 2:
+            raise DuplicateOrder(reply[1].decode())
+        return None
+
+    async def callback(self, channel: str, event_id: str, payload: bytes) -> bool:
+        """True if this event is new and now on the stream; False for a duplicate."""
+        return bool(
+            await self._callback(
+                keys=[self.keys.callback_seen(channel, event_id), self.keys.stream("callbacks")],
+                args=[self.settings.callback_dedupe_ttl_s, payload],
+            )
+        )
+
+    async def replay(self, merchant_id: str, key: str | None, fp: str) -> Replay | None:
+        """The stored answer for a repeated Idempotency-Key, if any (conflict if body differs)."""
+        if not key:
+            return None
+        stored = await self.redis.hmget(
+            self.keys.idempotency(merchant_id, key), "fp", "status", "body"
+        )
+        if stored[0] is None:
+            return None
+        return self._replay([b"", *stored], fp)
+
+    async def remember(
+        self, merchant_id: str, key: str | None, fp: str, status: int, body: bytes
+    ) -> None:
+        if not key:
+            return
+        name = self.keys.idempotency(merchant_id, key)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(name, "fp", fp)
+            pipe.hsetnx(name, "status", status)
+            pipe.hsetnx(name, "body", body)
+            pipe.expire(name, self.settings.idempotency_ttl_s)
+            await pipe.execute()
+
+    async def create_refund(
+        self,
+        *,
+        merchant_id: str,
+        idempotency_key: str | None,
+        fp: str,
+        payment_id: str,
+        plan: Callable[[dict[bytes, bytes]], RefundPlan],
+    ) -> Replay:
+        """Reserve the refund against the hot payment and enqueue it, atomically (WATCH/MULTI,
+        retried on a concurrent change); return the answer, first or replayed. `plan` sees the
+        payment's hot fields and raises to refuse. The amount check here answers fast; the
+        binding check is the database's."""
+        payment_key = self.keys.payment(payment_id)
+        idem_key = self.keys.idempotency(merchant_id, idempotency_key or "-")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(payment_key, idem_key)
+                    if idempotency_key:
+                        prior = await pipe.hmget(idem_key, "fp", "status", "body")
+                        if prior[0] is not None:
+                            return self._replay([b"", *prior], fp)
+                    decided = plan(await pipe.hgetall(payment_key))
+                    pipe.multi()
+                    pipe.hset(payment_key, "refund_reserved", str(decided.reserved))
+                    refund_key = self.keys.refund(decided.refund_id)
+                    pipe.hset(
+                        refund_key, mapping={"ver": 1, "merchant": merchant_id, "doc": decided.doc}
+                    )
+                    pipe.expire(refund_key, self.settings.hot_ttl_s)
+                    pipe.xadd(self.keys.stream("refunds"), {"d": decided.intent})
+                    if idempotency_key:
+                        pipe.hset(idem_key, mapping={"fp": fp, "status": 201, "body": decided.doc})
+                        pipe.expire(idem_key, self.settings.idempotency_ttl_s)
+                    await pipe.execute()
+                    return Replay(201, decided.doc)
+                except WatchError:
+                    continue

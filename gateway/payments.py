@@ -1,0 +1,285 @@
+"""Merchant payment endpoints: create, read, list, cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from domain.ids import new_id
+from domain.messages import PaymentIntent, decoder, encode
+from domain.money import AmountError, parse_amount
+from domain.states import PaymentStatus
+from domain.views import payment_view
+from gateway.auth import authenticate
+from gateway.errors import ApiError, invalid
+from gateway.intake import DuplicateOrder, IdempotencyConflict, fingerprint
+from gateway.schemas import CreatePayment
+from gateway.state import Edge, decode, edge, idempotency_key
+from infra import store
+
+_intent = decoder(PaymentIntent)
+JSON = "application/json"
+
+
+def json_response(body: bytes, status: int = 200) -> web.Response:
+    return web.Response(body=body, status=status, content_type=JSON)
+
+
+def idempotency_conflict() -> ApiError:
+    return ApiError(
+        409,
+        "idempotency_error",
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different request body",
+        "Idempotency-Key",
+    )
+
+
+def not_found(kind: str) -> ApiError:
+    return invalid("resource_missing", f"no such {kind}", "id", status=404)
+
+
+def amount_of(text: str, currency: str, param: str = "amount") -> int:
+    try:
+        amount = parse_amount(text, currency)
+    except AmountError as exc:
+        raise invalid(
+            exc.code, str(exc), "currency" if exc.code == "unsupported_currency" else param
+        ) from None
+    if amount <= 0:
+        raise invalid("invalid_amount", "amount must be greater than zero", param)
+    return amount
+
+
+async def create_payment(request: web.Request) -> web.Response:
+    e = edge(request)
+    body = await request.read()
+    merchant = await authenticate(
+        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    key = idempotency_key(request)
+    req = decode(body, CreatePayment)
+    amount = amount_of(req.amount, req.currency)
+    limits = e.settings.payments
+    expires_in = req.expires_in or limits.default_expires_in_s
+    if expires_in > limits.max_expires_in_s:
+        raise invalid(
+            "invalid_field", f"expires_in must be at most {limits.max_expires_in_s}", "expires_in"
+        )
+    now = time.time()
+    intent = PaymentIntent(
+        id=new_id("pay"),
+        merchant_id=merchant.id,
+        merchant_order_id=req.merchant_order_id,
+        amount=str(amount),
+        currency=req.currency,
+        description=req.description,
+        customer_email=req.customer.email if req.customer else None,
+        customer_ip=req.customer.ip if req.customer else None,
+        notify_url=req.notify_url,
+        return_url=req.return_url,
+        metadata=req.metadata,
+        created_at=now,
+        expires_at=now + expires_in,
+        request_id=request["request_id"],
+    )
+    row = intent_row(intent)
+    doc = orjson.dumps(payment_view(row, e.settings.gateway.public_url))
+    try:
+        replay = await e.intake.create_payment(
+            merchant_id=merchant.id,
+            idempotency_key=key,
+            fp=fingerprint(request.method, request.path, body),
+            payment_id=intent.id,
+            merchant_order_id=intent.merchant_order_id,
+            amount=amount,
+            currency=intent.currency,
+            doc=doc,
+            intent=encode(intent),
+        )
+    except IdempotencyConflict:
+        raise idempotency_conflict() from None
+    except DuplicateOrder as exc:
+        raise invalid(
+            "duplicate_merchant_order_id",
+            f"merchant_order_id is already used by payment {exc.payment_id}",
+            "merchant_order_id",
+            status=409,
+        ) from None
+    if replay is not None:
+        return json_response(replay.body, replay.status)
+    await make_durable(e, intent)
+    if wait := request.query.get("wait_ms"):
+        doc = await wait_for_pay_data(e, intent.id, wait, doc)
+    return json_response(doc, 201)
+
+
+def intent_row(intent: PaymentIntent) -> dict[str, Any]:
+    """The intent as the row it will become, for views built before the database has it."""
+    return {
+        "id": intent.id,
+        "merchant_id": intent.merchant_id,
+        "merchant_order_id": intent.merchant_order_id,
+        "status": PaymentStatus.PENDING.value,
+        "amount": int(intent.amount),
+        "currency": intent.currency,
+        "description": intent.description,
+        "metadata": intent.metadata,
+        "created_at": intent.created_at,
+        "expires_at": intent.expires_at,
+    }
+
+
+async def make_durable(e: Edge, intent: PaymentIntent) -> None:
+    """The configured durability mode's extra step before we answer."""
+    mode = e.settings.gateway.durability
+    if mode == "replicated":
+        replicas = await e.redis.execute_command(
+            "WAIT",
+            e.settings.gateway.replicated_min_replicas,
+            e.settings.gateway.replicated_timeout_ms,
+        )
+        if replicas < e.settings.gateway.replicated_min_replicas:
+            raise ApiError(
+                503,
+                "api_error",
+                "not_replicated",
+                "the payment was accepted but not yet replicated; retry with the same "
+                "Idempotency-Key to get its final answer",
+            )
+    elif mode == "database":
+        await store.insert_payments(e.pg, [intent])
+
+
+async def wait_for_pay_data(e: Edge, payment_id: str, wait: str, doc: bytes) -> bytes:
+    """Optional bounded wait for the channel's pay link (`?wait_ms=`), polling the hot copy."""
+    try:
+        budget = min(int(wait), e.settings.gateway.wait_ms_max) / 1000
+    except ValueError:
+        raise invalid("invalid_field", "wait_ms must be an integer", "wait_ms") from None
+    deadline = time.monotonic() + budget
+    key = e.keys.payment(payment_id)
+    while time.monotonic() < deadline:
+        status, latest = await e.redis.hmget(key, "status", "doc")
+        if status and status.decode() not in ("pending", "processing"):
+            return latest
+        await asyncio.sleep(0.01)
+    return (await e.redis.hget(key, "doc")) or doc
+
+
+async def load_payment(e: Edge, merchant_id: str, payment_id: str) -> bytes:
+    """The payment's public JSON: the hot copy, else the database (and re-warm the copy)."""
+    hot = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "doc")
+    if hot[0] is not None:
+        if hot[0].decode() != merchant_id:
+            raise not_found("payment")
+        return hot[1]
+    row = await store.fetch_payment(e.pg, payment_id)
+    if row is None or row["merchant_id"] != merchant_id:
+        raise not_found("payment")
+    await e.hot.put_payment(row)
+    return orjson.dumps(payment_view(row, e.settings.gateway.public_url))
+
+
+async def get_payment(request: web.Request) -> web.Response:
+    e = edge(request)
+    merchant = await authenticate(
+        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    return json_response(await load_payment(e, merchant.id, request.match_info["id"]))
+
+
+async def list_payments(request: web.Request) -> web.Response:
+    e = edge(request)
+    merchant = await authenticate(
+        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    order_id = request.query.get("merchant_order_id")
+    if order_id is not None:
+        found = await e.redis.get(e.keys.merchant_order(merchant.id, order_id))
+        payment_id = (
+            found.decode()
+            if found
+            else await e.pg.fetchval(
+                "SELECT id FROM payments WHERE merchant_id = $1 AND merchant_order_id = $2",
+                merchant.id,
+                order_id,
+            )
+        )
+        docs = [await load_payment(e, merchant.id, payment_id)] if payment_id else []
+        return json_response(
+            b'{"object":"list","data":[' + b",".join(docs) + b'],"has_more":false}'
+        )
+    try:
+        limit = int(request.query.get("limit", "10"))
+    except ValueError:
+        raise invalid("invalid_field", "limit must be an integer", "limit") from None
+    if not 1 <= limit <= 100:
+        raise invalid("invalid_field", "limit must be between 1 and 100", "limit")
+    after = request.query.get("starting_after")
+    rows = await e.pg.fetch(
+        """SELECT * FROM payments WHERE merchant_id = $1 AND ($2::text IS NULL OR id < $2)
+           ORDER BY id DESC LIMIT $3""",
+        merchant.id,
+        after,
+        limit + 1,
+    )
+    url = e.settings.gateway.public_url
+    data = [payment_view(r, url) for r in rows[:limit]]
+    return json_response(
+        orjson.dumps({"object": "list", "data": data, "has_more": len(rows) > limit})
+    )
+
+
+async def cancel_payment(request: web.Request) -> web.Response:
+    """Synchronous and authoritative: the guarded transition in PostgreSQL decides. A payment
+    still on its way from the stream is written from its intent first, exactly as the relay
+    would write it, so a cancel never races the relay."""
+    e = edge(request)
+    body = await request.read()
+    merchant = await authenticate(
+        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    key = idempotency_key(request)
+    fp = fingerprint(request.method, request.path, body)
+    try:
+        replay = await e.intake.replay(merchant.id, key, fp)
+    except IdempotencyConflict:
+        raise idempotency_conflict() from None
+    if replay is not None:
+        return json_response(replay.body, replay.status)
+    payment_id = request.match_info["id"]
+    hot_merchant, intent = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "intent")
+    if hot_merchant is not None and hot_merchant.decode() != merchant.id:
+        raise not_found("payment")
+    async with e.pg.acquire() as conn, conn.transaction():
+        if intent is not None:
+            await store.insert_payments(conn, [_intent.decode(intent)])
+        current = await conn.fetchrow(
+            "SELECT merchant_id, status FROM payments WHERE id = $1 FOR UPDATE", payment_id
+        )
+        if current is None or current["merchant_id"] != merchant.id:
+            raise not_found("payment")
+        row = await store.transition_payment(
+            conn,
+            payment_id,
+            PaymentStatus.CANCELED,
+            failure_code="canceled",
+            failure_message="canceled by the merchant",
+        )
+        if row is None:
+            raise invalid(
+                "payment_not_cancelable",
+                f"a payment in status {current['status']} cannot be canceled",
+                status=409,
+            )
+        view = payment_view(row, e.settings.gateway.public_url)
+        await store.add_events(conn, [("payment.canceled", view, row)], due_now=True)
+    await e.hot.put_payment(row)
+    doc = orjson.dumps(view)
+    await e.intake.remember(merchant.id, key, fp, 200, doc)
+    return json_response(doc)

@@ -1,0 +1,114 @@
+"""Merchant refund endpoints."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from domain.ids import new_id
+from domain.messages import RefundIntent, encode
+from domain.states import REFUNDABLE, RefundStatus
+from domain.views import refund_view
+from gateway.auth import authenticate
+from gateway.errors import invalid
+from gateway.intake import IdempotencyConflict, RefundPlan, fingerprint
+from gateway.payments import amount_of, idempotency_conflict, json_response, not_found
+from gateway.schemas import CreateRefund
+from gateway.state import decode, edge, idempotency_key
+from infra import store
+
+
+async def create_refund(request: web.Request) -> web.Response:
+    """Full (no amount) or partial. The gateway refuses at once what the hot copy shows cannot
+    be refunded; the channel pool's reservation in PostgreSQL is the binding check."""
+    e = edge(request)
+    body = await request.read()
+    merchant = await authenticate(
+        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    key = idempotency_key(request)
+    req = decode(body, CreateRefund)
+    payment_key = e.keys.payment(req.payment_id)
+    if not await e.redis.exists(payment_key):
+        row = await store.fetch_payment(e.pg, req.payment_id)
+        if row is None or row["merchant_id"] != merchant.id:
+            raise not_found("payment")
+        await e.hot.put_payment(row)
+    refund_id = new_id("re")
+    now = time.time()
+
+    def plan(hot: dict[bytes, bytes]) -> RefundPlan:
+        if not hot or hot[b"merchant"].decode() != merchant.id:
+            raise not_found("payment")
+        status = hot[b"status"].decode()
+        if status not in REFUNDABLE:
+            raise invalid(
+                "payment_not_refundable",
+                f"a payment in status {status} cannot be refunded",
+                "payment_id",
+                status=409,
+            )
+        currency = hot[b"currency"].decode()
+        reserved = int(hot[b"refund_reserved"])
+        left = int(hot[b"amount"]) - reserved
+        amount = left if req.amount is None else amount_of(req.amount, currency)
+        if amount <= 0 or amount > left:
+            raise invalid(
+                "amount_exceeds_refundable",
+                "the refund exceeds what is left to refund on this payment",
+                "amount",
+            )
+        intent = RefundIntent(
+            id=refund_id,
+            payment_id=req.payment_id,
+            merchant_id=merchant.id,
+            channel=hot[b"channel"].decode(),
+            amount=str(amount),
+            currency=currency,
+            reason=req.reason,
+            created_at=now,
+            request_id=request["request_id"],
+        )
+        view = refund_view(
+            {
+                "id": refund_id,
+                "payment_id": req.payment_id,
+                "status": RefundStatus.PENDING.value,
+                "amount": amount,
+                "currency": currency,
+                "reason": req.reason,
+                "created_at": now,
+            }
+        )
+        return RefundPlan(refund_id, reserved + amount, orjson.dumps(view), encode(intent))
+
+    try:
+        answer = await e.intake.create_refund(
+            merchant_id=merchant.id,
+            idempotency_key=key,
+            fp=fingerprint(request.method, request.path, body),
+            payment_id=req.payment_id,
+            plan=plan,
+        )
+    except IdempotencyConflict:
+        raise idempotency_conflict() from None
+    return json_response(answer.body, answer.status)
+
+
+async def get_refund(request: web.Request) -> web.Response:
+    e = edge(request)
+    merchant = await authenticate(
+        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
+    )
+    refund_id = request.match_info["id"]
+    owner, doc = await e.redis.hmget(e.keys.refund(refund_id), "merchant", "doc")
+    if owner is not None:
+        if owner.decode() != merchant.id:
+            raise not_found("refund")
+        return json_response(doc)
+    row = await store.fetch_refund(e.pg, refund_id)
+    if row is None or row["merchant_id"] != merchant.id:
+        raise not_found("refund")
+    return json_response(orjson.dumps(refund_view(row)))

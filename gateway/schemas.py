@@ -1,0 +1,111 @@
+"""Request and response shapes. Handlers decode with these structs and the OpenAPI document is
+generated from them, so the contract and the code cannot drift apart."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+OrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.:/]+$")]
+AmountText = Annotated[
+    str, Meta(description='Decimal string in major units, e.g. "12.34"', examples=["12.34"])
+]
+CurrencyCode = Annotated[str, Meta(min_length=3, max_length=5, pattern=r"^[A-Z]{3,5}$")]
+Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+
+
+class Customer(msgspec.Struct, forbid_unknown_fields=True):
+    email: Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
+    ip: Annotated[str, Meta(max_length=45)] | None = None
+
+
+class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
+    amount: AmountText
+    currency: CurrencyCode
+    merchant_order_id: OrderId
+    description: Annotated[str, Meta(max_length=500)] | None = None
+    customer: Customer | None = None
+    notify_url: Url | None = None
+    return_url: Url | None = None
+    metadata: (
+        Annotated[dict[str, Annotated[str, Meta(max_length=500)]], Meta(max_length=20)] | None
+    ) = None
+    expires_in: (
+        Annotated[int, Meta(ge=60, description="Seconds until an unpaid payment expires")] | None
+    ) = None
+
+
+class CreateRefund(msgspec.Struct, forbid_unknown_fields=True):
+    payment_id: Annotated[str, Meta(min_length=1, max_length=64)]
+    amount: AmountText | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+
+
+class Payment(msgspec.Struct):
+    id: str
+    object: Literal["payment"]
+    status: Literal[
+        "pending",
+        "processing",
+        "awaiting_payment",
+        "succeeded",
+        "failed",
+        "expired",
+        "canceled",
+        "rejected",
+        "partially_refunded",
+        "refunded",
+    ]
+    amount: str
+    currency: str
+    merchant_order_id: str
+    description: str | None
+    metadata: dict[str, str] | None
+    channel: str | None
+    pay_url: str | None
+    qr_payload: str | None
+    checkout_url: str
+    amount_refunded: str
+    failure_code: str | None
+    failure_message: str | None
+    created: int
+    expires_at: int
+
+
+class Refund(msgspec.Struct):
+    id: str
+    object: Literal["refund"]
+    payment_id: str
+    status: Literal["pending", "processing", "succeeded", "failed"]
+    amount: str
+    currency: str
+    reason: str | None
+    failure_code: str | None
+    failure_message: str | None
+    created: int
+
+
+class PaymentList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[Payment]
+    has_more: bool
+
+
+class ErrorDetail(msgspec.Struct):
+    type: Literal[
+        "invalid_request_error",
+        "authentication_error",
+        "permission_error",
+        "idempotency_error",
+        "rate_limit_error",
+        "api_error",
+    ]
+    code: str
+    message: str
+    param: str | None
+
+
+class Error(msgspec.Struct):
+    error: ErrorDetail

@@ -1,0 +1,104 @@
+"""RabbitMQ topology and publishing.
+
+One durable queue per pool (one per channel for the channel pool, so a slow channel cannot stall
+the others), a dead-letter queue behind all of them, and one TTL queue per webhook retry delay
+whose expired messages fall back into the notify queue. Publishing always waits for the broker's
+confirm: a message is ours to forget only once RabbitMQ has it on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractRobustConnection
+
+from config import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Queues:
+    prefix: str
+
+    @property
+    def risk(self) -> str:
+        return f"{self.prefix}.risk"
+
+    @property
+    def ledger(self) -> str:
+        return f"{self.prefix}.ledger"
+
+    @property
+    def notify(self) -> str:
+        return f"{self.prefix}.notify"
+
+    @property
+    def dead(self) -> str:
+        return f"{self.prefix}.dead"
+
+    def channel(self, code: str) -> str:
+        return f"{self.prefix}.channel.{code}"
+
+    def notify_retry(self, delay_s: float) -> str:
+        return f"{self.prefix}.notify.retry.{int(delay_s * 1000)}ms"
+
+
+async def connect(url: str) -> AbstractRobustConnection:
+    return await aio_pika.connect_robust(url)
+
+
+async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
+    queues = Queues(settings.rabbitmq.prefix)
+    await channel.declare_queue(queues.dead, durable=True)
+    to_dead = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queues.dead}
+    work = [queues.risk, queues.ledger, queues.notify]
+    work += [queues.channel(code) for code in settings.channels]
+    for name in work:
+        await channel.declare_queue(name, durable=True, arguments=to_dead)
+    for delay in sorted(set(settings.notify.retry_schedule_s)):
+        await channel.declare_queue(
+            queues.notify_retry(delay),
+            durable=True,
+            arguments={
+                "x-message-ttl": int(delay * 1000),
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queues.notify,
+            },
+        )
+
+
+class Publisher:
+    """Confirmed, persistent publishing to a queue through the default exchange."""
+
+    def __init__(self, channel: AbstractChannel) -> None:
+        self._channel = channel
+
+    async def publish(self, queue: str, body: bytes, request_id: str = "") -> None:
+        await self._channel.default_exchange.publish(
+            aio_pika.Message(
+                body,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                content_type="application/msgpack",
+                correlation_id=request_id or None,
+            ),
+            routing_key=queue,
+        )
+
+    async def publish_many(self, items: Iterable[tuple[str, bytes, str]]) -> None:
+        """Publish several and wait for all confirms together rather than one by one."""
+        await asyncio.gather(*(self.publish(q, b, rid) for q, b, rid in items))
+
+
+async def open_publisher(connection: AbstractRobustConnection) -> Publisher:
+    channel = await connection.channel(publisher_confirms=True)
+    return Publisher(channel)
+
+
+async def queue_depths(channel: AbstractChannel, names: Iterable[str]) -> dict[str, int]:
+    depths = {}
+    for name in names:
+        queue = await channel.declare_queue(name, passive=True)
+        depths[name] = queue.declaration_result.message_count or 0
+    return depths

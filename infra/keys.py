@@ -1,0 +1,50 @@
+"""Redis key names, all under one prefix so tests and deployments never collide.
+
+Streams carry a hash tag (`{…}`) so that on Redis Cluster each stream and its consumer group
+stay on one slot.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PAYMENTS_STREAM = "payments"
+REFUNDS_STREAM = "refunds"
+CALLBACKS_STREAM = "callbacks"
+STREAMS = (PAYMENTS_STREAM, REFUNDS_STREAM, CALLBACKS_STREAM)
+RELAY_GROUP = "relay"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str
+
+    def stream(self, name: str) -> str:
+        return f"{self.prefix}:{{intake:{name}}}"
+
+    def payment(self, payment_id: str) -> str:
+        return f"{self.prefix}:pay:{payment_id}"
+
+    def refund(self, refund_id: str) -> str:
+        return f"{self.prefix}:refund:{refund_id}"
+
+    def idempotency(self, merchant_id: str, key: str) -> str:
+        return f"{self.prefix}:idem:{merchant_id}:{key}"
+
+    def merchant_order(self, merchant_id: str, order_id: str) -> str:
+        return f"{self.prefix}:order:{merchant_id}:{order_id}"
+
+    def callback_seen(self, channel: str, event_id: str) -> str:
+        return f"{self.prefix}:cb:{channel}:{event_id}"
+
+    def blocked_ips(self) -> str:
+        return f"{self.prefix}:risk:blocked_ips"
+
+    def blocked_emails(self) -> str:
+        return f"{self.prefix}:risk:blocked_emails"
+
+    def breaker(self, channel: str) -> str:
+        return f"{self.prefix}:breaker:{channel}"
+
+    def config_channel(self) -> str:
+        return f"{self.prefix}:config"

@@ -1,0 +1,146 @@
+"""Merchants and their API keys, read from PostgreSQL and cached in-process.
+
+The gateway authenticates every request from this cache, so a create costs no database round
+trip; a key unknown to the cache is looked up once and remembered (also when absent, briefly,
+so a flood of bad keys cannot reach the database).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+
+from domain.ids import new_id
+from domain.risk import MerchantLimits
+from domain.signing import signer
+
+
+@dataclass(frozen=True, slots=True)
+class Merchant:
+    id: str
+    name: str
+    notify_url: str
+    status: str
+    limits: MerchantLimits
+    webhook_secret: bytes
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    key_id: str
+    merchant_id: str
+    signer: hmac.HMAC  # pre-keyed: copying it is cheaper than keying HMAC per request
+
+
+def _merchant(row: asyncpg.Record) -> Merchant:
+    def amounts(raw: str) -> dict[str, int]:
+        return {c: int(v) for c, v in orjson.loads(raw).items()}
+
+    return Merchant(
+        id=row["id"],
+        name=row["name"],
+        notify_url=row["notify_url"],
+        status=row["status"],
+        limits=MerchantLimits(
+            currencies=frozenset(row["currencies"]),
+            min_amount=amounts(row["min_amount"]),
+            max_amount=amounts(row["max_amount"]),
+        ),
+        webhook_secret=row["webhook_secret"].encode(),
+    )
+
+
+class MerchantDirectory:
+    def __init__(self, pg: asyncpg.Pool, ttl_s: float, miss_ttl_s: float = 2.0) -> None:
+        self._pg = pg
+        self._ttl = ttl_s
+        self._miss_ttl = miss_ttl_s
+        self._keys: dict[str, tuple[float, ApiKey | None]] = {}
+        self._merchants: dict[str, tuple[float, Merchant | None]] = {}
+
+    async def key(self, key_id: str) -> ApiKey | None:
+        hit = self._keys.get(key_id)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        row = await self._pg.fetchrow(
+            "SELECT key_id, merchant_id, secret FROM api_keys "
+            "WHERE key_id = $1 AND revoked_at IS NULL",
+            key_id,
+        )
+        key = (
+            ApiKey(row["key_id"], row["merchant_id"], signer(row["secret"].encode()))
+            if row
+            else None
+        )
+        self._keys[key_id] = (now + (self._ttl if key else self._miss_ttl), key)
+        return key
+
+    async def merchant(self, merchant_id: str) -> Merchant | None:
+        hit = self._merchants.get(merchant_id)
+        now = time.monotonic()
+        if hit and hit[0] > now:
+            return hit[1]
+        row = await self._pg.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
+        merchant = _merchant(row) if row else None
+        self._merchants[merchant_id] = (now + (self._ttl if merchant else self._miss_ttl), merchant)
+        return merchant
+
+
+def _amounts_json(amounts: dict[str, int] | None) -> str:
+    return orjson.dumps({c: str(v) for c, v in (amounts or {}).items()}).decode()
+
+
+@dataclass(frozen=True, slots=True)
+class NewMerchant:
+    id: str
+    key_id: str
+    secret: str
+    webhook_secret: str
+
+
+async def create_merchant(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    name: str,
+    notify_url: str,
+    currencies: list[str],
+    fee_bps: int,
+    fee_fixed_minor: int = 0,
+    min_amount: dict[str, int] | None = None,
+    max_amount: dict[str, int] | None = None,
+) -> NewMerchant:
+    created = NewMerchant(
+        id=new_id("mch"),
+        key_id=new_id("key"),
+        secret="sk_" + secrets.token_urlsafe(32),
+        webhook_secret="whsec_" + secrets.token_urlsafe(32),
+    )
+    await conn.execute(
+        """WITH m AS (
+               INSERT INTO merchants (id, name, notify_url, currencies, fee_bps, fee_fixed_minor,
+                                      min_amount, max_amount, webhook_secret)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9) RETURNING id)
+           INSERT INTO api_keys (key_id, merchant_id, secret) SELECT $10, id, $11 FROM m""",
+        created.id,
+        name,
+        notify_url,
+        currencies,
+        fee_bps,
+        fee_fixed_minor,
+        _amounts_json(min_amount),
+        _amounts_json(max_amount),
+        created.webhook_secret,
+        created.key_id,
+        created.secret,
+    )
+    return created

@@ -1,0 +1,82 @@
+"""Prometheus metrics shared by every process.
+
+Under `juhe up` all processes write to one PROMETHEUS_MULTIPROC_DIR, so the gateway's /metrics
+shows the whole node; a process run alone (one container each) exports its own registry.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+http_requests = Counter(
+    "juhe_http_requests_total", "HTTP requests answered", ["route", "method", "status"]
+)
+http_latency = Histogram(
+    "juhe_http_request_seconds", "HTTP request latency", ["route"], buckets=LATENCY_BUCKETS
+)
+pool_messages = Counter(
+    "juhe_pool_messages_total", "Messages handled by worker pools", ["pool", "outcome"]
+)
+pool_latency = Histogram(
+    "juhe_pool_handle_seconds",
+    "Time to handle a message or batch",
+    ["pool"],
+    buckets=LATENCY_BUCKETS,
+)
+relay_entries = Counter("juhe_relay_entries_total", "Stream entries relayed", ["stream"])
+webhook_deliveries = Counter(
+    "juhe_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]
+)
+channel_calls = Counter(
+    "juhe_channel_calls_total", "Calls to channels", ["channel", "operation", "outcome"]
+)
+breaker_state = Gauge(
+    "juhe_breaker_state",
+    "Circuit breaker state (0 closed, 1 half-open, 2 open)",
+    ["channel"],
+    multiprocess_mode="mostrecent",
+)
+stream_length = Gauge(
+    "juhe_stream_length", "Entries in an intake stream", ["stream"], multiprocess_mode="mostrecent"
+)
+stream_lag = Gauge(
+    "juhe_stream_consumer_lag",
+    "Entries not yet delivered to the relay group",
+    ["stream"],
+    multiprocess_mode="mostrecent",
+)
+stream_pending = Gauge(
+    "juhe_stream_pending",
+    "Entries delivered to the relay but not acknowledged",
+    ["stream"],
+    multiprocess_mode="mostrecent",
+)
+queue_depth = Gauge(
+    "juhe_queue_depth",
+    "Messages ready in a RabbitMQ queue",
+    ["queue"],
+    multiprocess_mode="mostrecent",
+)
+outbox_backlog = Gauge(
+    "juhe_outbox_pending", "Webhook events not yet delivered", multiprocess_mode="mostrecent"
+)
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,273 @@
+"""The SQL the shells run: each function is one statement or one small, fixed set of them.
+
+Batches go through `unnest` so a hundred rows cost one round trip. Every status change is
+guarded by its source states (`domain.states.sources`), so a repeated call changes nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import orjson
+
+from domain.ids import new_id
+from domain.ledger import Posting, net
+from domain.messages import PaymentIntent, RefundIntent
+from domain.states import PaymentStatus, RefundStatus, refund_sources, sources
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+def _ts(unix: float) -> datetime:
+    return datetime.fromtimestamp(unix, UTC)
+
+
+async def insert_payments(
+    conn: Conn, intents: Sequence[PaymentIntent]
+) -> tuple[set[str], set[str]]:
+    """Insert new payments; return (ids now stored, ids refused because their merchant order id
+    was already taken by another payment)."""
+    if not intents:
+        return set(), set()
+    cols = [
+        [i.id for i in intents],
+        [i.merchant_id for i in intents],
+        [i.merchant_order_id for i in intents],
+        [i.amount for i in intents],
+        [i.currency for i in intents],
+        [i.description for i in intents],
+        [i.customer_email for i in intents],
+        [i.customer_ip for i in intents],
+        [i.notify_url for i in intents],
+        [i.return_url for i in intents],
+        [orjson.dumps(i.metadata).decode() if i.metadata else None for i in intents],
+        [i.request_id for i in intents],
+        [_ts(i.created_at) for i in intents],
+        [_ts(i.expires_at) for i in intents],
+    ]
+    await conn.execute(
+        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
+               description, customer_email, customer_ip, notify_url, return_url, metadata,
+               request_id, created_at, expires_at)
+           SELECT u.id, u.m, u.o, u.a::numeric, u.c, 'pending', u.d, u.e, u.ip, u.n, u.r,
+                  u.md::jsonb, u.rid, u.ca, u.ea
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
+                       $13::timestamptz[], $14::timestamptz[])
+                AS u(id, m, o, a, c, d, e, ip, n, r, md, rid, ca, ea)
+           ON CONFLICT DO NOTHING""",
+        *cols,
+    )
+    ids = [i.id for i in intents]
+    stored = {r["id"] for r in await conn.fetch("SELECT id FROM payments WHERE id = ANY($1)", ids)}
+    return stored, set(ids) - stored
+
+
+async def insert_refunds(conn: Conn, intents: Sequence[RefundIntent]) -> set[str]:
+    if not intents:
+        return set()
+    await conn.execute(
+        """INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, reason,
+                                request_id, created_at)
+           SELECT u.id, u.p, u.m, u.a::numeric, u.c, 'pending', u.r, u.rid, u.ca
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
+                       $7::text[], $8::timestamptz[]) AS u(id, p, m, a, c, r, rid, ca)
+           ON CONFLICT DO NOTHING""",
+        [i.id for i in intents],
+        [i.payment_id for i in intents],
+        [i.merchant_id for i in intents],
+        [i.amount for i in intents],
+        [i.currency for i in intents],
+        [i.reason for i in intents],
+        [i.request_id for i in intents],
+        [_ts(i.created_at) for i in intents],
+    )
+    ids = [i.id for i in intents]
+    return {r["id"] for r in await conn.fetch("SELECT id FROM refunds WHERE id = ANY($1)", ids)}
+
+
+async def fetch_payment(conn: Conn, payment_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM payments WHERE id = $1", payment_id)
+
+
+async def fetch_refund(conn: Conn, refund_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM refunds WHERE id = $1", refund_id)
+
+
+async def transition_payment(
+    conn: Conn, payment_id: str, target: PaymentStatus, **changes: Any
+) -> asyncpg.Record | None:
+    """Move a payment to `target` if its current status allows it; None when it does not."""
+    assignments = "".join(f", {name} = ${n}" for n, name in enumerate(changes, start=3))
+    return await conn.fetchrow(
+        f"""UPDATE payments SET status = '{target.value}', version = version + 1,
+                   updated_at = now(){assignments}
+            WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
+        payment_id,
+        sources(target),
+        *changes.values(),
+    )
+
+
+async def transition_refund(
+    conn: Conn, refund_id: str, target: RefundStatus, **changes: Any
+) -> asyncpg.Record | None:
+    assignments = "".join(f", {name} = ${n}" for n, name in enumerate(changes, start=3))
+    return await conn.fetchrow(
+        f"""UPDATE refunds SET status = '{target.value}', version = version + 1,
+                   updated_at = now(){assignments}
+            WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
+        refund_id,
+        refund_sources(target),
+        *changes.values(),
+    )
+
+
+def event_payload(event_id: str, event_type: str, data: dict[str, Any]) -> bytes:
+    return orjson.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": event_type,
+            "created": int(time.time()),
+            "data": data,
+        }
+    )
+
+
+async def add_events(
+    conn: asyncpg.Connection,
+    events: Iterable[tuple[str, dict[str, Any], Mapping[str, Any]]],
+    due_now: bool = False,
+) -> list[str]:
+    """Write webhook events to the outbox in the caller's transaction. Each item is
+    (event type, the object's public view, the payment row that says whom to notify).
+    Writers without a broker connection (the gateway) pass `due_now`: the scheduler's next
+    outbox sweep then publishes the events instead of waiting out the grace period."""
+    rows = []
+    for event_type, data, payment in events:
+        event_id = new_id("evt")
+        rows.append((event_id, event_type, payment, event_payload(event_id, event_type, data)))
+    if not rows:
+        return []
+    await conn.execute(
+        """INSERT INTO webhook_events (id, merchant_id, type, url, payload, request_id,
+                                       next_attempt_at)
+           SELECT u.id, u.m, u.t, COALESCE(u.url, m.notify_url), u.p, u.rid,
+                  CASE WHEN $7 THEN 'epoch'::timestamptz ELSE now() END
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bytea[], $6::text[])
+                AS u(id, m, t, url, p, rid)
+           JOIN merchants m ON m.id = u.m""",
+        [r[0] for r in rows],
+        [r[2]["merchant_id"] for r in rows],
+        [r[1] for r in rows],
+        [r[2]["notify_url"] for r in rows],
+        [r[3] for r in rows],
+        [r[2]["request_id"] for r in rows],
+        due_now,
+    )
+    return [r[0] for r in rows]
+
+
+async def post_entries(
+    conn: asyncpg.Connection, entries: Sequence[tuple[str, str, Sequence[Posting]]]
+) -> None:
+    """Write journal entries (kind, ref, postings) and move balances, in the caller's
+    transaction. Balances are netted per account across the whole batch and updated in one
+    statement in a fixed account order, so concurrent batches cannot deadlock on them."""
+    if not entries:
+        return
+    totals: dict[tuple[str, str], int] = defaultdict(int)
+    for _, _, postings in entries:
+        for p in postings:
+            totals[(p.account, p.currency)] += p.amount
+    netted = [
+        Posting(name, currency, amount) for (name, currency), amount in sorted(totals.items())
+    ]
+    accounts = await conn.fetch(
+        """INSERT INTO ledger_accounts AS a (name, currency, balance)
+           SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[])
+           ON CONFLICT (name, currency) DO UPDATE SET balance = a.balance + EXCLUDED.balance
+           RETURNING id, name, currency""",
+        [p.account for p in netted],
+        [p.currency for p in netted],
+        [p.amount for p in netted],
+    )
+    account_ids = {(r["name"], r["currency"]): r["id"] for r in accounts}
+    ids = await conn.fetch(
+        """INSERT INTO journal_entries (kind, ref)
+           SELECT * FROM unnest($1::text[], $2::text[]) RETURNING id, kind, ref""",
+        [kind for kind, _, _ in entries],
+        [ref for _, ref, _ in entries],
+    )
+    entry_ids = {(r["kind"], r["ref"]): r["id"] for r in ids}
+    entry_col, account_col, amount_col = [], [], []
+    for kind, ref, postings in entries:
+        for p in net(postings):
+            entry_col.append(entry_ids[(kind, ref)])
+            account_col.append(account_ids[(p.account, p.currency)])
+            amount_col.append(p.amount)
+    await conn.execute(
+        """INSERT INTO postings (entry_id, account_id, amount)
+           SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::numeric[])""",
+        entry_col,
+        account_col,
+        amount_col,
+    )
+
+
+async def entry_postings(conn: Conn, kind: str, ref: str) -> list[Posting]:
+    rows = await conn.fetch(
+        """SELECT a.name, a.currency, p.amount FROM journal_entries e
+           JOIN postings p ON p.entry_id = e.id JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.kind = $1 AND e.ref = $2""",
+        kind,
+        ref,
+    )
+    return [Posting(r["name"], r["currency"], r["amount"]) for r in rows]
+
+
+async def attach_channel_order(
+    conn: Conn, payment_id: str, channel_order_id: str, pay_url: str | None, qr: str | None
+) -> asyncpg.Record | None:
+    """Record the channel's order; move processing → awaiting_payment, and only that: a callback
+    that already settled the payment keeps its status."""
+    return await conn.fetchrow(
+        """UPDATE payments SET channel_order_id = $2, pay_url = $3, qr_payload = $4,
+                  version = version + 1, updated_at = now(),
+                  status = CASE WHEN status = 'processing' THEN 'awaiting_payment' ELSE status END
+           WHERE id = $1 RETURNING *""",
+        payment_id,
+        channel_order_id,
+        pay_url,
+        qr,
+    )
+
+
+async def reserve_refund(
+    conn: asyncpg.Connection, refund_id: str
+) -> tuple[asyncpg.Record | None, asyncpg.Record | None]:
+    """In the caller's transaction: hold the refund's amount against the payment and move the
+    refund to processing. Returns (refund, payment); payment is None when it could not be
+    reserved (already past pending, or more than what is left to refund)."""
+    refund = await conn.fetchrow("SELECT * FROM refunds WHERE id = $1 FOR UPDATE", refund_id)
+    if refund is None or refund["status"] != RefundStatus.PENDING:
+        return refund, None
+    payment = await conn.fetchrow(
+        """UPDATE payments SET refund_reserved = refund_reserved + $2, version = version + 1,
+                  updated_at = now()
+           WHERE id = $1 AND status = ANY($3::text[]) AND amount - refund_reserved >= $2
+           RETURNING *""",
+        refund["payment_id"],
+        refund["amount"],
+        ["succeeded", "partially_refunded"],
+    )
+    if payment is None:
+        return refund, None
+    refund = await transition_refund(conn, refund_id, RefundStatus.PROCESSING)
+    return refund, payment

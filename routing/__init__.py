@@ -1,0 +1,1 @@
+"""Channel selection, channel health and circuit breakers (FX quotes will live here too)."""

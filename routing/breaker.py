@@ -1,0 +1,94 @@
+"""Per-channel circuit breakers whose state every process shares through Redis.
+
+closed → open after `failure_threshold` failures within `window_s`; open → half-open once
+`open_s` has passed, letting one probe through; the probe's success closes the breaker, its
+failure opens it again. Each step is one Lua call, so processes never see a torn state.
+"""
+
+from __future__ import annotations
+
+import time
+from enum import IntEnum
+
+from redis.asyncio import Redis
+
+from config.settings import Breaker as BreakerSettings
+from infra import metrics
+from infra.keys import Keys
+
+
+class State(IntEnum):
+    CLOSED = 0
+    HALF_OPEN = 1
+    OPEN = 2
+
+
+# KEYS[1] breaker hash; ARGV now, open_s → 1 allowed / 0 refused, and the state after.
+_ALLOW = """
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local now = tonumber(ARGV[1])
+if state == 'closed' then return {1, 0} end
+local since = tonumber(redis.call('HGET', KEYS[1], 'since') or '0')
+if now - since < tonumber(ARGV[2]) then return {0, state == 'open' and 2 or 1} end
+redis.call('HSET', KEYS[1], 'state', 'half_open', 'since', ARGV[1])
+return {1, 1}
+"""
+
+# KEYS[1]; ARGV ok(1/0), now, threshold, window_s → state after.
+_RECORD = """
+local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
+local now = tonumber(ARGV[2])
+if ARGV[1] == '1' then
+  if state ~= 'closed' then redis.call('DEL', KEYS[1]) end
+  return 0
+end
+if state == 'half_open' then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'since', ARGV[2])
+  return 2
+end
+if state == 'open' then return 2 end
+local start = tonumber(redis.call('HGET', KEYS[1], 'window') or '0')
+local failures = 0
+if now - start <= tonumber(ARGV[4]) then
+  failures = tonumber(redis.call('HGET', KEYS[1], 'failures') or '0')
+else
+  redis.call('HSET', KEYS[1], 'window', ARGV[2])
+end
+failures = failures + 1
+redis.call('HSET', KEYS[1], 'failures', failures)
+if failures >= tonumber(ARGV[3]) then
+  redis.call('HSET', KEYS[1], 'state', 'open', 'since', ARGV[2], 'failures', 0)
+  return 2
+end
+return 0
+"""
+
+
+class CircuitBreakers:
+    def __init__(self, redis: Redis, keys: Keys, settings: BreakerSettings) -> None:
+        self._keys = keys
+        self._settings = settings
+        self._allow = redis.register_script(_ALLOW)
+        self._record = redis.register_script(_RECORD)
+
+    async def allow(self, channel: str) -> bool:
+        allowed, state = await self._allow(
+            keys=[self._keys.breaker(channel)], args=[time.time(), self._settings.open_s]
+        )
+        metrics.breaker_state.labels(channel).set(state)
+        return bool(allowed)
+
+    async def record(self, channel: str, ok: bool) -> State:
+        state = State(
+            await self._record(
+                keys=[self._keys.breaker(channel)],
+                args=[
+                    "1" if ok else "0",
+                    time.time(),
+                    self._settings.failure_threshold,
+                    self._settings.window_s,
+                ],
+            )
+        )
+        metrics.breaker_state.labels(channel).set(state)
+        return state

@@ -1,0 +1,196 @@
+"""Channel pool: one mailbox per channel queue; opens orders and sends refunds through the
+channel's adapter, with retries on transient errors only and a shared circuit breaker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
+
+import tenacity
+from aio_pika.abc import AbstractIncomingMessage
+
+from adapters.base import (
+    ChannelAdapter,
+    ChannelDeclined,
+    ChannelError,
+    ChannelTransientError,
+    OrderRequest,
+    RefundRequest,
+)
+from adapters.registry import build_adapter
+from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, decoder, encode
+from domain.states import PaymentStatus, RefundStatus
+from domain.views import refund_view
+from infra import metrics, store
+from routing.breaker import CircuitBreakers
+from workers.context import Context
+from workers.outcomes import end_payment, publish_events
+from workers.runtime import Mailbox
+
+T = TypeVar("T")
+A = TypeVar("A")
+_task = decoder(ChannelTask)
+
+
+class ChannelActor:
+    def __init__(self, ctx: Context, adapter: ChannelAdapter, breakers: CircuitBreakers) -> None:
+        self.ctx = ctx
+        self.adapter = adapter
+        self.code = adapter.code
+        self.breakers = breakers
+        settings = ctx.settings.channels[self.code]
+        self.retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(max(1, settings.retries)),
+            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
+            retry=tenacity.retry_if_exception_type(ChannelTransientError),
+            reraise=True,
+        )
+
+    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
+        for message in batch:
+            task = _task.decode(message.body)
+            if task.kind == "create":
+                await self.create(task)
+            else:
+                await self.refund(task)
+
+    async def call(self, operation: str, call: Callable[[A], Awaitable[T]], argument: A) -> T:
+        """One logical channel call: breaker gate, retries, health accounting."""
+        if not await self.breakers.allow(self.code):
+            metrics.channel_calls.labels(self.code, operation, "breaker_open").inc()
+            raise ChannelTransientError("channel_unavailable", "the channel's breaker is open")
+        try:
+            result = await self.retrying(call, argument)
+        except ChannelTransientError:
+            metrics.channel_calls.labels(self.code, operation, "transient").inc()
+            await self.breakers.record(self.code, ok=False)
+            raise
+        except ChannelDeclined:
+            metrics.channel_calls.labels(self.code, operation, "declined").inc()
+            await self.breakers.record(self.code, ok=True)
+            raise
+        metrics.channel_calls.labels(self.code, operation, "ok").inc()
+        await self.breakers.record(self.code, ok=True)
+        return result
+
+    async def create(self, task: ChannelTask) -> None:
+        ctx = self.ctx
+        async with ctx.pg.acquire() as conn:
+            row = await store.transition_payment(
+                conn, task.id, PaymentStatus.PROCESSING, channel=self.code
+            )
+            if row is None:
+                row = await store.fetch_payment(conn, task.id)
+                # Ended meanwhile (canceled, expired), or this is a redelivery after the fact.
+                if row is None or row["status"] != PaymentStatus.PROCESSING:
+                    return
+        await ctx.hot.put_payment(row)
+        request = OrderRequest(
+            payment_id=row["id"],
+            amount=row["amount"],
+            currency=row["currency"],
+            description=row["description"],
+            callback_url=f"{ctx.settings.gateway.callback_base_url}"
+            f"/api/v1/payments/callback/{self.code}",
+            return_url=row["return_url"],
+            expires_at=row["expires_at"].timestamp(),
+        )
+        try:
+            order = await self.call("create", self.adapter.create_order, request)
+        except ChannelError as exc:
+            # Before money moves, a failed order is a failed payment. A timed-out order may yet
+            # exist at the channel; its late callback is recorded as stale for reconciliation.
+            await end_payment(
+                ctx,
+                row["id"],
+                PaymentStatus.FAILED,
+                "payment.failed",
+                failure_code=exc.code,
+                failure_message=exc.message,
+            )
+            return
+        async with ctx.pg.acquire() as conn:
+            row = await store.attach_channel_order(
+                conn, row["id"], order.channel_order_id, order.pay_url, order.qr_payload
+            )
+        if row is not None:
+            await ctx.hot.put_payment(row)
+
+    async def refund(self, task: ChannelTask) -> None:
+        ctx = self.ctx
+        async with ctx.pg.acquire() as conn, conn.transaction():
+            refund, payment = await store.reserve_refund(conn, task.id)
+            if refund is None:
+                return
+            if payment is None and refund["status"] == RefundStatus.PENDING:
+                refund = await store.transition_refund(
+                    conn,
+                    task.id,
+                    RefundStatus.FAILED,
+                    failure_code="amount_exceeds_refundable",
+                    failure_message="the refund exceeds what is left to refund on the payment",
+                )
+                owner = await store.fetch_payment(conn, refund["payment_id"])
+                events = await store.add_events(
+                    conn, [("refund.failed", refund_view(refund), owner)]
+                )
+            else:
+                events = []
+        if events:
+            await ctx.hot.put_refund(refund)
+            await publish_events(ctx, events)
+            return
+        if refund["status"] != RefundStatus.PROCESSING:
+            return
+        if payment is None:
+            payment = await store.fetch_payment(ctx.pg, refund["payment_id"])
+        else:
+            await ctx.hot.put_payment(payment)
+        await ctx.hot.put_refund(refund)
+        request = RefundRequest(
+            refund_id=refund["id"],
+            payment_id=payment["id"],
+            channel_order_id=payment["channel_order_id"],
+            amount=refund["amount"],
+            currency=refund["currency"],
+        )
+        try:
+            result = await self.call("refund", self.adapter.refund, request)
+            outcome = RefundOutcome(
+                refund_id=refund["id"],
+                succeeded=True,
+                channel_refund_id=result.channel_refund_id,
+                request_id=task.request_id,
+            )
+        except ChannelDeclined as exc:
+            outcome = RefundOutcome(
+                refund_id=refund["id"],
+                succeeded=False,
+                failure_code=exc.code,
+                failure_message=exc.message,
+                request_id=task.request_id,
+            )
+        # A transient failure propagates: the message is retried later, never guessed at.
+        await ctx.publisher.publish(
+            ctx.queues.ledger,
+            encode(LedgerCommand(refund=outcome, request_id=task.request_id)),
+            task.request_id,
+        )
+
+
+async def run(ctx: Context) -> None:
+    breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
+    s = ctx.settings.channel
+    async with asyncio.TaskGroup() as group:
+        for code, settings in ctx.settings.channels.items():
+            actor = ChannelActor(ctx, build_adapter(code, settings, ctx.http), breakers)
+            mailbox = Mailbox(
+                f"channel.{code}",
+                ctx.amqp,
+                ctx.queues.channel(code),
+                actor.handle,
+                prefetch=s.prefetch,
+                actors=s.concurrency,
+            )
+            group.create_task(mailbox.run())

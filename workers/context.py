@@ -1,0 +1,58 @@
+"""Connections a pool process holds for its whole life, opened once and closed once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+import asyncpg
+from aio_pika.abc import AbstractRobustConnection
+from redis.asyncio import Redis
+
+from config import Settings
+from infra import broker, db
+from infra.broker import Publisher, Queues
+from infra.hotstore import HotStore
+from infra.keys import Keys
+
+
+@dataclass
+class Context:
+    settings: Settings
+    pg: asyncpg.Pool
+    redis: Redis
+    keys: Keys
+    hot: HotStore
+    amqp: AbstractRobustConnection
+    publisher: Publisher
+    queues: Queues
+    http: aiohttp.ClientSession
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Context:
+        pg = await db.create_pool(
+            settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
+        )
+        redis = Redis.from_url(settings.redis.url)
+        keys = Keys(settings.redis.prefix)
+        amqp = await broker.connect(settings.rabbitmq.url)
+        setup = await amqp.channel()
+        await broker.declare_topology(setup, settings)
+        await setup.close()
+        return cls(
+            settings=settings,
+            pg=pg,
+            redis=redis,
+            keys=keys,
+            hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
+            amqp=amqp,
+            publisher=await broker.open_publisher(amqp),
+            queues=Queues(settings.rabbitmq.prefix),
+            http=aiohttp.ClientSession(),
+        )
+
+    async def close(self) -> None:
+        await self.http.close()
+        await self.amqp.close()
+        await self.redis.aclose()
+        await self.pg.close()

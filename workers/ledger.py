@@ -1,0 +1,230 @@
+"""Ledger pool: channel callbacks and refund outcomes → guarded transitions, one balanced
+journal entry each, and outbox events, for a whole batch in one transaction.
+
+Exactly-once comes from the database, not the transport: a callback is applied only if its
+(channel, event id) row is new, a payment only moves from the statuses its target allows, and
+a journal entry's (kind, ref) is unique. The decisions themselves are `domain.lifecycle`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import asyncpg
+from aio_pika.abc import AbstractIncomingMessage
+
+from domain.ledger import Posting
+from domain.lifecycle import (
+    ChannelPrice,
+    PaymentFacts,
+    on_callback,
+    on_refund_outcome,
+)
+from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, decoder
+from domain.states import PaymentStatus, RefundStatus
+from domain.views import payment_view, refund_view
+from infra import store
+from workers.context import Context
+from workers.outcomes import publish_events
+from workers.runtime import Mailbox
+
+_command = decoder(LedgerCommand)
+
+PAYMENT_WITH_PRICE = """SELECT p.*, m.fee_bps, m.fee_fixed_minor FROM payments p
+                        JOIN merchants m ON m.id = p.merchant_id
+                        WHERE p.id = ANY($1::text[]) ORDER BY p.id FOR UPDATE OF p"""
+
+
+def facts(row: asyncpg.Record) -> PaymentFacts:
+    return PaymentFacts(
+        id=row["id"],
+        merchant_id=row["merchant_id"],
+        status=PaymentStatus(row["status"]),
+        amount=row["amount"],
+        currency=row["currency"],
+        channel=row["channel"],
+        fee_bps=row["fee_bps"],
+        fee_fixed=row["fee_fixed_minor"],
+        refund_reserved=row["refund_reserved"],
+        refunded_amount=row["refunded_amount"],
+    )
+
+
+@dataclass
+class Written:
+    """What a committed batch must still copy to Redis and hand to the notify pool."""
+
+    payments: list[asyncpg.Record] = field(default_factory=list)
+    refunds: list[asyncpg.Record] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+
+class LedgerActor:
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+        self.prices = {
+            code: ChannelPrice(ch.cost_bps, ch.cost_fixed_minor)
+            for code, ch in ctx.settings.channels.items()
+        }
+
+    async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
+        commands = [_command.decode(m.body) for m in batch]
+        callbacks = [c.callback for c in commands if c.callback]
+        refunds = [c.refund for c in commands if c.refund]
+        written = Written()
+        async with self.ctx.pg.acquire() as conn, conn.transaction():
+            if callbacks:
+                await self.apply_callbacks(conn, callbacks, written)
+            for outcome in refunds:
+                await self.apply_refund(conn, outcome, written)
+        await self.ctx.hot.put_many(written.payments, written.refunds)
+        await publish_events(self.ctx, written.events)
+
+    async def apply_callbacks(
+        self, conn: asyncpg.Connection, callbacks: Sequence[ChannelCallback], written: Written
+    ) -> None:
+        fresh_keys = {
+            (r["channel"], r["event_id"])
+            for r in await conn.fetch(
+                """INSERT INTO channel_events (channel, event_id, payment_id, outcome, result)
+                   SELECT *, 'received' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                   ON CONFLICT DO NOTHING RETURNING channel, event_id""",
+                [c.channel for c in callbacks],
+                [c.event_id for c in callbacks],
+                [c.payment_id for c in callbacks],
+                [c.outcome for c in callbacks],
+            )
+        }
+        fresh: list[ChannelCallback] = []
+        for c in callbacks:
+            if (c.channel, c.event_id) in fresh_keys:
+                fresh.append(c)
+                fresh_keys.discard((c.channel, c.event_id))
+        if not fresh:
+            return
+        rows = await conn.fetch(PAYMENT_WITH_PRICE, sorted({c.payment_id for c in fresh}))
+        state = {r["id"]: facts(r) for r in rows}
+        original = {r["id"]: r["status"] for r in rows}
+        changes: dict[str, dict[str, Any]] = {}
+        entries: list[tuple[str, str, Sequence[Posting]]] = []
+        event_types: list[tuple[str, str]] = []
+        results: list[str] = []
+        for c in fresh:
+            payment = state.get(c.payment_id)
+            price = self.prices.get(c.channel, ChannelPrice(0, 0))
+            effect = on_callback(payment, c, price)
+            results.append(effect.result)
+            if payment is None or effect.status is None:
+                continue
+            state[c.payment_id] = replace(payment, status=effect.status)
+            change = changes.setdefault(c.payment_id, {})
+            change["status"] = effect.status.value
+            if effect.fee is not None:
+                change["fee"] = effect.fee
+            if effect.failure_code:
+                change["failure_code"] = effect.failure_code
+                change["failure_message"] = effect.failure_message
+            if effect.postings:
+                entries.append(("payment", c.payment_id, effect.postings))
+            if effect.event_type:
+                event_types.append((c.payment_id, effect.event_type))
+        await conn.execute(
+            """UPDATE channel_events e SET result = u.r
+               FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, id, r)
+               WHERE e.channel = u.c AND e.event_id = u.id""",
+            [c.channel for c in fresh],
+            [c.event_id for c in fresh],
+            results,
+        )
+        if not changes:
+            return
+        ids = sorted(changes)
+        updated = await conn.fetch(
+            """UPDATE payments p SET status = u.s, fee = COALESCE(u.fee::numeric, p.fee),
+                      failure_code = COALESCE(u.fc, p.failure_code),
+                      failure_message = COALESCE(u.fm, p.failure_message),
+                      version = p.version + 1, updated_at = now()
+               FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                    AS u(id, s, fee, fc, fm, prev)
+               WHERE p.id = u.id AND p.status = u.prev
+               RETURNING p.*""",
+            ids,
+            [changes[i]["status"] for i in ids],
+            [str(changes[i]["fee"]) if "fee" in changes[i] else None for i in ids],
+            [changes[i].get("failure_code") for i in ids],
+            [changes[i].get("failure_message") for i in ids],
+            [original[i] for i in ids],
+        )
+        if len(updated) != len(ids):
+            raise RuntimeError("payments changed under a row lock; retrying the batch")
+        await store.post_entries(conn, entries)
+        by_id = {r["id"]: r for r in updated}
+        public_url = self.ctx.settings.gateway.public_url
+        written.events += await store.add_events(
+            conn,
+            [(t, payment_view(by_id[pid], public_url), by_id[pid]) for pid, t in event_types],
+        )
+        written.payments += updated
+
+    async def apply_refund(
+        self, conn: asyncpg.Connection, outcome: RefundOutcome, written: Written
+    ) -> None:
+        refund = await conn.fetchrow(
+            "SELECT * FROM refunds WHERE id = $1 FOR UPDATE", outcome.refund_id
+        )
+        if refund is None:
+            return
+        (payment_row,) = await conn.fetch(PAYMENT_WITH_PRICE, [refund["payment_id"]])
+        payment = facts(payment_row)
+        effect = on_refund_outcome(
+            RefundStatus(refund["status"]),
+            refund["amount"],
+            payment,
+            await store.entry_postings(conn, "payment", payment.id),
+            outcome.succeeded,
+        )
+        if effect.refund_status is None:
+            return
+        refund = await store.transition_refund(
+            conn,
+            refund["id"],
+            effect.refund_status,
+            channel_refund_id=outcome.channel_refund_id,
+            failure_code=outcome.failure_code,
+            failure_message=outcome.failure_message,
+        )
+        payment_row = await conn.fetchrow(
+            """UPDATE payments SET refunded_amount = refunded_amount + $2,
+                      refund_reserved = refund_reserved + $3,
+                      status = COALESCE($4, status), version = version + 1, updated_at = now()
+               WHERE id = $1 RETURNING *""",
+            payment.id,
+            effect.refunded_delta,
+            effect.reserved_delta,
+            effect.payment_status.value if effect.payment_status else None,
+        )
+        if effect.postings:
+            await store.post_entries(conn, [("refund", refund["id"], effect.postings)])
+        if effect.event_type:
+            written.events += await store.add_events(
+                conn, [(effect.event_type, refund_view(refund), payment_row)]
+            )
+        written.payments.append(payment_row)
+        written.refunds.append(refund)
+
+
+async def run(ctx: Context) -> None:
+    s = ctx.settings.ledger
+    actor = LedgerActor(ctx)
+    await Mailbox(
+        "ledger",
+        ctx.amqp,
+        ctx.queues.ledger,
+        actor.handle,
+        prefetch=s.prefetch,
+        actors=1,
+        batch_size=s.batch_size,
+        batch_wait_s=s.batch_wait_ms / 1000,
+    ).run()

@@ -1,0 +1,69 @@
+"""Running one pool as a process: connections, the pool's actors, a metrics endpoint, and a
+clean stop on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from config import Settings
+from infra import metrics
+from workers import channel, ledger, notify, relay, risk, scheduler
+from workers.context import Context
+
+log = logging.getLogger("juhe.pool")
+
+POOLS: dict[str, Callable[[Context], Awaitable[None]]] = {
+    "relay": relay.run,
+    "risk": risk.run,
+    "channel": channel.run,
+    "ledger": ledger.run,
+    "notify": notify.run,
+    "scheduler": scheduler.run,
+}
+
+
+async def metrics_handler(_: web.Request) -> web.Response:
+    body, content_type = metrics.exposition()
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def serve_metrics(port: int) -> web.AppRunner:
+    app = web.Application()
+    app.router.add_get("/metrics", metrics_handler)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+    return runner
+
+
+async def run_pool(name: str, settings: Settings) -> None:
+    ctx = await Context.open(settings)
+    port = settings.supervisor.metrics_port_base + list(POOLS).index(name)
+    port += 10 * int(os.environ.get("JUHE_WORKER_INDEX", "0"))
+    runner = await serve_metrics(port)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    log.info("pool started", extra={"pool": name, "metrics_port": port})
+    task = asyncio.create_task(POOLS[name](ctx))
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()
+    finally:
+        for pending in (task, stopper):
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+        await runner.cleanup()
+        await ctx.close()
+        log.info("pool stopped", extra={"pool": name})

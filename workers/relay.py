@@ -1,0 +1,170 @@
+"""Intake relay: Redis streams → PostgreSQL (batched) → RabbitMQ (confirmed) → XACK.
+
+Entries are acknowledged (and deleted) only after the rows are committed and the broker has
+confirmed every publish, so a relay killed at any point leaves them pending; its successor
+re-reads its own pending entries first, and entries of a consumer that never came back are
+taken over with XAUTOCLAIM once idle long enough. Every step is idempotent (inserts ignore
+existing ids, downstream transitions are guarded), so re-relaying is harmless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import msgspec
+from redis.exceptions import ResponseError
+
+from domain.messages import (
+    ChannelCallback,
+    ChannelTask,
+    LedgerCommand,
+    PaymentIntent,
+    RefundIntent,
+    decoder,
+    encode,
+)
+from infra import metrics, store
+from infra.keys import CALLBACKS_STREAM, PAYMENTS_STREAM, REFUNDS_STREAM, RELAY_GROUP
+from workers.context import Context
+from workers.runtime import supervise
+
+log = logging.getLogger("juhe.relay")
+
+Outgoing = list[tuple[str, bytes, str]]
+Relay = Callable[[Context, Sequence[bytes]], Awaitable[Outgoing]]
+
+_payment = decoder(PaymentIntent)
+_refund = decoder(RefundIntent)
+_callback = decoder(ChannelCallback)
+
+
+async def relay_payments(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
+    intents = [_payment.decode(r) for r in raw]
+    async with ctx.pg.acquire() as conn:
+        stored, refused = await store.insert_payments(conn, intents)
+    for payment_id in refused:
+        # Redis lost the merchant-order guard (a flush or failover) and a duplicate got through;
+        # the database kept the first one. Surface it rather than create a second payment.
+        log.error("duplicate merchant order id refused", extra={"payment_id": payment_id})
+    return [(ctx.queues.risk, encode(i), i.request_id) for i in intents if i.id in stored]
+
+
+async def relay_refunds(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
+    intents = [_refund.decode(r) for r in raw]
+    async with ctx.pg.acquire() as conn:
+        stored = await store.insert_refunds(conn, intents)
+    return [
+        (
+            ctx.queues.channel(i.channel),
+            encode(ChannelTask(kind="refund", id=i.id, channel=i.channel, request_id=i.request_id)),
+            i.request_id,
+        )
+        for i in intents
+        if i.id in stored
+    ]
+
+
+async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
+    out: Outgoing = []
+    for r in raw:
+        callback = _callback.decode(r)
+        command = LedgerCommand(callback=callback, request_id=callback.request_id)
+        out.append((ctx.queues.ledger, encode(command), callback.request_id))
+    return out
+
+
+RELAYS: dict[str, Relay] = {
+    PAYMENTS_STREAM: relay_payments,
+    REFUNDS_STREAM: relay_refunds,
+    CALLBACKS_STREAM: relay_callbacks,
+}
+
+
+class StreamRelay:
+    def __init__(self, ctx: Context, stream: str, consumer: str) -> None:
+        self.ctx = ctx
+        self.stream = stream
+        self.key = ctx.keys.stream(stream)
+        self.consumer = consumer
+        self.relay = RELAYS[stream]
+        self._last_claim = 0.0
+
+    async def ensure_group(self) -> None:
+        try:
+            await self.ctx.redis.xgroup_create(self.key, RELAY_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def run(self) -> None:
+        await self.ensure_group()
+        settings = self.ctx.settings.relay
+        # Our own pending entries first: what a previous life of this consumer left unfinished.
+        while entries := await self._read("0", block=None):
+            await self.process(entries)
+        while True:
+            if time.monotonic() - self._last_claim > settings.claim_idle_ms / 2000:
+                self._last_claim = time.monotonic()
+                _, claimed, _ = await self.ctx.redis.xautoclaim(
+                    self.key,
+                    RELAY_GROUP,
+                    self.consumer,
+                    settings.claim_idle_ms,
+                    start_id="0-0",
+                    count=settings.batch,
+                )
+                if claimed:
+                    log.warning(
+                        "claimed idle entries", extra={"stream": self.stream, "count": len(claimed)}
+                    )
+                    await self.process(claimed)
+            entries = await self._read(">", block=settings.block_ms)
+            if entries:
+                await self.process(entries)
+
+    async def _read(self, start: str, block: int | None) -> list[tuple[bytes, dict]]:
+        reply = await self.ctx.redis.xreadgroup(
+            RELAY_GROUP,
+            self.consumer,
+            {self.key: start},
+            count=self.ctx.settings.relay.batch,
+            block=block,
+        )
+        return reply[0][1] if reply else []
+
+    async def process(self, entries: list[tuple[bytes, dict]]) -> None:
+        ids = [entry_id for entry_id, _ in entries]
+        good: list[bytes] = []
+        for entry_id, fields in entries:
+            if fields and b"d" in fields:
+                good.append(fields[b"d"])
+            else:
+                log.error("malformed stream entry dropped", extra={"entry": entry_id.decode()})
+        try:
+            outgoing = await self.relay(self.ctx, good)
+        except msgspec.DecodeError:
+            log.exception("undecodable batch; relaying entry by entry")
+            outgoing = []
+            for raw in good:
+                try:
+                    outgoing += await self.relay(self.ctx, [raw])
+                except msgspec.DecodeError:
+                    log.error("undecodable stream entry dropped", extra={"stream": self.stream})
+        await self.ctx.publisher.publish_many(outgoing)
+        async with self.ctx.redis.pipeline(transaction=False) as pipe:
+            pipe.xack(self.key, RELAY_GROUP, *ids)
+            pipe.xdel(self.key, *ids)
+            await pipe.execute()
+        metrics.relay_entries.labels(self.stream).inc(len(ids))
+
+
+async def run(ctx: Context) -> None:
+    consumer = f"relay-{os.environ.get('JUHE_WORKER_INDEX', '0')}"
+    async with asyncio.TaskGroup() as group:
+        for stream in RELAYS:
+            relay = StreamRelay(ctx, stream, consumer)
+            group.create_task(supervise(f"relay-{stream}", relay.run))

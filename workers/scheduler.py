@@ -1,0 +1,99 @@
+"""Scheduler: expires unpaid payments, re-publishes outbox events whose message was lost, and
+samples backlogs (stream length and lag, queue depth, outbox) for the dashboards."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+
+from domain.states import UNPAID, PaymentStatus, sources
+from domain.views import payment_view
+from infra import broker, metrics, store
+from infra.keys import RELAY_GROUP, STREAMS
+from workers.context import Context
+from workers.outcomes import publish_events
+from workers.runtime import supervise
+
+log = logging.getLogger("juhe.scheduler")
+
+
+async def expire_due(ctx: Context) -> int:
+    """Expire one batch of overdue unpaid payments; return how many."""
+    async with ctx.pg.acquire() as conn, conn.transaction():
+        rows = await conn.fetch(
+            """WITH due AS (
+                   SELECT id FROM payments
+                   WHERE status = ANY($1::text[]) AND expires_at < now()
+                   ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+               UPDATE payments p SET status = 'expired', version = p.version + 1,
+                      updated_at = now(), failure_code = 'expired',
+                      failure_message = 'the customer did not pay in time'
+               FROM due WHERE p.id = due.id AND p.status = ANY($3::text[]) RETURNING p.*""",
+            sorted(s.value for s in UNPAID),
+            ctx.settings.scheduler.expire_batch,
+            sources(PaymentStatus.EXPIRED),
+        )
+        url = ctx.settings.gateway.public_url
+        events = await store.add_events(
+            conn, [("payment.expired", payment_view(r, url), r) for r in rows]
+        )
+    await ctx.hot.put_many(rows)
+    await publish_events(ctx, events)
+    return len(rows)
+
+
+async def sweep_outbox(ctx: Context) -> int:
+    """Publish pending events nobody has touched for a while (lost after commit, or a retry
+    message lost in RabbitMQ). Pushing next_attempt_at forward keeps us from re-sending them on
+    every tick; a duplicate delivery is allowed, a lost one is not."""
+    grace = ctx.settings.scheduler.outbox_grace_s
+    rows = await ctx.pg.fetch(
+        """UPDATE webhook_events SET next_attempt_at = now() + make_interval(secs => $1)
+           WHERE id IN (SELECT id FROM webhook_events
+                        WHERE status = 'pending'
+                          AND next_attempt_at < now() - make_interval(secs => $1)
+                        ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
+           RETURNING id""",
+        float(grace),
+    )
+    await publish_events(ctx, [r["id"] for r in rows])
+    return len(rows)
+
+
+async def sample_backlogs(ctx: Context) -> None:
+    for name in STREAMS:
+        key = ctx.keys.stream(name)
+        metrics.stream_length.labels(name).set(await ctx.redis.xlen(key))
+        for group in await ctx.redis.xinfo_groups(key):
+            if group["name"] == RELAY_GROUP.encode() or group["name"] == RELAY_GROUP:
+                metrics.stream_lag.labels(name).set(group.get("lag") or 0)
+                metrics.stream_pending.labels(name).set(group.get("pending") or 0)
+    queues = [ctx.queues.risk, ctx.queues.ledger, ctx.queues.notify, ctx.queues.dead]
+    queues += [ctx.queues.channel(code) for code in ctx.settings.channels]
+    channel = await ctx.amqp.channel()
+    try:
+        for name, depth in (await broker.queue_depths(channel, queues)).items():
+            metrics.queue_depth.labels(name).set(depth)
+    finally:
+        await channel.close()
+    metrics.outbox_backlog.set(
+        await ctx.pg.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+    )
+
+
+async def every(
+    interval_s: float, job: Callable[[Context], Awaitable[object]], ctx: Context
+) -> None:
+    while True:
+        await job(ctx)
+        await asyncio.sleep(interval_s)
+
+
+async def run(ctx: Context) -> None:
+    interval = ctx.settings.scheduler.interval_ms / 1000
+    async with asyncio.TaskGroup() as group:
+        for job in (expire_due, sweep_outbox, sample_backlogs):
+            group.create_task(
+                supervise(f"scheduler-{job.__name__}", lambda j=job: every(interval, j, ctx))
+            )
