@@ -9,6 +9,7 @@ import orjson
 from aiohttp import web
 
 _PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]*)`")
 
 
 class ApiError(Exception):
@@ -43,6 +44,8 @@ def from_validation(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiEr
     text = str(exc)
     match = _PATH.search(text)
     param = match.group(1) if match else None
+    if missing := _MISSING.search(text):
+        param = f"{param}.{missing.group(1)}" if param else missing.group(1)
     message = text.split(" - at `", 1)[0]
     if isinstance(exc, msgspec.ValidationError):
         return invalid("invalid_field" if param else "invalid_body", message, param)

@@ -1,0 +1,494 @@
+"""The payment lifecycle through real processes: gateway, pools, simulator, PostgreSQL, Redis,
+RabbitMQ. Magic amounts (cents) drive the simulator: .51 decline, .53 one 503, .54 duplicate
+callback, .55 out-of-order callbacks, .56 never paid, .57 payment fails, .58 always 503."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+
+import orjson
+import pytest
+
+from tests.conftest import Receiver, wait_status
+from tests.invariants import assert_ledger_invariants
+from tests.stack import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+FINAL_PAID = {"succeeded", "failed", "rejected", "expired", "canceled"}
+
+
+def order() -> str:
+    return "ord_" + secrets.token_hex(6)
+
+
+async def test_payment_succeeds_posts_once_and_notifies(
+    stack: Stack, merchant, receiver: Receiver
+) -> None:
+    status, created = await merchant.create_payment(
+        amount="100.00", currency="USD", merchant_order_id=order(), description="tea"
+    )
+    assert status == 201, created
+    assert created["status"] == "pending" and created["amount"] == "100.00"
+    assert created["checkout_url"].endswith(created["id"])
+    # The hot copy answers at once: no waiting for the relay or PostgreSQL.
+    status, seen = await merchant.get_payment(created["id"])
+    assert status == 200 and seen["id"] == created["id"]
+
+    paid = await wait_status(merchant, created["id"], FINAL_PAID)
+    assert paid["status"] == "succeeded" and paid["channel"] == "sim" and paid["pay_url"]
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert event["type"] == "payment.succeeded" and event["id"].startswith("evt_")
+    assert receiver.bad_signatures == 0
+
+    rows = await stack.pg.fetch(
+        """SELECT a.name, p.amount FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.kind = 'payment' AND e.ref = $1""",
+        created["id"],
+    )
+    lines = {r["name"]: r["amount"] for r in rows}
+    # 100.00 USD, merchant fee 2.5 %, channel cost 1.2 %.
+    assert lines == {
+        "channel:sim:clearing": 9880,
+        "channel:sim:cost": 120,
+        f"merchant:{merchant.merchant_id}:pending": -9750,
+        "platform:fee_revenue": -250,
+    }
+    await assert_ledger_invariants(stack.pg)
+
+
+async def test_declined_at_channel_fails(merchant, receiver: Receiver) -> None:
+    _, created = await merchant.create_payment(
+        amount="5.51", currency="USD", merchant_order_id=order()
+    )
+    failed = await wait_status(merchant, created["id"], FINAL_PAID)
+    assert failed["status"] == "failed" and failed["failure_code"] == "declined"
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert event["type"] == "payment.failed"
+
+
+async def test_payment_failed_by_callback(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="5.57", currency="USD", merchant_order_id=order()
+    )
+    failed = await wait_status(merchant, created["id"], FINAL_PAID)
+    assert failed["status"] == "failed" and failed["failure_code"] == "payment_failed"
+
+
+async def test_transient_channel_error_is_retried(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="5.53", currency="USD", merchant_order_id=order()
+    )
+    assert (await wait_status(merchant, created["id"], FINAL_PAID))["status"] == "succeeded"
+
+
+async def test_channel_down_fails_before_money_moves(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="5.58", currency="USD", merchant_order_id=order()
+    )
+    failed = await wait_status(merchant, created["id"], FINAL_PAID)
+    assert failed["status"] == "failed" and failed["failure_code"] == "channel_unavailable"
+
+
+async def test_channel_timeout_still_settles_by_callback(stack: Stack, merchant) -> None:
+    """Our create call times out, but the channel did open the order and the customer paid:
+    the callback wins over our timeout, and the payment is posted exactly once."""
+    _, created = await merchant.create_payment(
+        amount="5.52", currency="USD", merchant_order_id=order()
+    )
+    paid = await wait_status(merchant, created["id"], FINAL_PAID, timeout=20)
+    assert paid["status"] == "succeeded"
+    await asyncio.sleep(2.5)  # our retries time out after the callback; nothing may change
+    _, after = await merchant.get_payment(created["id"])
+    assert after["status"] == "succeeded"
+    assert (
+        await stack.pg.fetchval(
+            "SELECT count(*) FROM journal_entries WHERE ref = $1", created["id"]
+        )
+        == 1
+    )
+
+
+@pytest.mark.parametrize("amount", ["7.54", "7.55"], ids=["duplicate", "out_of_order"])
+async def test_duplicate_and_out_of_order_callbacks_post_once(
+    stack: Stack, merchant, amount
+) -> None:
+    _, created = await merchant.create_payment(
+        amount=amount, currency="USD", merchant_order_id=order()
+    )
+    assert (await wait_status(merchant, created["id"], FINAL_PAID))["status"] == "succeeded"
+    await asyncio.sleep(1.0)  # the second / stale callback arrives after the first
+    _, after = await merchant.get_payment(created["id"])
+    assert after["status"] == "succeeded"
+    entries = await stack.pg.fetchval(
+        "SELECT count(*) FROM journal_entries WHERE ref = $1", created["id"]
+    )
+    events = await stack.pg.fetch(
+        "SELECT outcome, result FROM channel_events WHERE payment_id = $1", created["id"]
+    )
+    assert entries == 1
+    assert ("paid", "applied") in [(e["outcome"], e["result"]) for e in events]
+    if amount == "7.55":
+        assert ("pending", "stale") in [(e["outcome"], e["result"]) for e in events]
+
+
+async def test_cancel_unpaid_then_not_again(merchant, receiver: Receiver) -> None:
+    _, created = await merchant.create_payment(
+        amount="9.56", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"awaiting_payment"})
+    status, canceled = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 200 and canceled["status"] == "canceled"
+    status, again = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 409 and again["error"]["code"] == "payment_not_cancelable"
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert event["type"] == "payment.canceled"
+
+
+async def test_cancel_right_after_create_beats_the_relay(stack: Stack, merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="9.56", currency="USD", merchant_order_id=order()
+    )
+    status, canceled = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 200 and canceled["status"] == "canceled"
+    await asyncio.sleep(1.0)
+    _, after = await merchant.get_payment(created["id"])
+    assert after["status"] == "canceled"
+    assert (
+        await stack.pg.fetchval("SELECT count(*) FROM payments WHERE id = $1", created["id"]) == 1
+    )
+
+
+async def test_cancel_paid_payment_is_refused(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="9.00", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"succeeded"})
+    status, body = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 409 and body["error"]["type"] == "invalid_request_error"
+
+
+async def test_unpaid_payment_expires(stack: Stack, merchant, receiver: Receiver) -> None:
+    _, created = await merchant.create_payment(
+        amount="3.56", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"awaiting_payment"})
+    await stack.pg.execute(
+        "UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1", created["id"]
+    )
+    expired = await wait_status(merchant, created["id"], {"expired"})
+    assert expired["failure_code"] == "expired"
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert event["type"] == "payment.expired"
+
+
+async def test_partial_then_full_refund(stack: Stack, merchant, receiver: Receiver) -> None:
+    _, created = await merchant.create_payment(
+        amount="10.00", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"succeeded"})
+    status, first = await merchant.request(
+        "POST", "/api/v1/refunds", {"payment_id": created["id"], "amount": "3.33", "reason": "size"}
+    )
+    assert status == 201 and first["status"] == "pending" and first["amount"] == "3.33"
+    status, too_much = await merchant.request(
+        "POST", "/api/v1/refunds", {"payment_id": created["id"], "amount": "6.68"}
+    )
+    assert status == 400 and too_much["error"]["code"] == "amount_exceeds_refundable"
+    status, rest = await merchant.request("POST", "/api/v1/refunds", {"payment_id": created["id"]})
+    assert status == 201 and rest["amount"] == "6.67"
+    refunded = await wait_status(merchant, created["id"], {"refunded"})
+    assert refunded["amount_refunded"] == "10.00"
+    for refund in (first, rest):
+        status, got = await merchant.request("GET", f"/api/v1/refunds/{refund['id']}")
+        assert status == 200 and got["status"] == "succeeded"
+    await receiver.wait_for(
+        merchant.merchant_id,
+        lambda e: e["type"] == "refund.succeeded" and e["data"]["id"] == rest["id"],
+    )
+    status, more = await merchant.request(
+        "POST", "/api/v1/refunds", {"payment_id": created["id"], "amount": "0.01"}
+    )
+    assert status == 409 and more["error"]["code"] == "payment_not_refundable"
+    # The full refund reverses the whole payment entry: the merchant's pending nets to zero.
+    net = await stack.pg.fetchval(
+        """SELECT sum(p.amount) FROM postings p JOIN journal_entries e ON e.id = p.entry_id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.ref = ANY($1) AND a.name = $2""",
+        [created["id"], first["id"], rest["id"]],
+        f"merchant:{merchant.merchant_id}:pending",
+    )
+    assert net == 0
+    await assert_ledger_invariants(stack.pg)
+
+
+async def test_refund_of_unpaid_payment_is_refused(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="2.56", currency="USD", merchant_order_id=order()
+    )
+    status, body = await merchant.request("POST", "/api/v1/refunds", {"payment_id": created["id"]})
+    assert status == 409 and body["error"]["code"] == "payment_not_refundable"
+
+
+async def test_idempotent_replay_and_conflict(stack: Stack, merchant) -> None:
+    key = "idem-" + secrets.token_hex(4)
+    body = {"amount": "1.00", "currency": "USD", "merchant_order_id": order()}
+    raw = orjson.dumps(body)
+    s1, first = await merchant.request(
+        "POST", "/api/v1/payments", raw=raw, headers={"Idempotency-Key": key}
+    )
+    s2, second = await merchant.request(
+        "POST", "/api/v1/payments", raw=raw, headers={"Idempotency-Key": key}
+    )
+    assert s1 == s2 == 201 and first == second
+    changed = orjson.dumps({**body, "amount": "2.00"})
+    s3, conflict = await merchant.request(
+        "POST", "/api/v1/payments", raw=changed, headers={"Idempotency-Key": key}
+    )
+    assert s3 == 409 and conflict["error"]["type"] == "idempotency_error"
+    s4, dup = await merchant.request("POST", "/api/v1/payments", body)
+    assert s4 == 409 and dup["error"]["param"] == "merchant_order_id"
+    await wait_status(merchant, first["id"], {"succeeded"})
+    count = await stack.pg.fetchval(
+        "SELECT count(*) FROM payments WHERE merchant_order_id = $1", body["merchant_order_id"]
+    )
+    assert count == 1
+
+
+BAD_BODIES = [
+    ({"currency": "USD", "merchant_order_id": "x1"}, "amount"),
+    ({"amount": 12.5, "currency": "USD", "merchant_order_id": "x2"}, "amount"),
+    ({"amount": "12.345", "currency": "USD", "merchant_order_id": "x3"}, "amount"),
+    ({"amount": "-1.00", "currency": "USD", "merchant_order_id": "x4"}, "amount"),
+    ({"amount": "0", "currency": "USD", "merchant_order_id": "x5"}, "amount"),
+    ({"amount": "1.5", "currency": "JPY", "merchant_order_id": "x6"}, "amount"),
+    ({"amount": "1.00", "currency": "XXX", "merchant_order_id": "x7"}, "currency"),
+    ({"amount": "1.00", "currency": "usd", "merchant_order_id": "x8"}, "currency"),
+    ({"amount": "1.00", "currency": "USD"}, "merchant_order_id"),
+    ({"amount": "1.00", "currency": "USD", "merchant_order_id": ""}, "merchant_order_id"),
+    ({"amount": "1.00", "currency": "USD", "merchant_order_id": "a" * 65}, "merchant_order_id"),
+    (
+        {"amount": "1.00", "currency": "USD", "merchant_order_id": "x9", "notify_url": "ftp://x"},
+        "notify_url",
+    ),
+    (
+        {"amount": "1.00", "currency": "USD", "merchant_order_id": "x10", "expires_in": 5},
+        "expires_in",
+    ),
+    ({"amount": "1.00", "currency": "USD", "merchant_order_id": "x11", "surprise": 1}, None),
+    (
+        {
+            "amount": "1.00",
+            "currency": "USD",
+            "merchant_order_id": "x12",
+            "customer": {"email": "not-an-email"},
+        },
+        "customer.email",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_BODIES)
+async def test_bad_input_is_400_and_writes_nothing(stack: Stack, merchant, body, param) -> None:
+    stream = stack.settings.redis.prefix + ":{intake:payments}"
+    before = await stack.redis.xlen(stream)
+    status, error = await merchant.request("POST", "/api/v1/payments", body)
+    assert status == 400, error
+    assert set(error["error"]) == {"type", "code", "message", "param"}
+    assert error["error"]["type"] == "invalid_request_error"
+    if param:
+        assert error["error"]["param"] == param
+    # Nothing written: no intent appended (the relay only ever shrinks the stream).
+    assert await stack.redis.xlen(stream) <= before
+    if "merchant_order_id" in body and body["merchant_order_id"]:
+        key = f"{stack.settings.redis.prefix}:order:{merchant.merchant_id}:{body['merchant_order_id']}"
+        assert not await stack.redis.exists(key)
+
+
+async def test_malformed_json_is_400(merchant) -> None:
+    status, error = await merchant.request("POST", "/api/v1/payments", raw=b"{not json")
+    assert status == 400 and error["error"]["code"] == "invalid_json"
+
+
+@pytest.mark.parametrize("tamper", ["signature", "stale", "unknown_key", "missing"])
+async def test_bad_credentials_are_401(stack: Stack, merchant, http, tamper) -> None:
+    from gateway.client import signed_headers
+
+    body = orjson.dumps({"amount": "1.00", "currency": "USD", "merchant_order_id": order()})
+    headers = signed_headers(merchant.key_id, merchant.secret, "POST", "/api/v1/payments", body)
+    if tamper == "signature":
+        headers["X-Juhe-Signature"] = "v1=" + "0" * 64
+    elif tamper == "stale":
+        headers = signed_headers(
+            merchant.key_id, merchant.secret, "POST", "/api/v1/payments", body, now=1_000_000
+        )
+    elif tamper == "unknown_key":
+        headers["X-Juhe-Key"] = "key_nope"
+    else:
+        del headers["X-Juhe-Signature"]
+    async with http.post(stack.url + "/api/v1/payments", data=body, headers=headers) as response:
+        error = await response.json()
+        assert response.status == 401
+        assert error["error"]["type"] == "authentication_error"
+
+
+async def test_other_merchants_payment_is_invisible(new_merchant, merchant) -> None:
+    other = await new_merchant()
+    _, created = await merchant.create_payment(
+        amount="1.00", currency="USD", merchant_order_id=order()
+    )
+    status, body = await other.get_payment(created["id"])
+    assert status == 404 and body["error"]["code"] == "resource_missing"
+    status, _ = await other.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 404
+    status, _ = await other.request("POST", "/api/v1/refunds", {"payment_id": created["id"]})
+    assert status == 404
+
+
+async def test_forged_channel_callback_is_rejected(stack: Stack, http) -> None:
+    payload = (
+        b'{"event_id":"e1","event":"order.paid","order_no":"SIMx","merchant_ref":"pay_x",'
+        b'"amount_minor":"100","currency":"USD","ts":1}'
+    )
+    headers = {"X-Sim-Timestamp": "1", "X-Sim-Signature": "00"}
+    async with http.post(
+        stack.url + "/api/v1/payments/callback/sim", data=payload, headers=headers
+    ) as response:
+        assert response.status == 401
+        assert (await response.json())["error"]["type"] == "authentication_error"
+    async with http.post(stack.url + "/api/v1/payments/callback/nope", data=payload) as response:
+        assert response.status == 404
+
+
+async def test_eth_keeps_18_decimals(merchant) -> None:
+    amount = "12.345678901234567891"
+    _, created = await merchant.create_payment(
+        amount=amount, currency="ETH", merchant_order_id=order()
+    )
+    assert created["amount"] == amount
+    paid = await wait_status(merchant, created["id"], FINAL_PAID)
+    assert paid["status"] == "succeeded" and paid["amount"] == amount
+
+
+async def test_lookup_by_merchant_order_id_and_list(merchant) -> None:
+    merchant_order = order()
+    _, created = await merchant.create_payment(
+        amount="4.00", currency="EUR", merchant_order_id=merchant_order
+    )
+    status, found = await merchant.request(
+        "GET", f"/api/v1/payments?merchant_order_id={merchant_order}"
+    )
+    assert status == 200 and [p["id"] for p in found["data"]] == [created["id"]]
+    await wait_status(merchant, created["id"], FINAL_PAID)
+    status, page = await merchant.request("GET", "/api/v1/payments?limit=1")
+    assert status == 200 and page["object"] == "list" and len(page["data"]) == 1
+    status, bad = await merchant.request("GET", "/api/v1/payments?limit=500")
+    assert status == 400 and bad["error"]["param"] == "limit"
+
+
+async def test_risk_rejects_disallowed_currency_and_blocked_email(
+    stack: Stack, new_merchant
+) -> None:
+    picky = await new_merchant(currencies=["USD"], max_amount={"USD": 100_00})
+    _, eur = await picky.create_payment(amount="1.00", currency="EUR", merchant_order_id=order())
+    _, big = await picky.create_payment(amount="100.01", currency="USD", merchant_order_id=order())
+    await stack.redis.sadd(f"{stack.settings.redis.prefix}:risk:blocked_emails", "bad@example.com")
+    _, blocked = await picky.create_payment(
+        amount="1.00",
+        currency="USD",
+        merchant_order_id=order(),
+        customer={"email": "Bad@example.com", "ip": "203.0.113.9"},
+    )
+    for payment, code in (
+        (eur, "currency_not_allowed"),
+        (big, "amount_too_large"),
+        (blocked, "blocked_email"),
+    ):
+        rejected = await wait_status(picky, payment["id"], FINAL_PAID)
+        assert rejected["status"] == "rejected" and rejected["failure_code"] == code
+
+
+async def test_webhook_retried_with_same_event_id(new_merchant, receiver: Receiver) -> None:
+    flaky = await new_merchant(mode="fail_once")
+    _, created = await flaky.create_payment(
+        amount="6.00", currency="USD", merchant_order_id=order()
+    )
+    event = await receiver.wait_for(flaky.merchant_id, lambda e: e["data"]["id"] == created["id"])
+    assert receiver.seen_attempts[event["id"]] == 2
+
+
+async def test_dead_lettered_webhook_can_be_resent(stack: Stack, new_merchant, receiver) -> None:
+    down = await new_merchant(mode="fail")
+    _, created = await down.create_payment(amount="6.00", currency="USD", merchant_order_id=order())
+    await wait_status(down, created["id"], {"succeeded"})
+    for _ in range(100):
+        row = await stack.pg.fetchrow(
+            "SELECT id, status, attempts FROM webhook_events WHERE merchant_id = $1",
+            down.merchant_id,
+        )
+        if row and row["status"] == "dead":
+            break
+        await asyncio.sleep(0.1)
+    assert row["status"] == "dead" and row["attempts"] == 3  # first try + the two retries
+    attempts = await stack.pg.fetchval(
+        "SELECT count(*) FROM webhook_attempts WHERE event_id = $1", row["id"]
+    )
+    assert attempts == 3
+    receiver.modes[down.merchant_id] = "ok"
+    status, body = await down.request("POST", f"/api/v1/events/{row['id']}/resend")
+    assert status == 202 and body["status"] == "pending"
+    event = await receiver.wait_for(down.merchant_id, lambda e: e["id"] == row["id"])
+    assert event["data"]["id"] == created["id"]
+
+
+async def test_checkout_page_shows_pay_link_then_result(stack: Stack, merchant, http) -> None:
+    _, created = await merchant.create_payment(
+        amount="8.56", currency="TWD", merchant_order_id=order()
+    )
+    paying = await wait_status(merchant, created["id"], {"awaiting_payment"})
+    async with http.get(created["checkout_url"]) as response:
+        page = await response.text()
+        assert response.status == 200 and paying["pay_url"] in page and "8.56 TWD" in page
+    await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    async with http.get(created["checkout_url"]) as response:
+        assert "canceled" in await response.text()
+
+
+async def test_wait_ms_returns_pay_data_inline(merchant) -> None:
+    status, created = await merchant.request(
+        "POST",
+        "/api/v1/payments?wait_ms=3000",
+        {"amount": "2.56", "currency": "USD", "merchant_order_id": order()},
+    )
+    assert status == 201 and created["status"] == "awaiting_payment" and created["pay_url"]
+
+
+async def test_openapi_and_metrics(stack: Stack, http) -> None:
+    async with http.get(stack.url + "/api/v1/openapi.json") as response:
+        spec = await response.json()
+    assert spec["openapi"].startswith("3.1")
+    assert "/api/v1/payments" in spec["paths"]
+    assert "CreatePayment" in spec["components"]["schemas"]
+    async with http.get(stack.url + "/metrics") as response:
+        text = await response.text()
+    for name in (
+        "juhe_http_requests_total",
+        "juhe_pool_messages_total",
+        "juhe_relay_entries_total",
+        "juhe_webhook_deliveries_total",
+        "juhe_queue_depth",
+        "juhe_stream_length",
+    ):
+        assert name in text, name
+    async with http.get(stack.url + "/api/v1/nothing-here") as response:
+        assert response.status == 404
+        assert (await response.json())["error"]["type"] == "invalid_request_error"

@@ -1,0 +1,322 @@
+"""Callback and refund effects (domain/lifecycle.py)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from domain.fees import rate_fee
+from domain.ledger import (
+    PLATFORM_FEE_REVENUE,
+    PLATFORM_ROUNDING,
+    channel_clearing,
+    channel_cost,
+    ensure_balanced,
+    merchant_pending,
+    net,
+    payment_succeeded,
+)
+from domain.lifecycle import (
+    CallbackEffect,
+    ChannelPrice,
+    PaymentFacts,
+    RefundEffect,
+    on_callback,
+    on_refund_outcome,
+)
+from domain.messages import ChannelCallback
+from domain.states import FINAL, PaymentStatus, RefundStatus
+
+P = PaymentStatus
+PRICE = ChannelPrice(cost_bps=120, cost_fixed=0)
+
+
+def _payment(status: P = P.PROCESSING, **changes: object) -> PaymentFacts:
+    base = PaymentFacts(
+        id="pay_1",
+        merchant_id="mch_1",
+        status=status,
+        amount=10_000,
+        currency="USD",
+        channel="sim",
+        fee_bps=250,
+        fee_fixed=30,
+        refund_reserved=0,
+        refunded_amount=0,
+    )
+    return replace(base, **changes)
+
+
+def _callback(outcome: str = "paid", **changes: object) -> ChannelCallback:
+    fields: dict[str, object] = {
+        "channel": "sim",
+        "event_id": "evt_1",
+        "payment_id": "pay_1",
+        "channel_order_id": "ord_1",
+        "outcome": outcome,
+        "amount": "10000",
+        "currency": "USD",
+    }
+    fields.update(changes)
+    return ChannelCallback(**fields)  # type: ignore[arg-type]
+
+
+# ---------------------------------------------------------------------------- paid
+
+
+@pytest.mark.parametrize("status", [P.PROCESSING, P.AWAITING_PAYMENT])
+def test_paid_succeeds_with_balanced_postings(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("paid"), PRICE)
+    assert effect.result == "applied"
+    assert effect.status is P.SUCCEEDED
+    assert effect.event_type == "payment.succeeded"
+    assert effect.fee == rate_fee(10_000, 250, 30) == 280
+    ensure_balanced(effect.postings)
+    lines = {p.account: p.amount for p in effect.postings}
+    assert lines == {
+        channel_clearing("sim"): 10_000 - 120,
+        channel_cost("sim"): 120,
+        merchant_pending("mch_1"): -(10_000 - 280),
+        PLATFORM_FEE_REVENUE: -280,
+    }
+    assert effect.failure_code is None
+    assert isinstance(effect.postings, tuple)
+
+
+def test_paid_without_amount_is_accepted() -> None:
+    effect = on_callback(_payment(), _callback("paid", amount=None, currency=None), PRICE)
+    assert effect.result == "applied"
+    assert effect.status is P.SUCCEEDED
+
+
+@settings(max_examples=200)
+@given(
+    amount=st.integers(min_value=1, max_value=10**30),
+    fee_bps=st.integers(min_value=0, max_value=10_000),
+    fee_fixed=st.integers(min_value=0, max_value=10_000),
+    cost_bps=st.integers(min_value=0, max_value=10_000),
+    cost_fixed=st.integers(min_value=0, max_value=10_000),
+    status=st.sampled_from([P.PROCESSING, P.AWAITING_PAYMENT]),
+)
+def test_paid_postings_balance_for_any_price(
+    amount: int, fee_bps: int, fee_fixed: int, cost_bps: int, cost_fixed: int, status: P
+) -> None:
+    payment = _payment(status, amount=amount, currency="ETH", fee_bps=fee_bps, fee_fixed=fee_fixed)
+    effect = on_callback(
+        payment,
+        _callback("paid", amount=str(amount), currency="ETH"),
+        ChannelPrice(cost_bps, cost_fixed),
+    )
+    assert effect.status is P.SUCCEEDED
+    fee = rate_fee(amount, fee_bps, fee_fixed)
+    cost = rate_fee(amount, cost_bps, cost_fixed)
+    assert effect.fee == fee
+    ensure_balanced(effect.postings)
+    assert list(effect.postings) == payment_succeeded(
+        merchant_id="mch_1",
+        channel="sim",
+        currency="ETH",
+        amount=amount,
+        fee=fee,
+        channel_cost_amount=cost,
+    )
+
+
+@pytest.mark.parametrize("status", sorted(FINAL | {P.SUCCEEDED, P.PARTIALLY_REFUNDED, P.PENDING}))
+def test_paid_from_other_statuses_is_stale(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("paid"), PRICE)
+    assert effect == CallbackEffect("stale")
+    assert effect.status is None
+    assert effect.postings == ()
+
+
+def test_unknown_payment() -> None:
+    for outcome in ("paid", "failed", "pending"):
+        effect = on_callback(None, _callback(outcome), PRICE)
+        assert effect == CallbackEffect("unknown_payment")
+        assert effect.postings == ()
+
+
+@pytest.mark.parametrize(
+    ("amount", "currency"),
+    [("9999", "USD"), ("10001", "USD"), ("0", "USD"), ("10000", "EUR"), ("10000", None)],
+)
+def test_paid_amount_or_currency_mismatch(amount: str, currency: str | None) -> None:
+    effect = on_callback(_payment(), _callback("paid", amount=amount, currency=currency), PRICE)
+    assert effect == CallbackEffect("amount_mismatch")
+    assert effect.status is None
+    assert effect.postings == ()
+
+
+@pytest.mark.parametrize("payment_channel", ["other", None])
+def test_paid_channel_mismatch(payment_channel: str | None) -> None:
+    effect = on_callback(_payment(channel=payment_channel), _callback("paid"), PRICE)
+    assert effect == CallbackEffect("channel_mismatch")
+    assert effect.postings == ()
+
+
+def test_channel_mismatch_checked_before_amount() -> None:
+    effect = on_callback(_payment(channel="other"), _callback("paid", amount="1"), PRICE)
+    assert effect.result == "channel_mismatch"
+
+
+def test_stale_checked_before_mismatches() -> None:
+    effect = on_callback(
+        _payment(P.SUCCEEDED, channel="other"), _callback("paid", amount="1"), PRICE
+    )
+    assert effect.result == "stale"
+
+
+# ---------------------------------------------------------------------------- failed
+
+
+@pytest.mark.parametrize("status", [P.PENDING, P.PROCESSING, P.AWAITING_PAYMENT])
+def test_failed_defaults(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("failed", amount=None), PRICE)
+    assert effect.result == "applied"
+    assert effect.status is P.FAILED
+    assert effect.failure_code == "payment_failed"
+    assert effect.failure_message
+    assert effect.event_type == "payment.failed"
+    assert effect.postings == ()
+    assert effect.fee is None
+
+
+def test_failed_keeps_channel_failure_code() -> None:
+    effect = on_callback(
+        _payment(),
+        _callback("failed", failure_code="card_declined", failure_message="declined by issuer"),
+        PRICE,
+    )
+    assert effect.status is P.FAILED
+    assert effect.failure_code == "card_declined"
+    assert effect.failure_message == "declined by issuer"
+
+
+@pytest.mark.parametrize("status", sorted(FINAL | {P.SUCCEEDED, P.PARTIALLY_REFUNDED}))
+def test_failed_from_later_statuses_is_stale(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("failed"), PRICE)
+    assert effect == CallbackEffect("stale")
+
+
+# ---------------------------------------------------------------------------- pending
+
+
+def test_pending_from_processing_awaits_payment() -> None:
+    effect = on_callback(_payment(P.PROCESSING), _callback("pending"), PRICE)
+    assert effect == CallbackEffect("applied", P.AWAITING_PAYMENT)
+    assert effect.postings == ()
+    assert effect.event_type is None
+
+
+@pytest.mark.parametrize("status", [s for s in PaymentStatus if s is not P.PROCESSING])
+def test_pending_from_anything_else_is_stale(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("pending"), PRICE)
+    assert effect == CallbackEffect("stale")
+
+
+def test_on_callback_is_deterministic() -> None:
+    payment, callback = _payment(), _callback("paid")
+    assert on_callback(payment, callback, PRICE) == on_callback(payment, callback, PRICE)
+
+
+# ---------------------------------------------------------------------------- refunds
+
+
+def _paid_postings(amount: int = 10_000) -> list:
+    return payment_succeeded(
+        merchant_id="mch_1",
+        channel="sim",
+        currency="USD",
+        amount=amount,
+        fee=rate_fee(amount, 250, 30),
+        channel_cost_amount=rate_fee(amount, 120, 0),
+    )
+
+
+@pytest.mark.parametrize(
+    "refund_status", [s for s in RefundStatus if s is not RefundStatus.PROCESSING]
+)
+@pytest.mark.parametrize("succeeded", [True, False])
+def test_refund_outcome_ignored_unless_processing(
+    refund_status: RefundStatus, succeeded: bool
+) -> None:
+    effect = on_refund_outcome(
+        refund_status, 1_000, _payment(P.SUCCEEDED), _paid_postings(), succeeded
+    )
+    assert effect == RefundEffect(None)
+    assert effect.reserved_delta == 0
+    assert effect.refunded_delta == 0
+    assert effect.postings == ()
+
+
+def test_refund_failure_releases_reservation() -> None:
+    payment = _payment(P.SUCCEEDED, refund_reserved=3_000)
+    effect = on_refund_outcome(RefundStatus.PROCESSING, 3_000, payment, _paid_postings(), False)
+    assert effect.refund_status is RefundStatus.FAILED
+    assert effect.reserved_delta == -3_000
+    assert effect.refunded_delta == 0
+    assert effect.payment_status is None
+    assert effect.postings == ()
+    assert effect.event_type == "refund.failed"
+
+
+def test_partial_refund_success() -> None:
+    payment = _payment(P.SUCCEEDED, refund_reserved=4_000)
+    postings = _paid_postings()
+    effect = on_refund_outcome(RefundStatus.PROCESSING, 4_000, payment, postings, True)
+    assert effect.refund_status is RefundStatus.SUCCEEDED
+    assert effect.payment_status is P.PARTIALLY_REFUNDED
+    assert effect.refunded_delta == 4_000
+    assert effect.reserved_delta == 0  # refund_reserved already counts it
+    assert effect.event_type == "refund.succeeded"
+    ensure_balanced(effect.postings)
+    lines = {p.account: p.amount for p in effect.postings}
+    assert lines[merchant_pending("mch_1")] > 0  # the merchant's pending credit is debited back
+    assert lines[channel_clearing("sim")] < 0
+
+
+def test_final_partial_refund_makes_payment_refunded() -> None:
+    payment = _payment(P.PARTIALLY_REFUNDED, refund_reserved=10_000, refunded_amount=6_000)
+    effect = on_refund_outcome(RefundStatus.PROCESSING, 4_000, payment, _paid_postings(), True)
+    assert effect.payment_status is P.REFUNDED
+    assert effect.refunded_delta == 4_000
+    ensure_balanced(effect.postings)
+
+
+def test_full_refund_success_negates_payment() -> None:
+    postings = _paid_postings()
+    payment = _payment(P.SUCCEEDED, refund_reserved=10_000)
+    effect = on_refund_outcome(RefundStatus.PROCESSING, 10_000, payment, postings, True)
+    assert effect.refund_status is RefundStatus.SUCCEEDED
+    assert effect.payment_status is P.REFUNDED
+    assert effect.refunded_delta == 10_000
+    ensure_balanced(effect.postings)
+    assert net([*postings, *effect.postings]) == []
+    assert all(p.account != PLATFORM_ROUNDING for p in effect.postings)
+
+
+def test_refund_beyond_amount_is_rejected() -> None:
+    payment = _payment(P.PARTIALLY_REFUNDED, refunded_amount=9_000)
+    with pytest.raises(ValueError):
+        on_refund_outcome(RefundStatus.PROCESSING, 2_000, payment, _paid_postings(), True)
+
+
+@settings(max_examples=200)
+@given(
+    st.integers(min_value=1, max_value=10**12).flatmap(
+        lambda amount: st.tuples(st.just(amount), st.integers(min_value=1, max_value=amount))
+    )
+)
+def test_refund_success_postings_always_balance(case: tuple[int, int]) -> None:
+    amount, refund = case
+    payment = _payment(P.SUCCEEDED, amount=amount, refund_reserved=refund)
+    effect = on_refund_outcome(
+        RefundStatus.PROCESSING, refund, payment, _paid_postings(amount), True
+    )
+    ensure_balanced(effect.postings)
+    assert effect.payment_status is (P.REFUNDED if refund == amount else P.PARTIALLY_REFUNDED)
+    assert effect.refunded_delta == refund
