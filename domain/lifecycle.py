@@ -68,9 +68,12 @@ def on_callback(
     if target is PaymentStatus.SUCCEEDED:
         if callback.channel != payment.channel:
             return CallbackEffect("channel_mismatch")
-        if callback.amount is not None and (
+        # An amount is only meaningful with its currency; a currency alone must still match.
+        wrong_amount = callback.amount is not None and (
             int(callback.amount) != payment.amount or callback.currency != payment.currency
-        ):
+        )
+        wrong_currency = callback.currency is not None and callback.currency != payment.currency
+        if wrong_amount or wrong_currency:
             return CallbackEffect("amount_mismatch")
         fee = rate_fee(payment.amount, payment.fee_bps, payment.fee_fixed)
         cost = rate_fee(payment.amount, price.cost_bps, price.cost_fixed)

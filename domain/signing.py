@@ -49,7 +49,7 @@ def verify_request(
     if scheme != "v1" or not given:
         raise SignatureError("invalid_signature", "X-Juhe-Signature must look like v1=<hex>")
     expected = request_signature(key, timestamp, method, path_qs, body)
-    if not hmac.compare_digest(expected, given):
+    if not hmac.compare_digest(expected.encode(), given.encode()):
         raise SignatureError("invalid_signature", "the request signature does not match")
 
 
@@ -69,5 +69,6 @@ def verify_webhook(secret: bytes, header: str, body: bytes, now: float, toleranc
         raise SignatureError("invalid_signature", "malformed Juhe-Signature header") from None
     if abs(now - ts) > tolerance_s:
         raise SignatureError("stale_timestamp", "webhook timestamp outside the allowed window")
-    if not hmac.compare_digest(webhook_signature(secret, ts, body), f"t={ts},v1={given}"):
+    expected = webhook_signature(secret, ts, body).encode()
+    if not hmac.compare_digest(expected, f"t={ts},v1={given}".encode()):
         raise SignatureError("invalid_signature", "webhook signature does not match")

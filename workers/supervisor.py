@@ -64,7 +64,7 @@ class Supervisor:
             if self.stopping.is_set():
                 return
             quick = time.monotonic() - child.started_at < 5
-            child.restarts += 1
+            child.restarts = child.restarts + 1 if quick else 0
             delay = min(10.0, backoff * (2 ** min(child.restarts, 6))) if quick else backoff
             log.warning(
                 "child exited; restarting", extra={"child": child.name, "code": code, "in_s": delay}

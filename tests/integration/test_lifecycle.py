@@ -309,8 +309,8 @@ async def test_bad_input_is_400_and_writes_nothing(stack: Stack, merchant, body,
         assert error["error"]["param"] == param
     # Nothing written: no intent appended (the relay only ever shrinks the stream).
     assert await stack.redis.xlen(stream) <= before
-    if "merchant_order_id" in body and body["merchant_order_id"]:
-        key = f"{stack.settings.redis.prefix}:order:{merchant.merchant_id}:{body['merchant_order_id']}"
+    if order_id := body.get("merchant_order_id"):
+        key = f"{stack.settings.redis.prefix}:order:{merchant.merchant_id}:{order_id}"
         assert not await stack.redis.exists(key)
 
 

@@ -320,3 +320,8 @@ def test_refund_success_postings_always_balance(case: tuple[int, int]) -> None:
     ensure_balanced(effect.postings)
     assert effect.payment_status is (P.REFUNDED if refund == amount else P.PARTIALLY_REFUNDED)
     assert effect.refunded_delta == refund
+
+
+def test_paid_currency_mismatch_without_amount() -> None:
+    effect = on_callback(_payment(), _callback("paid", amount=None, currency="EUR"), PRICE)
+    assert effect == CallbackEffect("amount_mismatch")
