@@ -492,3 +492,23 @@ async def test_openapi_and_metrics(stack: Stack, http) -> None:
     async with http.get(stack.url + "/api/v1/nothing-here") as response:
         assert response.status == 404
         assert (await response.json())["error"]["type"] == "invalid_request_error"
+
+
+async def test_no_secret_reaches_the_logs(stack: Stack, new_merchant) -> None:
+    """Runs last in this module: by now every path above has logged what it logs."""
+    client = await new_merchant()
+    await client.create_payment(amount="1.00", currency="USD", merchant_order_id=order())
+    await client.request("POST", "/api/v1/payments", raw=b"{broken")
+    # The demo merchant's credentials are printed to the console by `juhe up` on purpose.
+    demo = "Demo merchant"
+    rows = await stack.pg.fetch(
+        "SELECT k.secret FROM api_keys k JOIN merchants m ON m.id = k.merchant_id "
+        "WHERE m.name <> $1",
+        demo,
+    )
+    hooks = await stack.pg.fetch("SELECT webhook_secret FROM merchants WHERE name <> $1", demo)
+    text = stack.log_path.read_text()
+    assert text, "the node wrote no log at all"
+    for secret in [r["secret"] for r in rows] + [r["webhook_secret"] for r in hooks]:
+        assert secret not in text
+    assert stack.settings.channels["sim"].secret not in text

@@ -1,0 +1,100 @@
+"""Infrastructure pieces against the real services: migrations, the shared circuit breaker,
+the hot store's forward-only copy."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from pathlib import Path
+
+import asyncpg
+import pytest
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from config import load_settings
+from config.settings import Breaker
+from infra import db
+from infra.hotstore import HotStore
+from infra.keys import Keys
+from routing.breaker import CircuitBreakers, State
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+BASE = "postgresql://postgres@127.0.0.1:5432/"
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def scratch_db():
+    dsn = BASE + "juhe_mig_" + secrets.token_hex(3)
+    await db.ensure_database(dsn)
+    yield dsn
+    admin = await asyncpg.connect(BASE + "postgres")
+    await admin.execute(f'DROP DATABASE "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
+    await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def redis():
+    client = Redis.from_url(load_settings({}).redis.url)
+    prefix = "tinfra" + secrets.token_hex(3)
+    yield client, Keys(prefix)
+    keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+async def test_migrations_apply_once_and_refuse_edits(scratch_db: str, tmp_path: Path) -> None:
+    assert await db.migrate(scratch_db) == ["001_spine"]
+    assert await db.migrate(scratch_db) == []
+    edited = tmp_path / "001_spine.sql"
+    edited.write_text((db.MIGRATIONS / "001_spine.sql").read_text() + "\n-- edited\n")
+    with pytest.raises(db.MigrationError):
+        await db.migrate(scratch_db, tmp_path)
+
+
+async def test_concurrent_migrations_are_serialised(scratch_db: str) -> None:
+    results = await asyncio.gather(*(db.migrate(scratch_db) for _ in range(3)))
+    assert sorted(len(r) for r in results) == [0, 0, 1]
+
+
+async def test_breaker_opens_half_opens_and_closes(redis) -> None:
+    client, keys = redis
+    breakers = CircuitBreakers(client, keys, Breaker(failure_threshold=3, window_s=10, open_s=0.3))
+    assert await breakers.allow("c1")
+    for _ in range(2):
+        assert await breakers.record("c1", ok=False) is State.CLOSED
+    assert await breakers.record("c1", ok=False) is State.OPEN
+    assert not await breakers.allow("c1")
+    other = CircuitBreakers(client, keys, Breaker(failure_threshold=3, window_s=10, open_s=0.3))
+    assert not await other.allow("c1"), "the state is shared between processes"
+    await asyncio.sleep(0.35)
+    assert await breakers.allow("c1"), "one probe after open_s"
+    assert not await other.allow("c1"), "only one probe at a time"
+    assert await breakers.record("c1", ok=False) is State.OPEN, "a failed probe reopens"
+    await asyncio.sleep(0.35)
+    assert await breakers.allow("c1")
+    assert await breakers.record("c1", ok=True) is State.CLOSED
+    assert await other.allow("c1")
+    assert await breakers.allow("c2"), "breakers are per channel"
+
+
+async def test_hot_copy_only_moves_forward(redis) -> None:
+    client, keys = redis
+    hot = HotStore(client, keys, "http://x", 60)
+    row = {
+        "id": "pay_1",
+        "merchant_id": "m",
+        "merchant_order_id": "o",
+        "status": "succeeded",
+        "amount": 100,
+        "currency": "USD",
+        "created_at": 0,
+        "expires_at": 0,
+        "version": 3,
+    }
+    await hot.put_payment(row)
+    await hot.put_payment({**row, "status": "processing", "version": 2})
+    assert await client.hget(keys.payment("pay_1"), "status") == b"succeeded"
+    await hot.put_payment({**row, "status": "refunded", "version": 4})
+    assert await client.hget(keys.payment("pay_1"), "status") == b"refunded"
