@@ -73,6 +73,3 @@ class HotStore:
         for name, value in fields.items():
             flat += [name, value]
         await self._forward(keys=[key], args=[version, self._ttl, *flat], client=pipe)
-
-    async def get(self, key: str) -> dict[bytes, bytes]:
-        return await self._redis.hgetall(key)

@@ -45,6 +45,3 @@ class Keys:
 
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
-
-    def config_channel(self) -> str:
-        return f"{self.prefix}:config"

@@ -99,32 +99,32 @@ async def fetch_refund(conn: Conn, refund_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM refunds WHERE id = $1", refund_id)
 
 
+async def _transition(
+    conn: Conn, table: str, row_id: str, target: str, allowed: list[str], changes: dict[str, Any]
+) -> asyncpg.Record | None:
+    assignments = "".join(f", {name} = ${n}" for n, name in enumerate(changes, start=4))
+    return await conn.fetchrow(
+        f"""UPDATE {table} SET status = $2, version = version + 1, updated_at = now(){assignments}
+            WHERE id = $1 AND status = ANY($3::text[]) RETURNING *""",
+        row_id,
+        target,
+        allowed,
+        *changes.values(),
+    )
+
+
 async def transition_payment(
     conn: Conn, payment_id: str, target: PaymentStatus, **changes: Any
 ) -> asyncpg.Record | None:
     """Move a payment to `target` if its current status allows it; None when it does not."""
-    assignments = "".join(f", {name} = ${n}" for n, name in enumerate(changes, start=3))
-    return await conn.fetchrow(
-        f"""UPDATE payments SET status = '{target.value}', version = version + 1,
-                   updated_at = now(){assignments}
-            WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
-        payment_id,
-        sources(target),
-        *changes.values(),
-    )
+    return await _transition(conn, "payments", payment_id, target.value, sources(target), changes)
 
 
 async def transition_refund(
     conn: Conn, refund_id: str, target: RefundStatus, **changes: Any
 ) -> asyncpg.Record | None:
-    assignments = "".join(f", {name} = ${n}" for n, name in enumerate(changes, start=3))
-    return await conn.fetchrow(
-        f"""UPDATE refunds SET status = '{target.value}', version = version + 1,
-                   updated_at = now(){assignments}
-            WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
-        refund_id,
-        refund_sources(target),
-        *changes.values(),
+    return await _transition(
+        conn, "refunds", refund_id, target.value, refund_sources(target), changes
     )
 
 
