@@ -17,7 +17,7 @@ from config import Settings
 from gateway import callbacks, cashier, ops, payments, refunds
 from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
-from gateway.state import EDGE, Edge
+from gateway.state import EDGE, REQUEST_ID, Edge
 from infra import db, metrics
 from infra.hotstore import HotStore
 from infra.keys import Keys
@@ -40,7 +40,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     """Request id, metrics, and the one error shape for everything that goes wrong."""
     given = request.headers.get("X-Request-Id", "")
     rid = given if _REQUEST_ID.fullmatch(given) else "req_" + secrets.token_hex(8)
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     request_id.set(rid)
     started = time.perf_counter()
     try:

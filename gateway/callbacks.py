@@ -8,7 +8,7 @@ from aiohttp import web
 from adapters.base import CallbackRejected
 from domain.messages import encode
 from gateway.errors import ApiError, invalid
-from gateway.state import edge
+from gateway.state import REQUEST_ID, edge
 
 
 async def channel_callback(request: web.Request) -> web.Response:
@@ -25,7 +25,7 @@ async def channel_callback(request: web.Request) -> web.Response:
         kind = "authentication_error" if status == 401 else "invalid_request_error"
         raise ApiError(status, kind, exc.code, exc.message) from None
     # A duplicate is answered like the first: the channel only needs to know we have it.
-    callback = msgspec.structs.replace(callback, request_id=request["request_id"])
+    callback = msgspec.structs.replace(callback, request_id=request[REQUEST_ID])
     await e.intake.callback(channel, callback.event_id, encode(callback))
     ack = adapter.callback_ack()
     return web.Response(status=ack.status, body=ack.body, content_type=ack.content_type)

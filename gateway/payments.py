@@ -18,7 +18,7 @@ from gateway.auth import authenticate
 from gateway.errors import ApiError, invalid
 from gateway.intake import DuplicateOrder, IdempotencyConflict, fingerprint
 from gateway.schemas import CreatePayment
-from gateway.state import Edge, decode, edge, idempotency_key
+from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key
 from infra import store
 
 _intent = decoder(PaymentIntent)
@@ -85,7 +85,7 @@ async def create_payment(request: web.Request) -> web.Response:
         metadata=req.metadata,
         created_at=now,
         expires_at=now + expires_in,
-        request_id=request["request_id"],
+        request_id=request[REQUEST_ID],
     )
     row = intent_row(intent)
     doc = orjson.dumps(payment_view(row, e.settings.gateway.public_url))

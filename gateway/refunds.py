@@ -16,7 +16,7 @@ from gateway.errors import invalid
 from gateway.intake import IdempotencyConflict, RefundPlan, fingerprint
 from gateway.payments import amount_of, idempotency_conflict, json_response, not_found
 from gateway.schemas import CreateRefund
-from gateway.state import decode, edge, idempotency_key
+from gateway.state import REQUEST_ID, decode, edge, idempotency_key
 from infra import store
 
 
@@ -69,7 +69,7 @@ async def create_refund(request: web.Request) -> web.Response:
             currency=currency,
             reason=req.reason,
             created_at=now,
-            request_id=request["request_id"],
+            request_id=request[REQUEST_ID],
         )
         view = refund_view(
             {

@@ -35,6 +35,7 @@ class Edge:
 
 T = TypeVar("T")
 EDGE = web.AppKey("edge", Edge)
+REQUEST_ID = web.RequestKey("request_id", str)
 
 
 def edge(request: web.Request) -> Edge:
