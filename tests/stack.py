@@ -58,6 +58,7 @@ def stack_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str
         "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
         "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
         "JUHE_LOGGING__LEVEL": "WARNING",
+        "JUHE_POSTGRES__POOL_MAX": "5",
         **(overrides or {}),
     }
     return env

@@ -14,6 +14,7 @@ from adapters.base import (
     ChannelAdapter,
     ChannelDeclined,
     ChannelError,
+    ChannelOrder,
     ChannelTransientError,
     OrderRequest,
     RefundRequest,
@@ -98,24 +99,36 @@ class ChannelActor:
         )
         try:
             order = await self.call("create", self.adapter.create_order, request)
-        except ChannelError as exc:
-            # Before money moves, a failed order is a failed payment. A timed-out order may yet
-            # exist at the channel; its late callback is recorded as stale for reconciliation.
-            await end_payment(
-                ctx,
-                row["id"],
-                PaymentStatus.FAILED,
-                "payment.failed",
-                failure_code=exc.code,
-                failure_message=exc.message,
-            )
+        except ChannelDeclined as exc:
+            await self.fail(row["id"], exc)
             return
+        except ChannelTransientError as exc:
+            # We never heard back, but the order may exist (and be paid) at the channel: ask
+            # before failing the payment. If the channel cannot say either, the message is
+            # retried later rather than guessed at.
+            try:
+                state = await self.adapter.query_order(row["id"], None)
+            except ChannelDeclined:
+                await self.fail(row["id"], exc)
+                return
+            order = ChannelOrder(state.channel_order_id, None, None)
         async with ctx.pg.acquire() as conn:
             row = await store.attach_channel_order(
                 conn, row["id"], order.channel_order_id, order.pay_url, order.qr_payload
             )
         if row is not None:
             await ctx.hot.put_payment(row)
+
+    async def fail(self, payment_id: str, exc: ChannelError) -> None:
+        """Before money moves, an order the channel refused or does not have is a failed payment."""
+        await end_payment(
+            self.ctx,
+            payment_id,
+            PaymentStatus.FAILED,
+            "payment.failed",
+            failure_code=exc.code,
+            failure_message=exc.message,
+        )
 
     async def refund(self, task: ChannelTask) -> None:
         ctx = self.ctx

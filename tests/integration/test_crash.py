@@ -45,7 +45,10 @@ async def kill_pools(stack: Stack, stop: asyncio.Event, killed: list[str]) -> No
 
 
 async def test_no_acknowledged_payment_is_lost_when_pools_crash() -> None:
-    stack = Stack("crash", {"JUHE_SIMULATOR__PAY_DELAY_MS": "50"})
+    stack = Stack(
+        "crash",
+        {"JUHE_SIMULATOR__PAY_DELAY_MS": "50", "JUHE_CHANNELS__SIM__TIMEOUT_MS": "3000"},
+    )
     try:
         await stack.start()
         assert stack.pg is not None
