@@ -85,6 +85,7 @@ class Scheduler(Base):
     interval_ms: int
     expire_batch: int
     outbox_grace_s: float
+    redrive_after_s: float
 
 
 class Payments(Base):

@@ -23,6 +23,14 @@ from domain.states import PaymentStatus, RefundStatus, refund_sources, sources
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
+def minor(text: str) -> str:
+    """A message's amount, checked to be a whole number of minor units: PostgreSQL would
+    silently round "4.20" into a numeric(78,0), and money must never be rounded by accident."""
+    if not text.isdigit():
+        raise ValueError(f"amount {text!r} is not a whole number of minor units")
+    return text
+
+
 def _ts(unix: float) -> datetime:
     return datetime.fromtimestamp(unix, UTC)
 
@@ -38,7 +46,7 @@ async def insert_payments(
         [i.id for i in intents],
         [i.merchant_id for i in intents],
         [i.merchant_order_id for i in intents],
-        [i.amount for i in intents],
+        [minor(i.amount) for i in intents],
         [i.currency for i in intents],
         [i.description for i in intents],
         [i.customer_email for i in intents],
@@ -81,7 +89,7 @@ async def insert_refunds(conn: Conn, intents: Sequence[RefundIntent]) -> set[str
         [i.id for i in intents],
         [i.payment_id for i in intents],
         [i.merchant_id for i in intents],
-        [i.amount for i in intents],
+        [minor(i.amount) for i in intents],
         [i.currency for i in intents],
         [i.reason for i in intents],
         [i.request_id for i in intents],
@@ -144,11 +152,12 @@ async def add_events(
     conn: asyncpg.Connection,
     events: Iterable[tuple[str, dict[str, Any], Mapping[str, Any]]],
     due_now: bool = False,
-) -> list[str]:
+) -> list[tuple[str, str]]:
     """Write webhook events to the outbox in the caller's transaction. Each item is
     (event type, the object's public view, the payment row that says whom to notify).
     Writers without a broker connection (the gateway) pass `due_now`: the scheduler's next
-    outbox sweep then publishes the events instead of waiting out the grace period."""
+    outbox sweep then publishes the events instead of waiting out the grace period.
+    Returns (event id, the payment's request id) pairs, so notify logs follow the payment."""
     rows = []
     for event_type, data, payment in events:
         event_id = new_id("evt")
@@ -171,7 +180,7 @@ async def add_events(
         [r[2]["request_id"] for r in rows],
         due_now,
     )
-    return [r[0] for r in rows]
+    return [(r[0], r[2]["request_id"] or "") for r in rows]
 
 
 async def post_entries(

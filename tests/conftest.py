@@ -31,6 +31,7 @@ class Receiver:
     events: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     bad_signatures: int = 0
     seen_attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    request_ids: dict[str, str] = field(default_factory=dict)
 
     async def handle(self, request: web.Request) -> web.Response:
         merchant_id = request.match_info["merchant"]
@@ -44,6 +45,7 @@ class Receiver:
             return web.Response(status=400)
         event = orjson.loads(body)
         self.seen_attempts[event["id"]] += 1
+        self.request_ids[event["id"]] = request.headers.get("X-Request-Id", "")
         mode = self.modes.get(merchant_id, "ok")
         if mode == "fail" or (mode == "fail_once" and self.seen_attempts[event["id"]] == 1):
             return web.Response(status=500)

@@ -55,6 +55,7 @@ def stack_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str
         "JUHE_NOTIFY__TIMEOUT_MS": "2000",
         "JUHE_SCHEDULER__INTERVAL_MS": "200",
         "JUHE_SCHEDULER__OUTBOX_GRACE_S": "2",
+        "JUHE_SCHEDULER__REDRIVE_AFTER_S": "4",
         "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
         "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
         "JUHE_LOGGING__LEVEL": "WARNING",

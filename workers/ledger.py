@@ -58,7 +58,7 @@ class Written:
 
     payments: list[asyncpg.Record] = field(default_factory=list)
     refunds: list[asyncpg.Record] = field(default_factory=list)
-    events: list[str] = field(default_factory=list)
+    events: list[tuple[str, str]] = field(default_factory=list)
 
 
 class LedgerActor:

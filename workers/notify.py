@@ -52,7 +52,12 @@ class NotifyActor:
             async with ctx.http.post(
                 event["url"],
                 data=body,
-                headers={"Content-Type": "application/json", "Juhe-Signature": signature},
+                headers={
+                    "Content-Type": "application/json",
+                    "Juhe-Signature": signature,
+                    # The id the merchant's create request had: one id across every hop.
+                    "X-Request-Id": task.request_id,
+                },
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as response:

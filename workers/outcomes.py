@@ -13,16 +13,15 @@ from domain.messages import NotifyTask, encode
 from domain.states import PaymentStatus
 from domain.views import payment_view
 from infra import store
-from infra.logs import request_id
 from workers.context import Context
 
 
-async def publish_events(ctx: Context, event_ids: Sequence[str]) -> None:
-    """After commit: hand new outbox events to the notify pool. If this never happens (a crash
-    right here), the scheduler's outbox sweep publishes them instead."""
-    rid = request_id.get()
+async def publish_events(ctx: Context, events: Sequence[tuple[str, str]]) -> None:
+    """After commit: hand new outbox events (id, the payment's request id) to the notify pool.
+    If this never happens (a crash right here), the scheduler's outbox sweep publishes them."""
     await ctx.publisher.publish_many(
-        (ctx.queues.notify, encode(NotifyTask(event_id=e, request_id=rid)), rid) for e in event_ids
+        (ctx.queues.notify, encode(NotifyTask(event_id=e, request_id=rid)), rid)
+        for e, rid in events
     )
 
 

@@ -77,6 +77,9 @@ async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
     return out
 
 
+# Entries no retry can fix: they cannot be decoded or carry impossible values.
+POISON = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
+
 RELAYS: dict[str, Relay] = {
     PAYMENTS_STREAM: relay_payments,
     REFUNDS_STREAM: relay_refunds,
@@ -146,14 +149,22 @@ class StreamRelay:
                 log.error("malformed stream entry dropped", extra={"entry": entry_id.decode()})
         try:
             outgoing = await self.relay(self.ctx, good)
-        except msgspec.DecodeError:
-            log.exception("undecodable batch; relaying entry by entry")
+        except POISON:
+            log.exception("bad entry in batch; relaying entry by entry")
             outgoing = []
             for raw in good:
                 try:
                     outgoing += await self.relay(self.ctx, [raw])
-                except msgspec.DecodeError:
-                    log.error("undecodable stream entry dropped", extra={"stream": self.stream})
+                except POISON as exc:
+                    # Kept, not dropped: an operator can inspect and replay it.
+                    log.error(
+                        "bad stream entry moved to the dead stream",
+                        extra={"stream": self.stream, "error": str(exc)},
+                    )
+                    await self.ctx.redis.xadd(
+                        self.ctx.keys.stream("dead"),
+                        {"d": raw, "from": self.stream, "error": str(exc)},
+                    )
         await self.ctx.publisher.publish_many(outgoing)
         async with self.ctx.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.key, RELAY_GROUP, *ids)

@@ -7,6 +7,10 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
+import asyncpg
+import orjson
+
+from domain.messages import ChannelTask, PaymentIntent, encode
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
 from infra import broker, metrics, store
@@ -54,16 +58,82 @@ async def sweep_outbox(ctx: Context) -> int:
                         WHERE status = 'pending'
                           AND next_attempt_at < now() - make_interval(secs => $1)
                         ORDER BY next_attempt_at LIMIT 500 FOR UPDATE SKIP LOCKED)
-           RETURNING id""",
+           RETURNING id, request_id""",
         float(grace),
     )
-    await publish_events(ctx, [r["id"] for r in rows])
+    await publish_events(ctx, [(r["id"], r["request_id"] or "") for r in rows])
     return len(rows)
+
+
+async def redrive_stuck(ctx: Context) -> int:
+    """Hand work that has not moved for `redrive_after_s` back to its pool: a payment still
+    pending (its risk message was lost or dead-lettered), one stuck processing (its channel
+    message), a refund not yet settled. Every pool step is idempotent, so a second copy of work
+    that was merely slow is harmless. Touching updated_at spaces the re-drives out."""
+    after = float(ctx.settings.scheduler.redrive_after_s)
+    async with ctx.pg.acquire() as conn, conn.transaction():
+        payments = await conn.fetch(
+            """UPDATE payments SET updated_at = now()
+               WHERE id IN (SELECT id FROM payments
+                            WHERE status IN ('pending', 'processing')
+                              AND updated_at < now() - make_interval(secs => $1)
+                            LIMIT 200 FOR UPDATE SKIP LOCKED)
+               RETURNING *""",
+            after,
+        )
+        refunds = await conn.fetch(
+            """UPDATE refunds r SET updated_at = now() FROM payments p
+               WHERE p.id = r.payment_id AND r.id IN (
+                   SELECT id FROM refunds WHERE status IN ('pending', 'processing')
+                     AND updated_at < now() - make_interval(secs => $1)
+                   LIMIT 200 FOR UPDATE SKIP LOCKED)
+               RETURNING r.id, r.request_id, p.channel""",
+            after,
+        )
+    outgoing = []
+    for row in payments:
+        rid = row["request_id"] or ""
+        if row["status"] == PaymentStatus.PENDING:
+            outgoing.append((ctx.queues.risk, encode(intent_of(row)), rid))
+        else:
+            task = ChannelTask(kind="create", id=row["id"], channel=row["channel"], request_id=rid)
+            outgoing.append((ctx.queues.channel(row["channel"]), encode(task), rid))
+    for row in refunds:
+        rid = row["request_id"] or ""
+        task = ChannelTask(kind="refund", id=row["id"], channel=row["channel"], request_id=rid)
+        outgoing.append((ctx.queues.channel(row["channel"]), encode(task), rid))
+    if outgoing:
+        log.warning(
+            "re-driving stuck work", extra={"payments": len(payments), "refunds": len(refunds)}
+        )
+    await ctx.publisher.publish_many(outgoing)
+    return len(outgoing)
+
+
+def intent_of(row: asyncpg.Record) -> PaymentIntent:
+    return PaymentIntent(
+        id=row["id"],
+        merchant_id=row["merchant_id"],
+        merchant_order_id=row["merchant_order_id"],
+        amount=str(row["amount"]),
+        currency=row["currency"],
+        description=row["description"],
+        customer_email=row["customer_email"],
+        customer_ip=row["customer_ip"],
+        notify_url=row["notify_url"],
+        return_url=row["return_url"],
+        metadata=orjson.loads(row["metadata"]) if row["metadata"] else None,
+        created_at=row["created_at"].timestamp(),
+        expires_at=row["expires_at"].timestamp(),
+        request_id=row["request_id"] or "",
+    )
 
 
 async def sample_backlogs(ctx: Context) -> None:
     for name in STREAMS:
         key = ctx.keys.stream(name)
+        if not await ctx.redis.exists(key):
+            continue  # the relay creates its streams when it starts
         metrics.stream_length.labels(name).set(await ctx.redis.xlen(key))
         for group in await ctx.redis.xinfo_groups(key):
             if group["name"] == RELAY_GROUP.encode() or group["name"] == RELAY_GROUP:
@@ -93,7 +163,7 @@ async def every(
 async def run(ctx: Context) -> None:
     interval = ctx.settings.scheduler.interval_ms / 1000
     async with asyncio.TaskGroup() as group:
-        for job in (expire_due, sweep_outbox, sample_backlogs):
+        for job in (expire_due, sweep_outbox, redrive_stuck, sample_backlogs):
             group.create_task(
                 supervise(f"scheduler-{job.__name__}", lambda j=job: every(interval, j, ctx))
             )

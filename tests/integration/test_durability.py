@@ -3,16 +3,21 @@ before it answers, `replicated` refuses to answer 201 until a replica has the in
 
 from __future__ import annotations
 
+import asyncio
 import secrets
+import subprocess
 
 import aiohttp
 import msgspec
 import pytest
+import pytest_asyncio
 from aiohttp.test_utils import TestServer
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.app import create_app
 from gateway.client import MerchantClient
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -67,5 +72,80 @@ async def test_replicated_mode_without_a_replica_is_503_then_replays(
             # The intent itself was taken: the retry with the same key replays its answer.
             status, replay = await client.create_payment(idempotency_key=key, **fields)
             assert status == 201 and replay["merchant_order_id"] == fields["merchant_order_id"]
+    finally:
+        await server.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def primary_with_replica():
+    """A throwaway Redis primary and its replica on free ports, nothing kept on disk."""
+    primary, replica = free_port(), free_port()
+    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+    servers = [
+        subprocess.Popen(
+            ["redis-server", "--port", str(primary), *common], stdout=subprocess.DEVNULL
+        ),
+        subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(replica),
+                "--replicaof",
+                "127.0.0.1",
+                str(primary),
+                *common,
+            ],
+            stdout=subprocess.DEVNULL,
+        ),
+    ]
+    client = Redis(port=replica)
+    try:
+        for _ in range(100):
+            try:
+                info = await client.info("replication")
+                if info.get("master_link_status") == "up":
+                    break
+            except RedisConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+        else:
+            raise RuntimeError("the replica never linked to its primary")
+        yield f"redis://127.0.0.1:{primary}/0", client
+    finally:
+        await client.aclose()
+        for server in servers:
+            server.terminate()
+            server.wait(10)
+
+
+async def test_replicated_mode_answers_once_a_replica_has_the_intent(
+    stack: Stack, merchant, primary_with_replica
+) -> None:
+    url, replica = primary_with_replica
+    settings = msgspec.structs.replace(
+        stack.settings,
+        redis=msgspec.structs.replace(stack.settings.redis, url=url),
+        gateway=msgspec.structs.replace(
+            stack.settings.gateway,
+            durability="replicated",
+            replicated_min_replicas=1,
+            replicated_timeout_ms=1000,
+        ),
+    )
+    server = TestServer(create_app(settings), host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as http:
+            client = MerchantClient(
+                str(server.make_url("")), merchant.key_id, merchant.secret, http
+            )
+            status, body = await client.create_payment(
+                amount="1.00", currency="USD", merchant_order_id="rep-" + secrets.token_hex(4)
+            )
+        assert status == 201, body
+        # Acknowledged means the replica already holds the intent and its hot copy.
+        prefix = stack.settings.redis.prefix
+        assert await replica.xlen(f"{prefix}:{{intake:payments}}") == 1
+        assert await replica.hget(f"{prefix}:pay:{body['id']}", "status") == b"pending"
     finally:
         await server.close()

@@ -512,3 +512,95 @@ async def test_no_secret_reaches_the_logs(stack: Stack, new_merchant) -> None:
     for secret in [r["secret"] for r in rows] + [r["webhook_secret"] for r in hooks]:
         assert secret not in text
     assert stack.settings.channels["sim"].secret not in text
+
+
+async def test_lost_messages_are_redriven(stack: Stack, merchant) -> None:
+    """A payment and a refund whose messages never reached their pools (written to the
+    database only, as if the publish was lost and its retries dead-lettered) still finish."""
+    import time as clock
+
+    from domain.ids import new_id
+    from domain.messages import PaymentIntent, RefundIntent
+    from infra import store
+
+    now = clock.time()
+    intent = PaymentIntent(
+        id=new_id("pay"),
+        merchant_id=merchant.merchant_id,
+        merchant_order_id=order(),
+        amount="420",
+        currency="USD",
+        created_at=now,
+        expires_at=now + 900,
+    )
+    await store.insert_payments(stack.pg, [intent])
+    await stack.pg.execute(
+        "UPDATE payments SET updated_at = now() - interval '1 minute' WHERE id = $1", intent.id
+    )
+    paid = await wait_status(merchant, intent.id, {"succeeded"}, timeout=20)
+    refund = RefundIntent(
+        id=new_id("re"),
+        payment_id=paid["id"],
+        merchant_id=merchant.merchant_id,
+        channel="sim",
+        amount="420",
+        currency="USD",
+        created_at=now,
+    )
+    await store.insert_refunds(stack.pg, [refund])
+    await stack.pg.execute(
+        "UPDATE refunds SET updated_at = now() - interval '1 minute' WHERE id = $1", refund.id
+    )
+    refunded = await wait_status(merchant, intent.id, {"refunded"}, timeout=20)
+    assert refunded["amount_refunded"] == "4.20"
+    await assert_ledger_invariants(stack.pg)
+
+
+async def test_poison_stream_entries_are_set_aside(stack: Stack, merchant) -> None:
+    """An entry no retry can fix (garbage, or an amount that is not whole minor units) goes to
+    the dead stream; the payments behind it are not held up."""
+    import time as clock
+
+    from domain.ids import new_id
+    from domain.messages import PaymentIntent, encode
+
+    prefix = stack.settings.redis.prefix
+    now = clock.time()
+    bad = PaymentIntent(
+        id=new_id("pay"),
+        merchant_id=merchant.merchant_id,
+        merchant_order_id=order(),
+        amount="4.20",
+        currency="USD",
+        created_at=now,
+        expires_at=now + 900,
+    )
+    dead = f"{prefix}:{{intake:dead}}"
+    before = await stack.redis.xlen(dead)
+    await stack.redis.xadd(f"{prefix}:{{intake:payments}}", {"d": b"\x00garbage"})
+    await stack.redis.xadd(f"{prefix}:{{intake:payments}}", {"d": encode(bad)})
+    _, good = await merchant.create_payment(
+        amount="1.00", currency="USD", merchant_order_id=order()
+    )
+    assert (await wait_status(merchant, good["id"], FINAL_PAID))["status"] == "succeeded"
+    assert await stack.redis.xlen(dead) == before + 2
+    assert await stack.pg.fetchval("SELECT count(*) FROM payments WHERE id = $1", bad.id) == 0
+
+
+async def test_request_id_follows_the_payment_to_its_webhook(
+    stack: Stack, merchant, receiver: Receiver
+) -> None:
+    rid = "req-" + secrets.token_hex(8)
+    status, created = await merchant.request(
+        "POST",
+        "/api/v1/payments",
+        {"amount": "2.00", "currency": "USD", "merchant_order_id": order()},
+        headers={"X-Request-Id": rid},
+    )
+    assert status == 201
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert receiver.request_ids[event["id"]] == rid
+    stored = await stack.pg.fetchval("SELECT request_id FROM payments WHERE id = $1", created["id"])
+    assert stored == rid
