@@ -43,7 +43,8 @@ def from_validation(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiEr
     the offending field as `param`."""
     text = str(exc)
     match = _PATH.search(text)
-    param = match.group(1) if match else None
+    # Dict keys show as `[...]` and list items as `[0]`; name the field that holds them.
+    param = re.sub(r"\[[^\]]*\]", "", match.group(1)) if match else None
     if missing := _MISSING.search(text):
         param = f"{param}.{missing.group(1)}" if param else missing.group(1)
     message = text.split(" - at `", 1)[0]

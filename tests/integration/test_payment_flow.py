@@ -294,6 +294,86 @@ BAD_BODIES = [
         },
         "customer.email",
     ),
+    (
+        {
+            "amount": "1.00",
+            "currency": "USD",
+            "merchant_order_id": "x13",
+            "description": "d" * 501,
+        },
+        "description",
+    ),
+    (
+        {
+            "amount": "1.00",
+            "currency": "USD",
+            "merchant_order_id": "x14",
+            "return_url": "javascript:alert(1)",
+        },
+        "return_url",
+    ),
+    (
+        {
+            "amount": "1.00",
+            "currency": "USD",
+            "merchant_order_id": "x15",
+            "customer": {"ip": "1111111111111111111111111111111111111111111111"},
+        },
+        "customer.ip",
+    ),
+    (
+        {"amount": "1.00", "currency": "USD", "merchant_order_id": "x16", "metadata": {"k": 1}},
+        "metadata",
+    ),
+    (
+        {
+            "amount": "1.00",
+            "currency": "USD",
+            "merchant_order_id": "x17",
+            "metadata": {
+                "k0": "v",
+                "k1": "v",
+                "k2": "v",
+                "k3": "v",
+                "k4": "v",
+                "k5": "v",
+                "k6": "v",
+                "k7": "v",
+                "k8": "v",
+                "k9": "v",
+                "k10": "v",
+                "k11": "v",
+                "k12": "v",
+                "k13": "v",
+                "k14": "v",
+                "k15": "v",
+                "k16": "v",
+                "k17": "v",
+                "k18": "v",
+                "k19": "v",
+                "k20": "v",
+            },
+        },
+        "metadata",
+    ),
+    (
+        {"amount": "1.00", "currency": "USD", "merchant_order_id": "x18", "expires_in": 1000000000},
+        "expires_in",
+    ),
+    (
+        {"amount": "1.00", "currency": "USD", "merchant_order_id": "x19", "customer": "me"},
+        "customer",
+    ),
+    ({"amount": "1.00", "currency": "USD", "merchant_order_id": "x 20"}, "merchant_order_id"),
+    ({"amount": "1.00", "currency": 840, "merchant_order_id": "x21"}, "currency"),
+    (
+        {
+            "amount": "99999999999999999999999999999999.00",
+            "currency": "USD",
+            "merchant_order_id": "x22",
+        },
+        "amount",
+    ),
 ]
 
 
@@ -312,6 +392,48 @@ async def test_bad_input_is_400_and_writes_nothing(stack: Stack, merchant, body,
     if order_id := body.get("merchant_order_id"):
         key = f"{stack.settings.redis.prefix}:order:{merchant.merchant_id}:{order_id}"
         assert not await stack.redis.exists(key)
+
+
+BAD_REFUNDS = [
+    ({}, "payment_id"),
+    ({"payment_id": "pay_x", "amount": "1.001"}, "amount"),
+    ({"payment_id": "pay_x", "amount": 1}, "amount"),
+    ({"payment_id": "pay_x", "reason": "r" * 501}, "reason"),
+    ({"payment_id": "pay_x", "extra": True}, None),
+]
+
+
+@pytest.mark.parametrize(("body", "param"), BAD_REFUNDS)
+async def test_bad_refund_input_is_400_and_writes_nothing(stack: Stack, merchant, body, param):
+    _, paid = await merchant.create_payment(
+        amount="1.00", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, paid["id"], {"succeeded"})
+    if "payment_id" in body:
+        body = {**body, "payment_id": paid["id"]}
+    status, error = await merchant.request("POST", "/api/v1/refunds", body)
+    assert status == 400 and error["error"]["type"] == "invalid_request_error", error
+    if param:
+        assert error["error"]["param"] == param
+    count = await stack.pg.fetchval(
+        "SELECT count(*) FROM refunds WHERE payment_id = $1", paid["id"]
+    )
+    assert count == 0
+    _, after = await merchant.get_payment(paid["id"])
+    assert after["status"] == "succeeded"
+
+
+async def test_unknown_ids_are_404(merchant) -> None:
+    for method, path in (
+        ("GET", "/api/v1/payments/pay_nope"),
+        ("GET", "/api/v1/refunds/re_nope"),
+        ("POST", "/api/v1/payments/pay_nope/cancel"),
+        ("POST", "/api/v1/events/evt_nope/resend"),
+    ):
+        status, error = await merchant.request(method, path)
+        assert status == 404 and error["error"]["code"] == "resource_missing", (path, error)
+    status, error = await merchant.request("POST", "/api/v1/refunds", {"payment_id": "pay_nope"})
+    assert status == 404
 
 
 async def test_malformed_json_is_400(merchant) -> None:
