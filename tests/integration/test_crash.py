@@ -83,8 +83,12 @@ async def test_no_acknowledged_payment_is_lost_when_pools_crash() -> None:
                     acknowledged.append(body["id"])
 
             await asyncio.gather(*(create() for _ in range(32)))
-            # Keep killing while the backlog drains, then let everything settle.
-            await asyncio.sleep(5)
+            # Keep killing while the backlog drains, until every pool has died at least once.
+            await asyncio.sleep(3)
+            for _ in range(120):
+                if set(killed) == set(POOLS):
+                    break
+                await asyncio.sleep(0.5)
             stop.set()
             await killer
         assert set(killed) == set(POOLS)
