@@ -1,163 +1,32 @@
-"""A whole Juhe node for integration tests: real processes (`juhe up`) on free ports, with its
-own database, Redis prefix and RabbitMQ queue prefix, so runs never collide and leave nothing."""
+"""The node the integration tests run against: `benchmarks.node.LocalNode` with settings that
+make the lifecycle fast to observe (short pay delay, retry schedule and sweeps)."""
 
 from __future__ import annotations
 
-import asyncio
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Mapping
-from pathlib import Path
 
-import aio_pika
-import aiohttp
-import asyncpg
-import psutil
-from redis.asyncio import Redis
+from benchmarks.node import LocalNode, free_port
 
-from config import Settings, load_settings
-from infra import db
-from infra.broker import Queues
-
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def stack_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    tag = f"t{name}{secrets.token_hex(3)}"
-    gateway, simulator, metrics = free_port(), free_port(), free_port()
-    env = {
-        "JUHE_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:5432/juhe_{tag}",
-        "JUHE_REDIS__PREFIX": tag,
-        "JUHE_RABBITMQ__PREFIX": tag,
-        "JUHE_GATEWAY__PORT": str(gateway),
-        "JUHE_GATEWAY__PUBLIC_URL": f"http://127.0.0.1:{gateway}",
-        "JUHE_GATEWAY__CALLBACK_BASE_URL": f"http://127.0.0.1:{gateway}",
-        "JUHE_SIMULATOR__PORT": str(simulator),
-        "JUHE_CHANNELS__SIM__BASE_URL": f"http://127.0.0.1:{simulator}",
-        "JUHE_SUPERVISOR__METRICS_PORT_BASE": str(metrics),
-        "JUHE_SUPERVISOR__RESTART_BACKOFF_MS": "100",
-        "JUHE_SIMULATOR__PAY_DELAY_MS": "150",
-        "JUHE_SIMULATOR__TIMEOUT_DELAY_MS": "1500",
-        "JUHE_CHANNELS__SIM__TIMEOUT_MS": "500",
-        "JUHE_CHANNELS__SIM__RETRIES": "2",
-        "JUHE_NOTIFY__RETRY_SCHEDULE_S": "[0.3, 0.6]",
-        "JUHE_NOTIFY__TIMEOUT_MS": "2000",
-        "JUHE_SCHEDULER__INTERVAL_MS": "200",
-        "JUHE_SCHEDULER__OUTBOX_GRACE_S": "2",
-        "JUHE_SCHEDULER__REDRIVE_AFTER_S": "4",
-        "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
-        "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
-        "JUHE_LOGGING__LEVEL": "WARNING",
-        "JUHE_POSTGRES__POOL_MAX": "5",
-        **(overrides or {}),
-    }
-    return env
+TEST_SETTINGS = {
+    "JUHE_SUPERVISOR__RESTART_BACKOFF_MS": "100",
+    "JUHE_SIMULATOR__PAY_DELAY_MS": "150",
+    "JUHE_SIMULATOR__TIMEOUT_DELAY_MS": "1500",
+    "JUHE_CHANNELS__SIM__TIMEOUT_MS": "500",
+    "JUHE_CHANNELS__SIM__RETRIES": "2",
+    "JUHE_NOTIFY__RETRY_SCHEDULE_S": "[0.3, 0.6]",
+    "JUHE_NOTIFY__TIMEOUT_MS": "2000",
+    "JUHE_SCHEDULER__INTERVAL_MS": "200",
+    "JUHE_SCHEDULER__OUTBOX_GRACE_S": "2",
+    "JUHE_SCHEDULER__REDRIVE_AFTER_S": "4",
+    "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
+    "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
+    "JUHE_POSTGRES__POOL_MAX": "5",
+}
 
 
-class Stack:
+class Stack(LocalNode):
     def __init__(self, name: str, overrides: Mapping[str, str] | None = None) -> None:
-        self.env = stack_env(name, overrides)
-        self.settings: Settings = load_settings(self.env)
-        self.process: subprocess.Popen[bytes] | None = None
-        self.log_path = Path(f"/tmp/juhe-{self.settings.redis.prefix}.log")
-        self.pg: asyncpg.Pool | None = None
-        self.redis: Redis | None = None
+        super().__init__(name, {**TEST_SETTINGS, **(overrides or {})})
 
-    @property
-    def url(self) -> str:
-        return self.settings.gateway.public_url
 
-    async def start(self) -> None:
-        await db.ensure_database(self.settings.postgres.dsn)
-        await db.migrate(self.settings.postgres.dsn)
-        env = {**os.environ, **self.env}
-        log = self.log_path.open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", "up"],
-            env=env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=log,
-            start_new_session=True,
-        )
-        self.pg = await db.create_pool(self.settings.postgres.dsn, 1, 4)
-        self.redis = Redis.from_url(self.settings.redis.url)
-        await self._wait_ready()
-
-    async def _wait_ready(self, timeout_s: float = 60) -> None:
-        deadline = time.monotonic() + timeout_s
-        sim = self.settings.channels["sim"].base_url
-        async with aiohttp.ClientSession() as http:
-            while time.monotonic() < deadline:
-                try:
-                    async with (
-                        http.get(self.url + "/readyz") as a,
-                        http.get(sim + "/_sim/health") as b,
-                    ):
-                        if a.status == 200 and b.status == 200 and self.pools_running():
-                            await asyncio.sleep(1.0)  # consumers attach to their queues
-                            return
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.2)
-        raise RuntimeError(f"stack did not become ready; see {self.log_path}")
-
-    def pool_processes(self) -> dict[str, psutil.Process]:
-        """The live worker-pool processes by pool name."""
-        assert self.process is not None
-        found = {}
-        for child in psutil.Process(self.process.pid).children(recursive=True):
-            try:
-                cmd = child.cmdline()
-            except psutil.NoSuchProcess:
-                continue
-            if "worker" in cmd:
-                found[cmd[cmd.index("worker") + 1]] = child
-        return found
-
-    def pools_running(self) -> bool:
-        return len(self.pool_processes()) == 6
-
-    async def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-        if self.pg:
-            await self.pg.close()
-        await self._drop()
-
-    async def _drop(self) -> None:
-        name = self.settings.postgres.dsn.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(self.settings.postgres.dsn.rsplit("/", 1)[0] + "/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
-        if self.redis:
-            keys = [k async for k in self.redis.scan_iter(f"{self.settings.redis.prefix}:*")]
-            if keys:
-                await self.redis.delete(*keys)
-            await self.redis.aclose()
-        queues = Queues(self.settings.rabbitmq.prefix)
-        names = [queues.risk, queues.ledger, queues.notify, queues.dead]
-        names += [queues.channel(c) for c in self.settings.channels]
-        names += [queues.notify_retry(d) for d in self.settings.notify.retry_schedule_s]
-        connection = await aio_pika.connect(self.settings.rabbitmq.url)
-        async with connection:
-            channel = await connection.channel()
-            for queue in names:
-                await channel.queue_delete(queue)
+__all__ = ["Stack", "free_port"]

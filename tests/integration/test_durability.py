@@ -3,21 +3,18 @@ before it answers, `replicated` refuses to answer 201 until a replica has the in
 
 from __future__ import annotations
 
-import asyncio
 import secrets
-import subprocess
 
 import aiohttp
 import msgspec
 import pytest
 import pytest_asyncio
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
 
+from benchmarks.node import RedisPair
 from gateway.app import create_app
 from gateway.client import MerchantClient
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -78,44 +75,13 @@ async def test_replicated_mode_without_a_replica_is_503_then_replays(
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def primary_with_replica():
-    """A throwaway Redis primary and its replica on free ports, nothing kept on disk."""
-    primary, replica = free_port(), free_port()
-    common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
-    servers = [
-        subprocess.Popen(
-            ["redis-server", "--port", str(primary), *common], stdout=subprocess.DEVNULL
-        ),
-        subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(replica),
-                "--replicaof",
-                "127.0.0.1",
-                str(primary),
-                *common,
-            ],
-            stdout=subprocess.DEVNULL,
-        ),
-    ]
-    client = Redis(port=replica)
+    pair = RedisPair()
     try:
-        for _ in range(100):
-            try:
-                info = await client.info("replication")
-                if info.get("master_link_status") == "up":
-                    break
-            except RedisConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-        else:
-            raise RuntimeError("the replica never linked to its primary")
-        yield f"redis://127.0.0.1:{primary}/0", client
+        replica = await pair.start()
+        yield pair.primary_url, replica
+        await replica.aclose()
     finally:
-        await client.aclose()
-        for server in servers:
-            server.terminate()
-            server.wait(10)
+        pair.stop()
 
 
 async def test_replicated_mode_answers_once_a_replica_has_the_intent(

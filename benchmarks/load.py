@@ -1,0 +1,204 @@
+"""Load generators: wrk with a pool of pre-built requests where wrk is installed (it costs the
+machine far less CPU than the server it drives), else an asyncio generator; and an open-loop
+(constant arrival rate) generator for latency at a given load.
+
+Each request in a pool is used once per run where the pool is large enough: creates carry
+unique idempotency keys and merchant order ids, and signatures are made before the clock starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import aiohttp
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class LoadResult:
+    tool: str
+    requests: int
+    seconds: float
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def wrk_available() -> bool:
+    return shutil.which("wrk") is not None
+
+
+def _lua_string(text: str) -> str:
+    level = "=" * 4
+    while f"]{level}]" in text:
+        level += "="
+    return f"[{level}[{text}]{level}]"
+
+
+def _wrk_script(requests: Sequence[Prepared], threads: int) -> str:
+    """A Lua script that hands each wrk thread its own stride of the pool."""
+    lines = ["local pool = {}"]
+    for n, r in enumerate(requests, start=1):
+        headers = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in r.headers.items())
+        lines.append(
+            f"pool[{n}] = wrk.format({_lua_string(r.method)}, {_lua_string(r.path)}, "
+            f"{{{headers}}}, {_lua_string(r.body.decode())})"
+        )
+    lines += [
+        "local counter = 0",
+        "function setup(thread) thread:set('id', counter); counter = counter + 1 end",
+        "local i",
+        f"function init(args) i = id; stride = {threads} end",
+        "function request()",
+        "  i = i + stride",
+        "  if i > #pool then i = (i % stride) + 1 end",
+        "  return pool[i]",
+        "end",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+
+
+def _ms(text: str) -> float:
+    value, unit = re.fullmatch(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * _UNITS[unit]
+
+
+def parse_wrk(output: str, seconds: float) -> LoadResult:
+    percentiles = dict(re.findall(r"^\s+(50|99)\.?0*%\s+(\S+)", output, re.M))
+    total = int(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
+    sockets = re.search(
+        r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", output
+    )
+    errors = int(non_2xx.group(1)) if non_2xx else 0
+    errors += sum(int(g) for g in sockets.groups()) if sockets else 0
+    return LoadResult(
+        "wrk", total, seconds, rps, _ms(percentiles["50"]), _ms(percentiles["99"]), errors
+    )
+
+
+async def closed_loop(
+    base_url: str, requests: Sequence[Prepared], seconds: float, connections: int
+) -> LoadResult:
+    """As fast as `connections` keep-alive connections go, for `seconds`."""
+    if wrk_available():
+        return await _wrk(base_url, requests, seconds, connections)
+    return await _asyncio_closed(base_url, requests, seconds, connections)
+
+
+async def _wrk(
+    base_url: str, requests: Sequence[Prepared], seconds: float, connections: int
+) -> LoadResult:
+    threads = 1  # one core for the generator at most; the server under test gets the other
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "pool.lua"
+        script.write_text(_wrk_script(requests, threads))
+        proc = await asyncio.create_subprocess_exec(
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            f"-d{max(1, round(seconds))}s",
+            "--latency",
+            "-s",
+            str(script),
+            base_url,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        out, _ = await proc.communicate()
+    return parse_wrk(out.decode(), seconds)
+
+
+async def _asyncio_closed(
+    base_url: str, requests: Sequence[Prepared], seconds: float, connections: int
+) -> LoadResult:
+    latencies: list[float] = []
+    errors = 0
+    cursor = iter(range(len(requests) * 1000))
+    deadline = time.perf_counter() + seconds
+
+    async def worker(http: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline:
+            r = requests[next(cursor) % len(requests)]
+            started = time.perf_counter()
+            async with http.request(
+                r.method, base_url + r.path, data=r.body, headers=r.headers
+            ) as response:
+                await response.read()
+                if response.status >= 300:
+                    errors += 1
+            latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=connections)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(worker(http) for _ in range(connections)))
+    elapsed = time.perf_counter() - started
+    return _summarise("asyncio", latencies, elapsed, errors)
+
+
+def _summarise(tool: str, latencies: list[float], elapsed: float, errors: int) -> LoadResult:
+    if len(latencies) < 2:
+        return LoadResult(tool, len(latencies), elapsed, len(latencies) / elapsed, 0.0, 0.0, errors)
+    cuts = statistics.quantiles(latencies, n=100, method="inclusive")
+    return LoadResult(
+        tool, len(latencies), elapsed, len(latencies) / elapsed, cuts[49], cuts[98], errors
+    )
+
+
+async def open_loop(
+    base_url: str, requests: Sequence[Prepared], rate: float, seconds: float
+) -> LoadResult:
+    """Requests at a constant arrival rate whatever the server does; latency counts from the
+    moment each request was due, so a stalled server cannot hide its queueing (no coordinated
+    omission)."""
+    total = max(1, int(rate * seconds))
+    latencies: list[float] = []
+    errors = 0
+    start = time.perf_counter() + 0.05
+
+    async def one(n: int, http: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        r = requests[n % len(requests)]
+        try:
+            async with http.request(
+                r.method, base_url + r.path, data=r.body, headers=r.headers
+            ) as response:
+                await response.read()
+                if response.status >= 300:
+                    errors += 1
+        except aiohttp.ClientError:
+            errors += 1
+        latencies.append((time.perf_counter() - due) * 1000)
+
+    connector = aiohttp.TCPConnector(limit=256)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        await asyncio.gather(*(one(n, http) for n in range(total)))
+    return _summarise("open-loop", latencies, time.perf_counter() - start, errors)

@@ -1,0 +1,205 @@
+"""A whole Juhe node on this machine in a private namespace: real processes (`juhe up`, or one
+process such as `juhe gateway`) on free ports, with its own database, Redis prefix and RabbitMQ
+queue prefix, so runs never collide and leave nothing behind. Shared by the benchmarks and the
+integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import aio_pika
+import aiohttp
+import asyncpg
+import psutil
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from config import Settings, load_settings
+from infra import db
+from infra.broker import Queues
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Settings for a private node: its own database, prefixes and free ports."""
+    tag = f"t{name}{secrets.token_hex(3)}"
+    gateway, simulator, metrics = free_port(), free_port(), free_port()
+    return {
+        "JUHE_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:5432/juhe_{tag}",
+        "JUHE_REDIS__PREFIX": tag,
+        "JUHE_RABBITMQ__PREFIX": tag,
+        "JUHE_GATEWAY__PORT": str(gateway),
+        "JUHE_GATEWAY__PUBLIC_URL": f"http://127.0.0.1:{gateway}",
+        "JUHE_GATEWAY__CALLBACK_BASE_URL": f"http://127.0.0.1:{gateway}",
+        "JUHE_SIMULATOR__PORT": str(simulator),
+        "JUHE_CHANNELS__SIM__BASE_URL": f"http://127.0.0.1:{simulator}",
+        "JUHE_SUPERVISOR__METRICS_PORT_BASE": str(metrics),
+        "JUHE_LOGGING__LEVEL": "WARNING",
+        **(overrides or {}),
+    }
+
+
+class LocalNode:
+    def __init__(self, name: str, overrides: Mapping[str, str] | None = None) -> None:
+        self.env = node_env(name, overrides)
+        self.settings: Settings = load_settings(self.env)
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = Path(f"/tmp/juhe-{self.settings.redis.prefix}.log")
+        self.pg: asyncpg.Pool | None = None
+        self.redis: Redis | None = None
+        self.whole = True
+
+    @property
+    def url(self) -> str:
+        return self.settings.gateway.public_url
+
+    async def start(self, *command: str) -> None:
+        """Run `juhe up` (the default) or another subcommand, e.g. `gateway` alone."""
+        await db.ensure_database(self.settings.postgres.dsn)
+        await db.migrate(self.settings.postgres.dsn)
+        env = {**os.environ, **self.env}
+        log = self.log_path.open("wb")
+        self.whole = not command or command == ("up",)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "cli.main", *(command or ("up",))],
+            env=env,
+            cwd=ROOT,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+        self.pg = await db.create_pool(self.settings.postgres.dsn, 1, 4)
+        self.redis = Redis.from_url(self.settings.redis.url)
+        await self._wait_ready()
+
+    async def _wait_ready(self, timeout_s: float = 60) -> None:
+        deadline = time.monotonic() + timeout_s
+        sim = self.settings.channels["sim"].base_url
+        async with aiohttp.ClientSession() as http:
+            while time.monotonic() < deadline:
+                try:
+                    async with http.get(self.url + "/readyz") as ready:
+                        if ready.status == 200 and not self.whole:
+                            return
+                    async with http.get(sim + "/_sim/health") as health:
+                        if health.status == 200 and self.pools_running():
+                            await asyncio.sleep(1.0)  # consumers attach to their queues
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise RuntimeError(f"node did not become ready; see {self.log_path}")
+
+    def pool_processes(self) -> dict[str, psutil.Process]:
+        """The live worker-pool processes by pool name."""
+        assert self.process is not None
+        found = {}
+        for child in psutil.Process(self.process.pid).children(recursive=True):
+            try:
+                cmd = child.cmdline()
+            except psutil.NoSuchProcess:
+                continue
+            if "worker" in cmd:
+                found[cmd[cmd.index("worker") + 1]] = child
+        return found
+
+    def pools_running(self) -> bool:
+        return len(self.pool_processes()) == 6
+
+    async def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+        if self.pg:
+            await self.pg.close()
+        await self._drop()
+
+    async def _drop(self) -> None:
+        name = self.settings.postgres.dsn.rsplit("/", 1)[1]
+        admin = await asyncpg.connect(self.settings.postgres.dsn.rsplit("/", 1)[0] + "/postgres")
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+        if self.redis:
+            keys = [k async for k in self.redis.scan_iter(f"{self.settings.redis.prefix}:*")]
+            if keys:
+                await self.redis.delete(*keys)
+            await self.redis.aclose()
+        queues = Queues(self.settings.rabbitmq.prefix)
+        names = [queues.risk, queues.ledger, queues.notify, queues.dead]
+        names += [queues.channel(c) for c in self.settings.channels]
+        names += [queues.notify_retry(d) for d in self.settings.notify.retry_schedule_s]
+        connection = await aio_pika.connect(self.settings.rabbitmq.url)
+        async with connection:
+            channel = await connection.channel()
+            for queue in names:
+                await channel.queue_delete(queue)
+
+
+class RedisPair:
+    """A throwaway Redis primary and its replica on free ports, nothing kept on disk: what the
+    `replicated` durability mode needs to be exercised on a single machine."""
+
+    def __init__(self) -> None:
+        self.primary_port, self.replica_port = free_port(), free_port()
+        self.servers: list[subprocess.Popen[bytes]] = []
+
+    @property
+    def primary_url(self) -> str:
+        return f"redis://127.0.0.1:{self.primary_port}/0"
+
+    async def start(self) -> Redis:
+        """Start both; return a client of the replica once it is linked."""
+        common = ["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", "/tmp"]
+        self.servers = [
+            subprocess.Popen(
+                ["redis-server", "--port", str(self.primary_port), *common],
+                stdout=subprocess.DEVNULL,
+            ),
+            subprocess.Popen(
+                [
+                    "redis-server",
+                    "--port",
+                    str(self.replica_port),
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(self.primary_port),
+                    *common,
+                ],
+                stdout=subprocess.DEVNULL,
+            ),
+        ]
+        replica = Redis(port=self.replica_port)
+        for _ in range(100):
+            try:
+                if (await replica.info("replication")).get("master_link_status") == "up":
+                    return replica
+            except RedisConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the replica never linked to its primary")
+
+    def stop(self) -> None:
+        for server in self.servers:
+            server.terminate()
+            server.wait(10)
