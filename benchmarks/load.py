@@ -55,11 +55,15 @@ def _lua_string(text: str) -> str:
     return f"[{level}[{text}]{level}]"
 
 
-def _wrk_script(requests: Sequence[Prepared], threads: int) -> str:
-    """A Lua script that hands each wrk thread its own stride of the pool."""
+def _wrk_script(requests: Sequence[Prepared], threads: int, host: str) -> str:
+    """A Lua script that hands each wrk thread its own stride of the pool. The Host header is
+    written out: the pool is built when the script loads, before wrk knows its own."""
     lines = ["local pool = {}"]
     for n, r in enumerate(requests, start=1):
-        headers = ", ".join(f"[{_lua_string(k)}] = {_lua_string(v)}" for k, v in r.headers.items())
+        headers = ", ".join(
+            f"[ {_lua_string(k)} ] = {_lua_string(v)}"
+            for k, v in {"Host": host, **r.headers}.items()
+        )
         lines.append(
             f"pool[{n}] = wrk.format({_lua_string(r.method)}, {_lua_string(r.path)}, "
             f"{{{headers}}}, {_lua_string(r.body.decode())})"
@@ -116,7 +120,8 @@ async def _wrk(
     threads = 1  # one core for the generator at most; the server under test gets the other
     with tempfile.TemporaryDirectory() as tmp:
         script = Path(tmp) / "pool.lua"
-        script.write_text(_wrk_script(requests, threads))
+        host = base_url.split("://", 1)[1].rstrip("/")
+        script.write_text(_wrk_script(requests, threads, host))
         proc = await asyncio.create_subprocess_exec(
             "wrk",
             f"-t{threads}",
@@ -130,7 +135,10 @@ async def _wrk(
             stderr=subprocess.STDOUT,
         )
         out, _ = await proc.communicate()
-    return parse_wrk(out.decode(), seconds)
+        text = out.decode()
+        if f"{script}:" in text:  # wrk falls back to `GET /` when its script does not load
+            raise RuntimeError(f"wrk could not load its request pool: {text[:500]}")
+    return parse_wrk(text, seconds)
 
 
 async def _asyncio_closed(

@@ -1,0 +1,148 @@
+"""`make bench`: every figure as a ratio to its baseline, all measured in this one run.
+
+    python -m benchmarks.run                 # the full suite (several minutes)
+    python -m benchmarks.run --smoke         # every scenario for a second or two
+    python -m benchmarks.run --out FILE      # where the JSON result goes
+
+Absolute numbers are printed beside the ratios and labelled as this machine's: they are not
+comparable between runs or machines; the ratios are what the targets are stated in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import uvloop
+
+from benchmarks import scenarios
+from benchmarks.load import wrk_available
+
+TARGETS = {
+    "create_stream": 0.50,
+    "callbacks": 0.60,
+    "end_to_end": 0.07,
+    "ledger": 20.0,
+}
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+async def run(smoke: bool) -> dict[str, Any]:
+    seconds = 1.5 if smoke else 10.0
+    connections = 16 if smoke else 64
+    pool = 3_000 if smoke else 80_000
+    figures: dict[str, Any] = {}
+    base = await scenarios.baseline(seconds, connections, pool)
+    figures["baseline"] = base.as_dict()
+    for mode in ("stream", "replicated", "database"):
+        result = await scenarios.create(mode, seconds, connections, pool)
+        figures[f"create_{mode}"] = {**result.as_dict(), "ratio": result.rps / base.rps}
+    result = await scenarios.callbacks(seconds, connections, pool)
+    figures["callbacks"] = {**result.as_dict(), "ratio": result.rps / base.rps}
+    half = figures["create_stream"]["rps"] / 2
+    latency = await scenarios.create_latency(half, seconds, int(half * seconds) + 1)
+    figures["create_latency_at_half_peak"] = {**latency.as_dict(), "rate": half}
+    rates = [10.0] if smoke else [100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0]
+    e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 15.0)
+    figures["end_to_end"] = {**e2e, "ratio": e2e["sustained_per_s"] / base.rps}
+    ledger = await scenarios.ledger(200 if smoke else 4_000, 200)
+    figures["ledger"] = {
+        **ledger,
+        "ratio": ledger["batched_entries_per_s"] / ledger["single_entries_per_s"],
+    }
+    return figures
+
+
+def report(figures: dict[str, Any]) -> str:
+    base = figures["baseline"]
+    lines = [
+        f"load generator: {base['tool']}; baseline (bare aiohttp+uvloop): "
+        f"{base['rps']:.0f} req/s, p99 {base['p99_ms']:.2f} ms (this machine)",
+        f"{'figure':34} {'ratio':>8} {'target':>8}   absolute (this machine)",
+    ]
+
+    def row(name: str, ratio: float, target: float | None, absolute: str) -> None:
+        goal = f"≥{target:g}" if target is not None else ""
+        lines.append(f"{name:34} {ratio:8.3f} {goal:>8}   {absolute}")
+
+    for mode in ("stream", "replicated", "database"):
+        f = figures[f"create_{mode}"]
+        row(
+            f"create ({mode})",
+            f["ratio"],
+            TARGETS["create_stream"] if mode == "stream" else None,
+            f"{f['rps']:.0f} req/s, p99 {f['p99_ms']:.2f} ms, errors {f['errors']}",
+        )
+    f = figures["callbacks"]
+    row(
+        "callbacks", f["ratio"], TARGETS["callbacks"], f"{f['rps']:.0f} req/s, errors {f['errors']}"
+    )
+    f = figures["end_to_end"]
+    row(
+        "end to end (sustained lifecycles)",
+        f["ratio"],
+        TARGETS["end_to_end"],
+        f"{f['sustained_per_s']:.0f}/s, create→webhook p50 {f['lag_p50_ms']} ms "
+        f"p99 {f['lag_p99_ms']} ms",
+    )
+    f = figures["ledger"]
+    row(
+        "ledger batched vs single tx",
+        f["ratio"],
+        TARGETS["ledger"],
+        f"{f['batched_entries_per_s']:.0f} vs {f['single_entries_per_s']:.0f} entries/s",
+    )
+    f = figures["create_latency_at_half_peak"]
+    lines.append(
+        f"create latency at {f['rate']:.0f} req/s (open loop, half of peak): "
+        f"p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (target p99 ≤ 10 ms), "
+        f"errors {f['errors']}"
+    )
+    generator_ok = all(base["rps"] > figures[k]["rps"] for k in ("create_stream", "callbacks"))
+    lines.append(
+        "the generator drives the baseline faster than every gateway figure: "
+        + ("yes" if generator_ok else "NO — figures are generator-bound")
+    )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--smoke", action="store_true")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args()
+    started = time.time()
+    figures = uvloop.run(run(args.smoke))
+    result = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
+        "commit": _commit(),
+        "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.machine()}",
+        "wrk": wrk_available(),
+        "smoke": args.smoke,
+        "figures": figures,
+    }
+    out = args.out or Path("benchmarks/out") / f"bench-{int(started)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    print(report(figures))
+    print(f"\nresult file: {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,337 @@
+"""The benchmark scenarios. Each returns plain figures; `benchmarks.run` divides them by their
+baselines, all measured in the same run on the same machine with the same load generator."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+import aiohttp
+import msgspec
+import orjson
+from aiohttp import web
+
+from adapters.simulator import wire
+from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
+from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
+from domain.ids import new_id
+from domain.messages import ChannelCallback
+from gateway.client import signed_headers
+from infra import broker, db
+from infra.keys import STREAMS
+from infra.merchants import NewMerchant, create_merchant
+from workers.ledger import LedgerActor, Written
+
+CREATE_PATH = "/api/v1/payments"
+
+
+def create_body(n: int) -> bytes:
+    """A typical create: the same size for the baseline and the gateway."""
+    cents = 100 + (n * 7) % 5000
+    if 51 <= cents % 100 <= 58:  # the simulator's magic endings
+        cents += 10
+    return orjson.dumps(
+        {
+            "amount": f"{cents // 100}.{cents % 100:02d}",
+            "currency": "USD",
+            "merchant_order_id": f"bench-{n}-{secrets.token_hex(4)}",
+            "description": "benchmark order",
+            "customer": {"email": "buyer@example.com"},
+        }
+    )
+
+
+def baseline_requests(count: int) -> list[Prepared]:
+    return [
+        Prepared("POST", CREATE_PATH, {"Content-Type": "application/json"}, create_body(n))
+        for n in range(count)
+    ]
+
+
+def create_requests(merchant: NewMerchant, count: int) -> list[Prepared]:
+    pool = []
+    for n in range(count):
+        body = create_body(n)
+        headers = signed_headers(merchant.key_id, merchant.secret, "POST", CREATE_PATH, body)
+        headers["Idempotency-Key"] = f"bench-{n}-{secrets.token_hex(6)}"
+        pool.append(Prepared("POST", CREATE_PATH, headers, body))
+    return pool
+
+
+def callback_requests(secret: str, count: int, duplicate_every: int = 10) -> list[Prepared]:
+    """Signed simulator callbacks; every `duplicate_every`-th repeats the previous event."""
+    pool: list[Prepared] = []
+    now = time.time()
+    for n in range(count):
+        if n and n % duplicate_every == 0:
+            pool.append(pool[-1])
+            continue
+        event = wire.CallbackEvent(
+            event_id=f"evt-bench-{n}-{secrets.token_hex(4)}",
+            event="order.paid",
+            order_no=f"SIMBENCH{n}",
+            merchant_ref=new_id("pay"),
+            amount_minor="1000",
+            currency="USD",
+            ts=int(now),
+        )
+        body = msgspec.json.encode(event)
+        headers = {"Content-Type": "application/json", **wire.callback_headers(secret, body, now)}
+        pool.append(Prepared("POST", "/api/v1/payments/callback/sim", headers, body))
+    return pool
+
+
+async def baseline(seconds: float, connections: int, pool_size: int) -> LoadResult:
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "benchmarks.baseline", "--port", str(port)], cwd=ROOT
+    )
+    try:
+        await _wait_port(port)
+        return await closed_loop(
+            f"http://127.0.0.1:{port}", baseline_requests(pool_size), seconds, connections
+        )
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+async def _wait_port(port: int) -> None:
+    for _ in range(100):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"nothing listens on {port}")
+
+
+async def _merchant(node: LocalNode, notify_url: str = "http://127.0.0.1:9/none") -> NewMerchant:
+    assert node.pg is not None
+    return await create_merchant(
+        node.pg, name="bench", notify_url=notify_url, currencies=["USD"], fee_bps=250
+    )
+
+
+async def create(mode: str, seconds: float, connections: int, pool_size: int) -> LoadResult:
+    """The gateway alone (no pools draining the stream), in one durability mode."""
+    pair = RedisPair() if mode == "replicated" else None
+    overrides = {"JUHE_GATEWAY__DURABILITY": mode}
+    if pair:
+        await pair.start()
+        overrides["JUHE_REDIS__URL"] = pair.primary_url
+    node = LocalNode("bench", overrides)
+    try:
+        await node.start("gateway")
+        merchant = await _merchant(node)
+        return await closed_loop(
+            node.url, create_requests(merchant, pool_size), seconds, connections
+        )
+    finally:
+        await node.stop()
+        if pair:
+            pair.stop()
+
+
+async def callbacks(seconds: float, connections: int, pool_size: int) -> LoadResult:
+    node = LocalNode("bench")
+    try:
+        await node.start("gateway")
+        secret = node.settings.channels["sim"].secret
+        return await closed_loop(
+            node.url, callback_requests(secret, pool_size), seconds, connections
+        )
+    finally:
+        await node.stop()
+
+
+async def create_latency(rate: float, seconds: float, pool_size: int) -> LoadResult:
+    """Create latency under an open-loop load (constant arrival rate), `stream` mode."""
+    node = LocalNode("bench")
+    try:
+        await node.start("gateway")
+        merchant = await _merchant(node)
+        return await open_loop(node.url, create_requests(merchant, pool_size), rate, seconds)
+    finally:
+        await node.stop()
+
+
+@dataclass
+class Sink:
+    """A fast local merchant endpoint recording when each payment's webhook arrived."""
+
+    arrived: dict[str, float]
+
+    async def handle(self, request: web.Request) -> web.Response:
+        event = orjson.loads(await request.read())
+        self.arrived.setdefault(event["data"]["id"], time.perf_counter())
+        return web.Response(text="ok")
+
+
+async def _backlog(node: LocalNode) -> int:
+    """Everything not yet done: stream entries, queued messages, undelivered webhooks."""
+    assert node.redis is not None and node.pg is not None
+    total = 0
+    for name in STREAMS:
+        total += await node.redis.xlen(f"{node.settings.redis.prefix}:{{intake:{name}}}")
+    queues = broker.Queues(node.settings.rabbitmq.prefix)
+    names = [queues.risk, queues.ledger, queues.notify, queues.channel("sim")]
+    connection = await broker.connect(node.settings.rabbitmq.url)
+    async with connection:
+        depths = await broker.queue_depths(await connection.channel(), names)
+    total += sum(depths.values())
+    total += await node.pg.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
+    return total
+
+
+async def end_to_end(rates: Sequence[float], seconds: float) -> dict[str, Any]:
+    """Sustained lifecycles per second: create → channel order → paid callback → ledger →
+    webhook at a local merchant endpoint. A rate counts only if the backlog at the end of its
+    window is no larger than one second of arrivals (bounded), and its webhooks kept pace."""
+    arrived: dict[str, float] = {}
+    sink = Sink(arrived)
+    app = web.Application()
+    app.router.add_post("/hook", sink.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    node = LocalNode("bench", {"JUHE_SIMULATOR__PAY_DELAY_MS": "0"})
+    trials = []
+    try:
+        await node.start()
+        merchant = await _merchant(node, f"http://127.0.0.1:{port}/hook")
+        for rate in rates:
+            pool = create_requests(merchant, int(rate * seconds) + 1)
+            sent: dict[str, float] = {}
+            started = time.perf_counter()
+            result = await _open_loop_ids(node.url, pool, rate, seconds, sent)
+            window = time.perf_counter() - started
+            backlog = await _backlog(node)
+            delivered = sum(1 for pid in sent if pid in arrived)
+            settle = time.perf_counter() + 30
+            while time.perf_counter() < settle and any(p not in arrived for p in sent):  # noqa: ASYNC110
+                await asyncio.sleep(0.2)
+            lags = sorted((arrived[p] - sent[p]) * 1000 for p in sent if p in arrived)
+            trials.append(
+                {
+                    "rate": rate,
+                    "created": len(sent),
+                    "errors": result.errors,
+                    "delivered_in_window": delivered,
+                    "delivered_per_s": delivered / window,
+                    "backlog_at_end": backlog,
+                    "sustained": backlog <= rate and result.errors == 0,
+                    "lag_p50_ms": lags[len(lags) // 2] if lags else None,
+                    "lag_p99_ms": lags[int(len(lags) * 0.99) - 1] if lags else None,
+                    "lost": sum(1 for pid in sent if pid not in arrived),
+                }
+            )
+            if not trials[-1]["sustained"]:
+                break
+    finally:
+        await node.stop()
+        await runner.cleanup()
+    sustained = [t for t in trials if t["sustained"]]
+    best = max(sustained, key=lambda t: t["delivered_per_s"]) if sustained else None
+    return {
+        "trials": trials,
+        "sustained_per_s": best["delivered_per_s"] if best else 0.0,
+        "lag_p50_ms": best["lag_p50_ms"] if best else None,
+        "lag_p99_ms": best["lag_p99_ms"] if best else None,
+    }
+
+
+async def _open_loop_ids(
+    base_url: str, pool: Sequence[Prepared], rate: float, seconds: float, sent: dict[str, float]
+) -> LoadResult:
+    """open_loop, also noting when each created payment's request was due."""
+    errors = 0
+    start = time.perf_counter() + 0.05
+    total = max(1, int(rate * seconds))
+
+    async def one(n: int, http: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        due = start + n / rate
+        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+        r = pool[n % len(pool)]
+        async with http.request(
+            r.method, base_url + r.path, data=r.body, headers=r.headers
+        ) as response:
+            body = await response.read()
+            if response.status != 201:
+                errors += 1
+                return
+        sent[orjson.loads(body)["id"]] = due
+
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
+        await asyncio.gather(*(one(n, http) for n in range(total)))
+    elapsed = time.perf_counter() - start
+    return LoadResult("open-loop", total, elapsed, total / elapsed, 0.0, 0.0, errors)
+
+
+async def ledger(entries: int, batch: int) -> dict[str, float]:
+    """The ledger pool's batched transaction against one transaction per callback, on the same
+    PostgreSQL with synchronous_commit on: payments awaiting payment, one paid callback each."""
+    node = LocalNode("bench")
+    dsn = node.settings.postgres.dsn
+    await db.ensure_database(dsn)
+    await db.migrate(dsn)
+    pool = await db.create_pool(dsn, 1, 2)
+    try:
+        assert (await pool.fetchval("SHOW synchronous_commit")) == "on"
+        merchant = await create_merchant(
+            pool, name="bench", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
+        )
+        # The ledger core needs only settings; the broker and Redis are not part of this figure.
+        actor = LedgerActor(SimpleNamespace(settings=node.settings))  # type: ignore[arg-type]
+        rates = {}
+        for label, size in (("single", 1), ("batched", batch)):
+            callbacks = await _awaiting_payments(pool, merchant.id, entries)
+            started = time.perf_counter()
+            for i in range(0, entries, size):
+                async with pool.acquire() as conn, conn.transaction():
+                    await actor.apply_callbacks(conn, callbacks[i : i + size], Written())
+            rates[label] = entries / (time.perf_counter() - started)
+        posted = await pool.fetchval("SELECT count(*) FROM journal_entries")
+        assert posted == 2 * entries, posted
+        return {
+            "single_entries_per_s": rates["single"],
+            "batched_entries_per_s": rates["batched"],
+            "batch_size": batch,
+        }
+    finally:
+        await pool.close()
+        await node.stop()
+
+
+async def _awaiting_payments(pool: Any, merchant_id: str, count: int) -> list[ChannelCallback]:
+    ids = [new_id("pay") for _ in range(count)]
+    await pool.execute(
+        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
+                                 channel, created_at, expires_at)
+           SELECT id, $2, id, 1000, 'USD', 'awaiting_payment', 'sim', now(),
+                  now() + interval '1 hour' FROM unnest($1::text[]) AS id""",
+        ids,
+        merchant_id,
+    )
+    return [
+        ChannelCallback(
+            channel="sim",
+            event_id=f"e-{pid}",
+            payment_id=pid,
+            channel_order_id=f"SIM{pid}",
+            outcome="paid",
+            amount="1000",
+            currency="USD",
+        )
+        for pid in ids
+    ]
