@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test lint services clean
+.PHONY: run test bench lint services clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,13 @@ run: $(STAMP) services
 test: $(STAMP) services
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
+
+# wrk is the load generator when installed (Debian's package); otherwise an asyncio one is used.
+bench: $(STAMP) services
+	@command -v wrk >/dev/null || (apt-get install -y -qq wrk >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)) || \
+	  echo "make bench: wrk could not be installed; using the asyncio generator"
+	$(PY) -m benchmarks.run
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -60,6 +60,8 @@ def _wrk_script(requests: Sequence[Prepared], threads: int, host: str) -> str:
     written out: the pool is built when the script loads, before wrk knows its own."""
     lines = ["local pool = {}"]
     for n, r in enumerate(requests, start=1):
+        if n % _CHUNK == 1:  # Lua allows 65536 constants per function: fill the pool in parts
+            lines.append("local function fill()" if n == 1 else "end fill()\nfill = function()")
         headers = ", ".join(
             f"[ {_lua_string(k)} ] = {_lua_string(v)}"
             for k, v in {"Host": host, **r.headers}.items()
@@ -68,6 +70,7 @@ def _wrk_script(requests: Sequence[Prepared], threads: int, host: str) -> str:
             f"pool[{n}] = wrk.format({_lua_string(r.method)}, {_lua_string(r.path)}, "
             f"{{{headers}}}, {_lua_string(r.body.decode())})"
         )
+    lines.append("end fill()")
     lines += [
         "local counter = 0",
         "function setup(thread) thread:set('id', counter); counter = counter + 1 end",
@@ -82,6 +85,7 @@ def _wrk_script(requests: Sequence[Prepared], threads: int, host: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+_CHUNK = 2_000
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
 

@@ -1,0 +1,36 @@
+"""Every benchmark scenario runs for a second or two so the suite never rots. This asserts the
+scenarios ran and produced figures, never how fast they were."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+
+from benchmarks.node import ROOT
+
+
+def test_every_scenario_produces_figures(tmp_path: Path) -> None:
+    out = tmp_path / "smoke.json"
+    run = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    figures = orjson.loads(out.read_bytes())["figures"]
+    assert figures["baseline"]["requests"] > 0 and figures["baseline"]["rps"] > 0
+    for name in ("create_stream", "create_replicated", "create_database", "callbacks"):
+        assert figures[name]["requests"] > 0 and figures[name]["ratio"] > 0, name
+        assert figures[name]["errors"] == 0, (name, figures[name])
+    assert figures["create_latency_at_half_peak"]["requests"] > 0
+    e2e = figures["end_to_end"]
+    assert e2e["trials"] and e2e["trials"][0]["created"] > 0
+    assert e2e["trials"][0]["lost"] == 0, e2e
+    assert figures["ledger"]["batched_entries_per_s"] > 0
+    assert figures["ledger"]["single_entries_per_s"] > 0
+    assert "ratio" in run.stdout and "result file" in run.stdout
