@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import secrets
 import signal
 import socket
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import ExitStack
 from pathlib import Path
 
 import aio_pika
@@ -36,10 +38,24 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_port_block(count: int) -> int:
+    """The first of `count` consecutive free ports below the kernel's ephemeral range, where an
+    outgoing connection cannot take one of them between this check and the bind."""
+    while True:
+        base = random.randrange(20_000, 32_000 - count)
+        try:
+            with ExitStack() as held:
+                for port in range(base, base + count):
+                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+
+
 def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
     """Settings for a private node: its own database, prefixes and free ports."""
     tag = f"t{name}{secrets.token_hex(3)}"
-    gateway, simulator, metrics = free_port(), free_port(), free_port()
+    gateway, simulator, metrics = free_port(), free_port(), free_port_block(6)
     return {
         "JUHE_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:5432/juhe_{tag}",
         "JUHE_REDIS__PREFIX": tag,

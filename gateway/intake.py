@@ -38,6 +38,17 @@ end
 return {0, entry}
 """
 
+# KEYS[1] idempotency hash; ARGV fp, ttl, in-progress ttl → {0} taken now, or the stored
+# {1, fp, status, body}; status "0" marks a request still running.
+_CLAIM = """
+local prior = redis.call('HMGET', KEYS[1], 'fp', 'status', 'body')
+if prior[1] then return {1, prior[1], prior[2], prior[3] or ''} end
+redis.call('HSET', KEYS[1], 'fp', ARGV[1], 'status', '0')
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+return {0}
+"""
+_IN_PROGRESS_TTL_S = 60
+
 _CALLBACK = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
@@ -69,6 +80,10 @@ class IdempotencyConflict(Exception):
     pass
 
 
+class RequestInProgress(Exception):
+    """The same Idempotency-Key is being served by a request that has not finished."""
+
+
 class DuplicateOrder(Exception):
     def __init__(self, payment_id: str) -> None:
         super().__init__(payment_id)
@@ -82,6 +97,7 @@ class Intake:
         self.settings = settings
         self._create = redis.register_script(_CREATE)
         self._callback = redis.register_script(_CALLBACK)
+        self._claim = redis.register_script(_CLAIM)
 
     @staticmethod
     def _replay(reply: list[bytes], fp: str) -> Replay:
@@ -139,27 +155,37 @@ class Intake:
             )
         )
 
-    async def replay(self, merchant_id: str, key: str | None, fp: str) -> Replay | None:
-        """The stored answer for a repeated Idempotency-Key, if any (conflict if body differs)."""
+    async def claim(self, merchant_id: str, key: str | None, fp: str) -> Replay | None:
+        """Before a non-create request with an Idempotency-Key runs: the stored answer if the key
+        was used (conflict if the body differs), else the key is taken for this request so a
+        concurrent duplicate gets `RequestInProgress` instead of running twice."""
         if not key:
             return None
-        stored = await self.redis.hmget(
-            self.keys.idempotency(merchant_id, key), "fp", "status", "body"
+        reply = await self._claim(
+            keys=[self.keys.idempotency(merchant_id, key)],
+            args=[fp, self.settings.idempotency_ttl_s, _IN_PROGRESS_TTL_S],
         )
-        if stored[0] is None:
+        if reply[0] == 0:
             return None
-        return self._replay([b"", *stored], fp)
+        if reply[2] == b"0":
+            if reply[1].decode() != fp:
+                raise IdempotencyConflict
+            raise RequestInProgress
+        return self._replay(reply, fp)
 
-    async def remember(
-        self, merchant_id: str, key: str | None, fp: str, status: int, body: bytes
+    async def settle(
+        self, merchant_id: str, key: str | None, fp: str, answer: Replay | None
     ) -> None:
+        """After it ran: keep the answer to replay, or (None, the request failed) free the key
+        so the client can try again."""
         if not key:
             return
         name = self.keys.idempotency(merchant_id, key)
+        if answer is None:
+            await self.redis.delete(name)
+            return
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(name, "fp", fp)
-            pipe.hsetnx(name, "status", status)
-            pipe.hsetnx(name, "body", body)
+            pipe.hset(name, mapping={"fp": fp, "status": answer.status, "body": answer.body})
             pipe.expire(name, self.settings.idempotency_ttl_s)
             await pipe.execute()
 

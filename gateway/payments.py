@@ -16,7 +16,13 @@ from domain.states import PaymentStatus
 from domain.views import payment_view
 from gateway.auth import authenticate
 from gateway.errors import ApiError, invalid
-from gateway.intake import DuplicateOrder, IdempotencyConflict, fingerprint
+from gateway.intake import (
+    DuplicateOrder,
+    IdempotencyConflict,
+    Replay,
+    RequestInProgress,
+    fingerprint,
+)
 from gateway.schemas import CreatePayment
 from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key
 from infra import store
@@ -247,14 +253,34 @@ async def cancel_payment(request: web.Request) -> web.Response:
     key = idempotency_key(request)
     fp = fingerprint(request.method, request.path, body)
     try:
-        replay = await e.intake.replay(merchant.id, key, fp)
+        replay = await e.intake.claim(merchant.id, key, fp)
     except IdempotencyConflict:
         raise idempotency_conflict() from None
+    except RequestInProgress:
+        raise ApiError(
+            409,
+            "idempotency_error",
+            "request_in_progress",
+            "a request with this Idempotency-Key is still being processed; retry shortly",
+            "Idempotency-Key",
+        ) from None
     if replay is not None:
         return json_response(replay.body, replay.status)
-    payment_id = request.match_info["id"]
+    try:
+        answer = await cancel(e, merchant.id, request.match_info["id"])
+    except ApiError as exc:
+        await e.intake.settle(merchant.id, key, fp, Replay(exc.status, exc.response().body))
+        raise
+    except Exception:
+        await e.intake.settle(merchant.id, key, fp, None)
+        raise
+    await e.intake.settle(merchant.id, key, fp, answer)
+    return json_response(answer.body, answer.status)
+
+
+async def cancel(e: Edge, merchant_id: str, payment_id: str) -> Replay:
     hot_merchant, intent = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "intent")
-    if hot_merchant is not None and hot_merchant.decode() != merchant.id:
+    if hot_merchant is not None and hot_merchant.decode() != merchant_id:
         raise not_found("payment")
     async with e.pg.acquire() as conn, conn.transaction():
         if intent is not None:
@@ -262,7 +288,7 @@ async def cancel_payment(request: web.Request) -> web.Response:
         current = await conn.fetchrow(
             "SELECT merchant_id, status FROM payments WHERE id = $1 FOR UPDATE", payment_id
         )
-        if current is None or current["merchant_id"] != merchant.id:
+        if current is None or current["merchant_id"] != merchant_id:
             raise not_found("payment")
         row = await store.transition_payment(
             conn,
@@ -280,6 +306,4 @@ async def cancel_payment(request: web.Request) -> web.Response:
         view = payment_view(row, e.settings.gateway.public_url)
         await store.add_events(conn, [("payment.canceled", view, row)], due_now=True)
     await e.hot.put_payment(row)
-    doc = orjson.dumps(view)
-    await e.intake.remember(merchant.id, key, fp, 200, doc)
-    return json_response(doc)
+    return Replay(200, orjson.dumps(view))

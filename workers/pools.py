@@ -35,11 +35,19 @@ async def metrics_handler(_: web.Request) -> web.Response:
 
 
 async def serve_metrics(port: int) -> web.AppRunner:
+    """The pool's own /metrics. A taken port costs the endpoint, never the pool: its figures
+    still reach the gateway's /metrics through the shared multiprocess directory."""
     app = web.Application()
     app.router.add_get("/metrics", metrics_handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", port, reuse_port=True).start()
+    except OSError as exc:
+        log.error(
+            "metrics port unavailable; serving no /metrics of its own",
+            extra={"port": port, "error": str(exc)},
+        )
     return runner
 
 

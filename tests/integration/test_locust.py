@@ -6,10 +6,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import os
-import random
-import socket
 import sys
-from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -29,29 +26,13 @@ ROUTES = [
 ]
 
 
-def metrics_port_base(pools: int = 6) -> int:
-    """A base with `pools` free ports from it, below the kernel's ephemeral range. The node's pools
-    serve metrics on base + 0..5; a pool whose port an outgoing connection holds exits and is
-    restarted until the port is released, stalling payments (the default base is only checked
-    free by itself and lies in the ephemeral range)."""
-    while True:
-        base = random.randrange(20_000, 32_000)
-        try:
-            with ExitStack() as held:
-                for port in range(base, base + pools):
-                    held.enter_context(socket.socket()).bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return base
-
-
 def read_csv(path: Path) -> list[dict[str, str]]:
     with path.open(newline="") as f:
         return list(csv.DictReader(f))
 
 
 async def test_locust_mix_runs_without_failures(tmp_path: Path) -> None:
-    stack = Stack("locust", {"JUHE_SUPERVISOR__METRICS_PORT_BASE": str(metrics_port_base())})
+    stack = Stack("locust")
     try:
         await stack.start()
         assert stack.pg is not None

@@ -726,3 +726,20 @@ async def test_request_id_follows_the_payment_to_its_webhook(
     assert receiver.request_ids[event["id"]] == rid
     stored = await stack.pg.fetchval("SELECT request_id FROM payments WHERE id = $1", created["id"])
     assert stored == rid
+
+
+async def test_concurrent_cancels_with_one_key_run_once(merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="9.56", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"awaiting_payment"})
+    path = f"/api/v1/payments/{created['id']}/cancel"
+    key = {"Idempotency-Key": "cancel-" + secrets.token_hex(4)}
+    answers = await asyncio.gather(*(merchant.request("POST", path, headers=key) for _ in range(4)))
+    codes = sorted(
+        (status, body.get("status") or body["error"]["code"]) for status, body in answers
+    )
+    assert (200, "canceled") in codes
+    assert all(c in ((200, "canceled"), (409, "request_in_progress")) for c in codes), codes
+    status, again = await merchant.request("POST", path, headers=key)
+    assert status == 200 and again["status"] == "canceled"
