@@ -56,8 +56,8 @@ async def run(smoke: bool) -> dict[str, Any]:
     half = figures["create_stream"]["rps"] / 2
     latency = await scenarios.create_latency(half, seconds, int(half * seconds) + 1)
     figures["create_latency_at_half_peak"] = {**latency.as_dict(), "rate": half}
-    rates = [10.0] if smoke else [100.0, 200.0, 300.0, 400.0, 500.0, 600.0, 800.0]
-    e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 15.0)
+    rates = [10.0] if smoke else [25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0]
+    e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 10.0)
     figures["end_to_end"] = {**e2e, "ratio": e2e["sustained_per_s"] / base.rps}
     ledger = await scenarios.ledger(200 if smoke else 4_000, 200)
     figures["ledger"] = {
