@@ -3,6 +3,10 @@
 closed → open after `failure_threshold` failures within `window_s`; open → half-open once
 `open_s` has passed, letting one probe through; the probe's success closes the breaker, its
 failure opens it again. Each step is one Lua call, so processes never see a torn state.
+
+A process remembers for `LOCAL_TTL_S` that a breaker was closed and then asks Redis nothing on
+the happy path: another process's opening is seen here within that time, and the calls made
+meanwhile are exactly what a breaker tolerates anyway (failures are always reported at once).
 """
 
 from __future__ import annotations
@@ -64,21 +68,39 @@ return 0
 """
 
 
+LOCAL_TTL_S = 1.0
+
+
 class CircuitBreakers:
     def __init__(self, redis: Redis, keys: Keys, settings: BreakerSettings) -> None:
         self._keys = keys
         self._settings = settings
         self._allow = redis.register_script(_ALLOW)
         self._record = redis.register_script(_RECORD)
+        self._closed_until: dict[str, float] = {}
+
+    def _known_closed(self, channel: str) -> bool:
+        return self._closed_until.get(channel, 0.0) > time.monotonic()
+
+    def _remember(self, channel: str, state: State) -> None:
+        if state is State.CLOSED:
+            self._closed_until[channel] = time.monotonic() + LOCAL_TTL_S
+        else:
+            self._closed_until.pop(channel, None)
+        metrics.breaker_state.labels(channel).set(state)
 
     async def allow(self, channel: str) -> bool:
+        if self._known_closed(channel):
+            return True
         allowed, state = await self._allow(
             keys=[self._keys.breaker(channel)], args=[time.time(), self._settings.open_s]
         )
-        metrics.breaker_state.labels(channel).set(state)
+        self._remember(channel, State(state))
         return bool(allowed)
 
     async def record(self, channel: str, ok: bool) -> State:
+        if ok and self._known_closed(channel):
+            return State.CLOSED  # a success changes nothing on a closed breaker
         state = State(
             await self._record(
                 keys=[self._keys.breaker(channel)],
@@ -90,5 +112,5 @@ class CircuitBreakers:
                 ],
             )
         )
-        metrics.breaker_state.labels(channel).set(state)
+        self._remember(channel, state)
         return state

@@ -86,7 +86,8 @@ class ChannelActor:
                 # Ended meanwhile (canceled, expired), or this is a redelivery after the fact.
                 if row is None or row["status"] != PaymentStatus.PROCESSING:
                     return
-        await ctx.hot.put_payment(row)
+        # No hot copy of `processing`: it lasts one channel call, and readers lose nothing by
+        # seeing `pending` until the order (or the failure) is written moments later.
         request = OrderRequest(
             payment_id=row["id"],
             amount=row["amount"],

@@ -98,3 +98,23 @@ async def test_hot_copy_only_moves_forward(redis) -> None:
     assert await client.hget(keys.payment("pay_1"), "status") == b"succeeded"
     await hot.put_payment({**row, "status": "refunded", "version": 4})
     assert await client.hget(keys.payment("pay_1"), "status") == b"refunded"
+
+
+async def test_tick_batch_answers_each_caller_and_survives_a_script_flush(redis) -> None:
+    from gateway.intake import TickBatch
+
+    client, keys = redis
+    batch = TickBatch(
+        client, {"echo": "return ARGV[1] .. KEYS[1]", "boom": "return redis.error_reply('no')"}
+    )
+    answers = await asyncio.gather(
+        *(batch.call("echo", [f"{keys.prefix}:k{n}"], [n]) for n in range(50))
+    )
+    assert answers == [f"{n}{keys.prefix}:k{n}".encode() for n in range(50)]
+    await client.script_flush()  # as after a Redis restart: the next call loads them again
+    assert await batch.call("echo", ["x"], ["y"]) == b"yx"
+    failing = batch.call("boom", [], [])
+    fine = batch.call("echo", ["b"], ["a"])
+    with pytest.raises(Exception, match="no"):
+        await failing
+    assert await fine == b"ab", "one caller's error does not fail the others"
