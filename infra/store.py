@@ -16,7 +16,7 @@ import asyncpg
 import orjson
 
 from domain.ids import new_id
-from domain.ledger import Posting, net
+from domain.ledger import Posting
 from domain.messages import PaymentIntent, RefundIntent
 from domain.states import PaymentStatus, RefundStatus, refund_sources, sources
 
@@ -186,7 +186,8 @@ async def add_events(
 async def post_entries(
     conn: asyncpg.Connection, entries: Sequence[tuple[str, str, Sequence[Posting]]]
 ) -> None:
-    """Write journal entries (kind, ref, postings) and move balances, in the caller's
+    """Write journal entries (kind, ref, netted postings, as `domain.ledger` builds them) and
+    move balances, in the caller's
     transaction. Balances are netted per account across the whole batch and updated in one
     statement in a fixed account order, so concurrent batches cannot deadlock on them."""
     if not entries:
@@ -217,7 +218,7 @@ async def post_entries(
     entry_ids = {(r["kind"], r["ref"]): r["id"] for r in ids}
     entry_col, account_col, amount_col = [], [], []
     for kind, ref, postings in entries:
-        for p in net(postings):
+        for p in postings:
             entry_col.append(entry_ids[(kind, ref)])
             account_col.append(account_ids[(p.account, p.currency)])
             amount_col.append(p.amount)
