@@ -88,3 +88,8 @@ encode = _encoder.encode
 
 def decoder(kind: type[T]) -> msgspec.msgpack.Decoder[T]:
     return msgspec.msgpack.Decoder(kind)
+
+
+def envelope_decoder(kind: type[T]) -> msgspec.msgpack.Decoder[list[T]]:
+    """Queue messages are envelopes: arrays of items of the queue's one type."""
+    return msgspec.msgpack.Decoder(list[kind])  # type: ignore[valid-type]

@@ -9,13 +9,15 @@ confirm: a message is ours to forget only once RabbitMQ has it on disk.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractRobustConnection
 
 from config import Settings
+from domain.messages import Message, encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,8 +71,16 @@ async def declare_topology(channel: AbstractChannel, settings: Settings) -> None
         )
 
 
+ENVELOPE_MAX = 100
+
+
 class Publisher:
-    """Confirmed, persistent publishing to a queue through the default exchange."""
+    """Confirmed, persistent publishing to a queue through the default exchange.
+
+    A message is an envelope: a msgpack array of items of the queue's one message type. Items
+    bound for the same queue travel together, so the broker and both clients pay their
+    per-message cost once per envelope rather than once per payment.
+    """
 
     def __init__(self, channel: AbstractChannel) -> None:
         self._channel = channel
@@ -86,9 +96,21 @@ class Publisher:
             routing_key=queue,
         )
 
-    async def publish_many(self, items: Iterable[tuple[str, bytes, str]]) -> None:
-        """Publish several and wait for all confirms together rather than one by one."""
-        await asyncio.gather(*(self.publish(q, b, rid) for q, b, rid in items))
+    async def send(self, queue: str, items: Sequence[Message]) -> None:
+        await self.send_many((queue, item) for item in items)
+
+    async def send_many(self, items: Iterable[tuple[str, Message]]) -> None:
+        """Group by queue, cut into envelopes of at most ENVELOPE_MAX, wait for every confirm."""
+        by_queue: dict[str, list[Message]] = defaultdict(list)
+        for queue, item in items:
+            by_queue[queue].append(item)
+        await asyncio.gather(
+            *(
+                self.publish(queue, encode(batch[i : i + ENVELOPE_MAX]), batch[i].request_id)
+                for queue, batch in by_queue.items()
+                for i in range(0, len(batch), ENVELOPE_MAX)
+            )
+        )
 
 
 async def open_publisher(connection: AbstractRobustConnection) -> Publisher:

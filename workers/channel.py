@@ -20,18 +20,18 @@ from adapters.base import (
     RefundRequest,
 )
 from adapters.registry import build_adapter
-from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, decoder, encode
+from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import refund_view
 from infra import metrics, store
 from routing.breaker import CircuitBreakers
 from workers.context import Context
 from workers.outcomes import end_payment, publish_events
-from workers.runtime import Mailbox
+from workers.runtime import Mailbox, gather_all
 
 T = TypeVar("T")
 A = TypeVar("A")
-_task = decoder(ChannelTask)
+_tasks = envelope_decoder(ChannelTask)
 
 
 class ChannelActor:
@@ -49,12 +49,8 @@ class ChannelActor:
         )
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        for message in batch:
-            task = _task.decode(message.body)
-            if task.kind == "create":
-                await self.create(task)
-            else:
-                await self.refund(task)
+        tasks = [task for message in batch for task in _tasks.decode(message.body)]
+        await gather_all(self.create(t) if t.kind == "create" else self.refund(t) for t in tasks)
 
     async def call(self, operation: str, call: Callable[[A], Awaitable[T]], argument: A) -> T:
         """One logical channel call: breaker gate, retries, health accounting."""
@@ -186,10 +182,8 @@ class ChannelActor:
                 request_id=task.request_id,
             )
         # A transient failure propagates: the message is retried later, never guessed at.
-        await ctx.publisher.publish(
-            ctx.queues.ledger,
-            encode(LedgerCommand(refund=outcome, request_id=task.request_id)),
-            task.request_id,
+        await ctx.publisher.send(
+            ctx.queues.ledger, [LedgerCommand(refund=outcome, request_id=task.request_id)]
         )
 
 
@@ -202,6 +196,7 @@ async def run(ctx: Context) -> None:
             mailbox = Mailbox(
                 f"channel.{code}",
                 ctx.amqp,
+                ctx.publisher,
                 ctx.queues.channel(code),
                 actor.handle,
                 prefetch=s.prefetch,

@@ -22,7 +22,7 @@ from domain.lifecycle import (
     on_callback,
     on_refund_outcome,
 )
-from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, decoder
+from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
 from infra import store
@@ -30,7 +30,7 @@ from workers.context import Context
 from workers.outcomes import publish_events
 from workers.runtime import Mailbox
 
-_command = decoder(LedgerCommand)
+_commands = envelope_decoder(LedgerCommand)
 
 PAYMENT_WITH_PRICE = """SELECT p.*, m.fee_bps, m.fee_fixed_minor FROM payments p
                         JOIN merchants m ON m.id = p.merchant_id
@@ -70,7 +70,7 @@ class LedgerActor:
         }
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        commands = [_command.decode(m.body) for m in batch]
+        commands = [c for m in batch for c in _commands.decode(m.body)]
         callbacks = [c.callback for c in commands if c.callback]
         refunds = [c.refund for c in commands if c.refund]
         written = Written()
@@ -221,6 +221,7 @@ async def run(ctx: Context) -> None:
     await Mailbox(
         "ledger",
         ctx.amqp,
+        ctx.publisher,
         ctx.queues.ledger,
         actor.handle,
         prefetch=s.prefetch,

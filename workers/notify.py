@@ -14,14 +14,14 @@ from collections.abc import Sequence
 import aiohttp
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.messages import NotifyTask, decoder, encode
+from domain.messages import NotifyTask, envelope_decoder
 from domain.signing import webhook_signature
 from infra import metrics
 from workers.context import Context
-from workers.runtime import Mailbox
+from workers.runtime import Mailbox, gather_all
 
 log = logging.getLogger("juhe.notify")
-_task = decoder(NotifyTask)
+_tasks = envelope_decoder(NotifyTask)
 
 
 class NotifyActor:
@@ -31,8 +31,8 @@ class NotifyActor:
         self.timeout = aiohttp.ClientTimeout(total=ctx.settings.notify.timeout_ms / 1000)
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        for message in batch:
-            await self.deliver(_task.decode(message.body))
+        tasks = [t for message in batch for t in _tasks.decode(message.body)]
+        await gather_all(self.deliver(t) for t in tasks)
 
     async def deliver(self, task: NotifyTask) -> None:
         ctx = self.ctx
@@ -98,12 +98,10 @@ class NotifyActor:
         metrics.webhook_deliveries.labels(outcome).inc()
         if outcome == "retry":
             retry = NotifyTask(event_id=task.event_id, attempt=attempt, request_id=task.request_id)
-            await ctx.publisher.publish(
-                ctx.queues.notify_retry(delay), encode(retry), task.request_id
-            )
+            await ctx.publisher.send(ctx.queues.notify_retry(delay), [retry])
         elif outcome == "dead":
             log.warning("webhook dead-lettered", extra={"event_id": task.event_id})
-            await ctx.publisher.publish(ctx.queues.dead, encode(task), task.request_id)
+            await ctx.publisher.send(ctx.queues.dead, [task])
 
 
 async def run(ctx: Context) -> None:
@@ -112,6 +110,7 @@ async def run(ctx: Context) -> None:
     await Mailbox(
         "notify",
         ctx.amqp,
+        ctx.publisher,
         ctx.queues.notify,
         actor.handle,
         prefetch=s.prefetch,

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from domain.messages import NotifyTask, encode
+from domain.messages import NotifyTask
 from domain.states import PaymentStatus
 from domain.views import payment_view
 from infra import store
@@ -19,9 +19,8 @@ from workers.context import Context
 async def publish_events(ctx: Context, events: Sequence[tuple[str, str]]) -> None:
     """After commit: hand new outbox events (id, the payment's request id) to the notify pool.
     If this never happens (a crash right here), the scheduler's outbox sweep publishes them."""
-    await ctx.publisher.publish_many(
-        (ctx.queues.notify, encode(NotifyTask(event_id=e, request_id=rid)), rid)
-        for e, rid in events
+    await ctx.publisher.send(
+        ctx.queues.notify, [NotifyTask(event_id=e, request_id=rid) for e, rid in events]
     )
 
 

@@ -22,10 +22,10 @@ from domain.messages import (
     ChannelCallback,
     ChannelTask,
     LedgerCommand,
+    Message,
     PaymentIntent,
     RefundIntent,
     decoder,
-    encode,
 )
 from infra import metrics, store
 from infra.keys import CALLBACKS_STREAM, PAYMENTS_STREAM, REFUNDS_STREAM, RELAY_GROUP
@@ -34,7 +34,7 @@ from workers.runtime import supervise
 
 log = logging.getLogger("juhe.relay")
 
-Outgoing = list[tuple[str, bytes, str]]
+Outgoing = list[tuple[str, Message]]
 Relay = Callable[[Context, Sequence[bytes]], Awaitable[Outgoing]]
 
 _payment = decoder(PaymentIntent)
@@ -50,7 +50,7 @@ async def relay_payments(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
         # Redis lost the merchant-order guard (a flush or failover) and a duplicate got through;
         # the database kept the first one. Surface it rather than create a second payment.
         log.error("duplicate merchant order id refused", extra={"payment_id": payment_id})
-    return [(ctx.queues.risk, encode(i), i.request_id) for i in intents if i.id in stored]
+    return [(ctx.queues.risk, i) for i in intents if i.id in stored]
 
 
 async def relay_refunds(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
@@ -60,8 +60,7 @@ async def relay_refunds(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
     return [
         (
             ctx.queues.channel(i.channel),
-            encode(ChannelTask(kind="refund", id=i.id, channel=i.channel, request_id=i.request_id)),
-            i.request_id,
+            ChannelTask(kind="refund", id=i.id, channel=i.channel, request_id=i.request_id),
         )
         for i in intents
         if i.id in stored
@@ -73,7 +72,7 @@ async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
     for r in raw:
         callback = _callback.decode(r)
         command = LedgerCommand(callback=callback, request_id=callback.request_id)
-        out.append((ctx.queues.ledger, encode(command), callback.request_id))
+        out.append((ctx.queues.ledger, command))
     return out
 
 
@@ -165,7 +164,7 @@ class StreamRelay:
                         self.ctx.keys.stream("dead"),
                         {"d": raw, "from": self.stream, "error": str(exc)},
                     )
-        await self.ctx.publisher.publish_many(outgoing)
+        await self.ctx.publisher.send_many(outgoing)
         async with self.ctx.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.key, RELAY_GROUP, *ids)
             pipe.xdel(self.key, *ids)

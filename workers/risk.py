@@ -6,16 +6,16 @@ from collections.abc import Sequence
 
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.messages import ChannelTask, PaymentIntent, decoder, encode
+from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
 from domain.risk import MerchantLimits, RiskInput, assess
 from domain.states import PaymentStatus
 from infra.merchants import MerchantDirectory
 from routing.select import Candidate, choose_channel
 from workers.context import Context
 from workers.outcomes import end_payment
-from workers.runtime import Mailbox
+from workers.runtime import Mailbox, gather_all
 
-_intent = decoder(PaymentIntent)
+_intents = envelope_decoder(PaymentIntent)
 NO_LIMITS = MerchantLimits(currencies=frozenset())
 
 
@@ -29,54 +29,67 @@ class RiskActor:
         }
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        for message in batch:
-            await self.assess(_intent.decode(message.body))
-
-    async def assess(self, intent: PaymentIntent) -> None:
+        """A whole envelope at once: one Redis round trip for every blocklist lookup, one
+        envelope out per channel queue."""
         ctx = self.ctx
-        merchant = await self.merchants.merchant(intent.merchant_id)
+        intents = [i for message in batch for i in _intents.decode(message.body)]
         async with ctx.redis.pipeline(transaction=False) as pipe:
-            pipe.sismember(ctx.keys.blocked_ips(), intent.customer_ip or "")
-            pipe.sismember(ctx.keys.blocked_emails(), (intent.customer_email or "").lower())
-            ip_blocked, email_blocked = await pipe.execute()
-        decision = assess(
-            RiskInput(
-                intent.currency, int(intent.amount), intent.customer_ip, intent.customer_email
-            ),
-            merchant.limits if merchant else NO_LIMITS,
-            bool(ip_blocked),
-            bool(email_blocked),
-        )
-        if not decision.approved:
-            await end_payment(
-                ctx,
-                intent.id,
-                PaymentStatus.REJECTED,
-                "payment.rejected",
-                failure_code=decision.code,
-                failure_message=decision.reason,
+            for intent in intents:
+                pipe.sismember(ctx.keys.blocked_ips(), intent.customer_ip or "")
+                pipe.sismember(ctx.keys.blocked_emails(), (intent.customer_email or "").lower())
+            flags = await pipe.execute()
+        routed: list[tuple[str, Message]] = []
+        endings = []
+        for n, intent in enumerate(intents):
+            merchant = await self.merchants.merchant(intent.merchant_id)
+            decision = assess(
+                RiskInput(
+                    intent.currency, int(intent.amount), intent.customer_ip, intent.customer_email
+                ),
+                merchant.limits if merchant else NO_LIMITS,
+                bool(flags[2 * n]),
+                bool(flags[2 * n + 1]),
             )
-            return
-        channel = choose_channel(intent.currency, self.candidates)
-        if channel is None:
-            await end_payment(
-                ctx,
-                intent.id,
-                PaymentStatus.FAILED,
-                "payment.failed",
-                failure_code="no_channel",
-                failure_message="no channel takes this currency",
-            )
-            return
-        task = ChannelTask(
-            kind="create", id=intent.id, channel=channel, request_id=intent.request_id
-        )
-        await ctx.publisher.publish(ctx.queues.channel(channel), encode(task), intent.request_id)
+            channel = choose_channel(intent.currency, self.candidates)
+            if not decision.approved:
+                endings.append(
+                    end_payment(
+                        ctx,
+                        intent.id,
+                        PaymentStatus.REJECTED,
+                        "payment.rejected",
+                        failure_code=decision.code,
+                        failure_message=decision.reason,
+                    )
+                )
+            elif channel is None:
+                endings.append(
+                    end_payment(
+                        ctx,
+                        intent.id,
+                        PaymentStatus.FAILED,
+                        "payment.failed",
+                        failure_code="no_channel",
+                        failure_message="no channel takes this currency",
+                    )
+                )
+            else:
+                task = ChannelTask(
+                    kind="create", id=intent.id, channel=channel, request_id=intent.request_id
+                )
+                routed.append((ctx.queues.channel(channel), task))
+        await gather_all([*endings, ctx.publisher.send_many(routed)])
 
 
 async def run(ctx: Context) -> None:
     actor = RiskActor(ctx)
     s = ctx.settings.risk
     await Mailbox(
-        "risk", ctx.amqp, ctx.queues.risk, actor.handle, prefetch=s.prefetch, actors=s.concurrency
+        "risk",
+        ctx.amqp,
+        ctx.publisher,
+        ctx.queues.risk,
+        actor.handle,
+        prefetch=s.prefetch,
+        actors=s.concurrency,
     ).run()

@@ -14,17 +14,27 @@ import contextlib
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+import msgpack
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 
 from infra import metrics
+from infra.broker import Publisher
 from infra.logs import request_id
 
 log = logging.getLogger("juhe.runtime")
 
 BatchHandler = Callable[[Sequence[AbstractIncomingMessage]], Awaitable[None]]
 MAX_TRIES = 5
+
+
+async def gather_all(steps: Iterable[Awaitable[object]]) -> None:
+    """Run an envelope's items concurrently and wait for all of them; then raise the first
+    failure, so the envelope is retried (every step is idempotent, done items are no-ops)."""
+    for result in await asyncio.gather(*steps, return_exceptions=True):
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def supervise(name: str, run: Callable[[], Awaitable[None]], backoff_s: float = 0.2) -> None:
@@ -45,6 +55,7 @@ class Mailbox:
         self,
         pool: str,
         connection: AbstractRobustConnection,
+        publisher: Publisher,
         queue: str,
         handler: BatchHandler,
         *,
@@ -55,6 +66,7 @@ class Mailbox:
     ) -> None:
         self.pool = pool
         self._connection = connection
+        self._publisher = publisher
         self._queue = queue
         self._handler = handler
         self._prefetch = prefetch
@@ -123,8 +135,18 @@ class Mailbox:
         return True
 
     async def _after_failure(self, message: AbstractIncomingMessage) -> None:
-        """Requeue for another try, or dead-letter a message that failed too often."""
+        """Split a failed envelope into one envelope per item, so one bad item cannot hold
+        back the others; requeue a single item for another try, or dead-letter it once it has
+        failed too often."""
         await asyncio.sleep(0.2)
+        items = msgpack.unpackb(message.body)
+        if isinstance(items, list) and len(items) > 1:
+            rid = message.correlation_id or ""
+            await asyncio.gather(
+                *(self._publisher.publish(self._queue, msgpack.packb([i]), rid) for i in items)
+            )
+            await message.ack()
+            return
         key = message.message_id or str(hash(message.body))
         tries = self._failures.pop(key, 0) + 1
         if tries >= MAX_TRIES:

@@ -10,7 +10,7 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 import orjson
 
-from domain.messages import ChannelTask, PaymentIntent, encode
+from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
 from infra import broker, metrics, store
@@ -90,23 +90,23 @@ async def redrive_stuck(ctx: Context) -> int:
                RETURNING r.id, r.request_id, p.channel""",
             after,
         )
-    outgoing = []
+    outgoing: list[tuple[str, Message]] = []
     for row in payments:
         rid = row["request_id"] or ""
         if row["status"] == PaymentStatus.PENDING:
-            outgoing.append((ctx.queues.risk, encode(intent_of(row)), rid))
+            outgoing.append((ctx.queues.risk, intent_of(row)))
         else:
             task = ChannelTask(kind="create", id=row["id"], channel=row["channel"], request_id=rid)
-            outgoing.append((ctx.queues.channel(row["channel"]), encode(task), rid))
+            outgoing.append((ctx.queues.channel(row["channel"]), task))
     for row in refunds:
         rid = row["request_id"] or ""
         task = ChannelTask(kind="refund", id=row["id"], channel=row["channel"], request_id=rid)
-        outgoing.append((ctx.queues.channel(row["channel"]), encode(task), rid))
+        outgoing.append((ctx.queues.channel(row["channel"]), task))
     if outgoing:
         log.warning(
             "re-driving stuck work", extra={"payments": len(payments), "refunds": len(refunds)}
         )
-    await ctx.publisher.publish_many(outgoing)
+    await ctx.publisher.send_many(outgoing)
     return len(outgoing)
 
 
