@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import orjson
 
+from adapters.base import ChannelOrder
 from domain.ids import new_id
 from domain.ledger import Posting
 from domain.messages import PaymentIntent, RefundIntent
@@ -242,20 +243,34 @@ async def entry_postings(conn: Conn, kind: str, ref: str) -> list[Posting]:
     return [Posting(r["name"], r["currency"], r["amount"]) for r in rows]
 
 
-async def attach_channel_order(
-    conn: Conn, payment_id: str, channel_order_id: str, pay_url: str | None, qr: str | None
-) -> asyncpg.Record | None:
-    """Record the channel's order; move processing → awaiting_payment, and only that: a callback
-    that already settled the payment keeps its status."""
-    return await conn.fetchrow(
-        """UPDATE payments SET channel_order_id = $2, pay_url = $3, qr_payload = $4,
-                  version = version + 1, updated_at = now(),
-                  status = CASE WHEN status = 'processing' THEN 'awaiting_payment' ELSE status END
-           WHERE id = $1 RETURNING *""",
-        payment_id,
-        channel_order_id,
-        pay_url,
-        qr,
+async def claim_payments(conn: Conn, ids: Sequence[str], channel: str) -> list[asyncpg.Record]:
+    """pending → processing for the payments a channel is about to open orders for."""
+    return await conn.fetch(
+        """UPDATE payments SET status = 'processing', channel = $2, version = version + 1,
+                  updated_at = now()
+           WHERE id = ANY($1::text[]) AND status = ANY($3::text[]) RETURNING *""",
+        list(ids),
+        channel,
+        sources(PaymentStatus.PROCESSING),
+    )
+
+
+async def attach_channel_orders(
+    conn: Conn, orders: Sequence[tuple[str, ChannelOrder]]
+) -> list[asyncpg.Record]:
+    """Record the channels' orders; move processing → awaiting_payment, and only that: a
+    callback that already settled a payment keeps its status."""
+    return await conn.fetch(
+        """UPDATE payments p SET channel_order_id = u.o, pay_url = u.url, qr_payload = u.qr,
+                  version = p.version + 1, updated_at = now(),
+                  status = CASE WHEN p.status = 'processing' THEN 'awaiting_payment'
+                                ELSE p.status END
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, o, url, qr)
+           WHERE p.id = u.id RETURNING p.*""",
+        [pid for pid, _ in orders],
+        [o.channel_order_id for _, o in orders],
+        [o.pay_url for _, o in orders],
+        [o.qr_payload for _, o in orders],
     )
 
 

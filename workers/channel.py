@@ -7,6 +7,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
+import asyncpg
 import tenacity
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -50,7 +51,12 @@ class ChannelActor:
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         tasks = [task for message in batch for task in _tasks.decode(message.body)]
-        await gather_all(self.create(t) if t.kind == "create" else self.refund(t) for t in tasks)
+        await gather_all(
+            [
+                self.create_all([t for t in tasks if t.kind == "create"]),
+                *(self.refund(t) for t in tasks if t.kind == "refund"),
+            ]
+        )
 
     async def call(self, operation: str, call: Callable[[A], Awaitable[T]], argument: A) -> T:
         """One logical channel call: breaker gate, retries, health accounting."""
@@ -71,34 +77,56 @@ class ChannelActor:
         await self.breakers.record(self.code, ok=True)
         return result
 
-    async def create(self, task: ChannelTask) -> None:
+    async def create_all(self, tasks: Sequence[ChannelTask]) -> None:
+        """Open the channel orders of an envelope: one claim for all, the channel calls
+        concurrently, one write for every order opened. Orders opened before another item's
+        unexpected error are still written; then the error retries the envelope."""
+        if not tasks:
+            return
         ctx = self.ctx
+        ids = sorted({t.id for t in tasks})
         async with ctx.pg.acquire() as conn:
-            row = await store.transition_payment(
-                conn, task.id, PaymentStatus.PROCESSING, channel=self.code
-            )
-            if row is None:
-                row = await store.fetch_payment(conn, task.id)
-                # Ended meanwhile (canceled, expired), or this is a redelivery after the fact.
-                if row is None or row["status"] != PaymentStatus.PROCESSING:
-                    return
+            rows = await store.claim_payments(conn, ids, self.code)
+            # Ended meanwhile (canceled, expired) are left alone; `processing` ones not claimed
+            # now are redeliveries after a crash: their order is opened again, idempotently.
+            claimed = {r["id"] for r in rows}
+            if missing := [i for i in ids if i not in claimed]:
+                rows += await conn.fetch(
+                    "SELECT * FROM payments WHERE id = ANY($1::text[]) AND status = $2",
+                    missing,
+                    PaymentStatus.PROCESSING.value,
+                )
         # No hot copy of `processing`: it lasts one channel call, and readers lose nothing by
         # seeing `pending` until the order (or the failure) is written moments later.
+        results = await asyncio.gather(*(self.open_order(r) for r in rows), return_exceptions=True)
+        opened = [
+            (r["id"], o) for r, o in zip(rows, results, strict=True) if isinstance(o, ChannelOrder)
+        ]
+        if opened:
+            async with ctx.pg.acquire() as conn:
+                written = await store.attach_channel_orders(conn, opened)
+            await ctx.hot.put_many(written)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    async def open_order(self, row: asyncpg.Record) -> ChannelOrder | None:
+        """The channel's order for a claimed payment, or None once the payment has failed."""
         request = OrderRequest(
             payment_id=row["id"],
             amount=row["amount"],
             currency=row["currency"],
             description=row["description"],
-            callback_url=f"{ctx.settings.gateway.callback_base_url}"
+            callback_url=f"{self.ctx.settings.gateway.callback_base_url}"
             f"/api/v1/payments/callback/{self.code}",
             return_url=row["return_url"],
             expires_at=row["expires_at"].timestamp(),
         )
         try:
-            order = await self.call("create", self.adapter.create_order, request)
+            return await self.call("create", self.adapter.create_order, request)
         except ChannelDeclined as exc:
             await self.fail(row["id"], exc)
-            return
+            return None
         except ChannelTransientError as exc:
             # We never heard back, but the order may exist (and be paid) at the channel: ask
             # before failing the payment. If the channel cannot say either, the message is
@@ -107,14 +135,8 @@ class ChannelActor:
                 state = await self.adapter.query_order(row["id"], None)
             except ChannelDeclined:
                 await self.fail(row["id"], exc)
-                return
-            order = ChannelOrder(state.channel_order_id, None, None)
-        async with ctx.pg.acquire() as conn:
-            row = await store.attach_channel_order(
-                conn, row["id"], order.channel_order_id, order.pay_url, order.qr_payload
-            )
-        if row is not None:
-            await ctx.hot.put_payment(row)
+                return None
+            return ChannelOrder(state.channel_order_id, None, None)
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
         """Before money moves, an order the channel refused or does not have is a failed payment."""

@@ -7,18 +7,21 @@ is marked dead and copied to the dead-letter queue; `POST /api/v1/events/{id}/re
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import aiohttp
+import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.messages import NotifyTask, envelope_decoder
+from domain.messages import Message, NotifyTask, envelope_decoder
 from domain.signing import webhook_signature
 from infra import metrics
 from workers.context import Context
-from workers.runtime import Mailbox, gather_all
+from workers.runtime import Mailbox
 
 log = logging.getLogger("juhe.notify")
 _tasks = envelope_decoder(NotifyTask)
@@ -31,77 +34,100 @@ class NotifyActor:
         self.timeout = aiohttp.ClientTimeout(total=ctx.settings.notify.timeout_ms / 1000)
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        tasks = [t for message in batch for t in _tasks.decode(message.body)]
-        await gather_all(self.deliver(t) for t in tasks)
-
-    async def deliver(self, task: NotifyTask) -> None:
+        """An envelope at a time: one read of its events, the POSTs concurrently, one write of
+        every attempt and outcome, then the retries parked in their delay queues."""
         ctx = self.ctx
-        event = await ctx.pg.fetchrow(
-            """SELECT e.id, e.url, e.payload, e.status, e.attempts, m.webhook_secret
-               FROM webhook_events e JOIN merchants m ON m.id = e.merchant_id WHERE e.id = $1""",
-            task.event_id,
+        tasks = {t.event_id: t for message in batch for t in _tasks.decode(message.body)}
+        events = await ctx.pg.fetch(
+            """SELECT e.id, e.url, e.payload, e.attempts, m.webhook_secret
+               FROM webhook_events e JOIN merchants m ON m.id = e.merchant_id
+               WHERE e.id = ANY($1::text[]) AND e.status = 'pending'""",
+            list(tasks),
         )
-        if event is None or event["status"] != "pending":
+        if not events:
             return
+        attempts = await asyncio.gather(*(self.post(e, tasks[e["id"]].request_id) for e in events))
+        outcomes = [self.outcome(e, a) for e, a in zip(events, attempts, strict=True)]
+        async with ctx.pg.acquire() as conn, conn.transaction():
+            await conn.execute(
+                """INSERT INTO webhook_attempts (event_id, attempt, status_code, error, duration_ms)
+                   SELECT * FROM unnest($1::text[], $2::int[], $3::int[], $4::text[], $5::int[])""",
+                [e["id"] for e in events],
+                [e["attempts"] + 1 for e in events],
+                [a.status_code for a in attempts],
+                [a.error for a in attempts],
+                [a.elapsed_ms for a in attempts],
+            )
+            await conn.execute(
+                """UPDATE webhook_events e SET attempts = u.n,
+                          status = CASE u.o WHEN 'retry' THEN 'pending' ELSE u.o END,
+                          delivered_at = CASE u.o WHEN 'delivered' THEN now() END,
+                          next_attempt_at = now() + make_interval(secs => u.delay)
+                   FROM unnest($1::text[], $2::int[], $3::text[], $4::float8[])
+                        AS u(id, n, o, delay)
+                   WHERE e.id = u.id AND e.status = 'pending'""",
+                [e["id"] for e in events],
+                [e["attempts"] + 1 for e in events],
+                [o for o, _ in outcomes],
+                [d or 0.0 for _, d in outcomes],
+            )
+        parked: list[tuple[str, Message]] = []
+        for event, (outcome, delay) in zip(events, outcomes, strict=True):
+            metrics.webhook_deliveries.labels(outcome).inc()
+            task = tasks[event["id"]]
+            if outcome == "retry" and delay is not None:
+                retry = NotifyTask(
+                    event_id=task.event_id,
+                    attempt=event["attempts"] + 1,
+                    request_id=task.request_id,
+                )
+                parked.append((ctx.queues.notify_retry(delay), retry))
+            elif outcome == "dead":
+                log.warning("webhook dead-lettered", extra={"event_id": task.event_id})
+                parked.append((ctx.queues.dead, task))
+        await ctx.publisher.send_many(parked)
+
+    def outcome(self, event: asyncpg.Record, attempt: Attempt) -> tuple[str, float | None]:
+        """delivered, retry after a delay from the schedule, or dead once it is used up."""
+        if attempt.status_code is not None and 200 <= attempt.status_code < 300:
+            return "delivered", None
+        number = event["attempts"] + 1
+        if number <= len(self.schedule):
+            return "retry", self.schedule[number - 1]
+        return "dead", None
+
+    async def post(self, event: asyncpg.Record, request_id: str) -> Attempt:
         body: bytes = event["payload"]
         signature = webhook_signature(event["webhook_secret"].encode(), int(time.time()), body)
         started = time.perf_counter()
-        status_code: int | None = None
-        error: str | None = None
         try:
-            async with ctx.http.post(
+            async with self.ctx.http.post(
                 event["url"],
                 data=body,
                 headers={
                     "Content-Type": "application/json",
                     "Juhe-Signature": signature,
                     # The id the merchant's create request had: one id across every hop.
-                    "X-Request-Id": task.request_id,
+                    "X-Request-Id": request_id,
                 },
                 timeout=self.timeout,
                 allow_redirects=False,
             ) as response:
-                status_code = response.status
                 await response.read()
+                return Attempt(response.status, None, _ms_since(started))
         except (aiohttp.ClientError, TimeoutError) as exc:
-            error = type(exc).__name__
-        elapsed_ms = int((time.perf_counter() - started) * 1000)
-        delivered = status_code is not None and 200 <= status_code < 300
-        attempt = event["attempts"] + 1
-        if delivered:
-            outcome, delay = "delivered", None
-        elif attempt <= len(self.schedule):
-            outcome, delay = "retry", self.schedule[attempt - 1]
-        else:
-            outcome, delay = "dead", None
-        async with ctx.pg.acquire() as conn, conn.transaction():
-            await conn.execute(
-                """INSERT INTO webhook_attempts (event_id, attempt, status_code, error, duration_ms)
-                   VALUES ($1, $2, $3, $4, $5)""",
-                event["id"],
-                attempt,
-                status_code,
-                error,
-                elapsed_ms,
-            )
-            await conn.execute(
-                """UPDATE webhook_events SET attempts = $2,
-                          status = CASE $3 WHEN 'retry' THEN 'pending' ELSE $3 END,
-                          delivered_at = CASE $3 WHEN 'delivered' THEN now() END,
-                          next_attempt_at = now() + make_interval(secs => $4)
-                   WHERE id = $1 AND status = 'pending'""",
-                event["id"],
-                attempt,
-                outcome,
-                delay or 0.0,
-            )
-        metrics.webhook_deliveries.labels(outcome).inc()
-        if outcome == "retry":
-            retry = NotifyTask(event_id=task.event_id, attempt=attempt, request_id=task.request_id)
-            await ctx.publisher.send(ctx.queues.notify_retry(delay), [retry])
-        elif outcome == "dead":
-            log.warning("webhook dead-lettered", extra={"event_id": task.event_id})
-            await ctx.publisher.send(ctx.queues.dead, [task])
+            return Attempt(None, type(exc).__name__, _ms_since(started))
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    status_code: int | None
+    error: str | None
+    elapsed_ms: int
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 async def run(ctx: Context) -> None:
