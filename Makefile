@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench lint services clean
+.PHONY: run test bench soak lint services clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -29,6 +29,10 @@ bench: $(STAMP) services
 	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq wrk >/dev/null 2>&1)) || \
 	  echo "make bench: wrk could not be installed; using the asyncio generator"
 	$(PY) -m benchmarks.run
+
+# Ten minutes of a whole node at about half its sustained end-to-end rate; memory per process.
+soak: $(STAMP) services
+	$(PY) -m benchmarks.run --soak 600 --soak-rate $${SOAK_RATE:-90}
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -55,7 +55,12 @@ async def run(smoke: bool) -> dict[str, Any]:
     figures["callbacks"] = {**result.as_dict(), "ratio": result.rps / base.rps}
     half = figures["create_stream"]["rps"] / 2
     latency = await scenarios.create_latency(half, seconds, int(half * seconds) + 1)
-    figures["create_latency_at_half_peak"] = {**latency.as_dict(), "rate": half}
+    same_load = await scenarios.baseline_latency(half, seconds)
+    figures["create_latency_at_half_peak"] = {
+        **latency.as_dict(),
+        "rate": half,
+        "baseline_same_load": same_load.as_dict(),
+    }
     rates = [10.0] if smoke else [25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0]
     e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 10.0)
     figures["end_to_end"] = {**e2e, "ratio": e2e["sustained_per_s"] / base.rps}
@@ -107,10 +112,12 @@ def report(figures: dict[str, Any]) -> str:
         f"{f['batched_entries_per_s']:.0f} vs {f['single_entries_per_s']:.0f} entries/s",
     )
     f = figures["create_latency_at_half_peak"]
+    b = f["baseline_same_load"]
     lines.append(
         f"create latency at {f['rate']:.0f} req/s (open loop, half of peak): "
         f"p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (target p99 ≤ 10 ms), "
-        f"errors {f['errors']}"
+        f"errors {f['errors']}; the baseline under the same load: "
+        f"p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms"
     )
     generator_ok = all(base["rps"] > figures[k]["rps"] for k in ("create_stream", "callbacks"))
     lines.append(
@@ -120,15 +127,42 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def soak_report(soak: dict[str, Any]) -> str:
+    """Resident memory per process: after warm-up (the first minute) against the end."""
+    samples = soak["rss_mb"]
+    warm = next((s for s in samples if s["t"] >= 60), samples[0])
+    last = samples[-1]
+    lines = [
+        f"soak: {soak['created']} creates at {soak['rate']:.0f}/s over {soak['seconds']:.0f} s, "
+        f"errors {soak['errors']}, backlog at end {soak['backlog_at_end']}",
+        f"{'process':12} {'RSS after warm-up':>18} {'RSS at end':>11} {'change':>8}",
+    ]
+    for name in sorted(k for k in last if k != "t"):
+        if name in warm:
+            change = last[name] / warm[name] - 1
+            lines.append(f"{name:12} {warm[name]:15.1f} MB {last[name]:8.1f} MB {change:+8.1%}")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--smoke", action="store_true")
     parser.add_argument("--out", type=Path)
+    parser.add_argument(
+        "--soak",
+        type=float,
+        metavar="SECONDS",
+        help="instead of the suite: a whole node at --soak-rate for SECONDS, memory sampled",
+    )
+    parser.add_argument("--soak-rate", type=float, default=90.0, metavar="PER_S")
     args = parser.parse_args()
     started = time.time()
-    figures = uvloop.run(run(args.smoke))
+    if args.soak:
+        figures = {"soak": uvloop.run(scenarios.soak(args.soak_rate, args.soak))}
+    else:
+        figures = uvloop.run(run(args.smoke))
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
         "commit": _commit(),
@@ -140,7 +174,7 @@ def main() -> None:
     out = args.out or Path("benchmarks/out") / f"bench-{int(started)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
-    print(report(figures))
+    print(soak_report(figures["soak"]) if args.soak else report(figures))
     print(f"\nresult file: {out}")
 
 

@@ -8,7 +8,8 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import aiohttp
 import msgspec
 import orjson
+import psutil
 from aiohttp import web
 
 from adapters.simulator import wire
@@ -88,19 +90,30 @@ def callback_requests(secret: str, count: int, duplicate_every: int = 10) -> lis
     return pool
 
 
-async def baseline(seconds: float, connections: int, pool_size: int) -> LoadResult:
+@asynccontextmanager
+async def baseline_server() -> AsyncIterator[str]:
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.baseline", "--port", str(port)], cwd=ROOT
     )
     try:
         await _wait_port(port)
-        return await closed_loop(
-            f"http://127.0.0.1:{port}", baseline_requests(pool_size), seconds, connections
-        )
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.terminate()
         server.wait(10)
+
+
+async def baseline(seconds: float, connections: int, pool_size: int) -> LoadResult:
+    async with baseline_server() as url:
+        return await closed_loop(url, baseline_requests(pool_size), seconds, connections)
+
+
+async def baseline_latency(rate: float, seconds: float) -> LoadResult:
+    """The same open-loop load on the baseline: what the generator and machine add by
+    themselves to any latency figure."""
+    async with baseline_server() as url:
+        return await open_loop(url, baseline_requests(int(rate * seconds) + 1), rate, seconds)
 
 
 async def _wait_port(port: int) -> None:
@@ -338,3 +351,46 @@ async def _awaiting_payments(pool: Any, merchant_id: str, count: int) -> list[Ch
         )
         for pid in ids
     ]
+
+
+async def soak(rate: float, seconds: float, sample_s: float = 10.0) -> dict[str, Any]:
+    """A whole node under a steady open-loop load: resident memory of every process sampled
+    along the way, and every create's answer checked."""
+    node = LocalNode("soak", {"JUHE_SIMULATOR__PAY_DELAY_MS": "0"})
+    samples: list[dict[str, float]] = []
+    errors = created = 0
+    try:
+        await node.start()
+        merchant = await _merchant(node, f"{node.settings.channels['sim'].base_url}/_sim/webhooks")
+        started = time.perf_counter()
+        while time.perf_counter() - started < seconds:
+            pool = create_requests(merchant, int(rate * sample_s) + 1)
+            result = await open_loop(node.url, pool, rate, sample_s)
+            errors += result.errors
+            created += result.requests
+            samples.append({"t": round(time.perf_counter() - started, 1), **_rss(node)})
+        backlog = await _backlog(node)
+    finally:
+        await node.stop()
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "created": created,
+        "errors": errors,
+        "backlog_at_end": backlog,
+        "rss_mb": samples,
+    }
+
+
+def _rss(node: LocalNode) -> dict[str, float]:
+    """Resident memory (MiB) of the node's processes by role (gateway, each pool, simulator)."""
+    assert node.process is not None
+    found: dict[str, float] = {}
+    for child in psutil.Process(node.process.pid).children(recursive=True):
+        try:
+            cmd = child.cmdline()
+            role = cmd[cmd.index("worker") + 1] if "worker" in cmd else cmd[-1]
+            found[role] = round(child.memory_info().rss / 2**20, 1)
+        except (psutil.NoSuchProcess, ValueError, IndexError):
+            continue
+    return found

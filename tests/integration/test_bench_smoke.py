@@ -34,3 +34,30 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     assert figures["ledger"]["batched_entries_per_s"] > 0
     assert figures["ledger"]["single_entries_per_s"] > 0
     assert "ratio" in run.stdout and "result file" in run.stdout
+
+
+def test_soak_samples_memory_of_every_process(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--soak",
+            "3",
+            "--soak-rate",
+            "20",
+            "--out",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    soak = orjson.loads(out.read_bytes())["figures"]["soak"]
+    assert soak["created"] > 0 and soak["errors"] == 0
+    roles = set(soak["rss_mb"][-1]) - {"t"}
+    assert {"gateway", "relay", "risk", "channel", "ledger", "notify", "scheduler"} <= roles
+    assert all(soak["rss_mb"][-1][r] > 0 for r in roles)
