@@ -105,14 +105,20 @@ class TickBatch:
         self._sources = sources
         self._sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
         self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
+        self._flushing: set[asyncio.Task[None]] = set()  # the loop only keeps weak references
 
     def call(self, script: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         if not self._pending:
-            loop.call_soon(lambda: asyncio.ensure_future(self._flush()))
+            loop.call_soon(self._start_flush)
         self._pending.append((script, [len(keys), *keys, *args], future))
         return future
+
+    def _start_flush(self) -> None:
+        task = asyncio.ensure_future(self._flush())
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
 
     async def _flush(self) -> None:
         batch, self._pending = self._pending, []
