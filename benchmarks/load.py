@@ -44,6 +44,11 @@ class LoadResult:
         return asdict(self)
 
 
+async def send(http: aiohttp.ClientSession, base_url: str, r: Prepared) -> tuple[int, bytes]:
+    async with http.request(r.method, base_url + r.path, data=r.body, headers=r.headers) as resp:
+        return resp.status, await resp.read()
+
+
 def wrk_available() -> bool:
     return shutil.which("wrk") is not None
 
@@ -156,14 +161,9 @@ async def _asyncio_closed(
     async def worker(http: aiohttp.ClientSession) -> None:
         nonlocal errors
         while time.perf_counter() < deadline:
-            r = requests[next(cursor) % len(requests)]
             started = time.perf_counter()
-            async with http.request(
-                r.method, base_url + r.path, data=r.body, headers=r.headers
-            ) as response:
-                await response.read()
-                if response.status >= 300:
-                    errors += 1
+            status, _ = await send(http, base_url, requests[next(cursor) % len(requests)])
+            errors += status >= 300
             latencies.append((time.perf_counter() - started) * 1000)
 
     started = time.perf_counter()
@@ -198,14 +198,9 @@ async def open_loop(
         nonlocal errors
         due = start + n / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        r = requests[n % len(requests)]
         try:
-            async with http.request(
-                r.method, base_url + r.path, data=r.body, headers=r.headers
-            ) as response:
-                await response.read()
-                if response.status >= 300:
-                    errors += 1
+            status, _ = await send(http, base_url, requests[n % len(requests)])
+            errors += status >= 300
         except aiohttp.ClientError:
             errors += 1
         latencies.append((time.perf_counter() - due) * 1000)

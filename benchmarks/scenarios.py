@@ -21,7 +21,7 @@ import psutil
 from aiohttp import web
 
 from adapters.simulator import wire
-from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
+from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop, send
 from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
 from domain.ids import new_id
 from domain.messages import ChannelCallback
@@ -278,14 +278,10 @@ async def _open_loop_ids(
         nonlocal errors
         due = start + n / rate
         await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        r = pool[n % len(pool)]
-        async with http.request(
-            r.method, base_url + r.path, data=r.body, headers=r.headers
-        ) as response:
-            body = await response.read()
-            if response.status != 201:
-                errors += 1
-                return
+        status, body = await send(http, base_url, pool[n % len(pool)])
+        if status != 201:
+            errors += 1
+            return
         sent[orjson.loads(body)["id"]] = due
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
