@@ -14,14 +14,13 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-import aiohttp
 import msgspec
 import orjson
 import psutil
 from aiohttp import web
 
 from adapters.simulator import wire
-from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop, send
+from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
 from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
 from domain.ids import new_id
 from domain.messages import ChannelCallback
@@ -270,24 +269,12 @@ async def _open_loop_ids(
     base_url: str, pool: Sequence[Prepared], rate: float, seconds: float, sent: dict[str, float]
 ) -> LoadResult:
     """open_loop, also noting when each created payment's request was due."""
-    errors = 0
-    start = time.perf_counter() + 0.05
-    total = max(1, int(rate * seconds))
 
-    async def one(n: int, http: aiohttp.ClientSession) -> None:
-        nonlocal errors
-        due = start + n / rate
-        await asyncio.sleep(max(0.0, due - time.perf_counter()))
-        status, body = await send(http, base_url, pool[n % len(pool)])
-        if status != 201:
-            errors += 1
-            return
-        sent[orjson.loads(body)["id"]] = due
+    def created(status: int, body: bytes, due: float) -> None:
+        if status == 201:
+            sent[orjson.loads(body)["id"]] = due
 
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as http:
-        await asyncio.gather(*(one(n, http) for n in range(total)))
-    elapsed = time.perf_counter() - start
-    return LoadResult("open-loop", total, elapsed, total / elapsed, 0.0, 0.0, errors)
+    return await open_loop(base_url, pool, rate, seconds, created)
 
 
 async def ledger(entries: int, batch: int) -> dict[str, float]:
