@@ -54,7 +54,7 @@ async def run(smoke: bool) -> dict[str, Any]:
     result = await scenarios.callbacks(seconds, connections, pool)
     figures["callbacks"] = {**result.as_dict(), "ratio": result.rps / base.rps}
     half = figures["create_stream"]["rps"] / 2
-    latency = await scenarios.create_latency(half, seconds, int(half * seconds) + 1)
+    latency = await scenarios.create_latency(half, seconds)
     same_load = await scenarios.baseline_latency(half, seconds)
     figures["create_latency_at_half_peak"] = {
         **latency.as_dict(),

@@ -8,7 +8,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -112,7 +112,19 @@ async def baseline_latency(rate: float, seconds: float) -> LoadResult:
     """The same open-loop load on the baseline: what the generator and machine add by
     themselves to any latency figure."""
     async with baseline_server() as url:
-        return await open_loop(url, baseline_requests(int(rate * seconds) + 1), rate, seconds)
+        return await warm_open_loop(url, baseline_requests, rate, seconds)
+
+
+async def warm_open_loop(
+    url: str, requests: Callable[[int], list[Prepared]], rate: float, seconds: float
+) -> LoadResult:
+    """Steady-state latency: the same load for a warm-up period first (connections, caches,
+    scripts loaded), unrecorded, then the measured window."""
+    warm = min(2.0, seconds)
+    pool = requests(int(rate * (warm + seconds)) + 2)
+    split = int(rate * warm) + 1
+    await open_loop(url, pool[:split], rate, warm)
+    return await open_loop(url, pool[split:], rate, seconds)
 
 
 async def _wait_port(port: int) -> None:
@@ -165,13 +177,13 @@ async def callbacks(seconds: float, connections: int, pool_size: int) -> LoadRes
         await node.stop()
 
 
-async def create_latency(rate: float, seconds: float, pool_size: int) -> LoadResult:
+async def create_latency(rate: float, seconds: float) -> LoadResult:
     """Create latency under an open-loop load (constant arrival rate), `stream` mode."""
     node = LocalNode("bench")
     try:
         await node.start("gateway")
         merchant = await _merchant(node)
-        return await open_loop(node.url, create_requests(merchant, pool_size), rate, seconds)
+        return await warm_open_loop(node.url, lambda n: create_requests(merchant, n), rate, seconds)
     finally:
         await node.stop()
 
