@@ -139,10 +139,15 @@ class TickBatch:
             for script, flat, _ in batch:
                 pipe.evalsha(self._sha[script], *flat)
             results = await pipe.execute(raise_on_error=False)
-        if any(isinstance(r, NoScriptError) for r in results):
+        missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
+        if missing:
+            # Only the calls that did not run go again: a create that ran must not run twice.
             for source in self._sources.values():
                 await self._redis.script_load(source)
-            return await self._run(batch)
+            for n, result in zip(
+                missing, await self._run([batch[n] for n in missing]), strict=True
+            ):
+                results[n] = result
         return results
 
 

@@ -118,3 +118,16 @@ async def test_tick_batch_answers_each_caller_and_survives_a_script_flush(redis)
     with pytest.raises(Exception, match="no"):
         await failing
     assert await fine == b"ab", "one caller's error does not fail the others"
+
+
+async def test_tick_batch_reruns_only_calls_that_did_not_run(redis) -> None:
+    """A script flushed between two calls of one pipeline: the call that ran is not repeated."""
+    from gateway.intake import TickBatch
+
+    client, keys = redis
+    counter = f"{keys.prefix}:runs"
+    batch = TickBatch(client, {"incr": "return redis.call('INCR', KEYS[1])"})
+    assert await batch.call("incr", [counter], []) == 1
+    await client.script_flush()
+    assert await batch.call("incr", [counter], []) == 2, "loaded again and run exactly once"
+    assert int(await client.get(counter)) == 2
