@@ -26,7 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings, load_settings
-from infra import db
+from infra import db, redisclient
 from infra.broker import Queues
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -101,7 +101,7 @@ class LocalNode:
             start_new_session=True,
         )
         self.pg = await db.create_pool(self.settings.postgres.dsn, 1, 4)
-        self.redis = Redis.from_url(self.settings.redis.url)
+        self.redis = redisclient.connect(self.settings.redis.url)
         await self._wait_ready()
 
     async def _wait_ready(self, timeout_s: float = 60) -> None:

@@ -4,25 +4,25 @@ from __future__ import annotations
 
 import logging
 import re
-import secrets
 import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
 
 from adapters.registry import build_adapter
 from config import Settings
+from domain.ids import random_hex
 from gateway import callbacks, cashier, ops, payments, refunds
 from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
-from infra import db, metrics
+from infra import db, metrics, redisclient
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.logs import request_id
 from infra.merchants import MerchantDirectory
+from infra.redispipe import RedisPipe
 
 log = logging.getLogger("juhe.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -39,7 +39,7 @@ _HTTP_ERRORS = {
 async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request id, metrics, and the one error shape for everything that goes wrong."""
     given = request.headers.get("X-Request-Id", "")
-    rid = given if _REQUEST_ID.fullmatch(given) else "req_" + secrets.token_hex(8)
+    rid = given if _REQUEST_ID.fullmatch(given) else "req_" + random_hex(8)
     request[REQUEST_ID] = rid
     request_id.set(rid)
     started = time.perf_counter()
@@ -57,8 +57,9 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = error_response(500, "api_error", "internal_error", "an internal error occurred")
     resource = request.match_info.route.resource
     route = resource.canonical if resource else "unmatched"
-    metrics.http_requests.labels(route, request.method, response.status).inc()
-    metrics.http_latency.labels(route).observe(time.perf_counter() - started)
+    count, latency = metrics.http_series(route, request.method, response.status)
+    count.inc()
+    latency.observe(time.perf_counter() - started)
     response.headers["X-Request-Id"] = rid
     return response
 
@@ -72,7 +73,8 @@ def create_app(settings: Settings) -> web.Application:
         pg = await db.create_pool(
             settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
         )
-        redis = Redis.from_url(settings.redis.url)
+        redis = redisclient.connect(settings.redis.url)
+        pipe = RedisPipe(settings.redis.url)
         keys = Keys(settings.redis.prefix)
         http = aiohttp.ClientSession()
         app[EDGE] = Edge(
@@ -81,7 +83,7 @@ def create_app(settings: Settings) -> web.Application:
             redis=redis,
             keys=keys,
             hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
-            intake=Intake(redis, keys, settings.gateway),
+            intake=Intake(redis, pipe, keys, settings.gateway),
             merchants=MerchantDirectory(pg, settings.gateway.merchant_cache_ttl_s),
             adapters={
                 code: build_adapter(code, ch, http) for code, ch in settings.channels.items()
@@ -90,6 +92,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         yield
         await http.close()
+        await pipe.close()
         await redis.aclose()
         await pg.close()
 

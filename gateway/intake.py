@@ -7,7 +7,6 @@ nothing. A callback is appended only the first time its (channel, event id) is s
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from redis.exceptions import NoScriptError, WatchError
 
 from config.settings import Gateway
 from infra.keys import Keys
+from infra.redispipe import RedisPipe
 
 _CREATE = """
 local has_idem = ARGV[1] == '1'
@@ -92,71 +92,34 @@ class DuplicateOrder(Exception):
         self.payment_id = payment_id
 
 
-class TickBatch:
-    """Script calls made during one event-loop tick travel to Redis as one pipeline.
+class Scripts:
+    """Lua scripts called by SHA over the gateway's pipelined connection.
 
-    Under load many requests reach their Redis step in the same tick; one round trip and one
-    pass through the client's machinery for all of them is most of what the create path can
-    save. Scripts are called by SHA; after a Redis restart lost them they are loaded again.
+    After a Redis restart lost the scripts, a call answers NOSCRIPT: it did not run, so loading
+    the script and calling again cannot run a create twice.
     """
 
-    def __init__(self, redis: Redis, sources: dict[str, str]) -> None:
-        self._redis = redis
+    def __init__(self, pipe: RedisPipe, sources: dict[str, str]) -> None:
+        self._pipe = pipe
         self._sources = sources
         self._sha = {name: hashlib.sha1(src.encode()).hexdigest() for name, src in sources.items()}
-        self._pending: list[tuple[str, list[Any], asyncio.Future[Any]]] = []
-        self._flushing: set[asyncio.Task[None]] = set()  # the loop only keeps weak references
 
-    def call(self, script: str, keys: list[str], args: list[Any]) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self._pending:
-            loop.call_soon(self._start_flush)
-        self._pending.append((script, [len(keys), *keys, *args], future))
-        return future
-
-    def _start_flush(self) -> None:
-        task = asyncio.ensure_future(self._flush())
-        self._flushing.add(task)
-        task.add_done_callback(self._flushing.discard)
-
-    async def _flush(self) -> None:
-        batch, self._pending = self._pending, []
+    async def call(self, script: str, keys: list[str], args: list[Any]) -> Any:
+        command = ("EVALSHA", self._sha[script], len(keys), *keys, *args)
         try:
-            results = await self._run(batch)
-        except Exception as exc:
-            results = [exc] * len(batch)
-        for (_, _, future), result in zip(batch, results, strict=True):
-            if future.done():
-                continue
-            if isinstance(result, Exception):
-                future.set_exception(result)
-            else:
-                future.set_result(result)
-
-    async def _run(self, batch: list[tuple[str, list[Any], asyncio.Future[Any]]]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for script, flat, _ in batch:
-                pipe.evalsha(self._sha[script], *flat)
-            results = await pipe.execute(raise_on_error=False)
-        missing = [n for n, r in enumerate(results) if isinstance(r, NoScriptError)]
-        if missing:
-            # Only the calls that did not run go again: a create that ran must not run twice.
-            for source in self._sources.values():
-                await self._redis.script_load(source)
-            for n, result in zip(
-                missing, await self._run([batch[n] for n in missing]), strict=True
-            ):
-                results[n] = result
-        return results
+            return await self._pipe.call(*command)
+        except NoScriptError:
+            await self._pipe.call("SCRIPT", "LOAD", self._sources[script])
+            return await self._pipe.call(*command)
 
 
 class Intake:
-    def __init__(self, redis: Redis, keys: Keys, settings: Gateway) -> None:
+    def __init__(self, redis: Redis, pipe: RedisPipe, keys: Keys, settings: Gateway) -> None:
         self.redis = redis
+        self.pipe = pipe
         self.keys = keys
         self.settings = settings
-        self._batch = TickBatch(redis, {"create": _CREATE, "callback": _CALLBACK})
+        self._scripts = Scripts(pipe, {"create": _CREATE, "callback": _CALLBACK})
         self._claim = redis.register_script(_CLAIM)
 
     @staticmethod
@@ -180,7 +143,7 @@ class Intake:
     ) -> Replay | None:
         """None when the intent was written; a Replay of the first answer for a repeated key."""
         keys = self.keys
-        reply = await self._batch.call(
+        reply = await self._scripts.call(
             "create",
             [
                 keys.idempotency(merchant_id, idempotency_key or ""),
@@ -207,10 +170,15 @@ class Intake:
             raise DuplicateOrder(reply[1].decode())
         return None
 
+    async def replicated(self, replicas: int, timeout_ms: int) -> bool:
+        """Whether every write made so far (this request's included) reached `replicas`
+        replicas: WAIT on the connection that made the writes."""
+        return int(await self.pipe.call("WAIT", replicas, timeout_ms)) >= replicas
+
     async def callback(self, channel: str, event_id: str, payload: bytes) -> bool:
         """True if this event is new and now on the stream; False for a duplicate."""
         return bool(
-            await self._batch.call(
+            await self._scripts.call(
                 "callback",
                 [self.keys.callback_seen(channel, event_id), self.keys.stream("callbacks")],
                 [self.settings.callback_dedupe_ttl_s, payload],

@@ -144,12 +144,9 @@ async def make_durable(e: Edge, intent: PaymentIntent) -> None:
     """The configured durability mode's extra step before we answer."""
     mode = e.settings.gateway.durability
     if mode == "replicated":
-        replicas = await e.redis.execute_command(
-            "WAIT",
-            e.settings.gateway.replicated_min_replicas,
-            e.settings.gateway.replicated_timeout_ms,
-        )
-        if replicas < e.settings.gateway.replicated_min_replicas:
+        if not await e.intake.replicated(
+            e.settings.gateway.replicated_min_replicas, e.settings.gateway.replicated_timeout_ms
+        ):
             raise ApiError(
                 503,
                 "api_error",

@@ -10,7 +10,7 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from config import Settings
-from infra import broker, db
+from infra import broker, db, redisclient
 from infra.broker import Publisher, Queues
 from infra.hotstore import HotStore
 from infra.keys import Keys
@@ -33,7 +33,7 @@ class Context:
         pg = await db.create_pool(
             settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
         )
-        redis = Redis.from_url(settings.redis.url)
+        redis = redisclient.connect(settings.redis.url)
         keys = Keys(settings.redis.prefix)
         amqp = await broker.connect(settings.rabbitmq.url)
         setup = await amqp.channel()

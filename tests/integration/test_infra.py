@@ -4,6 +4,7 @@ the hot store's forward-only copy."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from pathlib import Path
 
@@ -11,12 +12,17 @@ import asyncpg
 import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
+from benchmarks.node import free_port
 from config import load_settings
 from config.settings import Breaker
-from infra import db
+from gateway.intake import Scripts
+from infra import db, redisclient
 from infra.hotstore import HotStore
 from infra.keys import Keys
+from infra.redispipe import RedisPipe
 from routing.breaker import CircuitBreakers, State
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -100,34 +106,68 @@ async def test_hot_copy_only_moves_forward(redis) -> None:
     assert await client.hget(keys.payment("pay_1"), "status") == b"refunded"
 
 
-async def test_tick_batch_answers_each_caller_and_survives_a_script_flush(redis) -> None:
-    from gateway.intake import TickBatch
-
+async def test_scripts_answer_each_caller_and_survive_a_script_flush(redis) -> None:
     client, keys = redis
-    batch = TickBatch(
-        client, {"echo": "return ARGV[1] .. KEYS[1]", "boom": "return redis.error_reply('no')"}
+    pipe = RedisPipe(load_settings({}).redis.url)
+    scripts = Scripts(
+        pipe, {"echo": "return ARGV[1] .. KEYS[1]", "boom": "return redis.error_reply('no')"}
     )
     answers = await asyncio.gather(
-        *(batch.call("echo", [f"{keys.prefix}:k{n}"], [n]) for n in range(50))
+        *(scripts.call("echo", [f"{keys.prefix}:k{n}"], [n]) for n in range(50))
     )
     assert answers == [f"{n}{keys.prefix}:k{n}".encode() for n in range(50)]
     await client.script_flush()  # as after a Redis restart: the next call loads them again
-    assert await batch.call("echo", ["x"], ["y"]) == b"yx"
-    failing = batch.call("boom", [], [])
-    fine = batch.call("echo", ["b"], ["a"])
-    with pytest.raises(Exception, match="no"):
+    assert await scripts.call("echo", ["x"], ["y"]) == b"yx"
+    failing = asyncio.ensure_future(scripts.call("boom", [], []))
+    fine = asyncio.ensure_future(scripts.call("echo", ["b"], ["a"]))
+    with pytest.raises(ResponseError, match="no"):
         await failing
     assert await fine == b"ab", "one caller's error does not fail the others"
+    await pipe.close()
 
 
-async def test_tick_batch_reruns_only_calls_that_did_not_run(redis) -> None:
-    """A script flushed between two calls of one pipeline: the call that ran is not repeated."""
-    from gateway.intake import TickBatch
-
+async def test_scripts_rerun_only_calls_that_did_not_run(redis) -> None:
+    """A script flushed between two calls: the call that ran is not repeated."""
     client, keys = redis
+    pipe = RedisPipe(load_settings({}).redis.url)
     counter = f"{keys.prefix}:runs"
-    batch = TickBatch(client, {"incr": "return redis.call('INCR', KEYS[1])"})
-    assert await batch.call("incr", [counter], []) == 1
+    scripts = Scripts(pipe, {"incr": "return redis.call('INCR', KEYS[1])"})
+    assert await scripts.call("incr", [counter], []) == 1
     await client.script_flush()
-    assert await batch.call("incr", [counter], []) == 2, "loaded again and run exactly once"
+    assert await scripts.call("incr", [counter], []) == 2, "loaded again and run exactly once"
     assert int(await client.get(counter)) == 2
+    await pipe.close()
+
+
+async def test_pipe_answers_in_order_reconnects_and_fails_cleanly(redis) -> None:
+    client, keys = redis
+    pipe = RedisPipe(load_settings({}).redis.url)
+    name = f"{keys.prefix}:pipe"
+    replies = await asyncio.gather(*(pipe.call("INCR", name) for _ in range(200)))
+    assert replies == list(range(1, 201)), "answered in order, each to its caller"
+    with pytest.raises(ResponseError, match="unknown command"):
+        await pipe.call("NOSUCHCOMMAND")
+    pipe_id = await pipe.call("CLIENT", "ID")
+    await client.client_kill_filter(_id=pipe_id)
+    with contextlib.suppress(RedisConnectionError):
+        await pipe.call("PING")  # may be the one that finds the connection gone
+    assert await pipe.call("INCR", name) == 201, "the next command connected again"
+    await pipe.close()
+    with pytest.raises(RedisConnectionError):
+        await pipe.call("PING")
+    unreachable = RedisPipe(f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(RedisConnectionError, match="cannot connect"):
+        await unreachable.call("PING")
+
+
+async def test_pipe_selects_the_database_in_its_url(redis) -> None:
+    client, keys = redis
+    pipe = RedisPipe("redis://127.0.0.1:6379/3")
+    name = f"{keys.prefix}:db3"
+    await pipe.call("SET", name, "here", "EX", 30)
+    other = redisclient.connect("redis://127.0.0.1:6379/3")
+    assert await other.get(name) == b"here"
+    assert await client.exists(name) == 0
+    await other.delete(name)
+    await other.aclose()
+    await pipe.close()

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.ids import new_id
+from domain.ids import new_id, random_hex
 
 CROCKFORD = set("0123456789abcdefghjkmnpqrstvwxyz")
 
@@ -76,3 +77,24 @@ def test_unique_over_10k() -> None:
     assert len(set(same_ms)) == 10_000
     live = [new_id("pay") for _ in range(10_000)]
     assert len(set(live)) == 10_000
+
+
+def test_a_forked_child_never_repeats_the_parents_random_bits() -> None:
+    new_id("pay")  # the parent now holds a partly used block of random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(write, " ".join(new_id("pay", now_ms=0) for _ in range(5)).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 4096).decode().split()
+    parent = [new_id("pay", now_ms=0) for _ in range(5)]
+    assert len(child) == 5
+    assert not set(child) & set(parent)
+
+
+def test_random_hex_length_and_freshness() -> None:
+    values = {random_hex(8) for _ in range(2000)}
+    assert len(values) == 2000
+    assert all(len(v) == 16 and int(v, 16) >= 0 for v in values)
