@@ -155,7 +155,27 @@ def parser() -> argparse.ArgumentParser:
     block = rsub.add_parser("block", help="blocklist customer IPs or e-mails")
     block.add_argument("--ip", action="append")
     block.add_argument("--email", action="append")
+    admin = sub.add_parser("admin", help="identity administration")
+    asub = admin.add_subparsers(dest="action", required=True)
+    superuser = asub.add_parser(
+        "create-superuser",
+        help="the first platform administrator (password from JUHE_ADMIN_PASSWORD or a prompt)",
+    )
+    superuser.add_argument("--email", required=True)
+    asub.add_parser("rotate-signing-key", help="a new JWT signing key; old tokens stay valid")
     return p
+
+
+def _admin(settings: Settings, args: argparse.Namespace) -> None:
+    from cli.admin import AdminError, run
+    from domain.credentials import PasswordRejected
+
+    try:
+        result = asyncio.run(run(settings.postgres.dsn, args.action, getattr(args, "email", None)))
+    except (AdminError, PasswordRejected) as exc:
+        print(f"juhe admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(orjson.dumps(result).decode())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -176,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
             print(orjson.dumps(asyncio.run(_create_merchant(settings, args))).decode())
         case "risk":
             _risk_block(settings, args)
+        case "admin":
+            _admin(settings, args)
 
 
 if __name__ == "__main__":

@@ -133,6 +133,19 @@ class Logging(Base):
     level: str
 
 
+class Auth(Base):
+    issuer: str
+    access_ttl_s: int
+    refresh_ttl_s: int
+    key_cache_s: int
+    login_limit_per_account: int
+    login_limit_per_ip: int
+    login_window_s: int
+    failure_burst: int
+    recovery_codes: int
+    country_header: str
+
+
 class Settings(Base):
     gateway: Gateway
     postgres: Postgres
@@ -151,6 +164,7 @@ class Settings(Base):
     fees: Fees
     supervisor: Supervisor
     logging: Logging
+    auth: Auth
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

@@ -13,15 +13,17 @@ from aiohttp import web
 from adapters.registry import build_adapter
 from config import Settings
 from domain.ids import random_hex
-from gateway import callbacks, cashier, ops, payments, refunds
+from gateway import admin, callbacks, cashier, ops, payments, refunds, sessions
+from gateway.access import Keyring, PolicyCache
 from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
-from infra import db, metrics, redisclient
+from infra import db, identity, metrics, redisclient
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.logs import request_id
 from infra.merchants import MerchantDirectory
+from infra.ratelimit import RateLimiter
 from infra.redispipe import RedisPipe
 
 log = logging.getLogger("juhe.gateway")
@@ -89,7 +91,11 @@ def create_app(settings: Settings) -> web.Application:
                 code: build_adapter(code, ch, http) for code, ch in settings.channels.items()
             },
             http=http,
+            keyring=Keyring(pg, settings.auth.key_cache_s, settings.auth.access_ttl_s),
+            policy=PolicyCache(pg),
+            limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
         )
+        await identity.sync_builtin_roles(pg)
         yield
         await http.close()
         await pipe.close()
@@ -107,6 +113,24 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/refunds/{id}", refunds.get_refund)
     r.add_post("/api/v1/events/{id}/resend", ops.resend_event)
     r.add_get("/api/v1/openapi.json", ops.openapi)
+    r.add_post("/api/v1/auth/login", sessions.login)
+    r.add_post("/api/v1/auth/refresh", sessions.refresh)
+    r.add_post("/api/v1/auth/logout", sessions.logout)
+    r.add_post("/api/v1/auth/mfa/enroll", sessions.mfa_enroll)
+    r.add_post("/api/v1/auth/mfa/verify", sessions.mfa_verify)
+    r.add_get("/api/v1/auth/me", sessions.me)
+    r.add_get("/api/v1/admin/users", admin.list_users)
+    r.add_post("/api/v1/admin/users", admin.create_user)
+    r.add_post("/api/v1/admin/users/{id}/disable", admin.disable_user)
+    r.add_post("/api/v1/admin/users/{id}/enable", admin.enable_user)
+    r.add_put("/api/v1/admin/users/{id}/roles", admin.assign_roles)
+    r.add_get("/api/v1/admin/roles", admin.list_roles)
+    r.add_put("/api/v1/admin/roles/{id}", admin.put_role)
+    r.add_get("/api/v1/admin/settings", admin.get_settings)
+    r.add_put("/api/v1/admin/settings", admin.put_settings)
+    r.add_get("/api/v1/admin/audit", admin.list_audit)
+    r.add_get("/api/v1/admin/audit/verify", admin.verify_audit)
+    r.add_post("/api/v1/admin/merchants/{id}/keys", admin.create_api_key)
     r.add_get("/checkout/{id}", cashier.checkout)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)

@@ -1,4 +1,5 @@
-"""Merchant request authentication: key id, timestamp window, HMAC over the exact request."""
+"""Merchant request authentication: key id, timestamp window, HMAC over the exact request.
+What the key may then do is `gateway.access`'s question."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from aiohttp import web
 
 from domain.signing import SignatureError, verify_request
 from gateway.errors import ApiError
-from infra.merchants import Merchant, MerchantDirectory
+from infra.merchants import ApiKey, Merchant, MerchantDirectory
 
 
 def _unauthorized(code: str, message: str) -> ApiError:
@@ -17,7 +18,7 @@ def _unauthorized(code: str, message: str) -> ApiError:
 
 async def authenticate(
     request: web.Request, body: bytes, directory: MerchantDirectory, tolerance_s: int
-) -> Merchant:
+) -> tuple[Merchant, ApiKey]:
     key_id = request.headers.get("X-Juhe-Key")
     timestamp = request.headers.get("X-Juhe-Timestamp")
     signature = request.headers.get("X-Juhe-Signature")
@@ -46,4 +47,4 @@ async def authenticate(
         raise _unauthorized("invalid_key", "unknown or revoked API key")
     if not merchant.active:
         raise ApiError(403, "permission_error", "merchant_inactive", "the merchant is not active")
-    return merchant
+    return merchant, key

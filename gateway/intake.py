@@ -67,6 +67,7 @@ def fingerprint(method: str, path: str, body: bytes) -> str:
 @dataclass(frozen=True, slots=True)
 class RefundPlan:
     refund_id: str
+    merchant_id: str
     reserved: int  # the payment's reserved refund total once this refund is taken
     doc: bytes
     intent: bytes
@@ -76,6 +77,7 @@ class RefundPlan:
 class Replay:
     status: int
     body: bytes
+    fresh: bool = False  # this request did the work (not a replay of an earlier answer)
 
 
 class IdempotencyConflict(Exception):
@@ -222,7 +224,7 @@ class Intake:
     async def create_refund(
         self,
         *,
-        merchant_id: str,
+        scope: str,
         idempotency_key: str | None,
         fp: str,
         payment_id: str,
@@ -233,7 +235,7 @@ class Intake:
         payment's hot fields and raises to refuse. The amount check here answers fast; the
         binding check is the database's."""
         payment_key = self.keys.payment(payment_id)
-        idem_key = self.keys.idempotency(merchant_id, idempotency_key or "-")
+        idem_key = self.keys.idempotency(scope, idempotency_key or "-")
         async with self.redis.pipeline(transaction=True) as pipe:
             while True:
                 try:
@@ -247,7 +249,8 @@ class Intake:
                     pipe.hset(payment_key, "refund_reserved", str(decided.reserved))
                     refund_key = self.keys.refund(decided.refund_id)
                     pipe.hset(
-                        refund_key, mapping={"ver": 1, "merchant": merchant_id, "doc": decided.doc}
+                        refund_key,
+                        mapping={"ver": 1, "merchant": decided.merchant_id, "doc": decided.doc},
                     )
                     pipe.expire(refund_key, self.settings.hot_ttl_s)
                     pipe.xadd(self.keys.stream("refunds"), {"d": decided.intent})
@@ -255,6 +258,6 @@ class Intake:
                         pipe.hset(idem_key, mapping={"fp": fp, "status": 201, "body": decided.doc})
                         pipe.expire(idem_key, self.settings.idempotency_ttl_s)
                     await pipe.execute()
-                    return Replay(201, decided.doc)
+                    return Replay(201, decided.doc, fresh=True)
                 except WatchError:
                     continue

@@ -8,10 +8,120 @@ from typing import Any
 import msgspec
 import orjson
 
+from gateway import identity_schemas as ids
 from gateway.schemas import CreatePayment, CreateRefund, Error, Payment, PaymentList, Refund
 
 _REF = "#/components/schemas/{name}"
-_SIGNED = [{"juheKey": [], "juheTimestamp": [], "juheSignature": []}]
+# Merchant endpoints take a signed request (API key) or a portal user's bearer token.
+_SIGNED = [{"juheKey": [], "juheTimestamp": [], "juheSignature": []}, {"bearer": []}]
+_BEARER = [{"bearer": []}]
+_IDENTITY_SCHEMAS = [
+    ids.Login,
+    ids.Refresh,
+    ids.Logout,
+    ids.MfaCode,
+    ids.Session,
+    ids.MfaEnrolment,
+    ids.Me,
+    ids.UserView,
+    ids.CreateUser,
+    ids.AssignRoles,
+    ids.PutRole,
+    ids.RoleView,
+    ids.SettingsView,
+    ids.PutSettings,
+    ids.CreateApiKey,
+    ids.ApiKeyCreated,
+]
+# (method, path, summary, request body, answer status, answer schema, bearer-only)
+_IDENTITY_OPS = [
+    (
+        "post",
+        "/api/v1/auth/login",
+        "Sign in (with `totp` when MFA applies)",
+        "Login",
+        200,
+        "Session",
+        False,
+    ),
+    ("post", "/api/v1/auth/refresh", "Rotate a refresh token", "Refresh", 200, "Session", False),
+    ("post", "/api/v1/auth/logout", "End the session", "Logout", 204, None, True),
+    ("post", "/api/v1/auth/mfa/enroll", "Start TOTP enrolment", None, 200, "MfaEnrolment", True),
+    (
+        "post",
+        "/api/v1/auth/mfa/verify",
+        "Confirm enrolment; a new session",
+        "MfaCode",
+        200,
+        "Session",
+        True,
+    ),
+    ("get", "/api/v1/auth/me", "The signed-in user", None, 200, "Me", True),
+    ("get", "/api/v1/admin/users", "List users (filters: realm, org_id)", None, 200, None, True),
+    ("post", "/api/v1/admin/users", "Create a user", "CreateUser", 201, "UserView", True),
+    ("post", "/api/v1/admin/users/{id}/disable", "Disable a user", None, 200, "UserView", True),
+    ("post", "/api/v1/admin/users/{id}/enable", "Enable a user", None, 200, "UserView", True),
+    ("put", "/api/v1/admin/users/{id}/roles", "Assign roles", "AssignRoles", 200, "UserView", True),
+    ("get", "/api/v1/admin/roles", "List roles", None, 200, None, True),
+    (
+        "put",
+        "/api/v1/admin/roles/{id}",
+        "Create or replace a custom role",
+        "PutRole",
+        200,
+        "RoleView",
+        True,
+    ),
+    ("get", "/api/v1/admin/settings", "Platform settings", None, 200, "SettingsView", True),
+    (
+        "put",
+        "/api/v1/admin/settings",
+        "Change platform settings",
+        "PutSettings",
+        200,
+        "SettingsView",
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/admin/audit",
+        "Query the audit log (action, actor, target, since, until)",
+        None,
+        200,
+        None,
+        True,
+    ),
+    ("get", "/api/v1/admin/audit/verify", "Verify the audit hash chain", None, 200, None, True),
+    (
+        "post",
+        "/api/v1/admin/merchants/{id}/keys",
+        "Create a merchant API key",
+        "CreateApiKey",
+        201,
+        "ApiKeyCreated",
+        True,
+    ),
+]
+
+
+def _identity_paths() -> dict[str, dict[str, Any]]:
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, summary, request, status, answer, bearer in _IDENTITY_OPS:
+        op: dict[str, Any] = {
+            "summary": summary,
+            "responses": {
+                str(status): {"description": "OK", **(_json(answer) if answer else {})},
+                **_errors(400, 401, 403, 404, 409, 429),
+            },
+        }
+        if bearer:
+            op["security"] = _BEARER
+        if "{id}" in path:
+            op["parameters"] = [_ID]
+        if request:
+            op["requestBody"] = {"required": True, **_json(request)}
+        paths.setdefault(path, {})[method] = op
+    return paths
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -38,7 +148,8 @@ _IDEMPOTENCY = {
 @cache
 def document(server_url: str) -> bytes:
     _, components = msgspec.json.schema_components(
-        [CreatePayment, CreateRefund, Payment, Refund, PaymentList, Error], ref_template=_REF
+        [CreatePayment, CreateRefund, Payment, Refund, PaymentList, Error, *_IDENTITY_SCHEMAS],
+        ref_template=_REF,
     )
     paths = {
         "/api/v1/payments": {
@@ -139,6 +250,7 @@ def document(server_url: str) -> bytes:
                 "responses": {"200": {"description": "Taken"}, **_errors(400, 401, 404)},
             }
         },
+        **_identity_paths(),
     }
     header = {"type": "apiKey", "in": "header"}
     return orjson.dumps(
@@ -150,6 +262,7 @@ def document(server_url: str) -> bytes:
             "components": {
                 "schemas": components,
                 "securitySchemes": {
+                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
                     "juheKey": {**header, "name": "X-Juhe-Key"},
                     "juheTimestamp": {**header, "name": "X-Juhe-Timestamp"},
                     "juheSignature": {

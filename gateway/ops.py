@@ -7,7 +7,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.auth import authenticate
+from gateway.access import identify, require, sees
 from gateway.openapi import document
 from gateway.payments import json_response, not_found
 from gateway.state import edge
@@ -50,18 +50,19 @@ async def resend_event(request: web.Request) -> web.Response:
     scheduler's next outbox sweep hands it to the notify pool."""
     e = edge(request)
     body = await request.read()
-    merchant = await authenticate(
-        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, body)
+    who = caller.principal
+    await require(request, who, "events:resend")
+    event_id = request.match_info["id"]
+    owner = await e.pg.fetchval("SELECT merchant_id FROM webhook_events WHERE id = $1", event_id)
+    if owner is None or not sees(who, owner):
+        raise not_found("event")
     row = await e.pg.fetchrow(
         """UPDATE webhook_events SET status = 'pending', attempts = 0,
                   next_attempt_at = 'epoch', delivered_at = NULL
-           WHERE id = $1 AND merchant_id = $2 RETURNING id, type, status""",
-        request.match_info["id"],
-        merchant.id,
+           WHERE id = $1 RETURNING id, type, status""",
+        event_id,
     )
-    if row is None:
-        raise not_found("event")
     return json_response(
         orjson.dumps(
             {"id": row["id"], "object": "event", "type": row["type"], "status": row["status"]}

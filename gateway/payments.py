@@ -9,12 +9,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from domain.access import Principal, Realm
 from domain.ids import new_id
 from domain.messages import PaymentIntent, decoder, encode
 from domain.money import AmountError, parse_amount
 from domain.states import PaymentStatus
 from domain.views import payment_view
-from gateway.auth import authenticate
+from gateway.access import actor, idempotency_scope, identify, require, sees
 from gateway.errors import ApiError, invalid
 from gateway.intake import (
     DuplicateOrder,
@@ -25,7 +26,7 @@ from gateway.intake import (
 )
 from gateway.schemas import CreatePayment
 from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key
-from infra import store
+from infra import audit, store
 
 _intent = decoder(PaymentIntent)
 JSON = "application/json"
@@ -64,9 +65,10 @@ def amount_of(text: str, currency: str, param: str = "amount") -> int:
 async def create_payment(request: web.Request) -> web.Response:
     e = edge(request)
     body = await request.read()
-    merchant = await authenticate(
-        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, body)
+    await require(request, caller.principal, "payments:create")
+    merchant = caller.merchant
+    assert merchant is not None  # payments:create is a merchant-realm permission
     key = idempotency_key(request)
     req = decode(body, CreatePayment)
     amount = amount_of(req.amount, req.currency)
@@ -174,15 +176,16 @@ async def wait_for_pay_data(e: Edge, payment_id: str, wait: str, doc: bytes) -> 
     return (await e.redis.hget(key, "doc")) or doc
 
 
-async def load_payment(e: Edge, merchant_id: str, payment_id: str) -> bytes:
-    """The payment's public JSON: the hot copy, else the database (and re-warm the copy)."""
+async def load_payment(e: Edge, who: Principal, payment_id: str) -> bytes:
+    """The payment's public JSON: the hot copy, else the database (and re-warm the copy).
+    Another organisation's payment is answered as missing: ids are not an existence oracle."""
     hot = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "doc")
     if hot[0] is not None:
-        if hot[0].decode() != merchant_id:
+        if not sees(who, hot[0].decode()):
             raise not_found("payment")
         return hot[1]
     row = await store.fetch_payment(e.pg, payment_id)
-    if row is None or row["merchant_id"] != merchant_id:
+    if row is None or not sees(who, row["merchant_id"]):
         raise not_found("payment")
     await e.hot.put_payment(row)
     return orjson.dumps(payment_view(row, e.settings.gateway.public_url))
@@ -190,30 +193,44 @@ async def load_payment(e: Edge, merchant_id: str, payment_id: str) -> bytes:
 
 async def get_payment(request: web.Request) -> web.Response:
     e = edge(request)
-    merchant = await authenticate(
-        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
-    )
-    return json_response(await load_payment(e, merchant.id, request.match_info["id"]))
+    caller = await identify(request, b"")
+    await require(request, caller.principal, "payments:read")
+    return json_response(await load_payment(e, caller.principal, request.match_info["id"]))
+
+
+def listed_merchant(request: web.Request, who: Principal) -> str:
+    """Whose payments a list shows: the caller's own merchant, or for the platform the one
+    named by `merchant_id`."""
+    if who.realm is Realm.MERCHANT and who.org_id:
+        return who.org_id
+    named = request.query.get("merchant_id")
+    if not named:
+        raise invalid("missing_field", "merchant_id is required", "merchant_id")
+    if not sees(who, named):
+        raise ApiError(
+            403, "permission_error", "not_owner", "this merchant belongs to another organisation"
+        )
+    return named
 
 
 async def list_payments(request: web.Request) -> web.Response:
     e = edge(request)
-    merchant = await authenticate(
-        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, b"")
+    await require(request, caller.principal, "payments:read")
+    merchant_id = listed_merchant(request, caller.principal)
     order_id = request.query.get("merchant_order_id")
     if order_id is not None:
-        found = await e.redis.get(e.keys.merchant_order(merchant.id, order_id))
+        found = await e.redis.get(e.keys.merchant_order(merchant_id, order_id))
         payment_id = (
             found.decode()
             if found
             else await e.pg.fetchval(
                 "SELECT id FROM payments WHERE merchant_id = $1 AND merchant_order_id = $2",
-                merchant.id,
+                merchant_id,
                 order_id,
             )
         )
-        docs = [await load_payment(e, merchant.id, payment_id)] if payment_id else []
+        docs = [await load_payment(e, caller.principal, payment_id)] if payment_id else []
         return json_response(
             b'{"object":"list","data":[' + b",".join(docs) + b'],"has_more":false}'
         )
@@ -227,7 +244,7 @@ async def list_payments(request: web.Request) -> web.Response:
     rows = await e.pg.fetch(
         """SELECT * FROM payments WHERE merchant_id = $1 AND ($2::text IS NULL OR id < $2)
            ORDER BY id DESC LIMIT $3""",
-        merchant.id,
+        merchant_id,
         after,
         limit + 1,
     )
@@ -244,13 +261,14 @@ async def cancel_payment(request: web.Request) -> web.Response:
     would write it, so a cancel never races the relay."""
     e = edge(request)
     body = await request.read()
-    merchant = await authenticate(
-        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, body)
+    who = caller.principal
+    await require(request, who, "payments:cancel")
+    scope = idempotency_scope(who)
     key = idempotency_key(request)
     fp = fingerprint(request.method, request.path, body)
     try:
-        replay = await e.intake.claim(merchant.id, key, fp)
+        replay = await e.intake.claim(scope, key, fp)
     except IdempotencyConflict:
         raise idempotency_conflict() from None
     except RequestInProgress:
@@ -264,20 +282,20 @@ async def cancel_payment(request: web.Request) -> web.Response:
     if replay is not None:
         return json_response(replay.body, replay.status)
     try:
-        answer = await cancel(e, merchant.id, request.match_info["id"])
+        answer = await cancel(e, who, actor(request, who), request.match_info["id"])
     except ApiError as exc:
-        await e.intake.settle(merchant.id, key, fp, Replay(exc.status, exc.response().body))
+        await e.intake.settle(scope, key, fp, Replay(exc.status, exc.response().body))
         raise
     except Exception:
-        await e.intake.settle(merchant.id, key, fp, None)
+        await e.intake.settle(scope, key, fp, None)
         raise
-    await e.intake.settle(merchant.id, key, fp, answer)
+    await e.intake.settle(scope, key, fp, answer)
     return json_response(answer.body, answer.status)
 
 
-async def cancel(e: Edge, merchant_id: str, payment_id: str) -> Replay:
+async def cancel(e: Edge, who: Principal, by: audit.Actor, payment_id: str) -> Replay:
     hot_merchant, intent = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "intent")
-    if hot_merchant is not None and hot_merchant.decode() != merchant_id:
+    if hot_merchant is not None and not sees(who, hot_merchant.decode()):
         raise not_found("payment")
     async with e.pg.acquire() as conn, conn.transaction():
         if intent is not None:
@@ -285,14 +303,16 @@ async def cancel(e: Edge, merchant_id: str, payment_id: str) -> Replay:
         current = await conn.fetchrow(
             "SELECT merchant_id, status FROM payments WHERE id = $1 FOR UPDATE", payment_id
         )
-        if current is None or current["merchant_id"] != merchant_id:
+        if current is None or not sees(who, current["merchant_id"]):
             raise not_found("payment")
         row = await store.transition_payment(
             conn,
             payment_id,
             PaymentStatus.CANCELED,
             failure_code="canceled",
-            failure_message="canceled by the merchant",
+            failure_message="canceled by the merchant"
+            if who.realm is Realm.MERCHANT
+            else "canceled by the platform",
         )
         if row is None:
             raise invalid(
@@ -302,5 +322,13 @@ async def cancel(e: Edge, merchant_id: str, payment_id: str) -> Replay:
             )
         view = payment_view(row, e.settings.gateway.public_url)
         await store.add_events(conn, [("payment.canceled", view, row)], due_now=True)
+        await audit.append(
+            conn,
+            by,
+            "payment.cancel",
+            payment_id,
+            before={"status": current["status"]},
+            after={"status": row["status"]},
+        )
     await e.hot.put_payment(row)
     return Replay(200, orjson.dumps(view))

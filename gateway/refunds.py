@@ -11,13 +11,13 @@ from domain.ids import new_id
 from domain.messages import RefundIntent, encode
 from domain.states import REFUNDABLE, RefundStatus
 from domain.views import refund_view
-from gateway.auth import authenticate
+from gateway.access import actor, idempotency_scope, identify, require, sees
 from gateway.errors import invalid
 from gateway.intake import IdempotencyConflict, RefundPlan, fingerprint
 from gateway.payments import amount_of, idempotency_conflict, json_response, not_found
 from gateway.schemas import CreateRefund
 from gateway.state import REQUEST_ID, decode, edge, idempotency_key
-from infra import store
+from infra import audit, store
 
 
 async def create_refund(request: web.Request) -> web.Response:
@@ -25,22 +25,22 @@ async def create_refund(request: web.Request) -> web.Response:
     be refunded; the channel pool's reservation in PostgreSQL is the binding check."""
     e = edge(request)
     body = await request.read()
-    merchant = await authenticate(
-        request, body, e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, body)
+    who = caller.principal
+    await require(request, who, "refunds:create")
     key = idempotency_key(request)
     req = decode(body, CreateRefund)
     payment_key = e.keys.payment(req.payment_id)
     if not await e.redis.exists(payment_key):
         row = await store.fetch_payment(e.pg, req.payment_id)
-        if row is None or row["merchant_id"] != merchant.id:
+        if row is None or not sees(who, row["merchant_id"]):
             raise not_found("payment")
         await e.hot.put_payment(row)
     refund_id = new_id("re")
     now = time.time()
 
     def plan(hot: dict[bytes, bytes]) -> RefundPlan:
-        if not hot or hot[b"merchant"].decode() != merchant.id:
+        if not hot or not sees(who, hot[b"merchant"].decode()):
             raise not_found("payment")
         status = hot[b"status"].decode()
         if status not in REFUNDABLE:
@@ -63,7 +63,7 @@ async def create_refund(request: web.Request) -> web.Response:
         intent = RefundIntent(
             id=refund_id,
             payment_id=req.payment_id,
-            merchant_id=merchant.id,
+            merchant_id=hot[b"merchant"].decode(),
             channel=hot[b"channel"].decode(),
             amount=str(amount),
             currency=currency,
@@ -82,11 +82,13 @@ async def create_refund(request: web.Request) -> web.Response:
                 "created_at": now,
             }
         )
-        return RefundPlan(refund_id, reserved + amount, orjson.dumps(view), encode(intent))
+        return RefundPlan(
+            refund_id, intent.merchant_id, reserved + amount, orjson.dumps(view), encode(intent)
+        )
 
     try:
         answer = await e.intake.create_refund(
-            merchant_id=merchant.id,
+            scope=idempotency_scope(who),
             idempotency_key=key,
             fp=fingerprint(request.method, request.path, body),
             payment_id=req.payment_id,
@@ -94,21 +96,33 @@ async def create_refund(request: web.Request) -> web.Response:
         )
     except IdempotencyConflict:
         raise idempotency_conflict() from None
+    if answer.fresh:
+        refund = orjson.loads(answer.body)
+        await audit.append(
+            e.pg,
+            actor(request, who),
+            "refund.create",
+            refund["id"],
+            after={
+                "payment_id": req.payment_id,
+                "amount": refund["amount"],
+                "currency": refund["currency"],
+            },
+        )
     return json_response(answer.body, answer.status)
 
 
 async def get_refund(request: web.Request) -> web.Response:
     e = edge(request)
-    merchant = await authenticate(
-        request, b"", e.merchants, e.settings.gateway.signature_tolerance_s
-    )
+    caller = await identify(request, b"")
+    await require(request, caller.principal, "refunds:read")
     refund_id = request.match_info["id"]
     owner, doc = await e.redis.hmget(e.keys.refund(refund_id), "merchant", "doc")
     if owner is not None:
-        if owner.decode() != merchant.id:
+        if not sees(caller.principal, owner.decode()):
             raise not_found("refund")
         return json_response(doc)
     row = await store.fetch_refund(e.pg, refund_id)
-    if row is None or row["merchant_id"] != merchant.id:
+    if row is None or not sees(caller.principal, row["merchant_id"]):
         raise not_found("refund")
     return json_response(orjson.dumps(refund_view(row)))

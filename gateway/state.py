@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import aiohttp
 import asyncpg
@@ -18,6 +18,10 @@ from gateway.intake import Intake
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory
+from infra.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from gateway.access import Keyring, PolicyCache
 
 
 @dataclass
@@ -31,6 +35,9 @@ class Edge:
     merchants: MerchantDirectory
     adapters: dict[str, ChannelAdapter]
     http: aiohttp.ClientSession
+    keyring: Keyring
+    policy: PolicyCache
+    limiter: RateLimiter
 
 
 T = TypeVar("T")

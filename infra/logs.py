@@ -1,8 +1,8 @@
 """Structured JSON logs with a request id that follows a payment across processes.
 
 The request id lives in a context variable: the gateway sets it per request, workers set it from
-the message they are handling. Fields whose names look secret are masked before a line is
-written, whoever logged them.
+the message they are handling. Secrets, card and bank numbers are masked
+(domain.redaction) before a line is written, whoever logged them.
 """
 
 from __future__ import annotations
@@ -15,18 +15,11 @@ from typing import Any
 
 import orjson
 
+from domain.redaction import mask_text, redact
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
-_SECRET_WORDS = ("secret", "password", "signature", "authorization", "token", "card", "api_key")
 _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
-
-
-def _masked(key: str, value: Any) -> Any:
-    if any(word in key.lower() for word in _SECRET_WORDS):
-        return "***"
-    if isinstance(value, dict):
-        return {k: _masked(str(k), v) for k, v in value.items()}
-    return value
 
 
 class JsonFormatter(logging.Formatter):
@@ -40,15 +33,15 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "logger": record.name,
             "process": self.process_name,
-            "msg": record.getMessage(),
+            "msg": mask_text(record.getMessage()),
         }
         if rid := request_id.get():
             line["request_id"] = rid
         for key, value in record.__dict__.items():
             if key not in _STANDARD:
-                line[key] = _masked(key, value)
+                line[key] = redact(key, value)
         if record.exc_info:
-            line["exc"] = self.formatException(record.exc_info)
+            line["exc"] = mask_text(self.formatException(record.exc_info))
         return orjson.dumps(line, default=str).decode()
 
 

@@ -39,6 +39,7 @@ class ApiKey:
     key_id: str
     merchant_id: str
     signer: hmac.HMAC  # pre-keyed: copying it is cheaper than keying HMAC per request
+    permissions: frozenset[str] | None  # None: everything a merchant's key may do
 
 
 def _merchant(row: asyncpg.Record) -> Merchant:
@@ -73,12 +74,17 @@ class MerchantDirectory:
         if hit and hit[0] > now:
             return hit[1]
         row = await self._pg.fetchrow(
-            "SELECT key_id, merchant_id, secret FROM api_keys "
+            "SELECT key_id, merchant_id, secret, permissions FROM api_keys "
             "WHERE key_id = $1 AND revoked_at IS NULL",
             key_id,
         )
         key = (
-            ApiKey(row["key_id"], row["merchant_id"], signer(row["secret"].encode()))
+            ApiKey(
+                row["key_id"],
+                row["merchant_id"],
+                signer(row["secret"].encode()),
+                frozenset(row["permissions"]) if row["permissions"] is not None else None,
+            )
             if row
             else None
         )

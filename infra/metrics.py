@@ -45,6 +45,10 @@ pool_latency = Histogram(
     ["pool"],
     buckets=LATENCY_BUCKETS,
 )
+auth_logins = Counter("juhe_auth_logins_total", "Portal sign-in attempts", ["outcome"])
+auth_anomalies = Counter(
+    "juhe_auth_anomalies_total", "Sign-ins flagged as anomalous (alert on any)", ["reason"]
+)
 relay_entries = Counter("juhe_relay_entries_total", "Stream entries relayed", ["stream"])
 webhook_deliveries = Counter(
     "juhe_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]

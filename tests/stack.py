@@ -21,6 +21,10 @@ TEST_SETTINGS = {
     "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
     "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
     "JUHE_POSTGRES__POOL_MAX": "5",
+    # every test signs in from 127.0.0.1: the per-IP limit is tested on its own
+    "JUHE_AUTH__LOGIN_LIMIT_PER_IP": "1000000",
+    "JUHE_AUTH__COUNTRY_HEADER": "X-Test-Country",
+    "JUHE_AUTH__KEY_CACHE_S": "1",
 }
 
 

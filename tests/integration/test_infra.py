@@ -19,7 +19,7 @@ from benchmarks.node import free_port
 from config import load_settings
 from config.settings import Breaker
 from gateway.intake import Scripts
-from infra import db, redisclient
+from infra import audit, db, redisclient
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.redispipe import RedisPipe
@@ -51,7 +51,7 @@ async def redis():
 
 
 async def test_migrations_apply_once_and_refuse_edits(scratch_db: str, tmp_path: Path) -> None:
-    assert await db.migrate(scratch_db) == ["001_spine"]
+    assert await db.migrate(scratch_db) == [v for v, _, _ in db.migration_files()]
     assert await db.migrate(scratch_db) == []
     edited = tmp_path / "001_spine.sql"
     edited.write_text((db.MIGRATIONS / "001_spine.sql").read_text() + "\n-- edited\n")
@@ -61,7 +61,7 @@ async def test_migrations_apply_once_and_refuse_edits(scratch_db: str, tmp_path:
 
 async def test_concurrent_migrations_are_serialised(scratch_db: str) -> None:
     results = await asyncio.gather(*(db.migrate(scratch_db) for _ in range(3)))
-    assert sorted(len(r) for r in results) == [0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, len(db.migration_files())]
 
 
 async def test_breaker_opens_half_opens_and_closes(redis) -> None:
@@ -171,3 +171,30 @@ async def test_pipe_selects_the_database_in_its_url(redis) -> None:
     await other.delete(name)
     await other.aclose()
     await pipe.close()
+
+
+async def test_audit_log_is_append_only_and_an_edit_is_detected(scratch_db: str) -> None:
+    await db.migrate(scratch_db)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        actor = audit.Actor("user:usr_1", "platform", "10.0.0.1", "req_1")
+        for n in range(5):
+            await audit.append(
+                pool, actor, "user.roles", f"user:usr_{n}", {"roles": []}, {"roles": ["finance"]}
+            )
+        assert await audit.verify(pool) is None
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await pool.execute("UPDATE audit_log SET after = '{}' WHERE seq = 3")
+        with pytest.raises(asyncpg.RaiseError, match="append-only"):
+            await pool.execute("DELETE FROM audit_log WHERE seq = 5")
+        # Someone with the power to drop the guard edits a row: the chain shows where.
+        await pool.execute("ALTER TABLE audit_log DISABLE TRIGGER audit_log_no_update")
+        await pool.execute(
+            """UPDATE audit_log SET after = '{"roles": ["platform_admin"]}' WHERE seq = 3"""
+        )
+        assert await audit.verify(pool) == 3
+        await pool.execute("DELETE FROM audit_log WHERE seq >= 3")
+        await pool.execute("DELETE FROM audit_log WHERE seq = 1")
+        assert await audit.verify(pool) == 1, "a record missing from the start"
+    finally:
+        await pool.close()

@@ -41,5 +41,12 @@ def test_secret_fields_are_masked_at_any_depth() -> None:
         context={"password": "p", "card_number": "4242424242424242", "ok": 1},
     )
     assert line["secret"] == line["webhook_secret"] == line["authorization"] == "***"
-    assert line["context"] == {"password": "***", "card_number": "***", "ok": 1}
+    assert line["context"] == {"password": "***", "card_number": "***4242", "ok": 1}
     assert "4242424242424242" not in orjson.dumps(line).decode()
+
+
+def test_card_numbers_in_messages_and_fields_are_masked() -> None:
+    line = _line(note="paid with 5555 5555 5555 4444", args=("card 4000056655665556",))
+    assert line["note"] == "paid with ***4444"
+    assert line["msg"] == "hello card ***5556"
+    assert "5555 5555" not in orjson.dumps(line).decode()

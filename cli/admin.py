@@ -1,0 +1,74 @@
+"""`juhe admin …`: the bootstrap path for the first platform administrator, and key rotation.
+
+Both are audited with the actor `cli:<os user>`, like any change made through the API.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+
+import asyncpg
+
+from domain.access import Realm
+from domain.credentials import check_password, hash_password
+from domain.ids import new_id
+from infra import audit, db, identity, policy
+
+
+def _cli_actor() -> audit.Actor:
+    return audit.Actor(f"cli:{getpass.getuser()}", "platform")
+
+
+class AdminError(RuntimeError):
+    pass
+
+
+async def create_superuser(pool: asyncpg.Pool, email: str, password: str) -> str:
+    """A platform user with the platform_admin role; MFA enrolment is required at first
+    sign-in (every platform user must have it)."""
+    _, settings = await policy.current(pool)
+    check_password(password, settings.password_policy, email)
+    await identity.sync_builtin_roles(pool)
+    user_id = new_id("usr")
+    async with pool.acquire() as conn, conn.transaction():
+        created = await identity.insert_user(
+            conn,
+            user_id=user_id,
+            email=email,
+            realm=Realm.PLATFORM,
+            org_id=None,
+            password_hash=hash_password(password),
+        )
+        if not created:
+            raise AdminError(f"a user with the e-mail address {email} exists")
+        await identity.set_roles(conn, user_id, ["platform_admin"])
+        await audit.append(
+            conn,
+            _cli_actor(),
+            "user.create",
+            f"user:{user_id}",
+            after={"email": email, "realm": "platform", "roles": ["platform_admin"]},
+        )
+    return user_id
+
+
+async def rotate_signing_key(pool: asyncpg.Pool) -> str:
+    """A new JWT signing key; tokens signed by the old one stay valid until they expire."""
+    key = await identity.rotate_signing_key(pool)
+    await audit.append(pool, _cli_actor(), "key.rotate", f"signing_key:{key.kid}")
+    return key.kid
+
+
+async def run(dsn: str, action: str, email: str | None) -> dict[str, str]:
+    await db.ensure_database(dsn)
+    await db.migrate(dsn)
+    pool = await db.create_pool(dsn, 1, 2)
+    try:
+        if action == "create-superuser":
+            assert email is not None
+            password = os.environ.get("JUHE_ADMIN_PASSWORD") or getpass.getpass("Password: ")
+            return {"user_id": await create_superuser(pool, email, password), "email": email}
+        return {"kid": await rotate_signing_key(pool)}
+    finally:
+        await pool.close()

@@ -1,0 +1,211 @@
+"""Who is calling, and may they: the one check every endpoint makes.
+
+A caller is a portal user (`Authorization: Bearer <access token>`) or a merchant's API key (a
+signed request). Either way it becomes a `Principal`, and `require` asks `domain.access` whether
+it holds the permission, passed MFA where required, and owns the resource. Denials are 403 in
+the documented shape and are audited.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from dataclasses import dataclass
+
+import asyncpg
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from domain.access import (
+    API_KEY_PERMISSIONS,
+    Denied,
+    Owner,
+    Principal,
+    Realm,
+    authorize,
+    merchant_owned,
+    owns,
+)
+from domain.policy import PlatformSettings
+from domain.tokens import SigningKey, TokenError, load_public, read_access_token
+from gateway.auth import authenticate
+from gateway.errors import ApiError
+from gateway.state import REQUEST_ID, Edge, edge
+from infra import audit, identity, policy
+from infra.merchants import Merchant
+
+_KEY_MISS_REFRESH_S = 5.0
+_POLICY_CACHE_S = 5.0
+
+
+class Keyring:
+    """The JWT signing keys, cached per process: the newest active key signs, every key not
+    retired longer than a token lives verifies."""
+
+    def __init__(self, pg: asyncpg.Pool, cache_s: float, token_ttl_s: int) -> None:
+        self._pg = pg
+        self._cache_s = cache_s
+        self._token_ttl_s = token_ttl_s
+        self._loaded_at = -1e9
+        self._signing: SigningKey | None = None
+        self._public: dict[str, Ed25519PublicKey] = {}
+        self._lock = asyncio.Lock()
+
+    async def _load(self, max_age_s: float) -> None:
+        async with self._lock:
+            if time.monotonic() - self._loaded_at < max_age_s:
+                return
+            keys = await identity.signing_keys(self._pg, self._token_ttl_s)
+            if not keys:
+                await identity.ensure_signing_key(self._pg)
+                keys = await identity.signing_keys(self._pg, self._token_ttl_s)
+            self._signing = keys[0]
+            self._public = {k.kid: load_public(k.public_pem) for k in keys}
+            self._loaded_at = time.monotonic()
+
+    async def signing(self) -> SigningKey:
+        await self._load(self._cache_s)
+        assert self._signing is not None
+        return self._signing
+
+    async def public(self, refresh: bool = False) -> dict[str, Ed25519PublicKey]:
+        await self._load(_KEY_MISS_REFRESH_S if refresh else self._cache_s)
+        return self._public
+
+
+class PolicyCache:
+    def __init__(self, pg: asyncpg.Pool) -> None:
+        self._pg = pg
+        self._value: tuple[int, PlatformSettings] | None = None
+        self._at = -1e9
+
+    async def get(self) -> PlatformSettings:
+        if self._value is None or time.monotonic() - self._at > _POLICY_CACHE_S:
+            self._value = await policy.current(self._pg)
+            self._at = time.monotonic()
+        return self._value[1]
+
+    def forget(self) -> None:
+        self._value = None
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    principal: Principal
+    merchant: Merchant | None  # the caller's own merchant, for merchant-realm callers
+
+
+def sees(who: Principal, merchant_id: str) -> bool:
+    """Whether a merchant's data is visible to this principal."""
+    return owns(who, merchant_owned(merchant_id))
+
+
+def idempotency_scope(who: Principal) -> str:
+    """Idempotency keys are kept per merchant; callers outside a merchant get their own."""
+    return who.org_id if who.realm is Realm.MERCHANT and who.org_id else who.actor
+
+
+def unauthorized(code: str, message: str) -> ApiError:
+    return ApiError(401, "authentication_error", code, message)
+
+
+def bearer(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def user_principal(e: Edge, token: str, *, allow_mfa_pending: bool = False) -> Principal:
+    return (await session_user(e, token, allow_mfa_pending=allow_mfa_pending))[0]
+
+
+async def session_user(
+    e: Edge, token: str, *, allow_mfa_pending: bool = False
+) -> tuple[Principal, identity.User]:
+    """The user behind an access token, as of now: disabled users, revoked sessions and
+    role changes take effect on the next request. `allow_mfa_pending` is for the endpoints a
+    user without MFA yet must reach (enrolment, who am I, logout)."""
+    read = functools.partial(
+        read_access_token, token, now=int(time.time()), issuer=e.settings.auth.issuer
+    )
+    try:
+        try:
+            claims = read(await e.keyring.public())
+        except TokenError as exc:
+            if exc.code != "unknown_key":
+                raise
+            claims = read(await e.keyring.public(refresh=True))  # rotated in another process
+    except TokenError as exc:
+        raise unauthorized(
+            "invalid_token" if exc.code == "unknown_key" else exc.code, str(exc)
+        ) from None
+    user = await identity.user_by_id(e.pg, claims.user_id)
+    if user is None or user.status != "active":
+        raise unauthorized("invalid_token", "the account is disabled")
+    if await identity.session_revoked(e.pg, claims.session):
+        raise unauthorized("session_revoked", "this session has ended; sign in again")
+    settings = await e.policy.get()
+    principal = Principal(
+        kind="user",
+        id=user.id,
+        realm=user.realm,
+        org_id=user.org_id,
+        permissions=user.permissions,
+        mfa=claims.mfa,
+        mfa_required=settings.mfa_required(user.realm.value, user.org_requires_mfa)
+        and not allow_mfa_pending,
+        session=claims.session,
+        email=user.email,
+    )
+    return principal, user
+
+
+async def identify(request: web.Request, body: bytes) -> Caller:
+    e = edge(request)
+    token = bearer(request)
+    if token is None:
+        merchant, key = await authenticate(
+            request, body, e.merchants, e.settings.gateway.signature_tolerance_s
+        )
+        principal = Principal(
+            kind="api_key",
+            id=key.key_id,
+            realm=Realm.MERCHANT,
+            org_id=merchant.id,
+            permissions=key.permissions if key.permissions is not None else API_KEY_PERMISSIONS,
+        )
+        return Caller(principal, merchant)
+    principal = await user_principal(e, token)
+    merchant = None
+    if principal.realm is Realm.MERCHANT and principal.org_id:
+        merchant = await e.merchants.merchant(principal.org_id)
+        if merchant is None or not merchant.active:
+            raise ApiError(
+                403, "permission_error", "merchant_inactive", "the merchant is not active"
+            )
+    return Caller(principal, merchant)
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+def actor(request: web.Request, principal: Principal) -> audit.Actor:
+    return audit.Actor.of(principal, client_ip(request), request.get(REQUEST_ID))
+
+
+async def require(
+    request: web.Request, principal: Principal, permission: str, owner: Owner | None = None
+) -> None:
+    try:
+        authorize(principal, permission, owner)
+    except Denied as exc:
+        await audit.append(
+            edge(request).pg,
+            actor(request, principal),
+            "access.denied",
+            f"{request.method} {request.path}",
+            after={"permission": permission, "code": exc.code},
+        )
+        raise ApiError(403, "permission_error", exc.code, exc.message) from None

@@ -1,0 +1,328 @@
+"""Portal sign-in: login, refresh, logout, MFA enrolment, and who am I.
+
+A sign-in starts a session (a refresh-token family). Its access token says whether MFA was
+satisfied; a user whose realm demands MFA but who has not enrolled gets a session that can only
+enrol (every permission check answers `mfa_required` until then).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+from aiohttp import web
+
+from domain.credentials import (
+    DUMMY_HASH,
+    new_recovery_codes,
+    new_totp_secret,
+    password_matches,
+    provisioning_uri,
+    recovery_digest,
+    totp_step,
+)
+from domain.ids import new_id
+from domain.tokens import issue_access_token, new_refresh_token, split_refresh_token
+from gateway.access import actor, bearer, client_ip, session_user, unauthorized, user_principal
+from gateway.errors import ApiError, invalid
+from gateway.identity_schemas import (
+    Login,
+    Logout,
+    Me,
+    MfaCode,
+    MfaEnrolment,
+    Refresh,
+    Session,
+    UserView,
+)
+from gateway.state import REQUEST_ID, Edge, decode, edge
+from infra import audit, identity, metrics
+from infra.identity import User
+
+log = logging.getLogger("juhe.auth")
+JSON = "application/json"
+
+
+def _json(struct: msgspec.Struct, status: int = 200) -> web.Response:
+    return web.Response(body=msgspec.json.encode(struct), status=status, content_type=JSON)
+
+
+def user_view(user: User) -> UserView:
+    locked = user.locked_until is not None and user.locked_until > datetime.now(UTC)
+    return UserView(
+        id=user.id,
+        object="user",
+        email=user.email,
+        realm=user.realm.value,  # type: ignore[arg-type]
+        org_id=user.org_id,
+        status=user.status,  # type: ignore[arg-type]
+        roles=list(user.roles),
+        mfa_enabled=user.mfa_enabled,
+        locked=locked,
+    )
+
+
+async def start_session(e: Edge, user: User, mfa: bool, family: str | None = None) -> Session:
+    """Tokens for a new session, or the next pair of an existing one (`family`)."""
+    auth = e.settings.auth
+    family = family or new_id("ses")
+    token_id, refresh_token, digest = new_refresh_token()
+    await identity.insert_refresh(
+        e.pg,
+        token_id=token_id,
+        family_id=family,
+        user_id=user.id,
+        digest=digest,
+        mfa=mfa,
+        expires_at=datetime.now(UTC) + timedelta(seconds=auth.refresh_ttl_s),
+    )
+    access = issue_access_token(
+        await e.keyring.signing(),
+        user_id=user.id,
+        realm=user.realm.value,
+        org_id=user.org_id,
+        mfa=mfa,
+        session=family,
+        now=int(time.time()),
+        ttl_s=auth.access_ttl_s,
+        issuer=auth.issuer,
+    )
+    policy = await e.policy.get()
+    return Session(
+        access_token=access,
+        token_type="Bearer",
+        expires_in=auth.access_ttl_s,
+        refresh_token=refresh_token,
+        mfa=mfa,
+        mfa_enrolment_required=not user.mfa_enabled
+        and policy.mfa_required(user.realm.value, user.org_requires_mfa),
+    )
+
+
+def _anonymous(request: web.Request) -> audit.Actor:
+    return audit.Actor("anonymous", "none", client_ip(request), request.get(REQUEST_ID))
+
+
+def _user_actor(request: web.Request, user: User) -> audit.Actor:
+    return audit.Actor(
+        f"user:{user.id}", user.realm.value, client_ip(request), request.get(REQUEST_ID)
+    )
+
+
+async def _flag(request: web.Request, user: User, reason: str, detail: dict[str, str]) -> None:
+    """An anomalous sign-in: recorded in the audit log, logged, and counted for alerting."""
+    metrics.auth_anomalies.labels(reason).inc()
+    log.warning("anomalous sign-in", extra={"user_id": user.id, "reason": reason})
+    await audit.append(
+        edge(request).pg,
+        _user_actor(request, user),
+        "auth.anomaly",
+        f"user:{user.id}",
+        after={"reason": reason, **detail},
+    )
+
+
+def _invalid_credentials() -> ApiError:
+    return unauthorized("invalid_credentials", "the e-mail address or password is wrong")
+
+
+async def _fail(request: web.Request, user: User, why: str) -> ApiError:
+    e = edge(request)
+    policy = await e.policy.get()
+    locked = await identity.record_failure(
+        e.pg, user.id, policy.lockout_threshold, policy.lockout_s
+    )
+    metrics.auth_logins.labels("failed").inc()
+    await audit.append(
+        e.pg, _user_actor(request, user), "auth.login_failed", f"user:{user.id}", after={"why": why}
+    )
+    if locked:
+        await audit.append(
+            e.pg,
+            _user_actor(request, user),
+            "auth.locked",
+            f"user:{user.id}",
+            after={"failures": user.failed_logins + 1},
+        )
+        await _flag(request, user, "failure_burst", {"failures": str(user.failed_logins + 1)})
+    if why == "totp":
+        return unauthorized("invalid_totp", "the one-time code is wrong or was used already")
+    return _invalid_credentials()
+
+
+async def _second_factor(e: Edge, user: User, code: str) -> bool:
+    assert user.mfa_secret is not None
+    step = totp_step(user.mfa_secret, code, time.time(), user.mfa_last_step)
+    if step is not None:
+        return await identity.spend_totp_step(e.pg, user.id, step)
+    return await identity.spend_recovery_code(e.pg, user.id, recovery_digest(code))
+
+
+async def login(request: web.Request) -> web.Response:
+    e = edge(request)
+    req = decode(await request.read(), Login)
+    auth = e.settings.auth
+    ip = client_ip(request)
+    if not await e.limiter.hit("ip", ip, auth.login_limit_per_ip) or not await e.limiter.hit(
+        "account", req.email.lower(), auth.login_limit_per_account
+    ):
+        metrics.auth_logins.labels("rate_limited").inc()
+        raise ApiError(
+            429, "rate_limit_error", "too_many_attempts", "too many sign-in attempts; wait a minute"
+        )
+    user = await identity.user_by_email(e.pg, req.email)
+    if user is None:
+        password_matches(DUMMY_HASH, req.password)  # the same cost as for a real account
+        metrics.auth_logins.labels("failed").inc()
+        await audit.append(
+            e.pg, _anonymous(request), "auth.login_failed", None, after={"why": "unknown"}
+        )
+        raise _invalid_credentials()
+    if user.locked_until is not None and user.locked_until > datetime.now(UTC):
+        metrics.auth_logins.labels("locked").inc()
+        raise unauthorized(
+            "account_locked", "too many failed sign-ins; the account is locked for a while"
+        )
+    if not password_matches(user.password_hash, req.password):
+        raise await _fail(request, user, "password")
+    if user.status != "active":
+        raise unauthorized("account_disabled", "the account is disabled")
+    mfa = False
+    if user.mfa_enabled:
+        if not req.totp:
+            raise ApiError(
+                401, "authentication_error", "mfa_required", "a one-time code is required", "totp"
+            )
+        if not await _second_factor(e, user, req.totp):
+            raise await _fail(request, user, "totp")
+        mfa = True
+    burst = user.failed_logins
+    await identity.record_success(e.pg, user.id)
+    country = request.headers.get(auth.country_header, "") if auth.country_header else ""
+    new_ip, new_country = await identity.note_login_place(e.pg, user.id, ip, country)
+    if new_ip or new_country:
+        await _flag(
+            request,
+            user,
+            "new_country" if new_country else "new_ip",
+            {"ip": ip, "country": country},
+        )
+    if burst >= auth.failure_burst:
+        await _flag(request, user, "failure_burst", {"failures": str(burst)})
+    session = await start_session(e, user, mfa)
+    metrics.auth_logins.labels("ok").inc()
+    await audit.append(
+        e.pg, _user_actor(request, user), "auth.login", f"user:{user.id}", after={"mfa": mfa}
+    )
+    return _json(session)
+
+
+async def refresh(request: web.Request) -> web.Response:
+    e = edge(request)
+    req = decode(await request.read(), Refresh)
+    parts = split_refresh_token(req.refresh_token)
+    spent = await identity.spend_refresh(e.pg, *parts) if parts else None
+    if spent is not None and spent.outcome == "reused":
+        user = await identity.user_by_id(e.pg, spent.user_id or "")
+        if user is not None:
+            await _flag(request, user, "refresh_token_reuse", {"session": spent.family_id or ""})
+        raise unauthorized(
+            "refresh_token_reused",
+            "this refresh token was already used; the session has been revoked",
+        )
+    if spent is None or spent.outcome != "ok":
+        raise unauthorized("invalid_refresh_token", "the refresh token is invalid or expired")
+    user = await identity.user_by_id(e.pg, spent.user_id or "")
+    if user is None or user.status != "active":
+        raise unauthorized("account_disabled", "the account is disabled")
+    return _json(await start_session(e, user, spent.mfa, spent.family_id))
+
+
+async def logout(request: web.Request) -> web.Response:
+    """Ends the session of the bearer token (and of a refresh token given in the body)."""
+    e = edge(request)
+    body = await request.read()
+    req = decode(body, Logout) if body else Logout()
+    token = bearer(request)
+    if token is None:
+        raise unauthorized("missing_credentials", "an access token is required")
+    who = await user_principal(e, token, allow_mfa_pending=True)
+    assert who.session is not None
+    await identity.revoke_family(e.pg, who.session)
+    if req.refresh_token and (parts := split_refresh_token(req.refresh_token)):
+        row = await e.pg.fetchrow(
+            "SELECT family_id FROM refresh_tokens WHERE id = $1 AND digest = $2 AND user_id = $3",
+            parts[0],
+            parts[1],
+            who.id,
+        )
+        if row is not None:
+            await identity.revoke_family(e.pg, row["family_id"])
+    await audit.append(e.pg, actor(request, who), "auth.logout", f"user:{who.id}")
+    return web.Response(status=204)
+
+
+async def _signed_in(request: web.Request) -> tuple[Edge, User, bool]:
+    """The bearer's user and whether the session passed MFA; enough to enrol."""
+    e = edge(request)
+    token = bearer(request)
+    if token is None:
+        raise unauthorized("missing_credentials", "an access token is required")
+    who, user = await session_user(e, token, allow_mfa_pending=True)
+    return e, user, who.mfa
+
+
+async def me(request: web.Request) -> web.Response:
+    e, user, mfa = await _signed_in(request)
+    policy = await e.policy.get()
+    return _json(
+        Me(
+            user=user_view(user),
+            permissions=sorted(user.permissions),
+            mfa=mfa,
+            mfa_required=policy.mfa_required(user.realm.value, user.org_requires_mfa),
+        )
+    )
+
+
+async def mfa_enroll(request: web.Request) -> web.Response:
+    e, user, mfa = await _signed_in(request)
+    if user.mfa_enabled and not mfa:
+        raise ApiError(
+            403, "permission_error", "mfa_required", "sign in with your current code to re-enrol"
+        )
+    secret = new_totp_secret()
+    codes = new_recovery_codes(e.settings.auth.recovery_codes)
+    await identity.start_mfa(e.pg, user.id, secret, [recovery_digest(c) for c in codes])
+    await audit.append(e.pg, _user_actor(request, user), "auth.mfa_enroll", f"user:{user.id}")
+    return _json(
+        MfaEnrolment(
+            secret=secret,
+            provisioning_uri=provisioning_uri(secret, user.email, e.settings.auth.issuer),
+            recovery_codes=codes,
+        )
+    )
+
+
+async def mfa_verify(request: web.Request) -> web.Response:
+    """Confirms enrolment with a first code; the answer is a new session that has passed MFA
+    (the old one, which had not, is ended)."""
+    e, user, _ = await _signed_in(request)
+    req = decode(await request.read(), MfaCode)
+    if user.mfa_pending is None:
+        raise invalid("mfa_not_enrolled", "enrol first: POST /api/v1/auth/mfa/enroll", status=409)
+    # A new secret's steps start fresh; the old secret's last step still bounds replays.
+    step = totp_step(user.mfa_pending, req.code, time.time(), 0)
+    if step is None or not await identity.confirm_mfa(e.pg, user.id, user.mfa_pending, step):
+        raise invalid("invalid_totp", "the one-time code is wrong or was used already", "code")
+    token = bearer(request)
+    assert token is not None
+    who, _ = await session_user(e, token, allow_mfa_pending=True)
+    assert who.session is not None
+    await identity.revoke_family(e.pg, who.session)
+    await audit.append(e.pg, _user_actor(request, user), "auth.mfa_enabled", f"user:{user.id}")
+    fresh = await identity.user_by_id(e.pg, user.id)
+    assert fresh is not None
+    return _json(await start_session(e, fresh, mfa=True))

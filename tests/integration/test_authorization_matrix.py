@@ -1,0 +1,302 @@
+"""Every endpoint × every built-in role, plus owners of another merchant and another agent:
+allowed or 403 (or, for another merchant's payment, refund or event by id, 404: ids are not an
+existence oracle). The table below names each endpoint's permission and whose data it touches;
+a route missing from it fails the test, so a new endpoint cannot skip the check."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from config import load_settings
+from domain.access import BUILTIN_ROLES, Realm
+from gateway.app import create_app
+from tests.conftest import MerchantFactory, wait_status
+from tests.portal import PASSWORD, Portal, make_user
+from tests.stack import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+# Reached without a portal session (channels, browsers, probes) or by any signed-in user.
+PUBLIC = {
+    ("POST", "/api/v1/payments/callback/{channel}"),
+    ("GET", "/checkout/{id}"),
+    ("GET", "/healthz"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/api/v1/openapi.json"),
+    ("POST", "/api/v1/auth/login"),
+    ("POST", "/api/v1/auth/refresh"),
+    ("POST", "/api/v1/auth/logout"),
+    ("POST", "/api/v1/auth/mfa/enroll"),
+    ("POST", "/api/v1/auth/mfa/verify"),
+    ("GET", "/api/v1/auth/me"),
+}
+
+
+@dataclass
+class World:
+    shop: str  # merchant A: the resources below are its
+    payment: str
+    refund: str
+    event: str
+    victim: str  # a merchant A user the user-management endpoints act on
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    route: str
+    permission: str
+    # own: the caller's own organisation · platform: platform-only data · shop: merchant A's,
+    # named in the path or body (another organisation gets 403) · hidden: merchant A's, by id
+    # (another organisation gets 404) · list: merchant A's list (merchants see their own)
+    scope: str
+    path: Callable[[World], str]
+    body: Callable[[World], Any] = lambda w: None
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{time.time_ns()}"
+
+
+ENDPOINTS = [
+    Endpoint(
+        "POST",
+        "/api/v1/payments",
+        "payments:create",
+        "own",
+        lambda w: "/api/v1/payments",
+        lambda w: {"amount": "1.00", "currency": "USD", "merchant_order_id": _unique("mx")},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/payments",
+        "payments:read",
+        "list",
+        lambda w: f"/api/v1/payments?merchant_id={w.shop}",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/payments/{id}",
+        "payments:read",
+        "hidden",
+        lambda w: f"/api/v1/payments/{w.payment}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/payments/{id}/cancel",
+        "payments:cancel",
+        "hidden",
+        lambda w: f"/api/v1/payments/{w.payment}/cancel",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/refunds",
+        "refunds:create",
+        "hidden",
+        lambda w: "/api/v1/refunds",
+        lambda w: {"payment_id": w.payment, "amount": "0.01"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/refunds/{id}",
+        "refunds:read",
+        "hidden",
+        lambda w: f"/api/v1/refunds/{w.refund}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/events/{id}/resend",
+        "events:resend",
+        "hidden",
+        lambda w: f"/api/v1/events/{w.event}/resend",
+    ),
+    Endpoint("GET", "/api/v1/admin/users", "users:read", "own", lambda w: "/api/v1/admin/users"),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/users",
+        "users:manage",
+        "shop",
+        lambda w: "/api/v1/admin/users",
+        lambda w: {
+            "email": _unique("new") + "@example.com",
+            "password": PASSWORD,
+            "realm": "merchant",
+            "org_id": w.shop,
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/users/{id}/disable",
+        "users:manage",
+        "shop",
+        lambda w: f"/api/v1/admin/users/{w.victim}/disable",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/users/{id}/enable",
+        "users:manage",
+        "shop",
+        lambda w: f"/api/v1/admin/users/{w.victim}/enable",
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/users/{id}/roles",
+        "users:manage",
+        "shop",
+        lambda w: f"/api/v1/admin/users/{w.victim}/roles",
+        lambda w: {"roles": ["merchant_staff"]},
+    ),
+    Endpoint("GET", "/api/v1/admin/roles", "users:read", "own", lambda w: "/api/v1/admin/roles"),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/roles/{id}",
+        "roles:manage",
+        "platform",
+        lambda w: "/api/v1/admin/roles/matrix_role",
+        lambda w: {"name": "Matrix", "realm": "merchant", "permissions": ["payments:read"]},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/settings",
+        "settings:read",
+        "platform",
+        lambda w: "/api/v1/admin/settings",
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/settings",
+        "settings:write",
+        "platform",
+        lambda w: "/api/v1/admin/settings",
+        lambda w: {"version": -1, "settings": {}},  # allowed: 409, and nothing changes
+    ),
+    Endpoint(
+        "GET", "/api/v1/admin/audit", "audit:read", "platform", lambda w: "/api/v1/admin/audit"
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/audit/verify",
+        "audit:read",
+        "platform",
+        lambda w: "/api/v1/admin/audit/verify",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/merchants/{id}/keys",
+        "keys:manage",
+        "shop",
+        lambda w: f"/api/v1/admin/merchants/{w.shop}/keys",
+    ),
+]
+
+
+@dataclass
+class Caller:
+    name: str
+    realm: Realm
+    foreign: bool  # belongs to another merchant or agent than merchant A
+    permissions: frozenset[str]
+    portal: Portal
+
+
+def expected(endpoint: Endpoint, caller: Caller) -> str:
+    if endpoint.permission not in caller.permissions:
+        return "403"
+    if caller.realm is Realm.PLATFORM or endpoint.scope == "own":
+        return "allowed"
+    if endpoint.scope == "platform":
+        return "403"
+    if endpoint.scope == "list":
+        return "allowed" if caller.realm is Realm.MERCHANT else "403"
+    if not caller.foreign and caller.realm is Realm.MERCHANT:
+        return "allowed"
+    return "404" if endpoint.scope == "hidden" else "403"
+
+
+def outcome(status: int) -> str:
+    if status == 403:
+        return "403"
+    if status == 404:
+        return "404"
+    assert status not in (401, 500), status
+    return "allowed"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[World, list[Caller]]:
+    assert stack.pg is not None
+    shop, other = await new_merchant(), await new_merchant()
+    _, paid = await shop.create_payment(amount="2.00", currency="USD", merchant_order_id="w-paid")
+    _, open_ = await shop.create_payment(amount="1.00", currency="USD", merchant_order_id="w-open")
+    await wait_status(shop, paid["id"], {"succeeded"})
+    _, refund = await shop.request(
+        "POST", "/api/v1/refunds", {"payment_id": paid["id"], "amount": "0.10"}
+    )
+    event = await stack.pg.fetchval(
+        "SELECT id FROM webhook_events WHERE merchant_id = $1 LIMIT 1", shop.merchant_id
+    )
+    victim = await make_user(
+        stack, http, Realm.MERCHANT, shop.merchant_id, ["merchant_staff"], sign_in=False
+    )
+    callers = []
+    for role in BUILTIN_ROLES:
+        org = {Realm.PLATFORM: None, Realm.MERCHANT: shop.merchant_id, Realm.AGENT: "agt_matrix"}
+        portal = await make_user(stack, http, role.realm, org[role.realm], [role.id])
+        callers.append(
+            Caller(role.id, role.realm, role.realm is Realm.AGENT, role.permissions, portal)
+        )
+    owners = {r.id: r for r in BUILTIN_ROLES}
+    for name, realm, org, role in (
+        ("other merchant's owner", Realm.MERCHANT, other.merchant_id, "merchant_owner"),
+        ("other agent's owner", Realm.AGENT, "agt_elsewhere", "agent_owner"),
+    ):
+        portal = await make_user(stack, http, realm, org, [role])
+        callers.append(Caller(name, realm, True, owners[role].permissions, portal))
+    assert event is not None and refund.get("id"), refund
+    return World(shop.merchant_id, open_["id"], refund["id"], event, victim.user_id), callers
+
+
+async def test_every_route_is_in_the_matrix_or_public() -> None:
+    app = create_app(load_settings({}))
+    routes = {
+        (route.method, route.resource.canonical)
+        for route in app.router.routes()
+        if route.method != "HEAD" and route.resource is not None
+    }
+    covered = {(e.method, e.route) for e in ENDPOINTS}
+    assert routes == covered | PUBLIC, routes ^ (covered | PUBLIC)
+
+
+async def test_authorization_matrix(world: tuple[World, list[Caller]]) -> None:
+    state, callers = world
+    mismatches = []
+    for caller in callers:
+        for endpoint in ENDPOINTS:
+            status, body = await caller.portal.call(
+                endpoint.method, endpoint.path(state), endpoint.body(state)
+            )
+            want, got = expected(endpoint, caller), outcome(status)
+            if got == "403":
+                assert body["error"]["type"] == "permission_error", body
+            if want != got:
+                mismatches.append(
+                    (caller.name, endpoint.method, endpoint.route, want, status, body)
+                )
+    assert not mismatches, "\n".join(map(str, mismatches))
+
+
+async def test_matrix_has_both_answers_for_every_endpoint(
+    world: tuple[World, list[Caller]],
+) -> None:
+    """The table is not one-sided: each endpoint admits someone and refuses someone."""
+    _, callers = world
+    for endpoint in ENDPOINTS:
+        answers = {expected(endpoint, c) for c in callers}
+        assert "allowed" in answers and ({"403", "404"} & answers), endpoint.route

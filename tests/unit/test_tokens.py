@@ -1,0 +1,90 @@
+"""Access and refresh tokens (domain/tokens.py)."""
+
+from __future__ import annotations
+
+import time
+
+import jwt
+import pytest
+
+from domain.tokens import (
+    TokenError,
+    issue_access_token,
+    load_public,
+    new_refresh_token,
+    new_signing_key,
+    read_access_token,
+    refresh_digest,
+    split_refresh_token,
+)
+
+KEY = new_signing_key()
+OTHER = new_signing_key()
+NOW = int(time.time())
+
+
+def token(key=KEY, now: int = NOW, ttl: int = 600, issuer: str = "juhe") -> str:
+    return issue_access_token(
+        key,
+        user_id="usr_1",
+        realm="merchant",
+        org_id="mch_1",
+        mfa=True,
+        session="ses_1",
+        now=now,
+        ttl_s=ttl,
+        issuer=issuer,
+    )
+
+
+def keys(*signing) -> dict:
+    return {k.kid: load_public(k.public_pem) for k in signing}
+
+
+def test_round_trip_with_key_id_and_eddsa() -> None:
+    value = token()
+    header = jwt.get_unverified_header(value)
+    assert header["kid"] == KEY.kid and header["alg"] == "EdDSA"
+    claims = read_access_token(value, keys(KEY, OTHER), now=NOW, issuer="juhe")
+    assert (claims.user_id, claims.realm, claims.org_id, claims.mfa, claims.session) == (
+        "usr_1",
+        "merchant",
+        "mch_1",
+        True,
+        "ses_1",
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "verifier_keys", "code"),
+    [
+        (token(now=NOW - 1000), keys(KEY), "token_expired"),
+        (token(), keys(OTHER), "unknown_key"),
+        (token(issuer="someone-else"), keys(KEY), "invalid_token"),
+        ("a.b.c", keys(KEY), "invalid_token"),
+    ],
+)
+def test_refused(value: str, verifier_keys: dict, code: str) -> None:
+    with pytest.raises(TokenError) as refused:
+        read_access_token(value, verifier_keys, now=NOW, issuer="juhe")
+    assert refused.value.code == code
+
+
+def test_a_signature_from_another_key_under_our_kid_is_refused() -> None:
+    impostor = type(OTHER)(KEY.kid, OTHER.private_pem, OTHER.public_pem)
+    with pytest.raises(TokenError) as refused:
+        read_access_token(token(impostor), keys(KEY), now=NOW, issuer="juhe")
+    assert refused.value.code == "invalid_token"
+
+
+def test_expiry_is_judged_by_the_given_clock() -> None:
+    with pytest.raises(TokenError):
+        read_access_token(token(ttl=60), keys(KEY), now=NOW + 61, issuer="juhe")
+
+
+def test_refresh_tokens_split_into_id_and_digest() -> None:
+    token_id, value, digest = new_refresh_token()
+    assert split_refresh_token(value) == (token_id, digest)
+    assert refresh_digest(value.split(".", 1)[1]) == digest
+    for bad in ("", "rt_only", "xx_1.secret", "rt_1."):
+        assert split_refresh_token(bad) is None
