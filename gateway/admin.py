@@ -12,7 +12,6 @@ import secrets
 from typing import Any
 
 import msgspec
-import orjson
 from aiohttp import web
 
 from domain.access import (
@@ -42,27 +41,11 @@ from gateway.identity_schemas import (
     SettingsView,
 )
 from gateway.sessions import user_view
-from gateway.state import decode, edge
+from gateway.state import decode, edge, json_answer, page_limit
 from infra import audit, identity, policy
 from infra.identity import User
 
-JSON = "application/json"
 _ROLE_ID = r"^[a-z][a-z0-9_]{2,63}$"
-
-
-def _json(value: Any, status: int = 200) -> web.Response:
-    body = msgspec.json.encode(value) if isinstance(value, msgspec.Struct) else orjson.dumps(value)
-    return web.Response(body=body, status=status, content_type=JSON)
-
-
-def _limit(request: web.Request) -> int:
-    try:
-        limit = int(request.query.get("limit", "20"))
-    except ValueError:
-        raise invalid("invalid_field", "limit must be an integer", "limit") from None
-    if not 1 <= limit <= 100:
-        raise invalid("invalid_field", "limit must be between 1 and 100", "limit")
-    return limit
 
 
 def _org_owner(realm: Realm, org_id: str | None) -> Owner:
@@ -114,7 +97,7 @@ async def list_users(request: web.Request) -> web.Response:
     realm = request.query.get("realm")
     if realm is not None and realm not in Realm.__members__.values():
         raise invalid("invalid_field", "realm must be platform, merchant or agent", "realm")
-    limit = _limit(request)
+    limit = page_limit(request, 20)
     if who.realm is Realm.PLATFORM:
         scope_realm = Realm(realm) if realm else None
         scope_org = request.query.get("org_id")
@@ -128,7 +111,7 @@ async def list_users(request: web.Request) -> web.Response:
         limit=limit + 1,
     )
     data = [msgspec.to_builtins(user_view(u)) for u in users[:limit]]
-    return _json({"object": "list", "data": data, "has_more": len(users) > limit})
+    return json_answer({"object": "list", "data": data, "has_more": len(users) > limit})
 
 
 async def create_user(request: web.Request) -> web.Response:
@@ -177,7 +160,7 @@ async def create_user(request: web.Request) -> web.Response:
         )
     user = await identity.user_by_id(e.pg, user_id)
     assert user is not None
-    return _json(user_view(user), 201)
+    return json_answer(user_view(user), 201)
 
 
 async def _set_status(request: web.Request, status: str) -> web.Response:
@@ -200,7 +183,7 @@ async def _set_status(request: web.Request, status: str) -> web.Response:
         )
     updated = await identity.user_by_id(e.pg, user.id)
     assert updated is not None
-    return _json(user_view(updated))
+    return json_answer(user_view(updated))
 
 
 async def disable_user(request: web.Request) -> web.Response:
@@ -230,7 +213,7 @@ async def assign_roles(request: web.Request) -> web.Response:
         )
     updated = await identity.user_by_id(e.pg, user.id)
     assert updated is not None
-    return _json(user_view(updated))
+    return json_answer(user_view(updated))
 
 
 def _role_view(row: Any) -> dict[str, Any]:
@@ -252,7 +235,7 @@ async def list_roles(request: web.Request) -> web.Response:
     who = await _caller(request)
     await require(request, who, "users:read")
     rows = await identity.roles(e.pg, None if who.realm is Realm.PLATFORM else who.realm)
-    return _json({"object": "list", "data": [_role_view(r) for r in rows], "has_more": False})
+    return json_answer({"object": "list", "data": [_role_view(r) for r in rows], "has_more": False})
 
 
 async def put_role(request: web.Request) -> web.Response:
@@ -287,7 +270,7 @@ async def put_role(request: web.Request) -> web.Response:
             before=_role_view(before) if before else None,
             after=_role_view(row),
         )
-    return _json(_role_view(row), 201 if before is None else 200)
+    return json_answer(_role_view(row), 201 if before is None else 200)
 
 
 async def get_settings(request: web.Request) -> web.Response:
@@ -295,7 +278,7 @@ async def get_settings(request: web.Request) -> web.Response:
     who = await _caller(request)
     await require(request, who, "settings:read", PLATFORM_OWNED)
     version, current = await policy.current(e.pg)
-    return _json(SettingsView("settings", version, msgspec.to_builtins(current)))
+    return json_answer(SettingsView("settings", version, msgspec.to_builtins(current)))
 
 
 async def put_settings(request: web.Request) -> web.Response:
@@ -336,7 +319,7 @@ async def put_settings(request: web.Request) -> web.Response:
             after={"version": version + 1, **msgspec.to_builtins(updated)},
         )
     e.policy.forget()
-    return _json(SettingsView("settings", version + 1, msgspec.to_builtins(updated)))
+    return json_answer(SettingsView("settings", version + 1, msgspec.to_builtins(updated)))
 
 
 def _int_query(request: web.Request, name: str) -> int | None:
@@ -355,7 +338,7 @@ async def list_audit(request: web.Request) -> web.Response:
     e = edge(request)
     who = await _caller(request)
     await require(request, who, "audit:read", PLATFORM_OWNED)
-    limit = _limit(request)
+    limit = page_limit(request, 20)
     since, until = _int_query(request, "since"), _int_query(request, "until")
     records = await audit.query(
         e.pg,
@@ -368,7 +351,7 @@ async def list_audit(request: web.Request) -> web.Response:
         limit=limit + 1,
     )
     data = [{"object": "audit_record", **r} for r in records[:limit]]
-    return _json({"object": "list", "data": data, "has_more": len(records) > limit})
+    return json_answer({"object": "list", "data": data, "has_more": len(records) > limit})
 
 
 async def verify_audit(request: web.Request) -> web.Response:
@@ -376,7 +359,9 @@ async def verify_audit(request: web.Request) -> web.Response:
     who = await _caller(request)
     await require(request, who, "audit:read", PLATFORM_OWNED)
     broken = await audit.verify(e.pg)
-    return _json({"object": "audit_verification", "intact": broken is None, "broken_at": broken})
+    return json_answer(
+        {"object": "audit_verification", "intact": broken is None, "broken_at": broken}
+    )
 
 
 async def create_api_key(request: web.Request) -> web.Response:
@@ -414,4 +399,4 @@ async def create_api_key(request: web.Request) -> web.Response:
             f"api_key:{key_id}",
             after={"merchant_id": merchant_id, "permissions": permissions},
         )
-    return _json(ApiKeyCreated(key_id, "api_key", merchant_id, secret, permissions), 201)
+    return json_answer(ApiKeyCreated(key_id, "api_key", merchant_id, secret, permissions), 201)

@@ -25,7 +25,7 @@ from gateway.intake import (
     fingerprint,
 )
 from gateway.schemas import CreatePayment
-from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key
+from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key, page_limit
 from infra import audit, store
 
 _intent = decoder(PaymentIntent)
@@ -234,12 +234,7 @@ async def list_payments(request: web.Request) -> web.Response:
         return json_response(
             b'{"object":"list","data":[' + b",".join(docs) + b'],"has_more":false}'
         )
-    try:
-        limit = int(request.query.get("limit", "10"))
-    except ValueError:
-        raise invalid("invalid_field", "limit must be an integer", "limit") from None
-    if not 1 <= limit <= 100:
-        raise invalid("invalid_field", "limit must be between 1 and 100", "limit")
+    limit = page_limit(request, 10)
     after = request.query.get("starting_after")
     rows = await e.pg.fetch(
         """SELECT * FROM payments WHERE merchant_id = $1 AND ($2::text IS NULL OR id < $2)

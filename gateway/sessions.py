@@ -11,7 +11,6 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
-import msgspec
 from aiohttp import web
 
 from domain.credentials import (
@@ -37,16 +36,11 @@ from gateway.identity_schemas import (
     Session,
     UserView,
 )
-from gateway.state import REQUEST_ID, Edge, decode, edge
+from gateway.state import REQUEST_ID, Edge, decode, edge, json_answer
 from infra import audit, identity, metrics
 from infra.identity import User
 
 log = logging.getLogger("juhe.auth")
-JSON = "application/json"
-
-
-def _json(struct: msgspec.Struct, status: int = 200) -> web.Response:
-    return web.Response(body=msgspec.json.encode(struct), status=status, content_type=JSON)
 
 
 def user_view(user: User) -> UserView:
@@ -216,7 +210,7 @@ async def login(request: web.Request) -> web.Response:
     await audit.append(
         e.pg, _user_actor(request, user), "auth.login", f"user:{user.id}", after={"mfa": mfa}
     )
-    return _json(session)
+    return json_answer(session)
 
 
 async def refresh(request: web.Request) -> web.Response:
@@ -237,7 +231,7 @@ async def refresh(request: web.Request) -> web.Response:
     user = await identity.user_by_id(e.pg, spent.user_id or "")
     if user is None or user.status != "active":
         raise unauthorized("account_disabled", "the account is disabled")
-    return _json(await start_session(e, user, spent.mfa, spent.family_id))
+    return json_answer(await start_session(e, user, spent.mfa, spent.family_id))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -277,7 +271,7 @@ async def _signed_in(request: web.Request) -> tuple[Edge, User, bool]:
 async def me(request: web.Request) -> web.Response:
     e, user, mfa = await _signed_in(request)
     policy = await e.policy.get()
-    return _json(
+    return json_answer(
         Me(
             user=user_view(user),
             permissions=sorted(user.permissions),
@@ -297,7 +291,7 @@ async def mfa_enroll(request: web.Request) -> web.Response:
     codes = new_recovery_codes(e.settings.auth.recovery_codes)
     await identity.start_mfa(e.pg, user.id, secret, [recovery_digest(c) for c in codes])
     await audit.append(e.pg, _user_actor(request, user), "auth.mfa_enroll", f"user:{user.id}")
-    return _json(
+    return json_answer(
         MfaEnrolment(
             secret=secret,
             provisioning_uri=provisioning_uri(secret, user.email, e.settings.auth.issuer),
@@ -325,4 +319,4 @@ async def mfa_verify(request: web.Request) -> web.Response:
     await audit.append(e.pg, _user_actor(request, user), "auth.mfa_enabled", f"user:{user.id}")
     fresh = await identity.user_by_id(e.pg, user.id)
     assert fresh is not None
-    return _json(await start_session(e, fresh, mfa=True))
+    return json_answer(await start_session(e, fresh, mfa=True))

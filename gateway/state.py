@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import asyncpg
 import msgspec
+import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
@@ -66,3 +67,20 @@ def idempotency_key(request: web.Request) -> str | None:
             "Idempotency-Key",
         )
     return key
+
+
+def page_limit(request: web.Request, default: int) -> int:
+    """`limit` of a list request (DESIGN.md: 1–100)."""
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        raise invalid("invalid_field", "limit must be an integer", "limit") from None
+    if not 1 <= limit <= 100:
+        raise invalid("invalid_field", "limit must be between 1 and 100", "limit")
+    return limit
+
+
+def json_answer(value: Any, status: int = 200) -> web.Response:
+    """A msgspec struct or plain data as a JSON response."""
+    body = msgspec.json.encode(value) if isinstance(value, msgspec.Struct) else orjson.dumps(value)
+    return web.Response(body=body, status=status, content_type="application/json")
