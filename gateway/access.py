@@ -18,7 +18,6 @@ from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from domain.access import (
-    API_KEY_PERMISSIONS,
     Denied,
     Owner,
     Principal,
@@ -168,14 +167,7 @@ async def identify(request: web.Request, body: bytes) -> Caller:
         merchant, key = await authenticate(
             request, body, e.merchants, e.settings.gateway.signature_tolerance_s
         )
-        principal = Principal(
-            kind="api_key",
-            id=key.key_id,
-            realm=Realm.MERCHANT,
-            org_id=merchant.id,
-            permissions=key.permissions if key.permissions is not None else API_KEY_PERMISSIONS,
-        )
-        return Caller(principal, merchant)
+        return Caller(key.principal, merchant)
     principal = await user_principal(e, token)
     merchant = None
     if principal.realm is Realm.MERCHANT and principal.org_id:

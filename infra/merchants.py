@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import asyncpg
 import orjson
 
+from domain.access import API_KEY_PERMISSIONS, Principal, Realm
 from domain.ids import new_id
 from domain.risk import MerchantLimits
 from domain.signing import signer
@@ -39,7 +40,7 @@ class ApiKey:
     key_id: str
     merchant_id: str
     signer: hmac.HMAC  # pre-keyed: copying it is cheaper than keying HMAC per request
-    permissions: frozenset[str] | None  # None: everything a merchant's key may do
+    principal: Principal  # what the key may do, built once with the cache entry
 
 
 def _merchant(row: asyncpg.Record) -> Merchant:
@@ -83,7 +84,15 @@ class MerchantDirectory:
                 row["key_id"],
                 row["merchant_id"],
                 signer(row["secret"].encode()),
-                frozenset(row["permissions"]) if row["permissions"] is not None else None,
+                Principal(
+                    kind="api_key",
+                    id=row["key_id"],
+                    realm=Realm.MERCHANT,
+                    org_id=row["merchant_id"],
+                    permissions=API_KEY_PERMISSIONS
+                    if row["permissions"] is None
+                    else frozenset(row["permissions"]),
+                ),
             )
             if row
             else None

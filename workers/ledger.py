@@ -89,7 +89,7 @@ class LedgerActor:
             (r["channel"], r["event_id"])
             for r in await conn.fetch(
                 """INSERT INTO channel_events (channel, event_id, payment_id, outcome, result)
-                   SELECT *, 'received' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                   SELECT *, 'applied' FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
                    ON CONFLICT DO NOTHING RETURNING channel, event_id""",
                 [c.channel for c in callbacks],
                 [c.event_id for c in callbacks],
@@ -130,14 +130,18 @@ class LedgerActor:
                 entries.append(("payment", c.payment_id, effect.postings))
             if effect.event_type:
                 event_types.append((c.payment_id, effect.event_type))
-        await conn.execute(
-            """UPDATE channel_events e SET result = u.r
-               FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, id, r)
-               WHERE e.channel = u.c AND e.event_id = u.id""",
-            [c.channel for c in fresh],
-            [c.event_id for c in fresh],
-            results,
-        )
+        # Rows went in as `applied`, the usual result; only the others are rewritten (all in
+        # this transaction, so nobody sees the interim value).
+        other = [(c, r) for c, r in zip(fresh, results, strict=True) if r != "applied"]
+        if other:
+            await conn.execute(
+                """UPDATE channel_events e SET result = u.r
+                   FROM unnest($1::text[], $2::text[], $3::text[]) AS u(c, id, r)
+                   WHERE e.channel = u.c AND e.event_id = u.id""",
+                [c.channel for c, _ in other],
+                [c.event_id for c, _ in other],
+                [r for _, r in other],
+            )
         if not changes:
             return
         ids = sorted(changes)
