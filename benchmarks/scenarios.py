@@ -103,11 +103,6 @@ async def baseline_server() -> AsyncIterator[str]:
         server.wait(10)
 
 
-async def baseline(seconds: float, connections: int, pool_size: int) -> LoadResult:
-    async with baseline_server() as url:
-        return await closed_loop(url, baseline_requests(pool_size), seconds, connections)
-
-
 async def baseline_latency(rate: float, seconds: float) -> LoadResult:
     """The same open-loop load on the baseline: what the generator and machine add by
     themselves to any latency figure."""
@@ -145,7 +140,50 @@ async def _merchant(node: LocalNode, notify_url: str = "http://127.0.0.1:9/none"
     )
 
 
-async def create(mode: str, seconds: float, connections: int, pool_size: int) -> LoadResult:
+@dataclass
+class Paired:
+    """A figure measured in rounds against the baseline, which runs before and after every
+    round: on a shared machine whose speed drifts, each round's ratio compares neighbours."""
+
+    target: LoadResult  # the round whose ratio is the median
+    baselines: list[LoadResult]
+    ratio: float
+    ratios: list[float]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.target.as_dict(),
+            "ratio": self.ratio,
+            "round_ratios": self.ratios,
+            "baseline_rps": [b.rps for b in self.baselines],
+        }
+
+
+async def paired(
+    url: str,
+    requests: Callable[[], list[Prepared]],
+    seconds: float,
+    connections: int,
+    rounds: int,
+) -> Paired:
+    """`requests()` makes a fresh pool each round (creates must never repeat a key)."""
+    async with baseline_server() as base_url:
+        base_pool = baseline_requests(20_000)
+        baselines = [await closed_loop(base_url, base_pool, seconds, connections)]
+        targets = []
+        for _ in range(rounds):
+            targets.append(await closed_loop(url, requests(), seconds, connections))
+            baselines.append(await closed_loop(base_url, base_pool, seconds, connections))
+    ratios = [
+        t.rps / ((baselines[n].rps + baselines[n + 1].rps) / 2) for n, t in enumerate(targets)
+    ]
+    middle = sorted(range(rounds), key=ratios.__getitem__)[rounds // 2]
+    return Paired(targets[middle], baselines, ratios[middle], ratios)
+
+
+async def create(
+    mode: str, seconds: float, connections: int, pool_size: int, rounds: int
+) -> Paired:
     """The gateway alone (no pools draining the stream), in one durability mode."""
     pair = RedisPair() if mode == "replicated" else None
     overrides = {"JUHE_GATEWAY__DURABILITY": mode}
@@ -156,8 +194,8 @@ async def create(mode: str, seconds: float, connections: int, pool_size: int) ->
     try:
         await node.start("gateway")
         merchant = await _merchant(node)
-        return await closed_loop(
-            node.url, create_requests(merchant, pool_size), seconds, connections
+        return await paired(
+            node.url, lambda: create_requests(merchant, pool_size), seconds, connections, rounds
         )
     finally:
         await node.stop()
@@ -165,13 +203,13 @@ async def create(mode: str, seconds: float, connections: int, pool_size: int) ->
             pair.stop()
 
 
-async def callbacks(seconds: float, connections: int, pool_size: int) -> LoadResult:
+async def callbacks(seconds: float, connections: int, pool_size: int, rounds: int) -> Paired:
     node = LocalNode("bench")
     try:
         await node.start("gateway")
         secret = node.settings.channels["sim"].secret
-        return await closed_loop(
-            node.url, callback_requests(secret, pool_size), seconds, connections
+        return await paired(
+            node.url, lambda: callback_requests(secret, pool_size), seconds, connections, rounds
         )
     finally:
         await node.stop()

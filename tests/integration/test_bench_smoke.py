@@ -23,9 +23,10 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     )
     assert run.returncode == 0, run.stdout + run.stderr
     figures = orjson.loads(out.read_bytes())["figures"]
-    assert figures["baseline"]["requests"] > 0 and figures["baseline"]["rps"] > 0
+    assert figures["baseline"]["rps"] > 0 and all(r > 0 for r in figures["baseline"]["runs"])
     for name in ("create_stream", "create_replicated", "create_database", "callbacks"):
         assert figures[name]["requests"] > 0 and figures[name]["ratio"] > 0, name
+        assert len(figures[name]["baseline_rps"]) == len(figures[name]["round_ratios"]) + 1
         assert figures[name]["errors"] == 0, (name, figures[name])
     assert figures["create_latency_at_half_peak"]["requests"] > 0
     e2e = figures["end_to_end"]
