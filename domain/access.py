@@ -197,6 +197,7 @@ class Principal:
     mfa_required: bool = False
     session: str | None = None
     email: str | None = field(default=None, repr=False)
+    grants: frozenset[str] = frozenset()  # an agent's, from its parent (domain.agents.Grant)
 
     @property
     def actor(self) -> str:
@@ -215,9 +216,10 @@ def owns(principal: Principal, owner: Owner) -> bool:
         return True
     if principal.realm is Realm.MERCHANT:
         return owner.realm is Realm.MERCHANT and owner.org_id == principal.org_id
-    if owner.realm is Realm.AGENT:
-        return owner.org_id == principal.org_id or principal.org_id in owner.agents
-    return owner.realm is Realm.MERCHANT and principal.org_id in owner.agents
+    if owner.realm is Realm.AGENT and owner.org_id == principal.org_id:
+        return True
+    # Below itself, an agent sees only what its parent granted it to see.
+    return principal.org_id in owner.agents and "view_children" in principal.grants
 
 
 def authorize(principal: Principal, permission: str, owner: Owner | None = None) -> None:

@@ -58,6 +58,21 @@ def net(postings: Iterable[Posting]) -> list[Posting]:
     return [Posting(a, c, v) for (a, c), v in sorted(totals.items()) if v != 0]
 
 
+def agent_commission(agent_id: str) -> str:
+    return f"agent:{agent_id}:commission"
+
+
+def agent_lines(postings: Iterable[Posting]) -> list[tuple[str, int]]:
+    """(agent id, amount earned) from an entry's commission lines: credits are earnings, so a
+    refund's reversal shows as negative."""
+    prefix, suffix = "agent:", ":commission"
+    return [
+        (p.account[len(prefix) : -len(suffix)], -p.amount)
+        for p in postings
+        if p.account.startswith(prefix) and p.account.endswith(suffix)
+    ]
+
+
 def payment_succeeded(
     *,
     merchant_id: str,
@@ -66,33 +81,49 @@ def payment_succeeded(
     amount: int,
     fee: int,
     channel_cost_amount: int,
+    commissions: Sequence[tuple[str, int]] = (),
 ) -> list[Posting]:
     """The channel owes us the amount less its cost; we owe the merchant the amount less our fee.
-    The fee is platform revenue; the cost is the channel's, booked as its own expense line."""
+    Of the fee, each agent in the merchant's chain is owed its commission and the rest is
+    platform revenue; the cost is the channel's, booked as its own expense line."""
     if not 0 <= fee <= amount or not 0 <= channel_cost_amount <= amount:
         raise ValueError("fee and channel cost must lie within the amount")
+    if any(c < 0 for _, c in commissions) or sum(c for _, c in commissions) > fee:
+        raise ValueError("commissions are non-negative and paid out of the fee")
     postings = [
         Posting(channel_clearing(channel), currency, amount - channel_cost_amount),
         Posting(channel_cost(channel), currency, channel_cost_amount),
         Posting(merchant_pending(merchant_id), currency, -(amount - fee)),
-        Posting(PLATFORM_FEE_REVENUE, currency, -fee),
+        Posting(PLATFORM_FEE_REVENUE, currency, -(fee - sum(c for _, c in commissions))),
+        *(Posting(agent_commission(a), currency, -c) for a, c in commissions),
     ]
     result = net(postings)
     ensure_balanced(result)
     return result
 
 
-def proportional_reversal(original: Sequence[Posting], part: int, whole: int) -> list[Posting]:
-    """Reverse `part / whole` of an entry (a refund of part of a payment). Each line is scaled
-    half-up; whatever rounding leaves over goes to the platform's rounding account, so the
-    result balances exactly and is the same on every run."""
-    if not 0 < part <= whole:
-        raise ValueError("the reversed part must lie within (0, whole]")
-    if part == whole:
+def proportional_reversal(
+    original: Sequence[Posting], part: int, whole: int, already: int = 0
+) -> list[Posting]:
+    """Reverse the slice (already, already + part] of an entry for `whole` (a refund of part of
+    a payment, after `already` was refunded). Each line moves by the difference of its scaled
+    cumulative amounts, rounded half up, so any series of partial refunds reverses every line
+    exactly once in total: no account is over-reversed, and an agent never ends up owing
+    commission it did not earn. What rounding leaves over goes to the platform's rounding
+    account, so the result balances exactly and is the same on every run."""
+    if not 0 < part <= whole - already or already < 0:
+        raise ValueError("the reversed part must lie within what is left of the whole")
+    if already == 0 and part == whole:
         reversed_lines = [Posting(p.account, p.currency, -p.amount) for p in original]
     else:
+        done = already + part
         reversed_lines = [
-            Posting(p.account, p.currency, -scale_half_up(p.amount, part, whole)) for p in original
+            Posting(
+                p.account,
+                p.currency,
+                scale_half_up(p.amount, already, whole) - scale_half_up(p.amount, done, whole),
+            )
+            for p in original
         ]
         totals: dict[str, int] = defaultdict(int)
         for p in reversed_lines:

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from domain import ledger
+from domain.commission import AgentTerms, split
 from domain.fees import rate_fee
 from domain.messages import ChannelCallback
 from domain.states import PaymentStatus, RefundStatus, sources, status_after_refund
@@ -46,6 +47,7 @@ class CallbackEffect:
     failure_message: str | None = None
     postings: tuple[ledger.Posting, ...] = ()
     event_type: str | None = None
+    commissions: tuple[tuple[str, int], ...] = ()
 
 
 _TARGET = {
@@ -56,8 +58,13 @@ _TARGET = {
 
 
 def on_callback(
-    payment: PaymentFacts | None, callback: ChannelCallback, price: ChannelPrice
+    payment: PaymentFacts | None,
+    callback: ChannelCallback,
+    price: ChannelPrice,
+    chain: Sequence[AgentTerms] = (),
 ) -> CallbackEffect:
+    """What a channel's word does to a payment; `chain` is the merchant's agents (top first)
+    with the commission policies in force now, when the payment succeeds."""
     if payment is None:
         return CallbackEffect("unknown_payment")
     target = _TARGET[callback.outcome]
@@ -77,6 +84,7 @@ def on_callback(
             return CallbackEffect("amount_mismatch")
         fee = rate_fee(payment.amount, payment.fee_bps, payment.fee_fixed)
         cost = rate_fee(payment.amount, price.cost_bps, price.cost_fixed)
+        commissions = split(payment.amount, fee, cost, chain).commissions
         postings = ledger.payment_succeeded(
             merchant_id=payment.merchant_id,
             channel=callback.channel,
@@ -84,9 +92,15 @@ def on_callback(
             amount=payment.amount,
             fee=fee,
             channel_cost_amount=cost,
+            commissions=commissions,
         )
         return CallbackEffect(
-            "applied", target, fee=fee, postings=tuple(postings), event_type="payment.succeeded"
+            "applied",
+            target,
+            fee=fee,
+            postings=tuple(postings),
+            event_type="payment.succeeded",
+            commissions=commissions,
         )
     if target is PaymentStatus.FAILED:
         return CallbackEffect(
@@ -123,7 +137,9 @@ def on_refund_outcome(
             RefundStatus.FAILED, reserved_delta=-refund_amount, event_type="refund.failed"
         )
     refunded = payment.refunded_amount + refund_amount
-    postings = ledger.proportional_reversal(payment_postings, refund_amount, payment.amount)
+    postings = ledger.proportional_reversal(
+        payment_postings, refund_amount, payment.amount, already=payment.refunded_amount
+    )
     return RefundEffect(
         RefundStatus.SUCCEEDED,
         payment_status=status_after_refund(payment.amount, refunded),

@@ -31,7 +31,7 @@ from domain.tokens import SigningKey, TokenError, load_public, read_access_token
 from gateway.auth import authenticate
 from gateway.errors import ApiError
 from gateway.state import REQUEST_ID, Edge, edge
-from infra import audit, identity, policy
+from infra import agents, audit, identity, policy
 from infra.merchants import Merchant
 
 _KEY_MISS_REFRESH_S = 5.0
@@ -96,8 +96,17 @@ class Caller:
 
 
 def sees(who: Principal, merchant_id: str) -> bool:
-    """Whether a merchant's data is visible to this principal."""
-    return owns(who, merchant_owned(merchant_id))
+    """Whether a merchant's data is visible to this principal, for callers outside the agent
+    tree (the platform, the merchant itself); agents need `visible`."""
+    return who.realm is not Realm.AGENT and owns(who, merchant_owned(merchant_id))
+
+
+async def visible(e: Edge, who: Principal, merchant_id: str) -> bool:
+    """Whether a merchant's data is visible to this principal, agents included: an agent sees
+    the merchants below it when its parent granted it that."""
+    if who.realm is not Realm.AGENT:
+        return owns(who, merchant_owned(merchant_id))
+    return owns(who, merchant_owned(merchant_id, await agents.merchant_agents(e.pg, merchant_id)))
 
 
 def idempotency_scope(who: Principal) -> str:
@@ -145,17 +154,25 @@ async def session_user(
     if await identity.session_revoked(e.pg, claims.session):
         raise unauthorized("session_revoked", "this session has ended; sign in again")
     settings = await e.policy.get()
+    permissions, grants = user.permissions, frozenset[str]()
+    if user.realm is Realm.AGENT:
+        agent = await agents.agent(e.pg, user.org_id or "")
+        if agent is None or agent["status"] != "active":
+            permissions = frozenset()  # signed in, but nothing to do until the agent is active
+        else:
+            grants = frozenset(agent["grants"])
     principal = Principal(
         kind="user",
         id=user.id,
         realm=user.realm,
         org_id=user.org_id,
-        permissions=user.permissions,
+        permissions=permissions,
         mfa=claims.mfa,
         mfa_required=settings.mfa_required(user.realm.value, user.org_requires_mfa)
         and not allow_mfa_pending,
         session=claims.session,
         email=user.email,
+        grants=grants,
     )
     return principal, user
 

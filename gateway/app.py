@@ -13,7 +13,7 @@ from aiohttp import web
 from adapters.registry import build_adapter
 from config import Settings
 from domain.ids import random_hex
-from gateway import admin, callbacks, cashier, ops, payments, refunds, sessions
+from gateway import admin, agents, callbacks, cashier, ops, payments, refunds, sessions
 from gateway.access import Keyring, PolicyCache
 from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
@@ -131,6 +131,13 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/admin/audit", admin.list_audit)
     r.add_get("/api/v1/admin/audit/verify", admin.verify_audit)
     r.add_post("/api/v1/admin/merchants/{id}/keys", admin.create_api_key)
+    r.add_post("/api/v1/agents/register", agents.register)
+    r.add_get("/api/v1/agents/{id}", agents.get_agent)
+    r.add_put("/api/v1/agents/{id}", agents.update_agent)
+    r.add_post("/api/v1/agents/{id}/subordinates", agents.add_subordinate)
+    r.add_put("/api/v1/agents/{id}/policies/{currency}", agents.put_policy)
+    r.add_put("/api/v1/agents/{id}/merchants/{merchantId}/pricing", agents.price_merchant)
+    r.add_get("/api/v1/agents/{id}/commissions", agents.commissions)
     r.add_get("/checkout/{id}", cashier.checkout)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)

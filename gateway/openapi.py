@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from typing import Any
 
 import msgspec
 import orjson
 
+from gateway import agent_schemas as ags
 from gateway import identity_schemas as ids
 from gateway.schemas import CreatePayment, CreateRefund, Error, Payment, PaymentList, Refund
 
@@ -32,6 +34,14 @@ _IDENTITY_SCHEMAS = [
     ids.PutSettings,
     ids.CreateApiKey,
     ids.ApiKeyCreated,
+    ags.RegisterAgent,
+    ags.UpdateAgent,
+    ags.AgentView,
+    ags.SubAgent,
+    ags.SubMerchant,
+    ags.PutPolicy,
+    ags.PolicyView,
+    ags.MerchantPricing,
 ]
 # (method, path, summary, request body, answer status, answer schema, bearer-only)
 _IDENTITY_OPS = [
@@ -94,6 +104,61 @@ _IDENTITY_OPS = [
     ("get", "/api/v1/admin/audit/verify", "Verify the audit hash chain", None, 200, None, True),
     (
         "post",
+        "/api/v1/agents/register",
+        "Apply as an agent",
+        "RegisterAgent",
+        201,
+        "AgentView",
+        False,
+    ),
+    ("get", "/api/v1/agents/{id}", "Retrieve an agent", None, 200, "AgentView", True),
+    (
+        "put",
+        "/api/v1/agents/{id}",
+        "Update, review, suspend or re-grant an agent",
+        "UpdateAgent",
+        200,
+        "AgentView",
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/agents/{id}/subordinates",
+        "Open or attach a sub-agent (`type: agent`) or a merchant (`type: merchant`)",
+        None,
+        201,
+        None,
+        True,
+    ),
+    (
+        "put",
+        "/api/v1/agents/{id}/policies/{currency}",
+        "Set an agent's commission policy",
+        "PutPolicy",
+        200,
+        "PolicyView",
+        True,
+    ),
+    (
+        "put",
+        "/api/v1/agents/{id}/merchants/{merchantId}/pricing",
+        "Price a merchant under the agent",
+        "MerchantPricing",
+        200,
+        None,
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/agents/{id}/commissions",
+        "Commission records and totals (filters: currency, since, until; format=csv)",
+        None,
+        200,
+        None,
+        True,
+    ),
+    (
+        "post",
         "/api/v1/admin/merchants/{id}/keys",
         "Create a merchant API key",
         "CreateApiKey",
@@ -116,8 +181,11 @@ def _identity_paths() -> dict[str, dict[str, Any]]:
         }
         if bearer:
             op["security"] = _BEARER
-        if "{id}" in path:
-            op["parameters"] = [_ID]
+        if names := re.findall(r"\{(\w+)\}", path):
+            op["parameters"] = [
+                {"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                for n in names
+            ]
         if request:
             op["requestBody"] = {"required": True, **_json(request)}
         paths.setdefault(path, {})[method] = op

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.access import identify, require, sees
+from gateway.access import identify, require, visible
 from gateway.openapi import document
 from gateway.payments import json_response, not_found
 from gateway.state import edge
@@ -55,7 +55,7 @@ async def resend_event(request: web.Request) -> web.Response:
     await require(request, who, "events:resend")
     event_id = request.match_info["id"]
     owner = await e.pg.fetchval("SELECT merchant_id FROM webhook_events WHERE id = $1", event_id)
-    if owner is None or not sees(who, owner):
+    if owner is None or not await visible(e, who, owner):
         raise not_found("event")
     row = await e.pg.fetchrow(
         """UPDATE webhook_events SET status = 'pending', attempts = 0,

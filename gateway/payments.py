@@ -15,7 +15,7 @@ from domain.messages import PaymentIntent, decoder, encode
 from domain.money import AmountError, parse_amount
 from domain.states import PaymentStatus
 from domain.views import payment_view
-from gateway.access import actor, idempotency_scope, identify, require, sees
+from gateway.access import actor, idempotency_scope, identify, require, sees, visible
 from gateway.errors import ApiError, invalid
 from gateway.intake import (
     DuplicateOrder,
@@ -181,11 +181,11 @@ async def load_payment(e: Edge, who: Principal, payment_id: str) -> bytes:
     Another organisation's payment is answered as missing: ids are not an existence oracle."""
     hot = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "doc")
     if hot[0] is not None:
-        if not sees(who, hot[0].decode()):
+        if not await visible(e, who, hot[0].decode()):
             raise not_found("payment")
         return hot[1]
     row = await store.fetch_payment(e.pg, payment_id)
-    if row is None or not sees(who, row["merchant_id"]):
+    if row is None or not await visible(e, who, row["merchant_id"]):
         raise not_found("payment")
     await e.hot.put_payment(row)
     return orjson.dumps(payment_view(row, e.settings.gateway.public_url))
@@ -198,7 +198,7 @@ async def get_payment(request: web.Request) -> web.Response:
     return json_response(await load_payment(e, caller.principal, request.match_info["id"]))
 
 
-def listed_merchant(request: web.Request, who: Principal) -> str:
+async def listed_merchant(request: web.Request, who: Principal) -> str:
     """Whose payments a list shows: the caller's own merchant, or for the platform the one
     named by `merchant_id`."""
     if who.realm is Realm.MERCHANT and who.org_id:
@@ -206,7 +206,7 @@ def listed_merchant(request: web.Request, who: Principal) -> str:
     named = request.query.get("merchant_id")
     if not named:
         raise invalid("missing_field", "merchant_id is required", "merchant_id")
-    if not sees(who, named):
+    if not await visible(edge(request), who, named):
         raise ApiError(
             403, "permission_error", "not_owner", "this merchant belongs to another organisation"
         )
@@ -217,7 +217,7 @@ async def list_payments(request: web.Request) -> web.Response:
     e = edge(request)
     caller = await identify(request, b"")
     await require(request, caller.principal, "payments:read")
-    merchant_id = listed_merchant(request, caller.principal)
+    merchant_id = await listed_merchant(request, caller.principal)
     order_id = request.query.get("merchant_order_id")
     if order_id is not None:
         found = await e.redis.get(e.keys.merchant_order(merchant_id, order_id))

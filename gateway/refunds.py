@@ -11,7 +11,7 @@ from domain.ids import new_id
 from domain.messages import RefundIntent, encode
 from domain.states import REFUNDABLE, RefundStatus
 from domain.views import refund_view
-from gateway.access import actor, idempotency_scope, identify, require, sees
+from gateway.access import actor, idempotency_scope, identify, require, sees, visible
 from gateway.errors import invalid
 from gateway.intake import IdempotencyConflict, RefundPlan, fingerprint
 from gateway.payments import amount_of, idempotency_conflict, json_response, not_found
@@ -119,10 +119,10 @@ async def get_refund(request: web.Request) -> web.Response:
     refund_id = request.match_info["id"]
     owner, doc = await e.redis.hmget(e.keys.refund(refund_id), "merchant", "doc")
     if owner is not None:
-        if not sees(caller.principal, owner.decode()):
+        if not await visible(e, caller.principal, owner.decode()):
             raise not_found("refund")
         return json_response(doc)
     row = await store.fetch_refund(e.pg, refund_id)
-    if row is None or not sees(caller.principal, row["merchant_id"]):
+    if row is None or not await visible(e, caller.principal, row["merchant_id"]):
         raise not_found("refund")
     return json_response(orjson.dumps(refund_view(row)))

@@ -88,12 +88,13 @@ async def user_by_id(conn: Conn, user_id: str) -> User | None:
 async def list_users(
     conn: Conn, *, realm: Realm | None, org_id: str | None, after: str | None, limit: int
 ) -> list[User]:
+    """Newest first (ids are time-ordered); `after` is the last id of the previous page."""
     rows = await conn.fetch(
         _select_users(
             "($1::text IS NULL OR u.realm = $1) AND ($2::text IS NULL OR u.org_id = $2) "
-            "AND ($3::text IS NULL OR u.id > $3)"
+            "AND ($3::text IS NULL OR u.id < $3)"
         )
-        + " ORDER BY u.id LIMIT $4",
+        + " ORDER BY u.id DESC LIMIT $4",
         realm.value if realm else None,
         org_id,
         after,

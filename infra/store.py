@@ -232,6 +232,29 @@ async def post_entries(
     )
 
 
+async def record_commissions(
+    conn: asyncpg.Connection, kind: str, rows: Sequence[tuple[str, str, str, str, int]]
+) -> None:
+    """Commission rows (ref, agent, merchant, currency, amount) beside their journal entry:
+    what agents' commission reports read."""
+    if not rows:
+        return
+    await conn.execute(
+        """INSERT INTO commissions (ref, agent_id, merchant_id, currency, amount, kind, payment_id)
+           SELECT u.ref, u.agent, u.merchant, u.currency, u.amount, $6,
+                  CASE WHEN $6 = 'payment' THEN u.ref
+                       ELSE (SELECT payment_id FROM refunds WHERE id = u.ref) END
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[])
+                AS u(ref, agent, merchant, currency, amount)""",
+        [r[0] for r in rows],
+        [r[1] for r in rows],
+        [r[2] for r in rows],
+        [r[3] for r in rows],
+        [r[4] for r in rows],
+        kind,
+    )
+
+
 async def entry_postings(conn: Conn, kind: str, ref: str) -> list[Posting]:
     rows = await conn.fetch(
         """SELECT a.name, a.currency, p.amount FROM journal_entries e

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.ledger import Posting
+from domain.ledger import Posting, agent_lines
 from domain.lifecycle import (
     ChannelPrice,
     PaymentFacts,
@@ -26,6 +26,7 @@ from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envel
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
 from infra import store
+from infra.agents import ChainCache
 from workers.context import Context
 from workers.outcomes import publish_events
 from workers.runtime import Mailbox
@@ -64,6 +65,7 @@ class Written:
 class LedgerActor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
+        self.chains = ChainCache()
         self.prices = {
             code: ChannelPrice(ch.cost_bps, ch.cost_fixed_minor)
             for code, ch in ctx.settings.channels.items()
@@ -107,14 +109,20 @@ class LedgerActor:
         rows = await conn.fetch(PAYMENT_WITH_PRICE, sorted({c.payment_id for c in fresh}))
         state = {r["id"]: facts(r) for r in rows}
         original = {r["id"]: r["status"] for r in rows}
+        paid = {c.payment_id for c in fresh if c.outcome == "paid"}
+        chains = await self.chains.chains(
+            conn, {(r["merchant_id"], r["currency"]) for r in rows if r["id"] in paid}
+        )
         changes: dict[str, dict[str, Any]] = {}
         entries: list[tuple[str, str, Sequence[Posting]]] = []
+        earned: list[tuple[str, str, str, str, int]] = []
         event_types: list[tuple[str, str]] = []
         results: list[str] = []
         for c in fresh:
             payment = state.get(c.payment_id)
             price = self.prices.get(c.channel, ChannelPrice(0, 0))
-            effect = on_callback(payment, c, price)
+            chain = chains.get((payment.merchant_id, payment.currency), ()) if payment else ()
+            effect = on_callback(payment, c, price, chain)
             results.append(effect.result)
             if payment is None or effect.status is None:
                 continue
@@ -128,6 +136,10 @@ class LedgerActor:
                 change["failure_message"] = effect.failure_message
             if effect.postings:
                 entries.append(("payment", c.payment_id, effect.postings))
+            earned += [
+                (c.payment_id, agent, payment.merchant_id, payment.currency, amount)
+                for agent, amount in effect.commissions
+            ]
             if effect.event_type:
                 event_types.append((c.payment_id, effect.event_type))
         # Rows went in as `applied`, the usual result; only the others are rewritten (all in
@@ -164,6 +176,7 @@ class LedgerActor:
         if len(updated) != len(ids):
             raise RuntimeError("payments changed under a row lock; retrying the batch")
         await store.post_entries(conn, entries)
+        await store.record_commissions(conn, "payment", earned)
         by_id = {r["id"]: r for r in updated}
         public_url = self.ctx.settings.gateway.public_url
         written.events += await store.add_events(
@@ -211,6 +224,14 @@ class LedgerActor:
         )
         if effect.postings:
             await store.post_entries(conn, [("refund", refund["id"], effect.postings)])
+            await store.record_commissions(
+                conn,
+                "refund",
+                [
+                    (refund["id"], agent, payment.merchant_id, payment.currency, amount)
+                    for agent, amount in agent_lines(effect.postings)
+                ],
+            )
         if effect.event_type:
             written.events += await store.add_events(
                 conn, [(effect.event_type, refund_view(refund), payment_row)]

@@ -15,7 +15,9 @@ import pytest_asyncio
 
 from config import load_settings
 from domain.access import BUILTIN_ROLES, Realm
+from domain.agents import ALL_GRANTS
 from gateway.app import create_app
+from infra import agents
 from tests.conftest import MerchantFactory, wait_status
 from tests.portal import PASSWORD, Portal, make_user
 from tests.stack import Stack
@@ -36,6 +38,7 @@ PUBLIC = {
     ("POST", "/api/v1/auth/mfa/enroll"),
     ("POST", "/api/v1/auth/mfa/verify"),
     ("GET", "/api/v1/auth/me"),
+    ("POST", "/api/v1/agents/register"),
 }
 
 
@@ -46,6 +49,8 @@ class World:
     refund: str
     event: str
     victim: str  # a merchant A user the user-management endpoints act on
+    kid: str  # an agent under the agent roles' agent
+    kid_shop: str  # a merchant under it
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ class Endpoint:
     permission: str
     # own: the caller's own organisation · platform: platform-only data · shop: merchant A's,
     # named in the path or body (another organisation gets 403) · hidden: merchant A's, by id
-    # (another organisation gets 404) · list: merchant A's list (merchants see their own)
+    # (another organisation gets 404) · list: merchant A's list (merchants see their own) ·
+    # kid: an agent below the agent roles' own agent (the platform and that agent reach it)
     scope: str
     path: Callable[[World], str]
     body: Callable[[World], Any] = lambda w: None
@@ -194,6 +200,53 @@ ENDPOINTS = [
         "shop",
         lambda w: f"/api/v1/admin/merchants/{w.shop}/keys",
     ),
+    Endpoint(
+        "GET", "/api/v1/agents/{id}", "agents:read", "kid", lambda w: f"/api/v1/agents/{w.kid}"
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/agents/{id}",
+        "agents:write",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}",
+        lambda w: {"name": "renamed"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/agents/{id}/subordinates",
+        "agents:write",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}/subordinates",
+        lambda w: {
+            "type": "agent",
+            "name": "grandchild",
+            "email": _unique("gc") + "@example.com",
+            "password": PASSWORD,
+        },
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/agents/{id}/policies/{currency}",
+        "agents:write",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}/policies/USD",
+        lambda w: {"mode": "markup", "rate_bps": 100},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/agents/{id}/merchants/{merchantId}/pricing",
+        "agents:write",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}/merchants/{w.kid_shop}/pricing",
+        lambda w: {"fee_bps": 250},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/agents/{id}/commissions",
+        "commission:read",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}/commissions",
+    ),
 ]
 
 
@@ -201,7 +254,7 @@ ENDPOINTS = [
 class Caller:
     name: str
     realm: Realm
-    foreign: bool  # belongs to another merchant or agent than merchant A
+    foreign: bool  # another merchant than merchant A, another agent than the agent roles' one
     permissions: frozenset[str]
     portal: Portal
 
@@ -213,6 +266,8 @@ def expected(endpoint: Endpoint, caller: Caller) -> str:
         return "allowed"
     if endpoint.scope == "platform":
         return "403"
+    if endpoint.scope == "kid":
+        return "allowed" if caller.realm is Realm.AGENT and not caller.foreign else "403"
     if endpoint.scope == "list":
         return "allowed" if caller.realm is Realm.MERCHANT else "403"
     if not caller.foreign and caller.realm is Realm.MERCHANT:
@@ -245,22 +300,45 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
     victim = await make_user(
         stack, http, Realm.MERCHANT, shop.merchant_id, ["merchant_staff"], sign_in=False
     )
+    # The agent roles' agent, one agent below it and a merchant below that; another agent.
+    top, kid = f"agt_matrix{time.time_ns()}", f"agt_kid{time.time_ns()}"
+    elsewhere = f"agt_elsewhere{time.time_ns()}"
+    kid_shop = await new_merchant()
+    async with stack.pg.acquire() as conn, conn.transaction():
+        for agent_id, parent in ((top, None), (kid, top), (elsewhere, None)):
+            await agents.create_agent(
+                conn,
+                agent_id=agent_id,
+                name=agent_id,
+                email=f"{agent_id}@example.com",
+                parent_id=parent,
+                status="active",
+                grants=sorted(ALL_GRANTS),
+            )
+        await agents.place_merchant(conn, kid_shop.merchant_id, kid)
     callers = []
     for role in BUILTIN_ROLES:
-        org = {Realm.PLATFORM: None, Realm.MERCHANT: shop.merchant_id, Realm.AGENT: "agt_matrix"}
+        org = {Realm.PLATFORM: None, Realm.MERCHANT: shop.merchant_id, Realm.AGENT: top}
         portal = await make_user(stack, http, role.realm, org[role.realm], [role.id])
-        callers.append(
-            Caller(role.id, role.realm, role.realm is Realm.AGENT, role.permissions, portal)
-        )
+        callers.append(Caller(role.id, role.realm, False, role.permissions, portal))
     owners = {r.id: r for r in BUILTIN_ROLES}
     for name, realm, org, role in (
         ("other merchant's owner", Realm.MERCHANT, other.merchant_id, "merchant_owner"),
-        ("other agent's owner", Realm.AGENT, "agt_elsewhere", "agent_owner"),
+        ("other agent's owner", Realm.AGENT, elsewhere, "agent_owner"),
     ):
         portal = await make_user(stack, http, realm, org, [role])
         callers.append(Caller(name, realm, True, owners[role].permissions, portal))
     assert event is not None and refund.get("id"), refund
-    return World(shop.merchant_id, open_["id"], refund["id"], event, victim.user_id), callers
+    world = World(
+        shop.merchant_id,
+        open_["id"],
+        refund["id"],
+        event,
+        victim.user_id,
+        kid,
+        kid_shop.merchant_id,
+    )
+    return world, callers
 
 
 async def test_every_route_is_in_the_matrix_or_public() -> None:

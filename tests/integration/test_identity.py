@@ -465,3 +465,28 @@ async def test_no_secret_reaches_the_logs(stack: Stack, http) -> None:
     logged = stack.log_path.read_text()
     for secret in (PASSWORD, "Wrong-Password-999", user.access, user.refresh, user.totp_secret):
         assert secret and secret not in logged
+
+
+async def test_a_merchant_can_demand_mfa_of_its_users(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    await stack.pg.execute(
+        "UPDATE merchants SET mfa_required = true WHERE id = $1", shop.merchant_id
+    )
+    staff = await make_user(
+        stack, http, Realm.MERCHANT, shop.merchant_id, ["merchant_staff"], sign_in=False
+    )
+    status, session = await staff.login()
+    assert status == 200 and session["mfa_enrolment_required"] is True
+    status, body = await staff.call("GET", "/api/v1/payments")
+    assert status == 403 and body["error"]["code"] == "mfa_required"
+    await staff.enrol_mfa()
+    status, _ = await staff.call("GET", "/api/v1/payments")
+    assert status == 200
+    other = await make_user(
+        stack, http, Realm.MERCHANT, "mch_relaxed", ["merchant_staff"], sign_in=False
+    )
+    status, session = await other.login()
+    assert status == 200 and session["mfa_enrolment_required"] is False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from domain.access import (
@@ -89,8 +91,11 @@ def test_platform_sees_everything_it_has_permission_for() -> None:
     authorize(ops, "payments:read", Owner(Realm.AGENT, "agt_x"))
 
 
-def test_agent_sees_its_subtree_only() -> None:
-    agent = principal(Realm.AGENT, "agt_top", "payments:read", "agents:read")
+def test_agent_sees_its_subtree_only_and_only_when_granted() -> None:
+    agent = replace(
+        principal(Realm.AGENT, "agt_top", "payments:read", "agents:read"),
+        grants=frozenset({"view_children"}),
+    )
     authorize(agent, "payments:read", merchant_owned("mch_a", frozenset({"agt_top", "agt_mid"})))
     authorize(agent, "agents:read", Owner(Realm.AGENT, "agt_top"))
     authorize(agent, "agents:read", Owner(Realm.AGENT, "agt_leaf", frozenset({"agt_top"})))
@@ -98,6 +103,10 @@ def test_agent_sees_its_subtree_only() -> None:
         authorize(agent, "payments:read", merchant_owned("mch_b", frozenset({"agt_other"})))
     with pytest.raises(Denied):
         authorize(agent, "agents:read", Owner(Realm.AGENT, "agt_other"))
+    blind = replace(agent, grants=frozenset())
+    authorize(blind, "agents:read", Owner(Realm.AGENT, "agt_top"))
+    with pytest.raises(Denied):
+        authorize(blind, "agents:read", Owner(Realm.AGENT, "agt_leaf", frozenset({"agt_top"})))
 
 
 def test_mfa_is_checked_before_anything_else() -> None:

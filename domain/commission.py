@@ -1,0 +1,111 @@
+"""Agent commission (代理分潤): who along a merchant's agent chain earns what from a payment.
+
+The chain runs from the top agent (directly under the platform) down to the merchant's own
+agent. Every agent has a `rate`: the price its parent charges it (for the top agent, the
+platform's price). How it earns depends on its mode:
+
+- `markup`: the spread between the price it sells at (its child agent's rate, or for the
+  merchant's own agent the merchant's fee) and its own rate;
+- `percentage`: a share of the payment amount, in basis points;
+- `fixed`: a fixed amount per payment.
+
+Commissions are paid out of the margin the payment leaves (merchant fee − channel cost), never
+beyond it: when the policies ask for more, agents are paid in chain order from the top until the
+margin is spent (a parent's terms come before its children's). Nobody earns a negative amount.
+What is left is the platform's. All amounts are integers in minor units; fees are rounded half
+up (domain.fees), so every figure here is exact.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+from domain.fees import BPS, rate_fee, scale_half_up
+
+
+class Mode(StrEnum):
+    MARKUP = "markup"
+    PERCENTAGE = "percentage"
+    FIXED = "fixed"
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """A price: basis points of the amount plus a fixed part in minor units."""
+
+    bps: int
+    fixed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.bps <= BPS or self.fixed < 0:
+            raise ValueError("a rate is 0–10000 bps and a non-negative fixed part")
+
+    def fee(self, amount: int) -> int:
+        return rate_fee(amount, self.bps, self.fixed)
+
+    def at_least(self, other: Rate) -> bool:
+        """Costs at least as much as `other` for every amount (both parts no lower)."""
+        return self.bps >= other.bps and self.fixed >= other.fixed
+
+
+@dataclass(frozen=True, slots=True)
+class AgentTerms:
+    agent_id: str
+    rate: Rate
+    mode: Mode = Mode.MARKUP
+    share_bps: int = 0  # percentage mode
+    share_fixed: int = 0  # fixed mode
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.share_bps <= BPS or self.share_fixed < 0:
+            raise ValueError("a share is 0–10000 bps or a non-negative fixed amount")
+
+
+class PricingError(ValueError):
+    pass
+
+
+def check_chain(chain: Sequence[AgentTerms], merchant_rate: Rate | None = None) -> None:
+    """Rates only rise down the chain: no child is priced below its parent's cost."""
+    for parent, child in itertools.pairwise(chain):
+        if not child.rate.at_least(parent.rate):
+            raise PricingError(
+                f"{child.agent_id}'s rate is below its parent {parent.agent_id}'s cost"
+            )
+    if chain and merchant_rate is not None and not merchant_rate.at_least(chain[-1].rate):
+        raise PricingError(f"the merchant's rate is below its agent {chain[-1].agent_id}'s cost")
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """How a payment's fee divides: commissions in chain order (zero amounts left out) and the
+    platform's remainder. merchant_fee == channel_cost + Σ commissions + platform."""
+
+    commissions: tuple[tuple[str, int], ...]
+    platform: int
+
+
+def split(amount: int, merchant_fee: int, channel_cost: int, chain: Sequence[AgentTerms]) -> Split:
+    if amount < 0 or merchant_fee < 0 or channel_cost < 0:
+        raise ValueError("amounts are non-negative")
+    available = max(0, merchant_fee - channel_cost)
+    # What each agent pays its parent; the last agent sells to the merchant at the fee.
+    costs = [terms.rate.fee(amount) for terms in chain]
+    costs.append(merchant_fee)
+    earned: list[tuple[str, int]] = []
+    for n, terms in enumerate(chain):
+        if terms.mode is Mode.MARKUP:
+            wanted = costs[n + 1] - costs[n]
+        elif terms.mode is Mode.PERCENTAGE:
+            wanted = scale_half_up(amount, terms.share_bps, BPS)
+        else:
+            wanted = terms.share_fixed
+        paid = min(max(0, wanted), available)
+        available -= paid
+        if paid:
+            earned.append((terms.agent_id, paid))
+    total = sum(a for _, a in earned)
+    return Split(tuple(earned), merchant_fee - channel_cost - total)

@@ -1,0 +1,96 @@
+"""Request and response shapes of the agent endpoints."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from gateway.identity_schemas import Email, Secret
+
+Name = Annotated[str, Meta(min_length=1, max_length=200)]
+GrantName = Literal["open_children", "suspend_children", "view_children", "set_rates"]
+Bps = Annotated[int, Meta(ge=0, le=10_000)]
+Minor = Annotated[int, Meta(ge=0)]
+Currency = Annotated[str, Meta(pattern=r"^([A-Z]{3,5}|\*)$")]
+Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+
+
+class RegisterAgent(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name
+    email: Email
+    password: Secret  # the agent owner's portal sign-in
+
+
+class UpdateAgent(msgspec.Struct, forbid_unknown_fields=True):
+    name: Name | None = None
+    email: Email | None = None
+    status: Literal["under_review", "approved", "rejected", "active", "suspended"] | None = None
+    reason: Annotated[str, Meta(max_length=500)] | None = None
+    grants: list[GrantName] | None = None
+
+
+class AgentView(msgspec.Struct):
+    id: str
+    object: Literal["agent"]
+    name: str
+    email: str
+    parent_id: str | None
+    path: list[str]
+    status: str
+    grants: list[str]
+    created: int
+
+
+class SubAgent(msgspec.Struct, forbid_unknown_fields=True, tag="agent", tag_field="type"):
+    """Open a new sub-agent (`name`, `email`, `password`) or, for the platform, move an
+    existing agent and its subtree here (`agent_id`)."""
+
+    name: Name | None = None
+    email: Email | None = None
+    password: Secret | None = None
+    grants: list[GrantName] = []
+    agent_id: str | None = None
+
+
+class SubMerchant(msgspec.Struct, forbid_unknown_fields=True, tag="merchant", tag_field="type"):
+    """Open a new merchant here (`name`, `notify_url`, `currencies`, fees) or, for the
+    platform, place an existing one here (`merchant_id`)."""
+
+    name: Name | None = None
+    notify_url: Url | None = None
+    currencies: list[Currency] = []
+    fee_bps: Bps = 0
+    fee_fixed_minor: Minor = 0
+    merchant_id: str | None = None
+
+
+Subordinate = SubAgent | SubMerchant
+
+
+class PutPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    mode: Literal["markup", "percentage", "fixed"]
+    rate_bps: Bps
+    rate_fixed: Minor = 0
+    share_bps: Bps = 0
+    share_fixed: Minor = 0
+    effective_from: int | None = None  # unix seconds; now when absent
+
+
+class PolicyView(msgspec.Struct):
+    object: Literal["commission_policy"]
+    agent_id: str
+    currency: str
+    mode: str
+    rate_bps: int
+    rate_fixed: int
+    share_bps: int
+    share_fixed: int
+    effective_from: int
+    version: int
+
+
+class MerchantPricing(msgspec.Struct, forbid_unknown_fields=True):
+    fee_bps: Bps
+    fee_fixed_minor: Minor = 0

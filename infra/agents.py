@@ -1,0 +1,249 @@
+"""The agent tree, merchants' places in it, and commission policies, in PostgreSQL.
+
+Paths are ltree values of agent ids from the top agent down (`agt_a.agt_b.agt_c`): a subtree
+is `path <@ root`, an ancestor chain is `path @> leaf`, both answered by one GiST index.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from domain.commission import AgentTerms, Mode, Rate
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+class TreeError(ValueError):
+    pass
+
+
+async def create_agent(
+    conn: asyncpg.Connection,
+    *,
+    agent_id: str,
+    name: str,
+    email: str,
+    parent_id: str | None,
+    status: str,
+    grants: list[str],
+) -> asyncpg.Record:
+    row = await conn.fetchrow(
+        """INSERT INTO agents (id, name, email, parent_id, path, status, grants)
+           SELECT $1, $2, $3, $4,
+                  CASE WHEN $4::text IS NULL THEN text2ltree($1)
+                       ELSE (SELECT path FROM agents WHERE id = $4) || text2ltree($1) END,
+                  $5, $6
+           RETURNING *""",
+        agent_id,
+        name,
+        email,
+        parent_id,
+        status,
+        grants,
+    )
+    await bump(conn)
+    return row
+
+
+async def agent(conn: Conn, agent_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
+
+
+async def ancestors(conn: Conn, agent_id: str) -> list[str]:
+    """The chain from the top agent down to this one, itself included."""
+    rows = await conn.fetch(
+        """SELECT a.id FROM agents a, agents leaf
+           WHERE leaf.id = $1 AND a.path @> leaf.path ORDER BY nlevel(a.path)""",
+        agent_id,
+    )
+    return [r["id"] for r in rows]
+
+
+async def merchant_agents(conn: Conn, merchant_id: str) -> frozenset[str]:
+    """Every agent above a merchant: whoever may see its data through the tree."""
+    rows = await conn.fetch(
+        """SELECT a.id FROM merchants m JOIN agents d ON d.id = m.agent_id
+           JOIN agents a ON a.path @> d.path WHERE m.id = $1""",
+        merchant_id,
+    )
+    return frozenset(r["id"] for r in rows)
+
+
+async def in_subtree(conn: Conn, root_id: str, agent_id: str) -> bool:
+    return bool(
+        await conn.fetchval(
+            """SELECT EXISTS (SELECT 1 FROM agents r, agents a
+               WHERE r.id = $1 AND a.id = $2 AND a.path <@ r.path)""",
+            root_id,
+            agent_id,
+        )
+    )
+
+
+async def move_subtree(conn: asyncpg.Connection, agent_id: str, new_parent_id: str) -> int:
+    """Re-hang an agent and everything below it under another agent, in one statement;
+    returns how many agents moved."""
+    if await in_subtree(conn, agent_id, new_parent_id):
+        raise TreeError("an agent cannot move under itself or its own subtree")
+    moved = await conn.fetchval(
+        """WITH old AS (SELECT path FROM agents WHERE id = $1),
+                new AS (SELECT path FROM agents WHERE id = $2),
+                moved AS (
+                    UPDATE agents a SET
+                        path = new.path || subpath(a.path, nlevel(old.path) - 1),
+                        parent_id = CASE WHEN a.id = $1 THEN $2 ELSE a.parent_id END
+                    FROM old, new WHERE a.path <@ old.path RETURNING 1)
+           SELECT count(*) FROM moved""",
+        agent_id,
+        new_parent_id,
+    )
+    await bump(conn)
+    return int(moved)
+
+
+async def place_merchant(conn: asyncpg.Connection, merchant_id: str, agent_id: str) -> None:
+    await conn.execute("UPDATE merchants SET agent_id = $2 WHERE id = $1", merchant_id, agent_id)
+    await bump(conn)
+
+
+async def subtree(conn: Conn, root_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT a.* FROM agents a, agents r WHERE r.id = $1 AND a.path <@ r.path
+           ORDER BY a.path""",
+        root_id,
+    )
+
+
+# Policies ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyInput:
+    currency: str
+    mode: Mode
+    rate: Rate
+    share_bps: int = 0
+    share_fixed: int = 0
+
+
+async def set_policy(
+    conn: asyncpg.Connection,
+    agent_id: str,
+    policy: PolicyInput,
+    effective_from: datetime,
+    set_by: str,
+) -> int:
+    """A new version of the agent's policy for this currency; returns its version."""
+    await conn.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('juhe.commission_policies.' || $1))", agent_id
+    )
+    version = await conn.fetchval(
+        """INSERT INTO commission_policies (agent_id, currency, mode, rate_bps, rate_fixed,
+                                            share_bps, share_fixed, effective_from, version,
+                                            set_by)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8,
+                  coalesce(max(version), 0) + 1, $9
+           FROM commission_policies WHERE agent_id = $1 AND currency = $2
+           RETURNING version""",
+        agent_id,
+        policy.currency,
+        policy.mode.value,
+        policy.rate.bps,
+        policy.rate.fixed,
+        policy.share_bps,
+        policy.share_fixed,
+        effective_from,
+        set_by,
+    )
+    await bump(conn)
+    return int(version)
+
+
+async def policy_in_force(
+    conn: Conn, agent_id: str, currency: str, at: datetime | None = None
+) -> asyncpg.Record | None:
+    """The newest version in force at `at` (now by default), the currency's own before '*'."""
+    return await conn.fetchrow(
+        """SELECT * FROM commission_policies
+           WHERE agent_id = $1 AND currency IN ($2, '*')
+             AND effective_from <= coalesce($3, now())
+           ORDER BY currency = '*', effective_from DESC, version DESC LIMIT 1""",
+        agent_id,
+        currency,
+        at,
+    )
+
+
+def terms_of(row: asyncpg.Record) -> AgentTerms:
+    return AgentTerms(
+        agent_id=row["agent_id"],
+        rate=Rate(row["rate_bps"], row["rate_fixed"]),
+        mode=Mode(row["mode"]),
+        share_bps=row["share_bps"],
+        share_fixed=row["share_fixed"],
+    )
+
+
+_CHAINS = """
+SELECT m.id AS merchant_id, c.currency, a.id AS agent_id, nlevel(a.path) AS depth, p.*
+FROM merchants m
+JOIN agents d ON d.id = m.agent_id
+JOIN agents a ON a.path @> d.path
+CROSS JOIN unnest($2::text[]) AS c(currency)
+JOIN LATERAL (
+    SELECT mode, rate_bps, rate_fixed, share_bps, share_fixed
+    FROM commission_policies
+    WHERE agent_id = a.id AND currency IN (c.currency, '*') AND effective_from <= now()
+    ORDER BY currency = '*', effective_from DESC, version DESC LIMIT 1
+) p ON true
+WHERE m.id = ANY($1::text[])
+ORDER BY m.id, c.currency, depth
+"""
+
+
+class ChainCache:
+    """Merchants' agent chains with the policies in force, per currency, for the ledger.
+
+    Every tree or policy change bumps one counter in the same transaction; a batch checks the
+    counter (one tiny query) and drops the cache when it moved, so a change is in force for the
+    next batch in every process. A policy that takes effect later bounds how long an entry
+    lives. Agents without a policy for the currency take no part (their parent's mark-up spans
+    down to the next agent that has one).
+    """
+
+    def __init__(self) -> None:
+        self._version = -1
+        self._chains: dict[tuple[str, str], tuple[AgentTerms, ...]] = {}
+        self._until = 0.0
+
+    async def chains(
+        self, conn: Conn, wanted: set[tuple[str, str]]
+    ) -> dict[tuple[str, str], tuple[AgentTerms, ...]]:
+        if not wanted:
+            return {}
+        version, next_change = await conn.fetchrow(
+            """SELECT (SELECT version FROM agents_version),
+                      (SELECT extract(epoch FROM min(effective_from)) FROM commission_policies
+                       WHERE effective_from > now())"""
+        )
+        if version != self._version or time.time() >= self._until:
+            self._version, self._chains = version, {}
+            self._until = float(next_change) if next_change is not None else float("inf")
+        missing = wanted - self._chains.keys()
+        if missing:
+            merchants = sorted({m for m, _ in missing})
+            currencies = sorted({c for _, c in missing})
+            found: dict[tuple[str, str], list[AgentTerms]] = {}
+            for row in await conn.fetch(_CHAINS, merchants, currencies):
+                found.setdefault((row["merchant_id"], row["currency"]), []).append(terms_of(row))
+            for key in missing:
+                self._chains[key] = tuple(found.get(key, ()))
+        return {key: self._chains[key] for key in wanted}
+
+
+async def bump(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE agents_version SET version = version + 1")

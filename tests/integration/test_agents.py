@@ -1,0 +1,278 @@
+"""Agents against the running node: review and activation, a three-level chain with mark-up
+rates, a payment's commission at every level (and its reversal on refund), grants, subtree
+isolation, and moving a subtree."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from domain.access import Realm
+from gateway.client import MerchantClient
+from infra import audit
+from tests.conftest import Receiver, wait_status
+from tests.portal import PASSWORD, Portal, make_user
+from tests.stack import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def _email(tag: str) -> str:
+    return f"{tag}-{time.time_ns()}@example.com"
+
+
+async def _register(stack: Stack, http, admin: Portal, tag: str) -> tuple[str, Portal]:
+    """A top agent, registered, reviewed and activated; its owner signed in."""
+    email = _email(tag)
+    owner = Portal(stack, http, "", email)
+    status, agent = await owner.call(
+        "POST",
+        "/api/v1/agents/register",
+        {"name": tag, "email": email, "password": PASSWORD},
+        token="",
+    )
+    assert status == 201 and agent["status"] == "submitted", agent
+    for step in ("under_review", "approved", "active"):
+        status, body = await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": step})
+        assert status == 200 and body["status"] == step, body
+    status, _ = await owner.login()
+    assert status == 200
+    return agent["id"], owner
+
+
+async def _open_agent(parent: Portal, parent_id: str, tag: str, grants: list[str]):
+    email = _email(tag)
+    status, child = await parent.call(
+        "POST",
+        f"/api/v1/agents/{parent_id}/subordinates",
+        {"type": "agent", "name": tag, "email": email, "password": PASSWORD, "grants": grants},
+    )
+    assert status == 201, child
+    owner = Portal(parent.stack, parent.http, "", email)
+    status, _ = await owner.login()
+    assert status == 200
+    return child, owner
+
+
+async def _policy(who: Portal, agent_id: str, bps: int, **extra: Any) -> tuple[int, Any]:
+    return await who.call(
+        "PUT",
+        f"/api/v1/agents/{agent_id}/policies/USD",
+        {"mode": "markup", "rate_bps": bps, **extra},
+    )
+
+
+async def test_registration_review_and_activation(stack: Stack, http) -> None:
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    email = _email("applicant")
+    owner = Portal(stack, http, "", email)
+    status, agent = await owner.call(
+        "POST",
+        "/api/v1/agents/register",
+        {"name": "Applicant", "email": email, "password": PASSWORD},
+        token="",
+    )
+    assert status == 201
+    status, _ = await owner.login()
+    assert status == 200
+    status, body = await owner.call("GET", f"/api/v1/agents/{agent['id']}")
+    assert status == 403, "nothing to do until the platform activates the agent"
+    status, body = await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": "active"})
+    assert status == 409 and body["error"]["code"] == "invalid_transition"
+    for step in ("under_review", "approved", "active"):
+        status, _ = await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": step})
+        assert status == 200
+    status, body = await owner.call("GET", f"/api/v1/agents/{agent['id']}")
+    assert status == 200 and body["status"] == "active" and body["path"] == [agent["id"]]
+    status, body = await owner.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": "suspended"})
+    assert status == 403 and body["error"]["code"] == "not_own_status"
+    decisions = await audit.query(stack.pg, action="agent.update", target=f"agent:{agent['id']}")
+    assert [d["after"]["status"] for d in reversed(decisions)] == [
+        "under_review",
+        "approved",
+        "active",
+    ]
+
+
+async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver: Receiver) -> None:
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "top")
+    all_grants = ["open_children", "suspend_children", "view_children", "set_rates"]
+    b, b_owner = await _open_agent(a, a_id, "middle", all_grants)
+    c, c_owner = await _open_agent(b_owner, b["id"], "bottom", ["open_children", "view_children"])
+    assert c["path"] == [a_id, b["id"], c["id"]]
+
+    # Rates: the platform sells to A at 1.30 %, A to B at 1.50 %, B to C at 1.80 %.
+    status, body = await _policy(a, a_id, 100)
+    assert status == 403 and body["error"]["code"] == "not_own_rate"
+    assert (await _policy(admin, a_id, 130))[0] == 200
+    status, body = await _policy(a, b["id"], 120)
+    assert status == 400 and body["error"]["code"] == "rate_below_cost"
+    assert (await _policy(a, b["id"], 150))[0] == 200
+    assert (await _policy(b_owner, c["id"], 180))[0] == 200
+    status, body = await _policy(c_owner, c["id"], 200)
+    assert status == 403, "nobody sets their own rate"
+
+    # C opens a merchant at 2.50 %; below C's own 1.80 % is refused.
+    merchant = {
+        "type": "merchant",
+        "name": "Tea under C",
+        "notify_url": "http://placeholder.invalid/",
+        "currencies": ["USD"],
+    }
+    status, body = await c_owner.call(
+        "POST", f"/api/v1/agents/{c['id']}/subordinates", {**merchant, "fee_bps": 150}
+    )
+    assert status == 400 and body["error"]["code"] == "rate_below_cost"
+    status, shop = await c_owner.call(
+        "POST", f"/api/v1/agents/{c['id']}/subordinates", {**merchant, "fee_bps": 250}
+    )
+    assert status == 201 and shop["agent_id"] == c["id"], shop
+    await stack.pg.execute(
+        "UPDATE merchants SET notify_url = $2 WHERE id = $1",
+        shop["id"],
+        f"{receiver.url}/{shop['id']}",
+    )
+    receiver.secrets[shop["id"]] = shop["webhook_secret"].encode()
+    client = MerchantClient(stack.url, shop["key_id"], shop["secret"], http)
+
+    # 1000.00 USD: fee 25.00, channel cost 12.00 (the simulator's 1.20 %).
+    _, paid = await client.create_payment(
+        amount="1000.00", currency="USD", merchant_order_id="chain-1"
+    )
+    await wait_status(client, paid["id"], {"succeeded"})
+    expected = {a_id: "2.00", b["id"]: "3.00", c["id"]: "7.00"}
+    for agent_id, owner in ((a_id, a), (b["id"], b_owner), (c["id"], c_owner)):
+        status, report = await owner.call("GET", f"/api/v1/agents/{agent_id}/commissions")
+        assert status == 200, report
+        assert [(r["payment_id"], r["amount"]) for r in report["data"]] == [
+            (paid["id"], expected[agent_id])
+        ]
+        assert report["totals"] == {"USD": {"amount": expected[agent_id], "count": 1}}
+    balances = dict(
+        await stack.pg.fetch(
+            "SELECT name, balance FROM ledger_accounts WHERE name = ANY($1::text[])",
+            [f"agent:{x}:commission" for x in expected],
+        )
+    )
+    assert balances == {
+        f"agent:{a_id}:commission": -200,
+        f"agent:{b['id']}:commission": -300,
+        f"agent:{c['id']}:commission": -700,
+    }, "the postings carry the same amounts as the reports"
+
+    # A sees the merchant's payments through the tree; B's grants let it too.
+    status, body = await a.call("GET", f"/api/v1/payments/{paid['id']}")
+    assert status == 200 and body["status"] == "succeeded"
+    status, body = await a.call("GET", f"/api/v1/payments?merchant_id={shop['id']}")
+    assert status == 200 and [p["id"] for p in body["data"]] == [paid["id"]]
+
+    # A refund of 40 % takes back 40 % of every commission.
+    status, refund = await client.request(
+        "POST", "/api/v1/refunds", {"payment_id": paid["id"], "amount": "400.00"}
+    )
+    assert status == 201
+    await wait_status(client, paid["id"], {"partially_refunded"})
+    status, report = await c_owner.call("GET", f"/api/v1/agents/{c['id']}/commissions")
+    assert report["totals"] == {"USD": {"amount": "4.20", "count": 2}}
+    assert report["data"][0]["kind"] == "refund" and report["data"][0]["amount"] == "-2.80"
+    assert report["data"][0]["ref"] == refund["id"]
+    status, text = await _csv(c_owner, f"/api/v1/agents/{c['id']}/commissions?format=csv")
+    assert status == 200 and text.splitlines()[0].startswith("created,ref,kind")
+    assert len(text.splitlines()) == 3
+
+    # Outsiders: another top agent sees none of it.
+    _, x = await _register(stack, http, admin, "rival")
+    for path in (
+        f"/api/v1/agents/{a_id}",
+        f"/api/v1/agents/{c['id']}/commissions",
+        f"/api/v1/payments?merchant_id={shop['id']}",
+    ):
+        status, body = await x.call("GET", path)
+        assert status == 403 and body["error"]["type"] == "permission_error", (path, body)
+    status, _ = await x.call("GET", f"/api/v1/payments/{paid['id']}")
+    assert status == 404
+    status, body = await c_owner.call("GET", f"/api/v1/agents/{b['id']}")
+    assert status == 403, "a child cannot look up at its parent"
+    status, body = await x.call(
+        "PUT", f"/api/v1/agents/{c['id']}/policies/USD", {"mode": "markup", "rate_bps": 200}
+    )
+    assert status == 403
+
+
+async def _csv(who: Portal, path: str) -> tuple[int, str]:
+    async with who.http.get(
+        who.stack.url + path, headers={"Authorization": f"Bearer {who.access}"}
+    ) as response:
+        assert response.content_type == "text/csv"
+        return response.status, await response.text()
+
+
+async def test_grants_limit_what_a_parent_lets_a_child_do(stack: Stack, http) -> None:
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "granter")
+    b, b_owner = await _open_agent(a, a_id, "limited", ["view_children"])
+    status, body = await b_owner.call(
+        "POST",
+        f"/api/v1/agents/{b['id']}/subordinates",
+        {"type": "agent", "name": "x", "email": _email("x"), "password": PASSWORD},
+    )
+    assert status == 403 and body["error"]["code"] == "grant_missing"
+    status, body = await b_owner.call("PUT", f"/api/v1/agents/{b['id']}", {"grants": ["set_rates"]})
+    assert status == 403 and body["error"]["code"] == "not_own_grants"
+    status, body = await a.call(
+        "PUT", f"/api/v1/agents/{b['id']}", {"grants": ["open_children", "view_children"]}
+    )
+    assert status == 200 and body["grants"] == ["open_children", "view_children"]
+    status, body = await b_owner.call(
+        "POST",
+        f"/api/v1/agents/{b['id']}/subordinates",
+        {
+            "type": "agent",
+            "name": "x",
+            "email": _email("x"),
+            "password": PASSWORD,
+            "grants": ["set_rates"],
+        },
+    )
+    assert status == 403 and body["error"]["code"] == "privilege_escalation"
+    status, c = await b_owner.call(
+        "POST",
+        f"/api/v1/agents/{b['id']}/subordinates",
+        {"type": "agent", "name": "x", "email": _email("x"), "password": PASSWORD},
+    )
+    assert status == 201
+    status, body = await b_owner.call("PUT", f"/api/v1/agents/{c['id']}", {"status": "suspended"})
+    assert status == 403 and body["error"]["code"] == "grant_missing"
+    status, body = await a.call("PUT", f"/api/v1/agents/{c['id']}", {"status": "suspended"})
+    assert status == 200 and body["status"] == "suspended", "the grandparent holds the grant"
+
+
+async def test_moving_a_subtree_is_one_audited_operation(stack: Stack, http) -> None:
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "from")
+    x_id, _ = await _register(stack, http, admin, "to")
+    grants = ["open_children", "view_children"]
+    b, b_owner = await _open_agent(a, a_id, "branch", grants)
+    c, _ = await _open_agent(b_owner, b["id"], "leaf", grants)
+    status, body = await a.call(
+        "POST", f"/api/v1/agents/{x_id}/subordinates", {"type": "agent", "agent_id": b["id"]}
+    )
+    assert status == 403, "only the platform moves existing agents"
+    status, body = await admin.call(
+        "POST", f"/api/v1/agents/{c['id']}/subordinates", {"type": "agent", "agent_id": b["id"]}
+    )
+    assert status == 409 and body["error"]["code"] == "invalid_move"
+    status, moved = await admin.call(
+        "POST", f"/api/v1/agents/{x_id}/subordinates", {"type": "agent", "agent_id": b["id"]}
+    )
+    assert status == 200 and moved["path"] == [x_id, b["id"]] and moved["parent_id"] == x_id
+    status, leaf = await admin.call("GET", f"/api/v1/agents/{c['id']}")
+    assert leaf["path"] == [x_id, b["id"], c["id"]], "the whole subtree moved"
+    status, _ = await a.call("GET", f"/api/v1/agents/{c['id']}")
+    assert status == 403, "the old parent lost sight of it"
+    record = (await audit.query(stack.pg, action="agent.move", target=f"agent:{b['id']}"))[0]
+    assert record["after"] == {"parent_id": x_id, "agents_moved": 2}
