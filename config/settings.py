@@ -146,6 +146,11 @@ class Auth(Base):
     country_header: str
 
 
+class Secrets(Base):
+    keys: dict[str, str]
+    active: str
+
+
 class Settings(Base):
     gateway: Gateway
     postgres: Postgres
@@ -165,6 +170,7 @@ class Settings(Base):
     supervisor: Supervisor
     logging: Logging
     auth: Auth
+    secrets: Secrets
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

@@ -25,8 +25,8 @@ PERMISSIONS: dict[str, frozenset[Realm]] = {
     "refunds:read": frozenset(Realm),
     "refunds:create": frozenset({Realm.PLATFORM, Realm.MERCHANT}),
     "events:resend": frozenset({Realm.PLATFORM, Realm.MERCHANT}),
-    "merchants:read": frozenset({Realm.PLATFORM, Realm.AGENT}),
-    "merchants:write": frozenset({Realm.PLATFORM}),
+    "merchants:read": frozenset(Realm),
+    "merchants:write": frozenset(Realm),
     "agents:read": frozenset({Realm.PLATFORM, Realm.AGENT}),
     "agents:write": frozenset({Realm.PLATFORM, Realm.AGENT}),
     "commission:read": frozenset({Realm.PLATFORM, Realm.AGENT}),
@@ -59,6 +59,7 @@ def _role(role_id: str, realm: Realm, name: str, *permissions: str) -> RoleSpec:
 
 
 _READ_MONEY = ("payments:read", "refunds:read", "settlements:read")
+_MERCHANT_READ = (*_READ_MONEY, "merchants:read")
 
 BUILTIN_ROLES: tuple[RoleSpec, ...] = (
     _role(
@@ -107,7 +108,8 @@ BUILTIN_ROLES: tuple[RoleSpec, ...] = (
         "merchant_owner",
         Realm.MERCHANT,
         "Merchant owner",
-        *_READ_MONEY,
+        *_MERCHANT_READ,
+        "merchants:write",
         "payments:create",
         "payments:cancel",
         "refunds:create",
@@ -116,13 +118,14 @@ BUILTIN_ROLES: tuple[RoleSpec, ...] = (
         "users:read",
         "users:manage",
     ),
-    _role("merchant_staff", Realm.MERCHANT, "Merchant staff (read-only)", *_READ_MONEY),
+    _role("merchant_staff", Realm.MERCHANT, "Merchant staff (read-only)", *_MERCHANT_READ),
     _role(
         "agent_owner",
         Realm.AGENT,
         "Agent owner",
         *_READ_MONEY,
         "merchants:read",
+        "merchants:write",
         "agents:read",
         "agents:write",
         "commission:read",

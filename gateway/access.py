@@ -101,12 +101,17 @@ def sees(who: Principal, merchant_id: str) -> bool:
     return who.realm is not Realm.AGENT and owns(who, merchant_owned(merchant_id))
 
 
+async def merchant_owner(e: Edge, merchant_id: str) -> Owner:
+    """A merchant as a resource: itself, and every agent above it."""
+    return merchant_owned(merchant_id, await agents.merchant_agents(e.pg, merchant_id))
+
+
 async def visible(e: Edge, who: Principal, merchant_id: str) -> bool:
     """Whether a merchant's data is visible to this principal, agents included: an agent sees
     the merchants below it when its parent granted it that."""
     if who.realm is not Realm.AGENT:
         return owns(who, merchant_owned(merchant_id))
-    return owns(who, merchant_owned(merchant_id, await agents.merchant_agents(e.pg, merchant_id)))
+    return owns(who, await merchant_owner(e, merchant_id))
 
 
 def idempotency_scope(who: Principal) -> str:
@@ -188,11 +193,8 @@ async def identify(request: web.Request, body: bytes) -> Caller:
     principal = await user_principal(e, token)
     merchant = None
     if principal.realm is Realm.MERCHANT and principal.org_id:
+        # Its users may read and manage an inactive merchant; taking payments checks `active`.
         merchant = await e.merchants.merchant(principal.org_id)
-        if merchant is None or not merchant.active:
-            raise ApiError(
-                403, "permission_error", "merchant_inactive", "the merchant is not active"
-            )
     return Caller(principal, merchant)
 
 

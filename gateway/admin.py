@@ -41,7 +41,7 @@ from gateway.identity_schemas import (
     SettingsView,
 )
 from gateway.sessions import user_view
-from gateway.state import decode, edge, json_answer, page_limit
+from gateway.state import decode, edge, int_query, json_answer, page_limit
 from infra import audit, identity, policy
 from infra.identity import User
 
@@ -322,16 +322,6 @@ async def put_settings(request: web.Request) -> web.Response:
     return json_answer(SettingsView("settings", version + 1, msgspec.to_builtins(updated)))
 
 
-def _int_query(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid("invalid_field", f"{name} must be an integer", name) from None
-
-
 async def list_audit(request: web.Request) -> web.Response:
     """Newest first; filter by action (or its prefix, e.g. `auth`), actor, target and time
     (`since`/`until`, unix seconds); page with `starting_after` (a seq)."""
@@ -339,7 +329,7 @@ async def list_audit(request: web.Request) -> web.Response:
     who = await _caller(request)
     await require(request, who, "audit:read", PLATFORM_OWNED)
     limit = page_limit(request, 20)
-    since, until = _int_query(request, "since"), _int_query(request, "until")
+    since, until = int_query(request, "since"), int_query(request, "until")
     records = await audit.query(
         e.pg,
         action=request.query.get("action"),
@@ -347,7 +337,7 @@ async def list_audit(request: web.Request) -> web.Response:
         target=request.query.get("target"),
         since_us=since * 1_000_000 if since is not None else None,
         until_us=until * 1_000_000 if until is not None else None,
-        before_seq=_int_query(request, "starting_after"),
+        before_seq=int_query(request, "starting_after"),
         limit=limit + 1,
     )
     data = [{"object": "audit_record", **r} for r in records[:limit]]

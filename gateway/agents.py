@@ -20,11 +20,12 @@ import msgspec
 from aiohttp import web
 
 from domain.access import Owner, Principal, Realm
-from domain.agents import ALL_GRANTS, REVIEW_STEPS, AgentStatus, Grant, can_move
-from domain.commission import Mode, PricingError, Rate, check_chain
+from domain.agents import ALL_GRANTS, Grant
+from domain.commission import Mode, PricingError, Rate
 from domain.credentials import PasswordRejected, check_password, hash_password
 from domain.ids import new_id
 from domain.money import format_amount
+from domain.onboarding import Onboarding, can_move, platform_only
 from gateway.access import actor, client_ip, identify, require
 from gateway.agent_schemas import (
     AgentView,
@@ -38,7 +39,7 @@ from gateway.agent_schemas import (
     UpdateAgent,
 )
 from gateway.errors import ApiError, invalid
-from gateway.state import REQUEST_ID, Edge, decode, edge, json_answer, page_limit
+from gateway.state import REQUEST_ID, Edge, decode, edge, int_query, json_answer, page_limit
 from infra import agents, audit, identity
 from infra.merchants import create_merchant
 
@@ -114,7 +115,7 @@ async def register(request: web.Request) -> web.Response:
             name=req.name,
             email=req.email,
             parent_id=None,
-            status=AgentStatus.SUBMITTED.value,
+            status=Onboarding.SUBMITTED.value,
             grants=sorted(ALL_GRANTS),
         )
         user_id = await _new_owner_user(e, conn, agent_id, req.email, req.password)
@@ -146,15 +147,15 @@ async def update_agent(request: web.Request) -> web.Response:
     own = who.realm is Realm.AGENT and who.org_id == row["id"]
     changes: dict[str, Any] = {}
     if req.status is not None:
-        target = AgentStatus(req.status)
-        if target in REVIEW_STEPS or row["status"] == AgentStatus.APPROVED:
+        target = Onboarding(req.status)
+        if platform_only(Onboarding(row["status"]), target):
             if who.realm is not Realm.PLATFORM:
                 raise _forbidden("platform_only", "reviews and activation are the platform's")
         elif own:
             raise _forbidden("not_own_status", "an agent cannot suspend or reactivate itself")
         else:
             _require_grant(who, row, Grant.SUSPEND_CHILDREN)
-        if not can_move(AgentStatus(row["status"]), target):
+        if not can_move(Onboarding(row["status"]), target):
             raise invalid(
                 "invalid_transition",
                 f"an agent in status {row['status']} cannot become {target.value}",
@@ -198,7 +199,7 @@ async def add_subordinate(request: web.Request) -> web.Response:
     parent, owner = await _agent_owner(e, request.match_info["id"])
     await require(request, who, "agents:write", owner)
     req = decode(body, Subordinate)  # type: ignore[arg-type]
-    if parent["status"] != AgentStatus.ACTIVE:
+    if parent["status"] != Onboarding.ACTIVE:
         raise invalid("agent_inactive", "only an active agent takes subordinates", status=409)
     attaching = req.agent_id if isinstance(req, SubAgent) else req.merchant_id
     if attaching is not None and who.realm is not Realm.PLATFORM:
@@ -244,7 +245,7 @@ async def _sub_agent(
             name=req.name,
             email=req.email,
             parent_id=parent["id"],
-            status=AgentStatus.ACTIVE.value,
+            status=Onboarding.ACTIVE.value,
             grants=sorted(granted),
         )
         await _new_owner_user(e, conn, agent_id, req.email, req.password)
@@ -274,7 +275,7 @@ async def _sub_merchant(
                 raise invalid(
                     "missing_field", "name, notify_url and currencies open a merchant", "name"
                 )
-            await _check_merchant_price(
+            await check_merchant_price(
                 conn, parent["id"], req.currencies, Rate(req.fee_bps, req.fee_fixed_minor)
             )
             created = await create_merchant(
@@ -298,17 +299,14 @@ async def _sub_merchant(
     return json_answer({"object": "merchant", "agent_id": parent["id"], **answer}, 201)
 
 
-async def _check_merchant_price(
+async def check_merchant_price(
     conn: asyncpg.Connection, agent_id: str, currencies: list[str], price: Rate
 ) -> None:
     """A merchant's price is never below what its agent pays for any of its currencies."""
-    for currency in currencies:
-        policy = await agents.policy_in_force(conn, agent_id, currency)
-        if policy is not None:
-            try:
-                check_chain([agents.terms_of(policy)], price)
-            except PricingError as exc:
-                raise invalid("rate_below_cost", f"{currency}: {exc}", "fee_bps") from None
+    try:
+        await agents.check_merchant_price(conn, agent_id, currencies, price)
+    except PricingError as exc:
+        raise invalid("rate_below_cost", str(exc), "fee_bps") from None
 
 
 async def put_policy(request: web.Request) -> web.Response:
@@ -415,7 +413,7 @@ async def price_merchant(request: web.Request) -> web.Response:
             raise invalid(
                 "resource_missing", "no such merchant under this agent", "merchantId", 404
             )
-        await _check_merchant_price(
+        await check_merchant_price(
             conn, row["id"], list(current["currencies"]), Rate(req.fee_bps, req.fee_fixed_minor)
         )
         await conn.execute(
@@ -437,16 +435,6 @@ async def price_merchant(request: web.Request) -> web.Response:
     )
 
 
-def _int_query(request: web.Request, name: str) -> int | None:
-    raw = request.query.get(name)
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise invalid("invalid_field", f"{name} must be an integer", name) from None
-
-
 async def commissions(request: web.Request) -> web.Response:
     """An agent's commission records, newest first, and totals per currency for the period
     (`since`/`until`, unix seconds; `currency`); `starting_after` pages; `format=csv` exports
@@ -456,7 +444,7 @@ async def commissions(request: web.Request) -> web.Response:
     row, owner = await _agent_owner(e, request.match_info["id"])
     await require(request, who, "commission:read", owner)
     currency = request.query.get("currency")
-    since, until = _int_query(request, "since"), _int_query(request, "until")
+    since, until = int_query(request, "since"), int_query(request, "until")
     bounds = [
         row["id"],
         currency,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -13,7 +14,17 @@ from aiohttp import web
 from adapters.registry import build_adapter
 from config import Settings
 from domain.ids import random_hex
-from gateway import admin, agents, callbacks, cashier, ops, payments, refunds, sessions
+from gateway import (
+    admin,
+    agents,
+    callbacks,
+    cashier,
+    merchants,
+    ops,
+    payments,
+    refunds,
+    sessions,
+)
 from gateway.access import Keyring, PolicyCache
 from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
@@ -25,8 +36,10 @@ from infra.logs import request_id
 from infra.merchants import MerchantDirectory
 from infra.ratelimit import RateLimiter
 from infra.redispipe import RedisPipe
+from infra.secretbox import SecretBox
 
 log = logging.getLogger("juhe.gateway")
+KEY_USAGE_FLUSH_S = 5.0
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 
@@ -66,6 +79,16 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+async def _record_key_usage(merchants: MerchantDirectory) -> None:
+    """API keys' last-used times reach the database every few seconds, off the request path."""
+    while True:
+        await asyncio.sleep(KEY_USAGE_FLUSH_S)
+        try:
+            await merchants.flush_usage()
+        except Exception:
+            log.exception("could not record API key usage")
+
+
 def create_app(settings: Settings) -> web.Application:
     app = web.Application(
         middlewares=[edge_middleware], client_max_size=settings.gateway.max_body_bytes
@@ -94,9 +117,13 @@ def create_app(settings: Settings) -> web.Application:
             keyring=Keyring(pg, settings.auth.key_cache_s, settings.auth.access_ttl_s),
             policy=PolicyCache(pg),
             limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
+            box=SecretBox(settings.secrets.keys, settings.secrets.active),
         )
         await identity.sync_builtin_roles(pg)
+        usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
         yield
+        usage.cancel()
+        await app[EDGE].merchants.flush_usage()
         await http.close()
         await pipe.close()
         await redis.aclose()
@@ -131,6 +158,14 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/admin/audit", admin.list_audit)
     r.add_get("/api/v1/admin/audit/verify", admin.verify_audit)
     r.add_post("/api/v1/admin/merchants/{id}/keys", admin.create_api_key)
+    r.add_post("/api/v1/merchants/register", merchants.register)
+    r.add_get("/api/v1/merchants/{id}", merchants.get_merchant)
+    r.add_put("/api/v1/merchants/{id}", merchants.update_merchant)
+    r.add_put("/api/v1/merchants/{id}/payment-config", merchants.payment_config)
+    r.add_get("/api/v1/merchants/{id}/transactions", merchants.transactions)
+    r.add_get("/api/v1/merchants/{id}/keys", merchants.list_keys)
+    r.add_post("/api/v1/merchants/{id}/keys/{keyId}/rotate", merchants.rotate_key)
+    r.add_post("/api/v1/merchants/{id}/keys/{keyId}/revoke", merchants.revoke_key)
     r.add_post("/api/v1/agents/register", agents.register)
     r.add_get("/api/v1/agents/{id}", agents.get_agent)
     r.add_put("/api/v1/agents/{id}", agents.update_agent)

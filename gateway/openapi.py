@@ -11,6 +11,7 @@ import orjson
 
 from gateway import agent_schemas as ags
 from gateway import identity_schemas as ids
+from gateway import merchant_schemas as mss
 from gateway.schemas import CreatePayment, CreateRefund, Error, Payment, PaymentList, Refund
 
 _REF = "#/components/schemas/{name}"
@@ -42,6 +43,10 @@ _IDENTITY_SCHEMAS = [
     ags.PutPolicy,
     ags.PolicyView,
     ags.MerchantPricing,
+    mss.RegisterMerchant,
+    mss.UpdateMerchant,
+    mss.PaymentConfig,
+    mss.RotateKey,
 ]
 # (method, path, summary, request body, answer status, answer schema, bearer-only)
 _IDENTITY_OPS = [
@@ -169,9 +174,61 @@ _IDENTITY_OPS = [
 ]
 
 
+_MERCHANT_OPS = [
+    (
+        "post",
+        "/api/v1/merchants/register",
+        "Apply as a merchant, with KYC",
+        "RegisterMerchant",
+        201,
+        None,
+        False,
+    ),
+    ("get", "/api/v1/merchants/{id}", "Retrieve a merchant", None, 200, None, True),
+    (
+        "put",
+        "/api/v1/merchants/{id}",
+        "Update or review a merchant",
+        "UpdateMerchant",
+        200,
+        None,
+        True,
+    ),
+    (
+        "put",
+        "/api/v1/merchants/{id}/payment-config",
+        "Payment configuration",
+        "PaymentConfig",
+        200,
+        None,
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/merchants/{id}/transactions",
+        "Payments (status, currency, since, until; format=csv)",
+        None,
+        200,
+        None,
+        True,
+    ),
+    ("get", "/api/v1/merchants/{id}/keys", "API keys", None, 200, None, True),
+    (
+        "post",
+        "/api/v1/merchants/{id}/keys/{keyId}/rotate",
+        "Rotate a key with an overlap",
+        "RotateKey",
+        201,
+        None,
+        True,
+    ),
+    ("post", "/api/v1/merchants/{id}/keys/{keyId}/revoke", "Revoke a key", None, 200, None, True),
+]
+
+
 def _identity_paths() -> dict[str, dict[str, Any]]:
     paths: dict[str, dict[str, Any]] = {}
-    for method, path, summary, request, status, answer, bearer in _IDENTITY_OPS:
+    for method, path, summary, request, status, answer, bearer in _IDENTITY_OPS + _MERCHANT_OPS:
         op: dict[str, Any] = {
             "summary": summary,
             "responses": {

@@ -68,7 +68,8 @@ async def create_payment(request: web.Request) -> web.Response:
     caller = await identify(request, body)
     await require(request, caller.principal, "payments:create")
     merchant = caller.merchant
-    assert merchant is not None  # payments:create is a merchant-realm permission
+    if merchant is None or not merchant.active:  # signed keys are refused earlier
+        raise ApiError(403, "permission_error", "merchant_inactive", "the merchant is not active")
     key = idempotency_key(request)
     req = decode(body, CreatePayment)
     amount = amount_of(req.amount, req.currency)

@@ -20,6 +20,7 @@ from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory
 from infra.ratelimit import RateLimiter
+from infra.secretbox import SecretBox
 
 if TYPE_CHECKING:
     from gateway.access import Keyring, PolicyCache
@@ -39,6 +40,7 @@ class Edge:
     keyring: Keyring
     policy: PolicyCache
     limiter: RateLimiter
+    box: SecretBox
 
 
 T = TypeVar("T")
@@ -84,3 +86,13 @@ def json_answer(value: Any, status: int = 200) -> web.Response:
     """A msgspec struct or plain data as a JSON response."""
     body = msgspec.json.encode(value) if isinstance(value, msgspec.Struct) else orjson.dumps(value)
     return web.Response(body=body, status=status, content_type="application/json")
+
+
+def int_query(request: web.Request, name: str) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise invalid("invalid_field", f"{name} must be an integer", name) from None

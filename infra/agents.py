@@ -12,7 +12,7 @@ from datetime import datetime
 
 import asyncpg
 
-from domain.commission import AgentTerms, Mode, Rate
+from domain.commission import AgentTerms, Mode, PricingError, Rate, check_chain
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -176,6 +176,19 @@ async def policy_in_force(
         currency,
         at,
     )
+
+
+async def check_merchant_price(
+    conn: Conn, agent_id: str, currencies: list[str], price: Rate
+) -> None:
+    """Raise PricingError if the price is below the agent's own rate for any currency."""
+    for currency in currencies:
+        policy = await policy_in_force(conn, agent_id, currency)
+        if policy is not None:
+            try:
+                check_chain([terms_of(policy)], price)
+            except PricingError as exc:
+                raise PricingError(f"{currency}: {exc}") from None
 
 
 def terms_of(row: asyncpg.Record) -> AgentTerms:

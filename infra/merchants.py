@@ -68,37 +68,65 @@ class MerchantDirectory:
         self._miss_ttl = miss_ttl_s
         self._keys: dict[str, tuple[float, ApiKey | None]] = {}
         self._merchants: dict[str, tuple[float, Merchant | None]] = {}
+        self._used: dict[str, float] = {}
 
     async def key(self, key_id: str) -> ApiKey | None:
         hit = self._keys.get(key_id)
         now = time.monotonic()
         if hit and hit[0] > now:
+            if hit[1] is not None:
+                self._used[key_id] = time.time()
             return hit[1]
         row = await self._pg.fetchrow(
-            "SELECT key_id, merchant_id, secret, permissions FROM api_keys "
-            "WHERE key_id = $1 AND revoked_at IS NULL",
+            "SELECT key_id, merchant_id, secret, permissions, "
+            "extract(epoch FROM expires_at - now()) AS expires_in FROM api_keys "
+            "WHERE key_id = $1 AND revoked_at IS NULL "
+            "AND (expires_at IS NULL OR expires_at > now())",
             key_id,
         )
-        key = (
-            ApiKey(
-                row["key_id"],
-                row["merchant_id"],
-                signer(row["secret"].encode()),
-                Principal(
-                    kind="api_key",
-                    id=row["key_id"],
-                    realm=Realm.MERCHANT,
-                    org_id=row["merchant_id"],
-                    permissions=API_KEY_PERMISSIONS
-                    if row["permissions"] is None
-                    else frozenset(row["permissions"]),
-                ),
-            )
-            if row
-            else None
+        if row is None:
+            self._keys[key_id] = (now + self._miss_ttl, None)
+            return None
+        key = ApiKey(
+            row["key_id"],
+            row["merchant_id"],
+            signer(row["secret"].encode()),
+            Principal(
+                kind="api_key",
+                id=row["key_id"],
+                realm=Realm.MERCHANT,
+                org_id=row["merchant_id"],
+                permissions=API_KEY_PERMISSIONS
+                if row["permissions"] is None
+                else frozenset(row["permissions"]),
+            ),
         )
-        self._keys[key_id] = (now + (self._ttl if key else self._miss_ttl), key)
+        # A key rotated out with an overlap is not trusted past its expiry, cached or not.
+        life = self._ttl if row["expires_in"] is None else min(self._ttl, float(row["expires_in"]))
+        self._keys[key_id] = (now + life, key)
+        self._used[key_id] = time.time()
         return key
+
+    def forget(self, merchant_id: str | None = None, key_id: str | None = None) -> None:
+        """Drop cached entries this process changed (other processes follow within the TTL)."""
+        if merchant_id is not None:
+            self._merchants.pop(merchant_id, None)
+        if key_id is not None:
+            self._keys.pop(key_id, None)
+
+    async def flush_usage(self) -> int:
+        """Write keys' last-used times, batched: the request path only notes them in memory."""
+        used, self._used = self._used, {}
+        if used:
+            await self._pg.execute(
+                """UPDATE api_keys k SET last_used_at = to_timestamp(u.t)
+                   FROM unnest($1::text[], $2::float8[]) AS u(id, t)
+                   WHERE k.key_id = u.id
+                     AND (k.last_used_at IS NULL OR k.last_used_at < to_timestamp(u.t))""",
+                list(used),
+                list(used.values()),
+            )
+        return len(used)
 
     async def merchant(self, merchant_id: str) -> Merchant | None:
         hit = self._merchants.get(merchant_id)

@@ -4,14 +4,17 @@ isolation, and moving a subtree."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from domain.access import Realm
+from domain.commission import Mode, Rate
 from gateway.client import MerchantClient
-from infra import audit
+from infra import agents, audit
 from tests.conftest import Receiver, wait_status
 from tests.portal import PASSWORD, Portal, make_user
 from tests.stack import Stack
@@ -180,6 +183,22 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     assert report["totals"] == {"USD": {"amount": "4.20", "count": 2}}
     assert report["data"][0]["kind"] == "refund" and report["data"][0]["amount"] == "-2.80"
     assert report["data"][0]["ref"] == refund["id"]
+    # Every agent's commission rows add up to its ledger balance, refund included.
+    sums = dict(
+        await stack.pg.fetch(
+            "SELECT 'agent:' || agent_id || ':commission', sum(amount) FROM commissions "
+            "WHERE agent_id = ANY($1::text[]) GROUP BY agent_id",
+            list(expected),
+        )
+    )
+    balances = dict(
+        await stack.pg.fetch(
+            "SELECT name, balance FROM ledger_accounts WHERE name = ANY($1::text[])",
+            list(sums),
+        )
+    )
+    assert sums == {name: -balance for name, balance in balances.items()}
+    assert sums[f"agent:{c['id']}:commission"] == 420
     status, text = await _csv(c_owner, f"/api/v1/agents/{c['id']}/commissions?format=csv")
     assert status == 200 and text.splitlines()[0].startswith("created,ref,kind")
     assert len(text.splitlines()) == 3
@@ -276,3 +295,48 @@ async def test_moving_a_subtree_is_one_audited_operation(stack: Stack, http) -> 
     assert status == 403, "the old parent lost sight of it"
     record = (await audit.query(stack.pg, action="agent.move", target=f"agent:{b['id']}"))[0]
     assert record["after"] == {"parent_id": x_id, "agents_moved": 2}
+
+
+async def test_chain_cache_follows_policy_changes_and_effective_times(
+    stack: Stack, new_merchant
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    top, kid = f"agt_cache{time.time_ns()}", f"agt_cachekid{time.time_ns()}"
+    now = datetime.now(UTC)
+    async with stack.pg.acquire() as conn, conn.transaction():
+        for agent_id, parent in ((top, None), (kid, top)):
+            await agents.create_agent(
+                conn,
+                agent_id=agent_id,
+                name=agent_id,
+                email=f"{agent_id}@example.com",
+                parent_id=parent,
+                status="active",
+                grants=[],
+            )
+        await agents.place_merchant(conn, shop.merchant_id, kid)
+        for agent_id, bps in ((top, 100), (kid, 150)):
+            await agents.set_policy(
+                conn, agent_id, agents.PolicyInput("*", Mode.MARKUP, Rate(bps)), now, "test"
+            )
+    cache = agents.ChainCache()
+    key = (shop.merchant_id, "USD")
+    chains = await cache.chains(stack.pg, {key})
+    assert [(t.agent_id, t.rate.bps) for t in chains[key]] == [(top, 100), (kid, 150)]
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await agents.set_policy(
+            conn, kid, agents.PolicyInput("USD", Mode.MARKUP, Rate(160)), now, "test"
+        )
+        await agents.set_policy(
+            conn,
+            top,
+            agents.PolicyInput("USD", Mode.MARKUP, Rate(120)),
+            now + timedelta(seconds=1.5),
+            "test",
+        )
+    chains = await cache.chains(stack.pg, {key})
+    assert [t.rate.bps for t in chains[key]] == [100, 160], "changed now; the other not yet"
+    await asyncio.sleep(1.6)
+    chains = await cache.chains(stack.pg, {key})
+    assert [t.rate.bps for t in chains[key]] == [120, 160], "in force once its time came"
