@@ -23,6 +23,7 @@ class PaymentIntent(Message, frozen=True, kw_only=True):
     merchant_order_id: str
     amount: str
     currency: str
+    method: str | None = None  # card, ewallet, bank_transfer, crypto
     description: str | None = None
     customer_email: str | None = None
     customer_ip: str | None = None

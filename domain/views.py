@@ -26,6 +26,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "status": p["status"],
         "amount": format_amount(int(p["amount"]), currency),
         "currency": currency,
+        "method": p.get("method"),
         "merchant_order_id": p["merchant_order_id"],
         "description": p.get("description"),
         "metadata": p.get("metadata"),

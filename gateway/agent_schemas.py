@@ -72,6 +72,7 @@ Subordinate = SubAgent | SubMerchant
 class PutPolicy(msgspec.Struct, forbid_unknown_fields=True):
     mode: Literal["markup", "percentage", "fixed"]
     rate_bps: Bps
+    method: Literal["card", "ewallet", "bank_transfer", "crypto", "*"] = "*"
     rate_fixed: Minor = 0
     share_bps: Bps = 0
     share_fixed: Minor = 0
@@ -82,6 +83,7 @@ class PolicyView(msgspec.Struct):
     object: Literal["commission_policy"]
     agent_id: str
     currency: str
+    method: str
     mode: str
     rate_bps: int
     rate_fixed: int

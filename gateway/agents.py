@@ -332,11 +332,13 @@ async def put_policy(request: web.Request) -> web.Response:
         datetime.fromtimestamp(req.effective_from, UTC) if req.effective_from else datetime.now(UTC)
     )
     async with e.pg.acquire() as conn, conn.transaction():
-        await _check_rate_fits(conn, row, currency, rate)
+        await _check_rate_fits(conn, row, currency, req.method, rate)
         version = await agents.set_policy(
             conn,
             row["id"],
-            agents.PolicyInput(currency, Mode(req.mode), rate, req.share_bps, req.share_fixed),
+            agents.PolicyInput(
+                currency, Mode(req.mode), rate, req.share_bps, req.share_fixed, req.method
+            ),
             effective,
             who.actor,
         )
@@ -352,6 +354,7 @@ async def put_policy(request: web.Request) -> web.Response:
             "commission_policy",
             row["id"],
             currency,
+            req.method,
             req.mode,
             req.rate_bps,
             req.rate_fixed,
@@ -364,15 +367,15 @@ async def put_policy(request: web.Request) -> web.Response:
 
 
 async def _check_rate_fits(
-    conn: asyncpg.Connection, agent: asyncpg.Record, currency: str, rate: Rate
+    conn: asyncpg.Connection, agent: asyncpg.Record, currency: str, method: str, rate: Rate
 ) -> None:
     if agent["parent_id"] is not None:
-        above = await agents.policy_in_force(conn, agent["parent_id"], currency)
+        above = await agents.policy_in_force(conn, agent["parent_id"], currency, method)
         if above is not None and not rate.at_least(agents.terms_of(above).rate):
             raise invalid("rate_below_cost", "the rate is below the parent's own cost", "rate_bps")
     children = await conn.fetch("SELECT id FROM agents WHERE parent_id = $1", agent["id"])
     for child in children:
-        below = await agents.policy_in_force(conn, child["id"], currency)
+        below = await agents.policy_in_force(conn, child["id"], currency, method)
         if below is not None and not agents.terms_of(below).rate.at_least(rate):
             raise invalid(
                 "rate_above_children",

@@ -25,6 +25,7 @@ class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
     amount: AmountText
     currency: CurrencyCode
     merchant_order_id: OrderId
+    method: Literal["card", "ewallet", "bank_transfer", "crypto"] | None = None
     description: Annotated[str, Meta(max_length=500)] | None = None
     customer: Customer | None = None
     notify_url: Url | None = None
@@ -60,6 +61,7 @@ class Payment(msgspec.Struct):
     ]
     amount: str
     currency: str
+    method: str | None
     merchant_order_id: str
     description: str | None
     metadata: dict[str, str] | None

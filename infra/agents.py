@@ -128,6 +128,7 @@ class PolicyInput:
     rate: Rate
     share_bps: int = 0
     share_fixed: int = 0
+    method: str = "*"
 
 
 async def set_policy(
@@ -137,17 +138,16 @@ async def set_policy(
     effective_from: datetime,
     set_by: str,
 ) -> int:
-    """A new version of the agent's policy for this currency; returns its version."""
+    """A new version of the agent's policy for this method and currency; returns its version."""
     await conn.execute(
         "SELECT pg_advisory_xact_lock(hashtext('juhe.commission_policies.' || $1))", agent_id
     )
     version = await conn.fetchval(
         """INSERT INTO commission_policies (agent_id, currency, mode, rate_bps, rate_fixed,
                                             share_bps, share_fixed, effective_from, version,
-                                            set_by)
-           SELECT $1, $2, $3, $4, $5, $6, $7, $8,
-                  coalesce(max(version), 0) + 1, $9
-           FROM commission_policies WHERE agent_id = $1 AND currency = $2
+                                            set_by, method)
+           SELECT $1, $2, $3, $4, $5, $6, $7, $8, coalesce(max(version), 0) + 1, $9, $10
+           FROM commission_policies WHERE agent_id = $1 AND currency = $2 AND method = $10
            RETURNING version""",
         agent_id,
         policy.currency,
@@ -158,22 +158,29 @@ async def set_policy(
         policy.share_fixed,
         effective_from,
         set_by,
+        policy.method,
     )
     await bump(conn)
     return int(version)
 
 
+# The most specific policy wins (method and currency before either alone before '*'), then
+# the newest in force.
+_MOST_SPECIFIC = "(method = '*')::int + (currency = '*')::int, effective_from DESC, version DESC"
+
+
 async def policy_in_force(
-    conn: Conn, agent_id: str, currency: str, at: datetime | None = None
+    conn: Conn, agent_id: str, currency: str, method: str = "*", at: datetime | None = None
 ) -> asyncpg.Record | None:
-    """The newest version in force at `at` (now by default), the currency's own before '*'."""
+    """The policy in force at `at` (now by default) for this currency and method."""
     return await conn.fetchrow(
-        """SELECT * FROM commission_policies
-           WHERE agent_id = $1 AND currency IN ($2, '*')
-             AND effective_from <= coalesce($3, now())
-           ORDER BY currency = '*', effective_from DESC, version DESC LIMIT 1""",
+        f"""SELECT * FROM commission_policies
+            WHERE agent_id = $1 AND currency IN ($2, '*') AND method IN ($3, '*')
+              AND effective_from <= coalesce($4, now())
+            ORDER BY {_MOST_SPECIFIC} LIMIT 1""",
         agent_id,
         currency,
+        method,
         at,
     )
 
@@ -201,20 +208,20 @@ def terms_of(row: asyncpg.Record) -> AgentTerms:
     )
 
 
-_CHAINS = """
-SELECT m.id AS merchant_id, c.currency, a.id AS agent_id, nlevel(a.path) AS depth, p.*
-FROM merchants m
+_CHAINS = f"""
+SELECT k.merchant_id, k.currency, k.method, a.id AS agent_id, nlevel(a.path) AS depth, p.*
+FROM unnest($1::text[], $2::text[], $3::text[]) AS k(merchant_id, currency, method)
+JOIN merchants m ON m.id = k.merchant_id
 JOIN agents d ON d.id = m.agent_id
 JOIN agents a ON a.path @> d.path
-CROSS JOIN unnest($2::text[]) AS c(currency)
 JOIN LATERAL (
     SELECT mode, rate_bps, rate_fixed, share_bps, share_fixed
     FROM commission_policies
-    WHERE agent_id = a.id AND currency IN (c.currency, '*') AND effective_from <= now()
-    ORDER BY currency = '*', effective_from DESC, version DESC LIMIT 1
+    WHERE agent_id = a.id AND currency IN (k.currency, '*') AND method IN (k.method, '*')
+      AND effective_from <= now()
+    ORDER BY {_MOST_SPECIFIC} LIMIT 1
 ) p ON true
-WHERE m.id = ANY($1::text[])
-ORDER BY m.id, c.currency, depth
+ORDER BY k.merchant_id, k.currency, k.method, depth
 """
 
 
@@ -230,12 +237,13 @@ class ChainCache:
 
     def __init__(self) -> None:
         self._version = -1
-        self._chains: dict[tuple[str, str], tuple[AgentTerms, ...]] = {}
+        self._chains: dict[tuple[str, str, str], tuple[AgentTerms, ...]] = {}
         self._until = 0.0
 
     async def chains(
-        self, conn: Conn, wanted: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[AgentTerms, ...]]:
+        self, conn: Conn, wanted: set[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], tuple[AgentTerms, ...]]:
+        """Chains by (merchant, currency, payment method or '*')."""
         if not wanted:
             return {}
         version, next_change = await conn.fetchrow(
@@ -248,11 +256,12 @@ class ChainCache:
             self._until = float(next_change) if next_change is not None else float("inf")
         missing = wanted - self._chains.keys()
         if missing:
-            merchants = sorted({m for m, _ in missing})
-            currencies = sorted({c for _, c in missing})
-            found: dict[tuple[str, str], list[AgentTerms]] = {}
-            for row in await conn.fetch(_CHAINS, merchants, currencies):
-                found.setdefault((row["merchant_id"], row["currency"]), []).append(terms_of(row))
+            keys = sorted(missing)
+            columns = [[k[n] for k in keys] for n in range(3)]
+            found: dict[tuple[str, str, str], list[AgentTerms]] = {}
+            for row in await conn.fetch(_CHAINS, *columns):
+                key = (row["merchant_id"], row["currency"], row["method"])
+                found.setdefault(key, []).append(terms_of(row))
             for key in missing:
                 self._chains[key] = tuple(found.get(key, ()))
         return {key: self._chains[key] for key in wanted}

@@ -49,6 +49,7 @@ async def insert_payments(
         [i.merchant_order_id for i in intents],
         [minor(i.amount) for i in intents],
         [i.currency for i in intents],
+        [i.method for i in intents],
         [i.description for i in intents],
         [i.customer_email for i in intents],
         [i.customer_ip for i in intents],
@@ -60,15 +61,15 @@ async def insert_payments(
         [_ts(i.expires_at) for i in intents],
     ]
     await conn.execute(
-        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
-               description, customer_email, customer_ip, notify_url, return_url, metadata,
-               request_id, created_at, expires_at)
-           SELECT u.id, u.m, u.o, u.a::numeric, u.c, 'pending', u.d, u.e, u.ip, u.n, u.r,
+        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, method,
+               status, description, customer_email, customer_ip, notify_url, return_url,
+               metadata, request_id, created_at, expires_at)
+           SELECT u.id, u.m, u.o, u.a::numeric, u.c, u.pm, 'pending', u.d, u.e, u.ip, u.n, u.r,
                   u.md::jsonb, u.rid, u.ca, u.ea
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                       $13::timestamptz[], $14::timestamptz[])
-                AS u(id, m, o, a, c, d, e, ip, n, r, md, rid, ca, ea)
+                       $13::text[], $14::timestamptz[], $15::timestamptz[])
+                AS u(id, m, o, a, c, pm, d, e, ip, n, r, md, rid, ca, ea)
            ON CONFLICT DO NOTHING""",
         *cols,
     )

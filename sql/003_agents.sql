@@ -28,6 +28,7 @@ CREATE INDEX merchants_agent ON merchants (agent_id);
 -- `rate` is what the agent's parent charges it (for a top agent, the platform's price).
 CREATE TABLE commission_policies (
     agent_id        text NOT NULL REFERENCES agents (id),
+    method          text NOT NULL DEFAULT '*',  -- a payment method or '*'
     currency        text NOT NULL,  -- or '*'
     mode            text NOT NULL CHECK (mode IN ('markup', 'percentage', 'fixed')),
     rate_bps        integer NOT NULL CHECK (rate_bps BETWEEN 0 AND 10000),
@@ -38,10 +39,10 @@ CREATE TABLE commission_policies (
     version         integer NOT NULL,
     set_by          text NOT NULL,
     created_at      timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (agent_id, currency, version)
+    PRIMARY KEY (agent_id, method, currency, version)
 );
 CREATE INDEX commission_policies_in_force
-    ON commission_policies (agent_id, currency, effective_from DESC);
+    ON commission_policies (agent_id, method, currency, effective_from DESC);
 CREATE INDEX commission_policies_effective ON commission_policies (effective_from);
 
 -- Each payment's commissions, one row per agent, written with its journal entry: what the

@@ -31,6 +31,10 @@ CREATE TABLE merchant_reviews (
 );
 CREATE INDEX merchant_reviews_merchant ON merchant_reviews (merchant_id, at);
 
+-- The payment method a merchant asked for (card, ewallet, bank_transfer, crypto), if any:
+-- commission policies may differ by method.
+ALTER TABLE payments ADD COLUMN method text;
+
 ALTER TABLE api_keys
     ADD COLUMN expires_at timestamptz,  -- set when a rotation gives the old key an overlap
     ADD COLUMN last_used_at timestamptz;

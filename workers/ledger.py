@@ -110,9 +110,9 @@ class LedgerActor:
         state = {r["id"]: facts(r) for r in rows}
         original = {r["id"]: r["status"] for r in rows}
         paid = {c.payment_id for c in fresh if c.outcome == "paid"}
-        chains = await self.chains.chains(
-            conn, {(r["merchant_id"], r["currency"]) for r in rows if r["id"] in paid}
-        )
+        # Commission policies may differ by payment method; '*' when the payment names none.
+        chain_key = {r["id"]: (r["merchant_id"], r["currency"], r["method"] or "*") for r in rows}
+        chains = await self.chains.chains(conn, {chain_key[i] for i in paid if i in chain_key})
         changes: dict[str, dict[str, Any]] = {}
         entries: list[tuple[str, str, Sequence[Posting]]] = []
         earned: list[tuple[str, str, str, str, int]] = []
@@ -121,7 +121,7 @@ class LedgerActor:
         for c in fresh:
             payment = state.get(c.payment_id)
             price = self.prices.get(c.channel, ChannelPrice(0, 0))
-            chain = chains.get((payment.merchant_id, payment.currency), ()) if payment else ()
+            chain = chains.get(chain_key[payment.id], ()) if payment else ()
             effect = on_callback(payment, c, price, chain)
             results.append(effect.result)
             if payment is None or effect.status is None:

@@ -144,8 +144,9 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
 
     # 1000.00 USD: fee 25.00, channel cost 12.00 (the simulator's 1.20 %).
     _, paid = await client.create_payment(
-        amount="1000.00", currency="USD", merchant_order_id="chain-1"
+        amount="1000.00", currency="USD", merchant_order_id="chain-1", method="card"
     )
+    assert paid["method"] == "card"
     await wait_status(client, paid["id"], {"succeeded"})
     expected = {a_id: "2.00", b["id"]: "3.00", c["id"]: "7.00"}
     for agent_id, owner in ((a_id, a), (b["id"], b_owner), (c["id"], c_owner)):
@@ -321,9 +322,20 @@ async def test_chain_cache_follows_policy_changes_and_effective_times(
                 conn, agent_id, agents.PolicyInput("*", Mode.MARKUP, Rate(bps)), now, "test"
             )
     cache = agents.ChainCache()
-    key = (shop.merchant_id, "USD")
+    key, card = (shop.merchant_id, "USD", "*"), (shop.merchant_id, "USD", "card")
     chains = await cache.chains(stack.pg, {key})
     assert [(t.agent_id, t.rate.bps) for t in chains[key]] == [(top, 100), (kid, 150)]
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await agents.set_policy(
+            conn,
+            kid,
+            agents.PolicyInput("USD", Mode.MARKUP, Rate(170), method="card"),
+            now,
+            "test",
+        )
+    chains = await cache.chains(stack.pg, {key, card})
+    assert [t.rate.bps for t in chains[card]] == [100, 170], "the method's own policy first"
+    assert [t.rate.bps for t in chains[key]] == [100, 150]
     async with stack.pg.acquire() as conn, conn.transaction():
         await agents.set_policy(
             conn, kid, agents.PolicyInput("USD", Mode.MARKUP, Rate(160)), now, "test"
