@@ -72,6 +72,14 @@ async def create_payment(request: web.Request) -> web.Response:
         raise ApiError(403, "permission_error", "merchant_inactive", "the merchant is not active")
     key = idempotency_key(request)
     req = decode(body, CreatePayment)
+    if (
+        req.method is not None
+        and merchant.methods is not None
+        and req.method not in merchant.methods
+    ):
+        raise invalid(
+            "method_not_enabled", f"{req.method} is not enabled for this merchant", "method"
+        )
     amount = amount_of(req.amount, req.currency)
     limits = e.settings.payments
     expires_in = req.expires_in or limits.default_expires_in_s

@@ -29,6 +29,7 @@ class Merchant:
     status: str
     limits: MerchantLimits
     webhook_secret: bytes
+    methods: frozenset[str] | None = None  # the enabled payment methods; None: any
 
     @property
     def active(self) -> bool:
@@ -58,6 +59,7 @@ def _merchant(row: asyncpg.Record) -> Merchant:
             max_amount=amounts(row["max_amount"]),
         ),
         webhook_secret=row["webhook_secret"].encode(),
+        methods=frozenset(m) if (m := orjson.loads(row["config"]).get("methods")) else None,
     )
 
 

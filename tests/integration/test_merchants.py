@@ -270,3 +270,25 @@ async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack
         token="",
     )
     assert status == 404 and body["error"]["param"] == "agent_id"
+
+
+async def test_only_enabled_methods_are_taken(stack: Stack, http, new_merchant) -> None:
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    shop = await new_merchant()
+    status, _ = await shop.create_payment(
+        amount="1.00", currency="USD", merchant_order_id="m0", method="crypto"
+    )
+    assert status == 201, "no methods configured: any"
+    status, _ = await admin.call(
+        "PUT", f"/api/v1/merchants/{shop.merchant_id}/payment-config", {"methods": ["card"]}
+    )
+    assert status == 200
+    status, body = await shop.create_payment(
+        amount="1.00", currency="USD", merchant_order_id="m1", method="crypto"
+    )
+    assert status == 400 and body["error"]["code"] == "method_not_enabled"
+    assert body["error"]["param"] == "method"
+    status, _ = await shop.create_payment(
+        amount="1.00", currency="USD", merchant_order_id="m2", method="card"
+    )
+    assert status == 201
