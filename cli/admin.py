@@ -11,8 +11,7 @@ import os
 import asyncpg
 
 from domain.access import Realm
-from domain.credentials import check_password, hash_password
-from domain.ids import new_id
+from domain.credentials import check_password
 from infra import audit, db, identity, policy
 
 
@@ -30,19 +29,17 @@ async def create_superuser(pool: asyncpg.Pool, email: str, password: str) -> str
     _, settings = await policy.current(pool)
     check_password(password, settings.password_policy, email)
     await identity.sync_builtin_roles(pool)
-    user_id = new_id("usr")
     async with pool.acquire() as conn, conn.transaction():
-        created = await identity.insert_user(
+        user_id = await identity.create_user(
             conn,
-            user_id=user_id,
             email=email,
             realm=Realm.PLATFORM,
             org_id=None,
-            password_hash=hash_password(password),
+            password=password,
+            roles=["platform_admin"],
         )
-        if not created:
+        if user_id is None:
             raise AdminError(f"a user with the e-mail address {email} exists")
-        await identity.set_roles(conn, user_id, ["platform_admin"])
         await audit.append(
             conn,
             _cli_actor(),

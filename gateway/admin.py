@@ -8,7 +8,6 @@ not hold themselves. Every change is audited with its before and after.
 from __future__ import annotations
 
 import re
-import secrets
 from typing import Any
 
 import msgspec
@@ -25,11 +24,10 @@ from domain.access import (
     check_role_permissions,
     merchant_owned,
 )
-from domain.credentials import PasswordRejected, check_password, hash_password
-from domain.ids import new_id
+from domain.credentials import PasswordRejected, check_password
 from domain.policy import PlatformSettings
 from gateway.access import actor, identify, require
-from gateway.errors import ApiError, from_validation, invalid
+from gateway.errors import ApiError, email_taken, from_validation, invalid
 from gateway.identity_schemas import (
     ApiKeyCreated,
     AssignRoles,
@@ -41,15 +39,23 @@ from gateway.identity_schemas import (
     SettingsView,
 )
 from gateway.sessions import user_view
-from gateway.state import decode, edge, int_query, json_answer, page_limit
+from gateway.state import Edge, decode, edge, int_query, json_answer, page_limit
 from infra import audit, identity, policy
 from infra.identity import User
+from infra.merchants import add_api_key
 
 _ROLE_ID = r"^[a-z][a-z0-9_]{2,63}$"
 
 
 def _org_owner(realm: Realm, org_id: str | None) -> Owner:
     return PLATFORM_OWNED if realm is Realm.PLATFORM else Owner(realm, org_id)
+
+
+async def require_strong_password(e: Edge, password: str, email: str) -> None:
+    try:
+        check_password(password, (await e.policy.get()).password_policy, email)
+    except PasswordRejected as exc:
+        raise invalid("weak_password", str(exc), "password") from None
 
 
 async def _caller(request: web.Request, body: bytes = b"") -> Principal:
@@ -127,25 +133,19 @@ async def create_user(request: web.Request) -> web.Response:
     await require(request, who, "users:manage", _org_owner(realm, req.org_id))
     if realm is Realm.MERCHANT and await e.merchants.merchant(req.org_id or "") is None:
         raise invalid("resource_missing", "no such merchant", "org_id", status=404)
-    settings = await e.policy.get()
-    try:
-        check_password(req.password, settings.password_policy, req.email)
-    except PasswordRejected as exc:
-        raise invalid("weak_password", str(exc), "password") from None
+    await require_strong_password(e, req.password, req.email)
     await _check_grantable(request, who, realm, req.roles)
-    user_id = new_id("usr")
     async with e.pg.acquire() as conn, conn.transaction():
-        created = await identity.insert_user(
+        user_id = await identity.create_user(
             conn,
-            user_id=user_id,
             email=req.email,
             realm=realm,
             org_id=req.org_id,
-            password_hash=hash_password(req.password),
+            password=req.password,
+            roles=req.roles,
         )
-        if not created:
-            raise invalid("email_taken", "a user with this e-mail address exists", "email", 409)
-        await identity.set_roles(conn, user_id, req.roles)
+        if user_id is None:
+            raise email_taken()
         await audit.append(
             conn,
             actor(request, who),
@@ -371,17 +371,9 @@ async def create_api_key(request: web.Request) -> web.Response:
             raise invalid(
                 "invalid_permissions", f"an API key cannot hold: {', '.join(beyond)}", "permissions"
             )
-    key_id, secret = new_id("key"), "sk_" + secrets.token_urlsafe(32)
     permissions = sorted(set(req.permissions)) if req.permissions is not None else None
     async with e.pg.acquire() as conn, conn.transaction():
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, merchant_id, secret, permissions) "
-            "VALUES ($1, $2, $3, $4)",
-            key_id,
-            merchant_id,
-            secret,
-            permissions,
-        )
+        key_id, secret = await add_api_key(conn, merchant_id, permissions)
         await audit.append(
             conn,
             actor(request, who),

@@ -8,9 +8,7 @@ and activates agents and may move any subtree. Every change is audited.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import re
 from datetime import UTC, datetime
 from typing import Any
@@ -22,11 +20,11 @@ from aiohttp import web
 from domain.access import Owner, Principal, Realm
 from domain.agents import ALL_GRANTS, Grant
 from domain.commission import Mode, PricingError, Rate
-from domain.credentials import PasswordRejected, check_password, hash_password
 from domain.ids import new_id
 from domain.money import format_amount
 from domain.onboarding import Onboarding, can_move, platform_only
 from gateway.access import actor, client_ip, identify, require
+from gateway.admin import require_strong_password
 from gateway.agent_schemas import (
     AgentView,
     MerchantPricing,
@@ -38,8 +36,17 @@ from gateway.agent_schemas import (
     Subordinate,
     UpdateAgent,
 )
-from gateway.errors import ApiError, invalid
-from gateway.state import REQUEST_ID, Edge, decode, edge, int_query, json_answer, page_limit
+from gateway.errors import ApiError, email_taken, invalid
+from gateway.state import (
+    REQUEST_ID,
+    Edge,
+    csv_answer,
+    decode,
+    edge,
+    int_query,
+    json_answer,
+    page_limit,
+)
 from infra import agents, audit, identity
 from infra.merchants import create_merchant
 
@@ -82,21 +89,17 @@ def _require_grant(who: Principal, target: asyncpg.Record, grant: Grant) -> None
 async def _new_owner_user(
     e: Edge, conn: asyncpg.Connection, agent_id: str, email: str, password: str
 ) -> str:
-    try:
-        check_password(password, (await e.policy.get()).password_policy, email)
-    except PasswordRejected as exc:
-        raise invalid("weak_password", str(exc), "password") from None
-    user_id = new_id("usr")
-    if not await identity.insert_user(
+    await require_strong_password(e, password, email)
+    user_id = await identity.create_user(
         conn,
-        user_id=user_id,
         email=email,
         realm=Realm.AGENT,
         org_id=agent_id,
-        password_hash=hash_password(password),
-    ):
-        raise invalid("email_taken", "a user with this e-mail address exists", "email", 409)
-    await identity.set_roles(conn, user_id, ["agent_owner"])
+        password=password,
+        roles=["agent_owner"],
+    )
+    if user_id is None:
+        raise email_taken()
     return user_id
 
 
@@ -488,15 +491,7 @@ async def commissions(request: web.Request) -> web.Response:
         for r in rows
     ]
     if csv_export:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(records)
-        return web.Response(
-            text=out.getvalue(),
-            content_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{row["id"]}-commissions.csv"'},
-        )
+        return csv_answer(records, _CSV_FIELDS, f"{row['id']}-commissions.csv")
     assert limit is not None
     return json_answer(
         {

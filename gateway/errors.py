@@ -38,6 +38,10 @@ def invalid(code: str, message: str, param: str | None = None, status: int = 400
     return ApiError(status, "invalid_request_error", code, message, param)
 
 
+def email_taken() -> ApiError:
+    return invalid("email_taken", "a user with this e-mail address exists", "email", 409)
+
+
 def from_validation(exc: msgspec.ValidationError | msgspec.DecodeError) -> ApiError:
     """Turn msgspec's message (`Expected `str`, got `int` - at `$.amount``) into our shape, with
     the offending field as `param`."""

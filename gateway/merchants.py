@@ -10,8 +10,6 @@ too. Every change is audited.
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -25,13 +23,13 @@ from aiohttp import web
 from domain.access import Principal, Realm
 from domain.agents import Grant
 from domain.commission import Rate
-from domain.credentials import PasswordRejected, check_password, hash_password
 from domain.ids import new_id
 from domain.onboarding import Onboarding, can_move, platform_only
 from domain.views import payment_view
 from gateway.access import actor, client_ip, identify, merchant_owner, require
+from gateway.admin import require_strong_password
 from gateway.agents import check_merchant_price
-from gateway.errors import ApiError, invalid
+from gateway.errors import ApiError, email_taken, invalid
 from gateway.merchant_schemas import (
     BankAccount,
     PaymentConfig,
@@ -39,8 +37,18 @@ from gateway.merchant_schemas import (
     RotateKey,
     UpdateMerchant,
 )
-from gateway.state import REQUEST_ID, Edge, decode, edge, int_query, json_answer, page_limit
+from gateway.state import (
+    REQUEST_ID,
+    Edge,
+    csv_answer,
+    decode,
+    edge,
+    int_query,
+    json_answer,
+    page_limit,
+)
 from infra import agents, audit, identity
+from infra.merchants import add_api_key
 
 _CSV_FIELDS = ["id", "created", "status", "amount", "currency", "merchant_order_id", "fee"]
 _DIGITS = re.compile(r"\D")
@@ -97,12 +105,8 @@ async def register(request: web.Request) -> web.Response:
     req = decode(await request.read(), RegisterMerchant)
     if not await e.limiter.hit("register", client_ip(request), e.settings.auth.login_limit_per_ip):
         raise ApiError(429, "rate_limit_error", "too_many_attempts", "too many registrations")
-    try:
-        check_password(req.password, (await e.policy.get()).password_policy, req.email)
-    except PasswordRejected as exc:
-        raise invalid("weak_password", str(exc), "password") from None
-    merchant_id, key_id = new_id("mch"), new_id("key")
-    secret, webhook_secret = "sk_" + secrets.token_urlsafe(32), "whsec_" + secrets.token_urlsafe(32)
+    await require_strong_password(e, req.password, req.email)
+    merchant_id, webhook_secret = new_id("mch"), "whsec_" + secrets.token_urlsafe(32)
     fees = e.settings.fees
     async with e.pg.acquire() as conn, conn.transaction():
         if req.agent_id is not None:
@@ -135,23 +139,17 @@ async def register(request: web.Request) -> web.Response:
             _sealed_account(e, merchant_id, req.bank_account),
             _last4(req.bank_account),
         )
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, merchant_id, secret) VALUES ($1, $2, $3)",
-            key_id,
-            merchant_id,
-            secret,
-        )
-        user_id = new_id("usr")
-        if not await identity.insert_user(
+        key_id, secret = await add_api_key(conn, merchant_id)
+        user_id = await identity.create_user(
             conn,
-            user_id=user_id,
             email=req.email,
             realm=Realm.MERCHANT,
             org_id=merchant_id,
-            password_hash=hash_password(req.password),
-        ):
-            raise invalid("email_taken", "a user with this e-mail address exists", "email", 409)
-        await identity.set_roles(conn, user_id, ["merchant_owner"])
+            password=req.password,
+            roles=["merchant_owner"],
+        )
+        if user_id is None:
+            raise email_taken()
         if req.agent_id is not None:
             await agents.bump(conn)
         await audit.append(
@@ -330,15 +328,7 @@ async def transactions(request: web.Request) -> web.Response:
     url = e.settings.gateway.public_url
     data = [payment_view(r, url) for r in rows]
     if csv_export:
-        out = io.StringIO()
-        writer = csv.DictWriter(out, fieldnames=_CSV_FIELDS, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(data)
-        return web.Response(
-            text=out.getvalue(),
-            content_type="text/csv",
-            headers={"Content-Disposition": f'attachment; filename="{merchant_id}-payments.csv"'},
-        )
+        return csv_answer(data, _CSV_FIELDS, f"{merchant_id}-payments.csv")
     assert limit is not None
     return json_answer({"object": "list", "data": data[:limit], "has_more": len(data) > limit})
 
@@ -387,7 +377,6 @@ async def rotate_key(request: web.Request) -> web.Response:
     body = await request.read()
     e, who, merchant_id = await _target(request, "keys:manage", body)
     req = decode(body, RotateKey) if body else RotateKey()
-    key_id, secret = new_id("key"), "sk_" + secrets.token_urlsafe(32)
     async with e.pg.acquire() as conn, conn.transaction():
         old = await _live_key(conn, merchant_id, request.match_info["keyId"])
         expires = datetime.now(UTC) + timedelta(seconds=req.overlap_s)
@@ -397,14 +386,7 @@ async def rotate_key(request: web.Request) -> web.Response:
             old["key_id"],
             expires,
         )
-        await conn.execute(
-            "INSERT INTO api_keys (key_id, merchant_id, secret, permissions) "
-            "VALUES ($1, $2, $3, $4)",
-            key_id,
-            merchant_id,
-            secret,
-            old["permissions"],
-        )
+        key_id, secret = await add_api_key(conn, merchant_id, old["permissions"])
         await audit.append(
             conn,
             actor(request, who),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -96,3 +98,16 @@ def int_query(request: web.Request, name: str) -> int | None:
         return int(raw)
     except ValueError:
         raise invalid("invalid_field", f"{name} must be an integer", name) from None
+
+
+def csv_answer(rows: list[dict[str, Any]], fields: list[str], filename: str) -> web.Response:
+    """An export as a CSV download (the whole selection, not a page)."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return web.Response(
+        text=out.getvalue(),
+        content_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

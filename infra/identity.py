@@ -12,6 +12,8 @@ from datetime import UTC, datetime
 import asyncpg
 
 from domain.access import BUILTIN_ROLES, Realm
+from domain.credentials import hash_password
+from domain.ids import new_id
 from domain.tokens import SigningKey, new_signing_key
 
 Conn = asyncpg.Connection | asyncpg.Pool
@@ -120,6 +122,32 @@ async def insert_user(
     except asyncpg.UniqueViolationError:
         return False
     return True
+
+
+async def create_user(
+    conn: asyncpg.Connection,
+    *,
+    email: str,
+    realm: Realm,
+    org_id: str | None,
+    password: str,
+    roles: list[str],
+) -> str | None:
+    """A new user with these roles, in the caller's transaction; None when the e-mail address
+    is taken."""
+    user_id = new_id("usr")
+    created = await insert_user(
+        conn,
+        user_id=user_id,
+        email=email,
+        realm=realm,
+        org_id=org_id,
+        password_hash=hash_password(password),
+    )
+    if not created:
+        return None
+    await set_roles(conn, user_id, roles)
+    return user_id
 
 
 async def set_roles(conn: asyncpg.Connection, user_id: str, role_ids: list[str]) -> None:

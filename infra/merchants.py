@@ -145,6 +145,23 @@ def _amounts_json(amounts: dict[str, int] | None) -> str:
     return orjson.dumps({c: str(v) for c, v in (amounts or {}).items()}).decode()
 
 
+async def add_api_key(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    merchant_id: str,
+    permissions: list[str] | None = None,
+) -> tuple[str, str]:
+    """A new signing key for the merchant: (key id, secret). The secret is shown once."""
+    key_id, secret = new_id("key"), "sk_" + secrets.token_urlsafe(32)
+    await conn.execute(
+        "INSERT INTO api_keys (key_id, merchant_id, secret, permissions) VALUES ($1, $2, $3, $4)",
+        key_id,
+        merchant_id,
+        secret,
+        permissions,
+    )
+    return key_id, secret
+
+
 @dataclass(frozen=True, slots=True)
 class NewMerchant:
     id: str
