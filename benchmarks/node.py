@@ -53,9 +53,11 @@ def free_port_block(count: int) -> int:
 
 
 def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Settings for a private node: its own database, prefixes and free ports."""
+    """Settings for a private node: its own database, prefixes and free ports. In `overrides`,
+    `{simulator_url}` stands for this node's simulator (for extra simulated channels)."""
     tag = f"t{name}{secrets.token_hex(3)}"
     gateway, simulator, metrics = free_port(), free_port(), free_port_block(6)
+    simulator_url = f"http://127.0.0.1:{simulator}"
     return {
         "JUHE_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:5432/juhe_{tag}",
         "JUHE_REDIS__PREFIX": tag,
@@ -64,10 +66,10 @@ def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str,
         "JUHE_GATEWAY__PUBLIC_URL": f"http://127.0.0.1:{gateway}",
         "JUHE_GATEWAY__CALLBACK_BASE_URL": f"http://127.0.0.1:{gateway}",
         "JUHE_SIMULATOR__PORT": str(simulator),
-        "JUHE_CHANNELS__SIM__BASE_URL": f"http://127.0.0.1:{simulator}",
+        "JUHE_CHANNELS__SIM__BASE_URL": simulator_url,
         "JUHE_SUPERVISOR__METRICS_PORT_BASE": str(metrics),
         "JUHE_LOGGING__LEVEL": "WARNING",
-        **(overrides or {}),
+        **{k: v.replace("{simulator_url}", simulator_url) for k, v in (overrides or {}).items()},
     }
 
 

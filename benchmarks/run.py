@@ -76,6 +76,7 @@ async def run(smoke: bool) -> dict[str, Any]:
     e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 10.0)
     base_rps = figures["baseline"]["rps"]
     figures["end_to_end"] = {**e2e, "ratio": e2e["sustained_per_s"] / base_rps}
+    figures["routing"] = scenarios.routing(1_000 if smoke else 50_000)
     ledger = await scenarios.ledger(200 if smoke else 4_000, 200)
     figures["ledger"] = {
         **ledger,
@@ -133,6 +134,10 @@ def report(figures: dict[str, Any]) -> str:
         f"p50 {f['p50_ms']:.2f} ms, p99 {f['p99_ms']:.2f} ms (target p99 ≤ 10 ms), "
         f"errors {f['errors']}; the baseline under the same load: "
         f"p50 {b['p50_ms']:.2f} ms, p99 {b['p99_ms']:.2f} ms"
+    )
+    lines.append(
+        "routing decision (20 channels, 3 rules), µs: "
+        + ", ".join(f"{k[:-3]} {v:.1f}" for k, v in figures["routing"].items())
     )
     generator_ok = all(figures[k]["ratio"] < 1 for k in ("create_stream", "callbacks"))
     lines.append(

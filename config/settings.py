@@ -93,6 +93,10 @@ class Payments(Base):
     max_expires_in_s: int
 
 
+class Routing(Base):
+    max_failover: int
+
+
 class Breaker(Base):
     failure_threshold: int
     window_s: float
@@ -117,6 +121,11 @@ class Channel(Base):
     cost_bps: int
     cost_fixed_minor: int
     currencies: list[str] = []  # empty: every supported currency
+    methods: list[str] = []  # empty: every method
+    min_amount_minor: int = 0
+    max_amount_minor: int | None = None
+    priority: int = 100  # lower is tried first
+    weight: int = 1  # share of traffic under a weighted rule
 
 
 class Fees(Base):
@@ -164,6 +173,7 @@ class Settings(Base):
     scheduler: Scheduler
     payments: Payments
     breaker: Breaker
+    routing: Routing
     simulator: Simulator
     channels: dict[str, Channel]
     fees: Fees

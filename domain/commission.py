@@ -23,32 +23,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from domain.fees import BPS, rate_fee, scale_half_up
+from domain.fees import BPS, Rate, scale_half_up
 
 
 class Mode(StrEnum):
     MARKUP = "markup"
     PERCENTAGE = "percentage"
     FIXED = "fixed"
-
-
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """A price: basis points of the amount plus a fixed part in minor units."""
-
-    bps: int
-    fixed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.bps <= BPS or self.fixed < 0:
-            raise ValueError("a rate is 0–10000 bps and a non-negative fixed part")
-
-    def fee(self, amount: int) -> int:
-        return rate_fee(amount, self.bps, self.fixed)
-
-    def at_least(self, other: Rate) -> bool:
-        """Costs at least as much as `other` for every amount (both parts no lower)."""
-        return self.bps >= other.bps and self.fixed >= other.fixed
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,8 @@ class ChannelTask(Message, frozen=True, kw_only=True):
     kind: Literal["create", "refund"]
     id: str
     channel: str
+    # For a create: where the payment goes next if this channel declines it or has no order.
+    fallbacks: tuple[str, ...] = ()
 
 
 class RefundOutcome(Message, frozen=True, kw_only=True):

@@ -19,7 +19,8 @@ from aiohttp import web
 
 from domain.access import Owner, Principal, Realm
 from domain.agents import ALL_GRANTS, Grant
-from domain.commission import Mode, PricingError, Rate
+from domain.commission import Mode, PricingError
+from domain.fees import Rate
 from domain.ids import new_id
 from domain.money import format_amount
 from domain.onboarding import Onboarding, can_move, platform_only

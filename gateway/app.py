@@ -135,6 +135,7 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/payments", payments.list_payments)
     r.add_get("/api/v1/payments/{id}", payments.get_payment)
     r.add_post("/api/v1/payments/{id}/cancel", payments.cancel_payment)
+    r.add_get("/api/v1/payments/{id}/attempts", payments.payment_attempts)
     r.add_post("/api/v1/payments/callback/{channel}", callbacks.channel_callback)
     r.add_post("/api/v1/refunds", refunds.create_refund)
     r.add_get("/api/v1/refunds/{id}", refunds.get_refund)

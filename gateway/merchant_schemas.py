@@ -69,6 +69,18 @@ class Settlement(msgspec.Struct, forbid_unknown_fields=True):
     account: BankAccount | None = None
 
 
+class RoutingRule(msgspec.Struct, forbid_unknown_fields=True):
+    """Conditions (all must hold; absent means any) and how to order the channels then."""
+
+    strategy: Literal["pinned", "priority", "weighted", "least_cost", "success_rate"]
+    channels: list[Annotated[str, Meta(max_length=64)]] = []
+    methods: list[Method] = []
+    currencies: list[Currency] = []
+    min_amount_minor: Annotated[int, Meta(ge=0)] | None = None
+    max_amount_minor: Annotated[int, Meta(ge=0)] | None = None
+    countries: list[Annotated[str, Meta(pattern=r"^[A-Z]{2}$")]] = []
+
+
 class PaymentConfig(msgspec.Struct, forbid_unknown_fields=True):
     """Fees, currencies, methods and channels are set by the platform or the merchant's
     agents; URLs and settlement by the merchant too. Absent fields stay as they are."""
@@ -76,6 +88,7 @@ class PaymentConfig(msgspec.Struct, forbid_unknown_fields=True):
     methods: list[Method] | None = None
     currencies: list[Currency] | None = None
     channels: list[Annotated[str, Meta(max_length=64)]] | None = None
+    routing: list[RoutingRule] | None = None  # tried in order; the first that matches decides
     fee_bps: Bps | None = None
     fee_fixed_minor: Minor | None = None
     notify_url: Url | None = None

@@ -22,7 +22,7 @@ from aiohttp import web
 
 from domain.access import Principal, Realm
 from domain.agents import Grant
-from domain.commission import Rate
+from domain.fees import Rate
 from domain.ids import new_id
 from domain.onboarding import Onboarding, can_move, platform_only
 from domain.views import payment_view
@@ -244,7 +244,7 @@ async def payment_config(request: web.Request) -> web.Response:
     body = await request.read()
     e, who, merchant_id = await _target(request, "merchants:write", body)
     req = decode(body, PaymentConfig)
-    pricing = {"methods", "currencies", "channels", "fee_bps", "fee_fixed_minor"}
+    pricing = {"methods", "currencies", "channels", "routing", "fee_bps", "fee_fixed_minor"}
     given = {f for f in msgspec.structs.asdict(req) if getattr(req, f) is not None}
     if who.realm is Realm.MERCHANT and given & pricing:
         raise _forbidden(
@@ -266,9 +266,9 @@ async def payment_config(request: web.Request) -> web.Response:
         currencies = req.currencies if req.currencies is not None else list(current["currencies"])
         if current["agent_id"] is not None:
             await check_merchant_price(conn, current["agent_id"], currencies, fee)
-        for field in ("methods", "channels"):
+        for field in ("methods", "channels", "routing"):
             if (value := getattr(req, field)) is not None:
-                config[field] = value
+                config[field] = msgspec.to_builtins(value)
         if req.settlement is not None:
             config["settlement"] = {"cycle": req.settlement.cycle}
             if req.settlement.account is not None:

@@ -176,6 +176,15 @@ _IDENTITY_OPS = [
 
 _MERCHANT_OPS = [
     (
+        "get",
+        "/api/v1/payments/{id}/attempts",
+        "The channels a payment was tried at",
+        None,
+        200,
+        None,
+        False,
+    ),
+    (
         "post",
         "/api/v1/merchants/register",
         "Apply as a merchant, with KYC",

@@ -209,6 +209,27 @@ async def get_payment(request: web.Request) -> web.Response:
     return json_response(await load_payment(e, caller.principal, request.match_info["id"]))
 
 
+async def payment_attempts(request: web.Request) -> web.Response:
+    """The channels a payment was tried at, in order: where it failed over and why."""
+    e = edge(request)
+    caller = await identify(request, b"")
+    await require(request, caller.principal, "payments:read")
+    payment_id = request.match_info["id"]
+    await load_payment(e, caller.principal, payment_id)  # 404 unless it is the caller's to see
+    data = [
+        {
+            "object": "payment_attempt",
+            "attempt": r["attempt"],
+            "channel": r["channel"],
+            "outcome": r["outcome"],
+            "failure_code": r["failure_code"],
+            "at": int(r["at"].timestamp()),
+        }
+        for r in await store.attempts(e.pg, payment_id)
+    ]
+    return json_response(orjson.dumps({"object": "list", "data": data, "has_more": False}))
+
+
 async def listed_merchant(request: web.Request, who: Principal) -> str:
     """Whose payments a list shows: the caller's own merchant, or for the platform the one
     named by `merchant_id`."""

@@ -12,7 +12,8 @@ from datetime import datetime
 
 import asyncpg
 
-from domain.commission import AgentTerms, Mode, PricingError, Rate, check_chain
+from domain.commission import AgentTerms, Mode, PricingError, check_chain
+from domain.fees import Rate
 
 Conn = asyncpg.Connection | asyncpg.Pool
 

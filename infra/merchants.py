@@ -11,6 +11,7 @@ import hmac
 import secrets
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import orjson
@@ -19,6 +20,7 @@ from domain.access import API_KEY_PERMISSIONS, Principal, Realm
 from domain.ids import new_id
 from domain.risk import MerchantLimits
 from domain.signing import signer
+from routing.strategies import Rule, Strategy
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +32,7 @@ class Merchant:
     limits: MerchantLimits
     webhook_secret: bytes
     methods: frozenset[str] | None = None  # the enabled payment methods; None: any
+    rules: tuple[Rule, ...] = ()  # routing rules, tried in order
 
     @property
     def active(self) -> bool:
@@ -48,6 +51,8 @@ def _merchant(row: asyncpg.Record) -> Merchant:
     def amounts(raw: str) -> dict[str, int]:
         return {c: int(v) for c, v in orjson.loads(raw).items()}
 
+    config = orjson.loads(row["config"])
+
     return Merchant(
         id=row["id"],
         name=row["name"],
@@ -59,8 +64,29 @@ def _merchant(row: asyncpg.Record) -> Merchant:
             max_amount=amounts(row["max_amount"]),
         ),
         webhook_secret=row["webhook_secret"].encode(),
-        methods=frozenset(m) if (m := orjson.loads(row["config"]).get("methods")) else None,
+        methods=frozenset(m) if (m := config.get("methods")) else None,
+        rules=routing_rules(config),
     )
+
+
+def routing_rules(config: dict[str, Any]) -> tuple[Rule, ...]:
+    """A merchant's rules from its payment configuration; a bare channel list is a priority
+    rule over those channels."""
+    rules = tuple(
+        Rule(
+            strategy=Strategy(r["strategy"]),
+            channels=tuple(r.get("channels") or ()),
+            methods=frozenset(r.get("methods") or ()),
+            currencies=frozenset(r.get("currencies") or ()),
+            min_amount=r.get("min_amount_minor"),
+            max_amount=r.get("max_amount_minor"),
+            countries=frozenset(r.get("countries") or ()),
+        )
+        for r in config.get("routing") or ()
+    )
+    if config.get("channels"):
+        rules += (Rule(Strategy.PRIORITY, tuple(config["channels"])),)
+    return rules
 
 
 class MerchantDirectory:

@@ -53,6 +53,9 @@ relay_entries = Counter("juhe_relay_entries_total", "Stream entries relayed", ["
 webhook_deliveries = Counter(
     "juhe_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]
 )
+channel_failovers = Counter(
+    "juhe_channel_failovers_total", "Payments moved to their next channel", ["from", "to"]
+)
 channel_calls = Counter(
     "juhe_channel_calls_total", "Calls to channels", ["channel", "operation", "outcome"]
 )

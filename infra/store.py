@@ -279,6 +279,37 @@ async def claim_payments(conn: Conn, ids: Sequence[str], channel: str) -> list[a
     )
 
 
+async def record_attempts(conn: Conn, attempts: Sequence[tuple[str, str, str, str | None]]) -> None:
+    """(payment id, channel, outcome, failure code), numbered per payment in order."""
+    await conn.executemany(
+        """INSERT INTO payment_attempts (payment_id, attempt, channel, outcome, failure_code)
+           SELECT $1, coalesce(max(attempt), 0) + 1, $2, $3, $4
+           FROM payment_attempts WHERE payment_id = $1""",
+        attempts,
+    )
+
+
+async def move_to_channel(conn: Conn, payment_id: str, current: str, following: str) -> bool:
+    """A processing payment hands over to its next channel; False if it is no longer this
+    channel's (ended, or moved already by a redelivered message)."""
+    return (
+        await conn.fetchval(
+            """UPDATE payments SET channel = $3, version = version + 1, updated_at = now()
+               WHERE id = $1 AND status = 'processing' AND channel = $2 RETURNING true""",
+            payment_id,
+            current,
+            following,
+        )
+        is not None
+    )
+
+
+async def attempts(conn: Conn, payment_id: str) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT * FROM payment_attempts WHERE payment_id = $1 ORDER BY attempt", payment_id
+    )
+
+
 async def attach_channel_orders(
     conn: Conn, orders: Sequence[tuple[str, ChannelOrder]]
 ) -> list[asyncpg.Record]:

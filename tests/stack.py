@@ -26,6 +26,16 @@ TEST_SETTINGS = {
     "JUHE_AUTH__COUNTRY_HEADER": "X-Test-Country",
     "JUHE_AUTH__KEY_CACHE_S": "1",
     "JUHE_GATEWAY__MERCHANT_CACHE_TTL_S": "1",
+    # A second simulated channel, tried after `sim`: where payments fail over to.
+    "JUHE_CHANNELS__SIM_B__ADAPTER": "simulator",
+    "JUHE_CHANNELS__SIM_B__BASE_URL": "{simulator_url}",
+    "JUHE_CHANNELS__SIM_B__API_KEY": "sim_b_key",
+    "JUHE_CHANNELS__SIM_B__SECRET": "sim_b_secret",
+    "JUHE_CHANNELS__SIM_B__TIMEOUT_MS": "500",
+    "JUHE_CHANNELS__SIM_B__RETRIES": "2",
+    "JUHE_CHANNELS__SIM_B__COST_BPS": "150",
+    "JUHE_CHANNELS__SIM_B__COST_FIXED_MINOR": "0",
+    "JUHE_CHANNELS__SIM_B__PRIORITY": "200",
 }
 
 

@@ -4,6 +4,7 @@ channel's adapter, with retries on transient errors only and a shared circuit br
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -33,6 +34,7 @@ from workers.runtime import Mailbox, gather_all
 T = TypeVar("T")
 A = TypeVar("A")
 _tasks = envelope_decoder(ChannelTask)
+log = logging.getLogger("juhe.channel")
 
 
 class ChannelActor:
@@ -84,34 +86,44 @@ class ChannelActor:
         if not tasks:
             return
         ctx = self.ctx
-        ids = sorted({t.id for t in tasks})
+        by_id = {t.id: t for t in tasks}
+        ids = sorted(by_id)
         async with ctx.pg.acquire() as conn:
             rows = await store.claim_payments(conn, ids, self.code)
             # Ended meanwhile (canceled, expired) are left alone; `processing` ones not claimed
-            # now are redeliveries after a crash: their order is opened again, idempotently.
+            # now are redeliveries after a crash, or failovers to this channel: their order is
+            # opened (again, idempotently) if the payment is still this channel's.
             claimed = {r["id"] for r in rows}
             if missing := [i for i in ids if i not in claimed]:
                 rows += await conn.fetch(
-                    "SELECT * FROM payments WHERE id = ANY($1::text[]) AND status = $2",
+                    "SELECT * FROM payments WHERE id = ANY($1::text[]) AND status = $2 "
+                    "AND channel = $3",
                     missing,
                     PaymentStatus.PROCESSING.value,
+                    self.code,
                 )
         # No hot copy of `processing`: it lasts one channel call, and readers lose nothing by
         # seeing `pending` until the order (or the failure) is written moments later.
-        results = await asyncio.gather(*(self.open_order(r) for r in rows), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self.open_order(r, by_id[r["id"]]) for r in rows), return_exceptions=True
+        )
         opened = [
             (r["id"], o) for r, o in zip(rows, results, strict=True) if isinstance(o, ChannelOrder)
         ]
         if opened:
-            async with ctx.pg.acquire() as conn:
+            async with ctx.pg.acquire() as conn, conn.transaction():
                 written = await store.attach_channel_orders(conn, opened)
+                await store.record_attempts(
+                    conn, [(payment_id, self.code, "opened", None) for payment_id, _ in opened]
+                )
             await ctx.hot.put_many(written)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
 
-    async def open_order(self, row: asyncpg.Record) -> ChannelOrder | None:
-        """The channel's order for a claimed payment, or None once the payment has failed."""
+    async def open_order(self, row: asyncpg.Record, task: ChannelTask) -> ChannelOrder | None:
+        """The channel's order for a claimed payment, or None once the payment has failed or
+        moved on to its next channel."""
         request = OrderRequest(
             payment_id=row["id"],
             amount=row["amount"],
@@ -125,7 +137,7 @@ class ChannelActor:
         try:
             return await self.call("create", self.adapter.create_order, request)
         except ChannelDeclined as exc:
-            await self.fail(row["id"], exc)
+            await self.give_up(row["id"], exc, "declined", task)
             return None
         except ChannelTransientError as exc:
             # We never heard back, but the order may exist (and be paid) at the channel: ask
@@ -134,9 +146,38 @@ class ChannelActor:
             try:
                 state = await self.adapter.query_order(row["id"], None)
             except ChannelDeclined:
-                await self.fail(row["id"], exc)
+                await self.give_up(row["id"], exc, "unavailable", task)
                 return None
             return ChannelOrder(state.channel_order_id, None, None)
+
+    async def give_up(
+        self, payment_id: str, exc: ChannelError, outcome: str, task: ChannelTask
+    ) -> None:
+        """This channel refused the order or does not have it, so no money moved: the payment
+        fails over to its next channel, or fails when there is none. Either way the attempt is
+        recorded."""
+        ctx, fallbacks = self.ctx, task.fallbacks
+        async with ctx.pg.acquire() as conn, conn.transaction():
+            await store.record_attempts(conn, [(payment_id, self.code, outcome, exc.code)])
+            moved = bool(fallbacks) and await store.move_to_channel(
+                conn, payment_id, self.code, fallbacks[0]
+            )
+        if not moved:
+            await self.fail(payment_id, exc)
+            return
+        metrics.channel_failovers.labels(self.code, fallbacks[0]).inc()
+        log.warning(
+            "payment fails over",
+            extra={"payment_id": payment_id, "from_channel": self.code, "to_channel": fallbacks[0]},
+        )
+        following = ChannelTask(
+            kind="create",
+            id=payment_id,
+            channel=fallbacks[0],
+            fallbacks=fallbacks[1:],
+            request_id=task.request_id,
+        )
+        await ctx.publisher.send(ctx.queues.channel(fallbacks[0]), [following])
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
         """Before money moves, an order the channel refused or does not have is a failed payment."""

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 
 from aio_pika.abc import AbstractIncomingMessage
 
+from domain.fees import Rate
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
 from domain.risk import MerchantLimits, RiskInput, assess
 from domain.states import PaymentStatus
 from infra.merchants import MerchantDirectory
-from routing.select import Candidate, choose_channel
+from routing.breaker import CircuitBreakers
+from routing.strategies import ChannelProfile, Health, RouteRequest, route
 from workers.context import Context
 from workers.outcomes import end_payment
 from workers.runtime import Mailbox, gather_all
@@ -23,10 +26,20 @@ class RiskActor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.merchants = MerchantDirectory(ctx.pg, ctx.settings.gateway.merchant_cache_ttl_s)
-        self.candidates = {
-            code: Candidate(code, frozenset(ch.currencies))
+        self.breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
+        self.channels = [
+            ChannelProfile(
+                code,
+                methods=frozenset(ch.methods),
+                currencies=frozenset(ch.currencies),
+                min_amount=ch.min_amount_minor,
+                max_amount=ch.max_amount_minor,
+                priority=ch.priority,
+                weight=ch.weight,
+                cost=Rate(ch.cost_bps, ch.cost_fixed_minor),
+            )
             for code, ch in ctx.settings.channels.items()
-        }
+        ]
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         """A whole envelope at once: one Redis round trip for every blocklist lookup, one
@@ -38,6 +51,8 @@ class RiskActor:
                 pipe.sismember(ctx.keys.blocked_ips(), intent.customer_ip or "")
                 pipe.sismember(ctx.keys.blocked_emails(), (intent.customer_email or "").lower())
             flags = await pipe.execute()
+        # Breakers once per envelope: an open one takes its channel out of routing.
+        health = {c.code: Health(await self.breakers.allow(c.code)) for c in self.channels}
         routed: list[tuple[str, Message]] = []
         endings = []
         for n, intent in enumerate(intents):
@@ -50,7 +65,16 @@ class RiskActor:
                 bool(flags[2 * n]),
                 bool(flags[2 * n + 1]),
             )
-            channel = choose_channel(intent.currency, self.candidates)
+            request = RouteRequest(int(intent.amount), intent.currency, intent.method)
+            order = route(
+                request,
+                self.channels,
+                health,
+                merchant.rules if merchant else (),
+                draw=random.random(),
+            )
+            channel = order[0] if order else None
+            fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])
             if not decision.approved:
                 endings.append(
                     end_payment(
@@ -70,12 +94,16 @@ class RiskActor:
                         PaymentStatus.FAILED,
                         "payment.failed",
                         failure_code="no_channel",
-                        failure_message="no channel takes this currency",
+                        failure_message="no available channel takes this payment",
                     )
                 )
             else:
                 task = ChannelTask(
-                    kind="create", id=intent.id, channel=channel, request_id=intent.request_id
+                    kind="create",
+                    id=intent.id,
+                    channel=channel,
+                    fallbacks=fallbacks,
+                    request_id=intent.request_id,
                 )
                 routed.append((ctx.queues.channel(channel), task))
         await gather_all([*endings, ctx.publisher.send_many(routed)])

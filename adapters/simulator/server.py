@@ -22,6 +22,9 @@ Test amounts, chosen by ``int(amount_minor) % 100`` (this sandbox's "test cards"
  57    the payment fails: ``order.failed`` instead of ``order.paid``
  58    create always answers 503 ``UNAVAILABLE``
 =====  ====================================================================================
+
+``PUT /_sim/outages/{api_key}`` makes every create for that merchant account answer 503 until
+``DELETE /_sim/outages/{api_key}``: a channel made to fail, for failover demos and tests.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class Sandbox:
     order_refs: dict[tuple[str, str], str] = field(default_factory=dict)  # (api_key, ref) → no
     refunds: dict[tuple[str, str], Refund] = field(default_factory=dict)  # (api_key, ref)
     failed_once: set[tuple[str, str]] = field(default_factory=set)
+    outages: set[str] = field(default_factory=set)  # accounts whose creates answer 503
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     session: aiohttp.ClientSession | None = None
 
@@ -243,7 +247,7 @@ async def create_order(request: web.Request) -> web.Response:
     if magic == FLAKY and key not in sandbox.failed_once:
         sandbox.failed_once.add(key)
         return _error(503, "UNAVAILABLE", "service temporarily unavailable")
-    if magic == DOWN:
+    if magic == DOWN or api_key in sandbox.outages:
         return _error(503, "UNAVAILABLE", "service temporarily unavailable")
     if magic == DECLINED:
         return _error(402, "DECLINED", "insufficient funds")
@@ -401,6 +405,18 @@ async def merchant_webhook_counts(request: web.Request) -> web.Response:
     return web.json_response(request.app[WEBHOOKS_SEEN])
 
 
+async def start_outage(request: web.Request) -> web.Response:
+    """Make one merchant account's creates answer 503 until the outage ends: a channel made to
+    fail, for failover and breaker tests and demos."""
+    request.app[SANDBOX].outages.add(request.match_info["api_key"])
+    return web.json_response({"outage": request.match_info["api_key"]})
+
+
+async def end_outage(request: web.Request) -> web.Response:
+    request.app[SANDBOX].outages.discard(request.match_info["api_key"])
+    return web.json_response({"outage": None})
+
+
 def create_app(settings: Settings) -> web.Application:
     accounts = {
         channel.api_key: channel.secret
@@ -424,6 +440,8 @@ def create_app(settings: Settings) -> web.Application:
     app[WEBHOOKS_SEEN] = {}
     app.router.add_post("/_sim/webhooks", merchant_webhook)
     app.router.add_get("/_sim/webhooks", merchant_webhook_counts)
+    app.router.add_put("/_sim/outages/{api_key}", start_outage)
+    app.router.add_delete("/_sim/outages/{api_key}", end_outage)
     return app
 
 

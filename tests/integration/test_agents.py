@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from domain.access import Realm
-from domain.commission import Mode, Rate
+from domain.commission import Mode
+from domain.fees import Rate
 from gateway.client import MerchantClient
 from infra import agents, audit
 from tests.conftest import Receiver, wait_status

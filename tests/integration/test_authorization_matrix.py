@@ -99,6 +99,13 @@ ENDPOINTS = [
         lambda w: f"/api/v1/payments/{w.payment}",
     ),
     Endpoint(
+        "GET",
+        "/api/v1/payments/{id}/attempts",
+        "payments:read",
+        "hidden",
+        lambda w: f"/api/v1/payments/{w.payment}/attempts",
+    ),
+    Endpoint(
         "POST",
         "/api/v1/payments/{id}/cancel",
         "payments:cancel",

@@ -33,6 +33,14 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     assert e2e["trials"] and e2e["trials"][0]["created"] > 0
     assert e2e["trials"][0]["lost"] == 0, e2e
     assert figures["ledger"]["batched_entries_per_s"] > 0
+    assert set(figures["routing"]) == {
+        "pinned_us",
+        "priority_us",
+        "weighted_us",
+        "least_cost_us",
+        "success_rate_us",
+    }
+    assert all(us > 0 for us in figures["routing"].values())
     assert figures["ledger"]["single_entries_per_s"] > 0
     assert "ratio" in run.stdout and "result file" in run.stdout
 

@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import ledger
-from domain.commission import AgentTerms, Mode, PricingError, Rate, Split, check_chain, split
-from domain.fees import rate_fee
+from domain.commission import AgentTerms, Mode, PricingError, Split, check_chain, split
+from domain.fees import Rate, rate_fee
 
 amounts = st.integers(min_value=0, max_value=10**12)
 
