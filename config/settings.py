@@ -95,6 +95,9 @@ class Payments(Base):
 
 class Routing(Base):
     max_failover: int
+    health_window_s: int
+    min_samples: int
+    explore_share: float
 
 
 class Breaker(Base):
@@ -155,6 +158,11 @@ class Auth(Base):
     country_header: str
 
 
+class Alerts(Base):
+    ops_webhook_url: str
+    timeout_ms: int
+
+
 class Secrets(Base):
     keys: dict[str, str]
     active: str
@@ -181,6 +189,7 @@ class Settings(Base):
     logging: Logging
     auth: Auth
     secrets: Secrets
+    alerts: Alerts
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

@@ -30,6 +30,7 @@ from gateway.errors import ApiError, error_response
 from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
 from infra import db, identity, metrics, redisclient
+from infra.alerts import OpsAlerts
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.logs import request_id
@@ -118,6 +119,7 @@ def create_app(settings: Settings) -> web.Application:
             policy=PolicyCache(pg),
             limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
             box=SecretBox(settings.secrets.keys, settings.secrets.active),
+            alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))

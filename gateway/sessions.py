@@ -106,9 +106,10 @@ def _user_actor(request: web.Request, user: User) -> audit.Actor:
 
 
 async def _flag(request: web.Request, user: User, reason: str, detail: dict[str, str]) -> None:
-    """An anomalous sign-in: recorded in the audit log, logged, and counted for alerting."""
+    """An anomalous sign-in: recorded in the audit log, logged, counted, and sent to ops."""
     metrics.auth_anomalies.labels(reason).inc()
     log.warning("anomalous sign-in", extra={"user_id": user.id, "reason": reason})
+    await edge(request).alerts.send("auth.anomaly", user_id=user.id, reason=reason)
     await audit.append(
         edge(request).pg,
         _user_actor(request, user),

@@ -18,6 +18,7 @@ from adapters.base import ChannelAdapter
 from config import Settings
 from gateway.errors import from_validation, invalid
 from gateway.intake import Intake
+from infra.alerts import OpsAlerts
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory
@@ -43,6 +44,7 @@ class Edge:
     policy: PolicyCache
     limiter: RateLimiter
     box: SecretBox
+    alerts: OpsAlerts
 
 
 T = TypeVar("T")

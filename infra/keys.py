@@ -45,3 +45,6 @@ class Keys:
 
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
+
+    def channel_health(self, channel: str, slot: int) -> str:
+        return f"{self.prefix}:health:{channel}:{slot}"

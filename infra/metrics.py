@@ -65,6 +65,18 @@ breaker_state = Gauge(
     ["channel"],
     multiprocess_mode="mostrecent",
 )
+channel_success_rate = Gauge(
+    "juhe_channel_success_rate",
+    "Share of a channel's calls that succeeded over the health window",
+    ["channel"],
+    multiprocess_mode="mostrecent",
+)
+channel_latency = Gauge(
+    "juhe_channel_latency_ms",
+    "A channel's call latency over the health window (bucket upper bound)",
+    ["channel", "quantile"],
+    multiprocess_mode="mostrecent",
+)
 stream_length = Gauge(
     "juhe_stream_length", "Entries in an intake stream", ["stream"], multiprocess_mode="mostrecent"
 )

@@ -11,7 +11,9 @@ meanwhile are exactly what a breaker tolerates anyway (failures are always repor
 
 from __future__ import annotations
 
+import logging
 import time
+from collections.abc import Awaitable, Callable
 from enum import IntEnum
 
 from redis.asyncio import Redis
@@ -38,19 +40,22 @@ redis.call('HSET', KEYS[1], 'state', 'half_open', 'since', ARGV[1])
 return {1, 1}
 """
 
-# KEYS[1]; ARGV ok(1/0), now, threshold, window_s → state after.
+# KEYS[1]; ARGV ok(1/0), now, threshold, window_s → {state after, 1 if this call changed it}.
 _RECORD = """
 local state = redis.call('HGET', KEYS[1], 'state') or 'closed'
 local now = tonumber(ARGV[2])
 if ARGV[1] == '1' then
-  if state ~= 'closed' then redis.call('DEL', KEYS[1]) end
-  return 0
+  if state ~= 'closed' then
+    redis.call('DEL', KEYS[1])
+    return {0, 1}
+  end
+  return {0, 0}
 end
 if state == 'half_open' then
   redis.call('HSET', KEYS[1], 'state', 'open', 'since', ARGV[2])
-  return 2
+  return {2, 1}
 end
-if state == 'open' then return 2 end
+if state == 'open' then return {2, 0} end
 local start = tonumber(redis.call('HGET', KEYS[1], 'window') or '0')
 local failures = 0
 if now - start <= tonumber(ARGV[4]) then
@@ -62,18 +67,29 @@ failures = failures + 1
 redis.call('HSET', KEYS[1], 'failures', failures)
 if failures >= tonumber(ARGV[3]) then
   redis.call('HSET', KEYS[1], 'state', 'open', 'since', ARGV[2], 'failures', 0)
-  return 2
+  return {2, 1}
 end
-return 0
+return {0, 0}
 """
 
 
 LOCAL_TTL_S = 1.0
+log = logging.getLogger("juhe.breaker")
 
 
 class CircuitBreakers:
-    def __init__(self, redis: Redis, keys: Keys, settings: BreakerSettings) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        settings: BreakerSettings,
+        on_change: Callable[[str, State], Awaitable[None]] | None = None,
+    ) -> None:
+        """`on_change` hears every state change this process caused (exactly one process
+        causes each change)."""
         self._keys = keys
+        self._redis = redis
+        self._on_change = on_change
         self._settings = settings
         self._allow = redis.register_script(_ALLOW)
         self._record = redis.register_script(_RECORD)
@@ -98,19 +114,34 @@ class CircuitBreakers:
         self._remember(channel, State(state))
         return bool(allowed)
 
+    async def routable(self, channel: str) -> bool:
+        """Whether routing may send payments to the channel: not while its breaker is open and
+        cooling down. Read only: the probe of a half-open breaker is the channel pool's to take
+        (through `allow`), not routing's."""
+        if self._known_closed(channel):
+            return True
+        state, since = await self._redis.hmget(self._keys.breaker(channel), "state", "since")
+        if state is None or state == b"closed":
+            self._remember(channel, State.CLOSED)
+            return True
+        return state != b"open" or time.time() - float(since or 0) >= self._settings.open_s
+
     async def record(self, channel: str, ok: bool) -> State:
         if ok and self._known_closed(channel):
             return State.CLOSED  # a success changes nothing on a closed breaker
-        state = State(
-            await self._record(
-                keys=[self._keys.breaker(channel)],
-                args=[
-                    "1" if ok else "0",
-                    time.time(),
-                    self._settings.failure_threshold,
-                    self._settings.window_s,
-                ],
-            )
+        after, changed = await self._record(
+            keys=[self._keys.breaker(channel)],
+            args=[
+                "1" if ok else "0",
+                time.time(),
+                self._settings.failure_threshold,
+                self._settings.window_s,
+            ],
         )
+        state = State(after)
         self._remember(channel, state)
+        if changed:
+            log.warning("circuit breaker changed", extra={"channel": channel, "state": state.name})
+            if self._on_change is not None:
+                await self._on_change(channel, state)
         return state

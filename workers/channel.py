@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
@@ -26,7 +27,9 @@ from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, envelope_
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import refund_view
 from infra import metrics, store
-from routing.breaker import CircuitBreakers
+from infra.alerts import OpsAlerts
+from routing.breaker import CircuitBreakers, State
+from routing.health import HealthBook
 from workers.context import Context
 from workers.outcomes import end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
@@ -43,6 +46,7 @@ class ChannelActor:
         self.adapter = adapter
         self.code = adapter.code
         self.breakers = breakers
+        self.health = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
         settings = ctx.settings.channels[self.code]
         self.retrying = tenacity.AsyncRetrying(
             stop=tenacity.stop_after_attempt(max(1, settings.retries)),
@@ -65,19 +69,25 @@ class ChannelActor:
         if not await self.breakers.allow(self.code):
             metrics.channel_calls.labels(self.code, operation, "breaker_open").inc()
             raise ChannelTransientError("channel_unavailable", "the channel's breaker is open")
+        started = time.perf_counter()
         try:
             result = await self.retrying(call, argument)
         except ChannelTransientError:
-            metrics.channel_calls.labels(self.code, operation, "transient").inc()
-            await self.breakers.record(self.code, ok=False)
+            await self._account(operation, "transient", started)
             raise
         except ChannelDeclined:
-            metrics.channel_calls.labels(self.code, operation, "declined").inc()
-            await self.breakers.record(self.code, ok=True)
+            await self._account(operation, "declined", started)
             raise
-        metrics.channel_calls.labels(self.code, operation, "ok").inc()
-        await self.breakers.record(self.code, ok=True)
+        await self._account(operation, "ok", started)
         return result
+
+    async def _account(self, operation: str, outcome: str, started: float) -> None:
+        """A decline is the channel working: only transient failures count against it."""
+        metrics.channel_calls.labels(self.code, operation, outcome).inc()
+        ok = outcome != "transient"
+        await self.breakers.record(self.code, ok=ok)
+        latency_ms = (time.perf_counter() - started) * 1000
+        await self.health.record(self.code, None if ok else outcome, latency_ms)
 
     async def create_all(self, tasks: Sequence[ChannelTask]) -> None:
         """Open the channel orders of an envelope: one claim for all, the channel calls
@@ -251,7 +261,14 @@ class ChannelActor:
 
 
 async def run(ctx: Context) -> None:
-    breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
+    alerts = OpsAlerts(
+        ctx.http, ctx.settings.alerts.ops_webhook_url, ctx.settings.alerts.timeout_ms
+    )
+
+    async def breaker_changed(channel: str, state: State) -> None:
+        await alerts.send("breaker." + state.name.lower(), channel=channel)
+
+    breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker, breaker_changed)
     s = ctx.settings.channel
     async with asyncio.TaskGroup() as group:
         for code, settings in ctx.settings.channels.items():

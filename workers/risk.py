@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Sequence
 
 from aio_pika.abc import AbstractIncomingMessage
@@ -13,6 +14,7 @@ from domain.risk import MerchantLimits, RiskInput, assess
 from domain.states import PaymentStatus
 from infra.merchants import MerchantDirectory
 from routing.breaker import CircuitBreakers
+from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
 from workers.context import Context
 from workers.outcomes import end_payment
@@ -27,6 +29,9 @@ class RiskActor:
         self.ctx = ctx
         self.merchants = MerchantDirectory(ctx.pg, ctx.settings.gateway.merchant_cache_ttl_s)
         self.breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
+        self.book = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
+        self._rates: dict[str, float] = {}
+        self._rates_until = 0.0
         self.channels = [
             ChannelProfile(
                 code,
@@ -41,6 +46,24 @@ class RiskActor:
             for code, ch in ctx.settings.channels.items()
         ]
 
+    async def health(self) -> dict[str, Health]:
+        """Breakers once per envelope (an open one takes its channel out of routing); success
+        rates from the shared health windows, refreshed every second."""
+        if time.monotonic() >= self._rates_until:
+            minimum = self.ctx.settings.routing.min_samples
+            windows = await self.book.windows(c.code for c in self.channels)
+            self._rates = {
+                code: w.success_rate
+                if w.success_rate is not None and w.attempts >= minimum
+                else 1.0
+                for code, w in windows.items()
+            }
+            self._rates_until = time.monotonic() + 1.0
+        return {
+            c.code: Health(await self.breakers.routable(c.code), self._rates.get(c.code, 1.0))
+            for c in self.channels
+        }
+
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         """A whole envelope at once: one Redis round trip for every blocklist lookup, one
         envelope out per channel queue."""
@@ -51,8 +74,7 @@ class RiskActor:
                 pipe.sismember(ctx.keys.blocked_ips(), intent.customer_ip or "")
                 pipe.sismember(ctx.keys.blocked_emails(), (intent.customer_email or "").lower())
             flags = await pipe.execute()
-        # Breakers once per envelope: an open one takes its channel out of routing.
-        health = {c.code: Health(await self.breakers.allow(c.code)) for c in self.channels}
+        health = await self.health()
         routed: list[tuple[str, Message]] = []
         endings = []
         for n, intent in enumerate(intents):
@@ -72,6 +94,7 @@ class RiskActor:
                 health,
                 merchant.rules if merchant else (),
                 draw=random.random(),
+                explore=ctx.settings.routing.explore_share,
             )
             channel = order[0] if order else None
             fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])

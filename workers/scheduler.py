@@ -15,6 +15,7 @@ from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
 from infra import broker, metrics, store
 from infra.keys import RELAY_GROUP, STREAMS
+from routing.health import HealthBook
 from workers.context import Context
 from workers.outcomes import publish_events
 from workers.runtime import supervise
@@ -147,6 +148,15 @@ async def sample_backlogs(ctx: Context) -> None:
             metrics.queue_depth.labels(name).set(depth)
     finally:
         await channel.close()
+    windows = await HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s).windows(
+        ctx.settings.channels
+    )
+    for code, window in windows.items():
+        if window.success_rate is not None:
+            metrics.channel_success_rate.labels(code).set(window.success_rate)
+        for quantile, value in (("0.5", window.p50_ms), ("0.95", window.p95_ms)):
+            if value is not None and value != float("inf"):
+                metrics.channel_latency.labels(code, quantile).set(value)
     metrics.outbox_backlog.set(
         await ctx.pg.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
     )

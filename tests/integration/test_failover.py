@@ -3,15 +3,23 @@ to the next channel, every attempt is visible, and a merchant's rules choose the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
+import pytest_asyncio
+from aiohttp import web
 
 from domain.access import Realm
+from gateway.client import MerchantClient
+from infra.keys import Keys
+from infra.merchants import create_merchant
+from routing.breaker import LOCAL_TTL_S
+from routing.health import HealthBook
 from tests.conftest import wait_status
 from tests.portal import make_user
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -60,6 +68,16 @@ async def test_a_failing_channel_hands_its_payments_to_the_next(
         lambda e: e["type"] == "payment.succeeded" and e["data"]["id"] == created["id"],
     )
     assert event["data"]["channel"] == "sim_b", "one charge, at the channel that took it"
+    assert stack.redis is not None
+    book = HealthBook(stack.redis, Keys(stack.settings.redis.prefix), 300)
+    windows = await book.windows(["sim", "sim_b"])
+    assert windows["sim"].errors.get("transient", 0) >= 1, "the outage shows in sim's health"
+    assert windows["sim_b"].successes >= 1
+    await asyncio.sleep(0.5)  # the scheduler exports the windows every interval
+    async with http.get(stack.url + "/metrics") as response:
+        text = await response.text()
+    assert 'juhe_channel_success_rate{channel="sim"}' in text
+    assert 'juhe_channel_latency_ms{channel="sim_b",quantile="0.5"}' in text
 
 
 async def test_a_decline_everywhere_fails_after_every_channel_was_tried(
@@ -94,3 +112,73 @@ async def test_a_merchant_rule_pins_its_channel(stack: Stack, http, new_merchant
         failed = await wait_status(shop, stuck["id"], {"failed"}, timeout=20)
     assert await _attempts(shop, stuck["id"]) == [("sim_b", "unavailable")], "pinned: no fallback"
     assert failed["status"] == "failed"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ops_inbox() -> AsyncIterator[tuple[str, list[dict]]]:
+    received: list[dict] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/ops", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/ops", received
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def breaker_stack(ops_inbox) -> AsyncIterator[Stack]:
+    """A node whose breakers open after three failures and cool down for two seconds."""
+    node = Stack(
+        "brk",
+        {
+            "JUHE_BREAKER__FAILURE_THRESHOLD": "3",
+            "JUHE_BREAKER__OPEN_S": "2",
+            "JUHE_ALERTS__OPS_WEBHOOK_URL": ops_inbox[0],
+        },
+    )
+    try:
+        await node.start()
+        yield node
+    finally:
+        await node.stop()
+
+
+async def test_traffic_leaves_a_failing_channel_and_comes_back(
+    breaker_stack: Stack, http, ops_inbox
+) -> None:
+    stack, (_, alerts) = breaker_stack, ops_inbox
+    assert stack.pg is not None
+    created = await create_merchant(
+        stack.pg, name="brk", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
+    )
+    shop = MerchantClient(stack.url, created.key_id, created.secret, http)
+    async with outage(stack, http, "sim"):
+        for n in range(3):  # each fails over; the third failure opens sim's breaker
+            _, payment = await shop.create_payment(
+                amount="1.00", currency="USD", merchant_order_id=f"b{n}"
+            )
+            paid = await wait_status(shop, payment["id"], {"succeeded"}, timeout=20)
+            assert paid["channel"] == "sim_b"
+        # Every process trusts a closed breaker it saw for up to a second; then routing knows.
+        await asyncio.sleep(LOCAL_TTL_S + 0.1)
+        _, payment = await shop.create_payment(
+            amount="1.00", currency="USD", merchant_order_id="b9"
+        )
+        await wait_status(shop, payment["id"], {"succeeded"}, timeout=20)
+        assert await _attempts(shop, payment["id"]) == [("sim_b", "opened")], (
+            "routed around the open breaker, without trying sim"
+        )
+    assert [a["type"] for a in alerts] == ["breaker.open"]
+    assert alerts[0]["detail"] == {"channel": "sim"}
+    await asyncio.sleep(2.2)  # the breaker cools down; the next payment is its probe
+    _, payment = await shop.create_payment(amount="1.00", currency="USD", merchant_order_id="c")
+    paid = await wait_status(shop, payment["id"], {"succeeded"}, timeout=20)
+    assert paid["channel"] == "sim", "traffic is back on the preferred channel"
+    assert [a["type"] for a in alerts] == ["breaker.open", "breaker.closed"]

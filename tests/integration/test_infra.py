@@ -24,6 +24,7 @@ from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.redispipe import RedisPipe
 from routing.breaker import CircuitBreakers, State
+from routing.health import HealthBook
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 BASE = "postgresql://postgres@127.0.0.1:5432/"
@@ -66,22 +67,32 @@ async def test_concurrent_migrations_are_serialised(scratch_db: str) -> None:
 
 async def test_breaker_opens_half_opens_and_closes(redis) -> None:
     client, keys = redis
-    breakers = CircuitBreakers(client, keys, Breaker(failure_threshold=3, window_s=10, open_s=0.3))
+    changes: list[tuple[str, State]] = []
+
+    async def heard(channel: str, state: State) -> None:
+        changes.append((channel, state))
+
+    settings = Breaker(failure_threshold=3, window_s=10, open_s=0.3)
+    breakers = CircuitBreakers(client, keys, settings, heard)
     assert await breakers.allow("c1")
     for _ in range(2):
         assert await breakers.record("c1", ok=False) is State.CLOSED
     assert await breakers.record("c1", ok=False) is State.OPEN
     assert not await breakers.allow("c1")
+    assert not await breakers.routable("c1"), "routing leaves an open breaker's channel out"
+    assert changes == [("c1", State.OPEN)]
     other = CircuitBreakers(client, keys, Breaker(failure_threshold=3, window_s=10, open_s=0.3))
     assert not await other.allow("c1"), "the state is shared between processes"
     await asyncio.sleep(0.35)
-    assert await breakers.allow("c1"), "one probe after open_s"
+    assert await other.routable("c1"), "cooled down: routing may send the probe"
+    assert await breakers.allow("c1"), "one probe after open_s (routing did not take it)"
     assert not await other.allow("c1"), "only one probe at a time"
     assert await breakers.record("c1", ok=False) is State.OPEN, "a failed probe reopens"
     await asyncio.sleep(0.35)
     assert await breakers.allow("c1")
     assert await breakers.record("c1", ok=True) is State.CLOSED
     assert await other.allow("c1")
+    assert changes == [("c1", State.OPEN), ("c1", State.OPEN), ("c1", State.CLOSED)]
     assert await breakers.allow("c2"), "breakers are per channel"
 
 
@@ -198,3 +209,17 @@ async def test_audit_log_is_append_only_and_an_edit_is_detected(scratch_db: str)
         assert await audit.verify(pool) == 1, "a record missing from the start"
     finally:
         await pool.close()
+
+
+async def test_health_book_shares_windows_through_redis(redis) -> None:
+    client, keys = redis
+    book = HealthBook(client, keys, 60)
+    for latency in (3, 8, 40, 40):
+        await book.record("alpha", None, latency)
+    await book.record("alpha", "transient", 900)
+    other_process = HealthBook(client, keys, 60)
+    windows = await other_process.windows(["alpha", "beta"])
+    alpha = windows["alpha"]
+    assert (alpha.attempts, alpha.successes, alpha.errors) == (5, 4, {"transient": 1})
+    assert alpha.p50_ms == 50.0 and alpha.p95_ms == 1000.0
+    assert windows["beta"].attempts == 0 and windows["beta"].success_rate is None

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.fees import Rate
+from routing.health import bucket, summarise
 from routing.strategies import (
     ChannelProfile,
     Health,
@@ -178,3 +179,26 @@ def test_a_decision_takes_microseconds() -> None:
     # Reported, not asserted against a clock; the benchmark suite measures it too.
     print(f"routing decision over 12 channels: {seconds / runs * 1e6:.1f} µs")
     assert route(USD, ALL, {}, rules, draw=0.3)
+
+
+def test_health_window_sums_slots_into_rate_and_percentiles() -> None:
+    slots = [
+        {"ok": 8, "lat:10": 6, "lat:50": 2},
+        {"ok": 10, "err:transient": 2, "lat:10": 4, "lat:100": 6, "lat:inf": 2},
+        {},
+    ]
+    window = summarise(slots)
+    assert (window.attempts, window.successes) == (20, 18)
+    assert window.errors == {"transient": 2}
+    assert window.success_rate == 0.9
+    assert window.p50_ms == 10.0  # 10 of 20 samples are ≤ 10 ms
+    assert window.p95_ms == float("inf")
+    assert summarise([]).success_rate is None and summarise([]).p50_ms is None
+
+
+@pytest.mark.parametrize(
+    ("latency", "label"),
+    [(0.3, "lat:5"), (5, "lat:5"), (5.1, "lat:10"), (4999, "lat:5000"), (9e9, "lat:inf")],
+)
+def test_latency_buckets(latency: float, label: str) -> None:
+    assert bucket(latency) == label
