@@ -158,6 +158,16 @@ class Auth(Base):
     country_header: str
 
 
+class Fx(Base):
+    provider: Literal["static", "simulated"]
+    spread_bps: int
+    quote_ttl_s: int
+    cache_ttl_s: int
+    stale_s: int
+    drift_bps: int
+    rates: dict[str, str]
+
+
 class Alerts(Base):
     ops_webhook_url: str
     timeout_ms: int
@@ -190,6 +200,7 @@ class Settings(Base):
     auth: Auth
     secrets: Secrets
     alerts: Alerts
+    fx: Fx
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from gateway import (
     agents,
     callbacks,
     cashier,
+    fx,
     merchants,
     ops,
     payments,
@@ -31,6 +32,7 @@ from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
+from infra.fx import rate_source
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.logs import request_id
@@ -120,6 +122,7 @@ def create_app(settings: Settings) -> web.Application:
             limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
             box=SecretBox(settings.secrets.keys, settings.secrets.active),
             alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
+            rates=rate_source(settings.fx),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
@@ -139,6 +142,8 @@ def create_app(settings: Settings) -> web.Application:
     r.add_post("/api/v1/payments/{id}/cancel", payments.cancel_payment)
     r.add_get("/api/v1/payments/{id}/attempts", payments.payment_attempts)
     r.add_post("/api/v1/payments/callback/{channel}", callbacks.channel_callback)
+    r.add_post("/api/v1/fx/quotes", fx.create_quote)
+    r.add_get("/api/v1/fx/quotes/{id}", fx.get_quote)
     r.add_post("/api/v1/refunds", refunds.create_refund)
     r.add_get("/api/v1/refunds/{id}", refunds.get_refund)
     r.add_post("/api/v1/events/{id}/resend", ops.resend_event)

@@ -175,6 +175,16 @@ _IDENTITY_OPS = [
 
 
 _MERCHANT_OPS = [
+    ("post", "/api/v1/fx/quotes", "Quote and lock a conversion", None, 201, None, False),
+    (
+        "get",
+        "/api/v1/fx/quotes/{id}",
+        "Retrieve a quote while it is locked",
+        None,
+        200,
+        None,
+        False,
+    ),
     (
         "get",
         "/api/v1/payments/{id}/attempts",

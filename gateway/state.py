@@ -19,6 +19,7 @@ from config import Settings
 from gateway.errors import from_validation, invalid
 from gateway.intake import Intake
 from infra.alerts import OpsAlerts
+from infra.fx import CachedRates
 from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory
@@ -45,6 +46,7 @@ class Edge:
     limiter: RateLimiter
     box: SecretBox
     alerts: OpsAlerts
+    rates: CachedRates
 
 
 T = TypeVar("T")

@@ -46,5 +46,8 @@ class Keys:
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
 
+    def fx_quote(self, quote_id: str) -> str:
+        return f"{self.prefix}:fxq:{quote_id}"
+
     def channel_health(self, channel: str, slot: int) -> str:
         return f"{self.prefix}:health:{channel}:{slot}"

@@ -55,6 +55,7 @@ class World:
     kid: str  # an agent under the agent roles' agent
     kid_shop: str  # a merchant under it
     spare_keys: tuple[str, str]  # merchant A keys to rotate and to revoke
+    quote: str  # merchant A's FX quote
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,21 @@ ENDPOINTS = [
         "payments:read",
         "hidden",
         lambda w: f"/api/v1/payments/{w.payment}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/fx/quotes",
+        "payments:create",
+        "own",
+        lambda w: "/api/v1/fx/quotes",
+        lambda w: {"amount": "10.00", "currency": "EUR", "to_currency": "USD"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/fx/quotes/{id}",
+        "payments:read",
+        "hidden",
+        lambda w: f"/api/v1/fx/quotes/{w.quote}",
     ),
     Endpoint(
         "GET",
@@ -356,6 +372,9 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
     _, refund = await shop.request(
         "POST", "/api/v1/refunds", {"payment_id": paid["id"], "amount": "0.10"}
     )
+    _, fx_quote = await shop.request(
+        "POST", "/api/v1/fx/quotes", {"amount": "5.00", "currency": "EUR", "to_currency": "USD"}
+    )
     event = await stack.pg.fetchval(
         "SELECT id FROM webhook_events WHERE merchant_id = $1 LIMIT 1", shop.merchant_id
     )
@@ -407,6 +426,7 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         kid,
         kid_shop.merchant_id,
         spare,
+        fx_quote["id"],
     )
     return world, callers
 

@@ -1,0 +1,97 @@
+"""Currency conversion (domain/fx.py) and rate sources (infra/fx.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from fractions import Fraction
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.fx import RateError, convert, cross, format_rate, parse_rate, quote, with_spread
+from infra.fx import CachedRates, RateUnavailable, SimulatedFeed, StaticRates
+
+RATES = {"EUR/USD": "1.0850", "USD/TWD": "32.150", "ETH/USD": "3480.00", "BTC/USD": "67250.00"}
+
+
+def test_rates_are_exact_fractions_from_decimal_text() -> None:
+    assert parse_rate("1.0850") == Fraction(217, 200)
+    assert parse_rate("0.000015") == Fraction(3, 200_000)
+    for bad in ("0", "-1.2", "abc", "NaN", "Infinity"):
+        with pytest.raises(RateError):
+            parse_rate(bad)
+    assert format_rate(Fraction(217, 200)) == "1.085"
+    assert format_rate(Fraction(1, 3), 4) == "0.3333"
+    assert format_rate(Fraction(2, 3), 4) == "0.6667"
+
+
+@pytest.mark.parametrize(
+    ("amount", "source", "target", "rate", "expected"),
+    [
+        (10_000, "EUR", "USD", "1.085", 10_850),  # 100.00 EUR → 108.50 USD
+        (1, "EUR", "USD", "1.005", 1),  # 0.01 × 1.005 = 0.01005 → 1 cent
+        (1, "EUR", "USD", "1.5", 2),  # 0.015 → half up → 2 cents
+        (10_000, "USD", "JPY", "151.2", 15_120),  # JPY has no minor unit
+        (10**18, "ETH", "USD", "3480", 348_000),  # 1 ETH (18 decimals) → 3480.00 USD
+        (100_000_000, "BTC", "USD", "67250", 6_725_000),  # 1 BTC (8 decimals)
+        (348_000, "USD", "ETH", str(Fraction(1, 3480).limit_denominator()), 10**18),
+    ],
+)
+def test_convert_across_exponents(amount, source, target, rate, expected) -> None:
+    value = Fraction(rate) if "/" in rate else parse_rate(rate)
+    assert convert(amount, source, target, value) == expected
+
+
+def test_a_quote_adds_the_spread_in_the_platforms_favour() -> None:
+    q = quote(10_000, "EUR", "USD", parse_rate("1.085"), 50, now=1000.0, ttl_s=600)
+    assert q.rate == with_spread(parse_rate("1.085"), 50) == parse_rate("1.090425")
+    assert (q.converted, q.at_mid) == (10_904, 10_850)  # 109.0425 → 109.04
+    assert q.expires_at == 1600.0
+
+
+@given(st.integers(0, 10**15), st.integers(0, 500))
+def test_the_spread_never_lowers_what_is_charged(amount: int, spread: int) -> None:
+    q = quote(amount, "EUR", "USD", parse_rate("1.085"), spread, 0.0, 60)
+    assert q.converted >= q.at_mid >= 0
+
+
+def test_cross_and_inverse_rates() -> None:
+    table = {("EUR", "USD"): Fraction(217, 200), ("USD", "TWD"): parse_rate("32.15")}
+    assert cross(table, "USD", "EUR") == Fraction(200, 217)
+    assert cross(table, "EUR", "TWD") == Fraction(217, 200) * parse_rate("32.15")
+    assert cross(table, "TWD", "EUR") == 1 / (Fraction(217, 200) * parse_rate("32.15"))
+    assert cross(table, "EUR", "EUR") == 1
+    assert cross(table, "EUR", "JPY") is None
+
+
+def test_providers_and_the_cache_with_stale_fallback() -> None:
+    async def go() -> None:
+        static = StaticRates(RATES)
+        assert await static.mid("USD", "EUR") == 1 / parse_rate("1.0850")
+        with pytest.raises(RateUnavailable):
+            await static.mid("EUR", "JPY")
+        feed = SimulatedFeed(RATES, drift_bps=30)
+        moved = await feed.mid("EUR", "USD")
+        assert abs(moved / parse_rate("1.0850") - 1) <= Fraction(30, 10_000)
+        assert await feed.mid("USD", "EUR") == 1 / await feed.mid("EUR", "USD")
+
+        class Flaky:
+            def __init__(self) -> None:
+                self.down = False
+
+            async def mid(self, source: str, target: str) -> Fraction:
+                if self.down:
+                    raise ConnectionError("feed down")
+                return Fraction(2)
+
+        flaky = Flaky()
+        cache = CachedRates(flaky, ttl_s=0.0, stale_s=60.0)
+        assert await cache.mid("A", "B") == 2
+        flaky.down = True
+        assert await cache.mid("A", "B") == 2, "stale while the provider errs"
+        strict = CachedRates(flaky, ttl_s=0.0, stale_s=0.0)
+        with pytest.raises(RateUnavailable):
+            await strict.mid("A", "B")
+
+    asyncio.run(go())
