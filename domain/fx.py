@@ -107,3 +107,41 @@ def cross(
         if first is not None and second is not None:
             return first * second
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversion:
+    """A locked quote applied to a payment: the channel is charged `converted` in `target`."""
+
+    target: str
+    converted: int
+    rate: Fraction
+    mid: Fraction
+    spread_bps: int
+    expires_at: float
+
+    @classmethod
+    def of(cls, q: Quote) -> Conversion:
+        return cls(q.target, q.converted, q.rate, q.mid, q.spread_bps, q.expires_at)
+
+    def to_doc(self) -> dict[str, object]:
+        """As stored with the payment: fractions as "numerator/denominator", exactly."""
+        return {
+            "target": self.target,
+            "converted": self.converted,
+            "rate": f"{self.rate.numerator}/{self.rate.denominator}",
+            "mid": f"{self.mid.numerator}/{self.mid.denominator}",
+            "spread_bps": self.spread_bps,
+            "expires_at": self.expires_at,
+        }
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, object]) -> Conversion:
+        return cls(
+            target=str(doc["target"]),
+            converted=int(str(doc["converted"])),
+            rate=Fraction(str(doc["rate"])),
+            mid=Fraction(str(doc["mid"])),
+            spread_bps=int(str(doc["spread_bps"])),
+            expires_at=float(str(doc["expires_at"])),
+        )

@@ -15,6 +15,7 @@ from domain.fees import scale_half_up
 
 PLATFORM_FEE_REVENUE = "platform:fee_revenue"
 PLATFORM_ROUNDING = "platform:rounding"
+PLATFORM_FX = "platform:fx"
 
 
 def channel_clearing(code: str) -> str:
@@ -82,17 +83,29 @@ def payment_succeeded(
     fee: int,
     channel_cost_amount: int,
     commissions: Sequence[tuple[str, int]] = (),
+    charge: tuple[str, int] | None = None,
 ) -> list[Posting]:
     """The channel owes us the amount less its cost; we owe the merchant the amount less our fee.
     Of the fee, each agent in the merchant's chain is owed its commission and the rest is
-    platform revenue; the cost is the channel's, booked as its own expense line."""
-    if not 0 <= fee <= amount or not 0 <= channel_cost_amount <= amount:
+    platform revenue; the cost is the channel's, booked as its own expense line.
+
+    With `charge` (currency, amount), the channel was charged in another currency at a locked
+    quote: its lines are in that currency (the cost too), and the platform's FX account holds
+    both sides of the conversion, so each currency balances and the spread stays there."""
+    charged_currency, charged = charge if charge else (currency, amount)
+    if not 0 <= fee <= amount or not 0 <= channel_cost_amount <= charged:
         raise ValueError("fee and channel cost must lie within the amount")
     if any(c < 0 for _, c in commissions) or sum(c for _, c in commissions) > fee:
         raise ValueError("commissions are non-negative and paid out of the fee")
+    bridge = (
+        [Posting(PLATFORM_FX, charged_currency, -charged), Posting(PLATFORM_FX, currency, amount)]
+        if charged_currency != currency
+        else []
+    )
     postings = [
-        Posting(channel_clearing(channel), currency, amount - channel_cost_amount),
-        Posting(channel_cost(channel), currency, channel_cost_amount),
+        Posting(channel_clearing(channel), charged_currency, charged - channel_cost_amount),
+        Posting(channel_cost(channel), charged_currency, channel_cost_amount),
+        *bridge,
         Posting(merchant_pending(merchant_id), currency, -(amount - fee)),
         Posting(PLATFORM_FEE_REVENUE, currency, -(fee - sum(c for _, c in commissions))),
         *(Posting(agent_commission(a), currency, -c) for a, c in commissions),

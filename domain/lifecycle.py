@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from domain import ledger
 from domain.commission import AgentTerms, split
 from domain.fees import rate_fee
+from domain.fx import Conversion, convert
 from domain.messages import ChannelCallback
 from domain.states import PaymentStatus, RefundStatus, sources, status_after_refund
 
@@ -28,6 +29,14 @@ class PaymentFacts:
     fee_fixed: int
     refund_reserved: int
     refunded_amount: int
+    conversion: Conversion | None = None  # charged at the channel in another currency
+
+    @property
+    def charged(self) -> tuple[str, int]:
+        """What the channel charges: (currency, amount)."""
+        if self.conversion is None:
+            return self.currency, self.amount
+        return self.conversion.target, self.conversion.converted
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,15 +85,23 @@ def on_callback(
         if callback.channel != payment.channel:
             return CallbackEffect("channel_mismatch")
         # An amount is only meaningful with its currency; a currency alone must still match.
+        charged_currency, charged = payment.charged
         wrong_amount = callback.amount is not None and (
-            int(callback.amount) != payment.amount or callback.currency != payment.currency
+            int(callback.amount) != charged or callback.currency != charged_currency
         )
-        wrong_currency = callback.currency is not None and callback.currency != payment.currency
+        wrong_currency = callback.currency is not None and callback.currency != charged_currency
         if wrong_amount or wrong_currency:
             return CallbackEffect("amount_mismatch")
         fee = rate_fee(payment.amount, payment.fee_bps, payment.fee_fixed)
-        cost = rate_fee(payment.amount, price.cost_bps, price.cost_fixed)
-        commissions = split(payment.amount, fee, cost, chain).commissions
+        cost = rate_fee(charged, price.cost_bps, price.cost_fixed)
+        conversion = payment.conversion
+        # Commission is split in the payment's currency: the cost comes back at the quote's rate.
+        cost_here = (
+            cost
+            if conversion is None
+            else convert(cost, conversion.target, payment.currency, 1 / conversion.rate)
+        )
+        commissions = split(payment.amount, fee, cost_here, chain).commissions
         postings = ledger.payment_succeeded(
             merchant_id=payment.merchant_id,
             channel=callback.channel,
@@ -93,6 +110,7 @@ def on_callback(
             fee=fee,
             channel_cost_amount=cost,
             commissions=commissions,
+            charge=payment.charged if conversion is not None else None,
         )
         return CallbackEffect(
             "applied",

@@ -10,6 +10,9 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
+
+from domain.fx import Conversion, format_rate
 from domain.money import format_amount
 
 
@@ -39,6 +42,22 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "failure_message": p.get("failure_message"),
         "created": unix(p["created_at"]),
         "expires_at": unix(p["expires_at"]),
+        "fx": _fx_view(p.get("fx"), currency),
+    }
+
+
+def _fx_view(stored: str | dict[str, Any] | None, currency: str) -> dict[str, Any] | None:
+    """The locked quote a payment is charged at, when its channel takes another currency."""
+    if not stored:
+        return None
+    conversion = Conversion.from_doc(orjson.loads(stored) if isinstance(stored, str) else stored)
+    return {
+        "to_currency": conversion.target,
+        "converted_amount": format_amount(conversion.converted, conversion.target),
+        "rate": format_rate(conversion.rate),
+        "mid_rate": format_rate(conversion.mid),
+        "spread_bps": conversion.spread_bps,
+        "quote_expires_at": int(conversion.expires_at),
     }
 
 

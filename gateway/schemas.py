@@ -3,7 +3,7 @@ generated from them, so the contract and the code cannot drift apart."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -74,6 +74,7 @@ class Payment(msgspec.Struct):
     failure_message: str | None
     created: int
     expires_at: int
+    fx: dict[str, Any] | None = None  # the locked quote, when charged in another currency
 
 
 class Refund(msgspec.Struct):

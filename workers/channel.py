@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import asyncpg
+import orjson
 import tenacity
 from aio_pika.abc import AbstractIncomingMessage
 
@@ -23,6 +24,8 @@ from adapters.base import (
     RefundRequest,
 )
 from adapters.registry import build_adapter
+from domain.fees import scale_half_up
+from domain.fx import Conversion
 from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import refund_view
@@ -134,10 +137,20 @@ class ChannelActor:
     async def open_order(self, row: asyncpg.Record, task: ChannelTask) -> ChannelOrder | None:
         """The channel's order for a claimed payment, or None once the payment has failed or
         moved on to its next channel."""
+        amount, currency = row["amount"], row["currency"]
+        if row["fx"]:
+            conversion = Conversion.from_doc(orjson.loads(row["fx"]))
+            if time.time() > conversion.expires_at:
+                # The quote was locked for the customer; a stale one is not charged.
+                await self.fail(
+                    row["id"], ChannelDeclined("fx_quote_expired", "the locked FX quote expired")
+                )
+                return None
+            amount, currency = conversion.converted, conversion.target
         request = OrderRequest(
             payment_id=row["id"],
-            amount=row["amount"],
-            currency=row["currency"],
+            amount=amount,
+            currency=currency,
             description=row["description"],
             callback_url=f"{self.ctx.settings.gateway.callback_base_url}"
             f"/api/v1/payments/callback/{self.code}",
@@ -231,12 +244,18 @@ class ChannelActor:
         else:
             await ctx.hot.put_payment(payment)
         await ctx.hot.put_refund(refund)
+        amount, currency = refund["amount"], refund["currency"]
+        if payment["fx"]:
+            # Refunded at the channel in what it charged, in proportion.
+            conversion = Conversion.from_doc(orjson.loads(payment["fx"]))
+            amount = scale_half_up(conversion.converted, amount, payment["amount"])
+            currency = conversion.target
         request = RefundRequest(
             refund_id=refund["id"],
             payment_id=payment["id"],
             channel_order_id=payment["channel_order_id"],
-            amount=refund["amount"],
-            currency=refund["currency"],
+            amount=amount,
+            currency=currency,
         )
         try:
             result = await self.call("refund", self.adapter.refund, request)

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import asyncpg
+import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
+from domain.fx import Conversion
 from domain.ledger import Posting, agent_lines
 from domain.lifecycle import (
     ChannelPrice,
@@ -50,6 +52,7 @@ def facts(row: asyncpg.Record) -> PaymentFacts:
         fee_fixed=row["fee_fixed_minor"],
         refund_reserved=row["refund_reserved"],
         refunded_amount=row["refunded_amount"],
+        conversion=Conversion.from_doc(orjson.loads(row["fx"])) if row["fx"] else None,
     )
 
 

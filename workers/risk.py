@@ -6,13 +6,16 @@ import random
 import time
 from collections.abc import Sequence
 
+import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
 from domain.fees import Rate
+from domain.fx import Conversion, quote
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
 from domain.risk import MerchantLimits, RiskInput, assess
 from domain.states import PaymentStatus
-from infra.merchants import MerchantDirectory
+from infra.fx import RateUnavailable, rate_source
+from infra.merchants import Merchant, MerchantDirectory
 from routing.breaker import CircuitBreakers
 from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
@@ -30,8 +33,9 @@ class RiskActor:
         self.merchants = MerchantDirectory(ctx.pg, ctx.settings.gateway.merchant_cache_ttl_s)
         self.breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
         self.book = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
-        self._rates: dict[str, float] = {}
-        self._rates_until = 0.0
+        self.fx_rates = rate_source(ctx.settings.fx)
+        self._success: dict[str, float] = {}
+        self._success_until = 0.0
         self.channels = [
             ChannelProfile(
                 code,
@@ -45,22 +49,64 @@ class RiskActor:
             )
             for code, ch in ctx.settings.channels.items()
         ]
+        # Currencies some channel charges in, for payments no channel takes as they are.
+        self.charge_currencies = sorted({c for p in self.channels for c in p.currencies})
+
+    async def route_converted(
+        self, intent: PaymentIntent, merchant: Merchant | None, health: dict[str, Health]
+    ) -> list[str]:
+        """No channel takes the payment's currency: quote it into the first currency (in
+        alphabetical order) that an eligible channel takes, lock the quote on the payment, and
+        route in that currency."""
+        fx = self.ctx.settings.fx
+        for currency in self.charge_currencies:
+            if currency == intent.currency:
+                continue
+            try:
+                mid = await self.fx_rates.mid(intent.currency, currency)
+            except RateUnavailable:
+                continue
+            q = quote(
+                int(intent.amount),
+                intent.currency,
+                currency,
+                mid,
+                fx.spread_bps,
+                time.time(),
+                fx.quote_ttl_s,
+            )
+            order = route(
+                RouteRequest(q.converted, currency, intent.method),
+                self.channels,
+                health,
+                merchant.rules if merchant else (),
+                draw=random.random(),
+                explore=self.ctx.settings.routing.explore_share,
+            )
+            if order:
+                await self.ctx.pg.execute(
+                    "UPDATE payments SET fx = $2::jsonb WHERE id = $1 AND fx IS NULL",
+                    intent.id,
+                    orjson.dumps(Conversion.of(q).to_doc()).decode(),
+                )
+                return order
+        return []
 
     async def health(self) -> dict[str, Health]:
         """Breakers once per envelope (an open one takes its channel out of routing); success
         rates from the shared health windows, refreshed every second."""
-        if time.monotonic() >= self._rates_until:
+        if time.monotonic() >= self._success_until:
             minimum = self.ctx.settings.routing.min_samples
             windows = await self.book.windows(c.code for c in self.channels)
-            self._rates = {
+            self._success = {
                 code: w.success_rate
                 if w.success_rate is not None and w.attempts >= minimum
                 else 1.0
                 for code, w in windows.items()
             }
-            self._rates_until = time.monotonic() + 1.0
+            self._success_until = time.monotonic() + 1.0
         return {
-            c.code: Health(await self.breakers.routable(c.code), self._rates.get(c.code, 1.0))
+            c.code: Health(await self.breakers.routable(c.code), self._success.get(c.code, 1.0))
             for c in self.channels
         }
 
@@ -96,6 +142,8 @@ class RiskActor:
                 draw=random.random(),
                 explore=ctx.settings.routing.explore_share,
             )
+            if not order and decision.approved:
+                order = await self.route_converted(intent, merchant, health)
             channel = order[0] if order else None
             fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])
             if not decision.approved:

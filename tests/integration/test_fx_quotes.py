@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-import pytest
+from collections.abc import AsyncIterator
 
+import pytest
+import pytest_asyncio
+
+from adapters.registry import build_adapter
 from domain.fx import parse_rate, quote
+from gateway.client import MerchantClient
+from infra.merchants import create_merchant
+from tests.conftest import wait_status
+from tests.invariants import assert_ledger_invariants
+from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -33,3 +42,57 @@ async def test_quote_is_locked_and_private(merchant, new_merchant) -> None:
     ):
         status, error = await merchant.request("POST", "/api/v1/fx/quotes", body)
         assert status == 400 and error["error"]["param"] == param, (body, error)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def usd_only() -> AsyncIterator[Stack]:
+    """A node whose channels take US dollars only."""
+    node = Stack(
+        "fx",
+        {
+            "JUHE_CHANNELS__SIM__CURRENCIES": '["USD"]',
+            "JUHE_CHANNELS__SIM_B__CURRENCIES": '["USD"]',
+        },
+    )
+    try:
+        await node.start()
+        yield node
+    finally:
+        await node.stop()
+
+
+async def test_a_euro_payment_goes_to_a_dollar_channel_at_a_locked_quote(
+    usd_only: Stack, http
+) -> None:
+    stack = usd_only
+    assert stack.pg is not None
+    created = await create_merchant(
+        stack.pg, name="eu", notify_url="http://127.0.0.1:9/", currencies=["EUR"], fee_bps=250
+    )
+    shop = MerchantClient(stack.url, created.key_id, created.secret, http)
+    _, payment = await shop.create_payment(amount="100.00", currency="EUR", merchant_order_id="e")
+    paid = await wait_status(shop, payment["id"], {"succeeded"})
+    assert (paid["amount"], paid["currency"], paid["channel"]) == ("100.00", "EUR", "sim")
+    fx = paid["fx"]
+    assert (fx["to_currency"], fx["converted_amount"], fx["rate"]) == ("USD", "109.04", "1.090425")
+    order = await stack.pg.fetchval(
+        "SELECT channel_order_id FROM payments WHERE id = $1", paid["id"]
+    )
+    adapter = build_adapter("sim", stack.settings.channels["sim"], http)
+    at_channel = await adapter.query_order(paid["id"], order)
+    assert (at_channel.amount, at_channel.currency) == (10_904, "USD"), "charged in dollars"
+
+    async def fx_balances() -> dict[str, int]:
+        rows = await stack.pg.fetch(
+            "SELECT currency, balance FROM ledger_accounts WHERE name = 'platform:fx'"
+        )
+        return {r["currency"]: r["balance"] for r in rows}
+
+    assert await fx_balances() == {"EUR": 10_000, "USD": -10_904}
+    status, refund = await shop.request(
+        "POST", "/api/v1/refunds", {"payment_id": paid["id"], "amount": "50.00"}
+    )
+    assert status == 201, refund
+    await wait_status(shop, paid["id"], {"partially_refunded"})
+    assert await fx_balances() == {"EUR": 5_000, "USD": -5_452}, "half of each side reversed"
+    await assert_ledger_invariants(stack.pg)

@@ -9,8 +9,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from domain.fees import rate_fee
+from domain.fx import Conversion, parse_rate, quote
 from domain.ledger import (
     PLATFORM_FEE_REVENUE,
+    PLATFORM_FX,
     PLATFORM_ROUNDING,
     channel_clearing,
     channel_cost,
@@ -325,3 +327,50 @@ def test_refund_success_postings_always_balance(case: tuple[int, int]) -> None:
 def test_paid_currency_mismatch_without_amount() -> None:
     effect = on_callback(_payment(), _callback("paid", amount=None, currency="EUR"), PRICE)
     assert effect == CallbackEffect("amount_mismatch")
+
+
+# ---------------------------------------------------------------------------- FX
+
+
+def _converted(**changes: object) -> PaymentFacts:
+    q = quote(10_000, "EUR", "USD", parse_rate("1.085"), 50, 0.0, 600)
+    return _payment(currency="EUR", conversion=Conversion.of(q), **changes)
+
+
+def test_a_converted_payment_is_checked_and_posted_in_both_currencies() -> None:
+    payment = _converted()
+    assert payment.charged == ("USD", 10_904)
+    stale = on_callback(payment, _callback(amount="10000", currency="EUR"), PRICE)
+    assert stale.result == "amount_mismatch", "the channel charged USD, not the payment's EUR"
+    effect = on_callback(payment, _callback(amount="10904", currency="USD"), PRICE)
+    assert effect.result == "applied" and effect.status is P.SUCCEEDED
+    lines = {(p.account, p.currency): p.amount for p in effect.postings}
+    cost = rate_fee(10_904, 120, 0)  # the channel's cost, in what it charged
+    fee = rate_fee(10_000, 250, 30)  # the merchant's fee, in its own currency
+    assert lines[(channel_clearing("sim"), "USD")] == 10_904 - cost
+    assert lines[(channel_cost("sim"), "USD")] == cost
+    assert lines[(PLATFORM_FX, "USD")] == -10_904
+    assert lines[(PLATFORM_FX, "EUR")] == 10_000
+    assert lines[(merchant_pending("mch_1"), "EUR")] == -(10_000 - fee)
+    assert lines[(PLATFORM_FEE_REVENUE, "EUR")] == -fee
+    ensure_balanced(effect.postings)
+
+
+@given(st.integers(1, 10**12), st.integers(0, 300))
+def test_converted_entries_balance_in_every_currency(amount: int, spread: int) -> None:
+    q = quote(amount, "TWD", "USD", 1 / parse_rate("32.15"), spread, 0.0, 600)
+    payment = _payment(amount=amount, currency="TWD", conversion=Conversion.of(q))
+    callback = _callback(amount=str(q.converted), currency="USD")
+    effect = on_callback(payment, callback, PRICE)
+    if q.converted == 0:
+        return
+    assert effect.status is P.SUCCEEDED
+    ensure_balanced(effect.postings)
+    fx = {p.currency: p.amount for p in effect.postings if p.account == PLATFORM_FX}
+    assert fx == {"USD": -q.converted, "TWD": amount}
+
+
+def test_conversion_round_trips_exactly_through_its_stored_form() -> None:
+    conversion = _converted().conversion
+    assert conversion is not None
+    assert Conversion.from_doc(conversion.to_doc()) == conversion
