@@ -27,6 +27,7 @@ class PaymentIntent(Message, frozen=True, kw_only=True):
     description: str | None = None
     customer_email: str | None = None
     customer_ip: str | None = None
+    customer_country: str | None = None
     notify_url: str | None = None
     return_url: str | None = None
     metadata: dict[str, str] | None = None

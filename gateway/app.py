@@ -34,6 +34,7 @@ from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
 from infra.fx import rate_source
 from infra.hotstore import HotStore
+from infra.invalidation import follow
 from infra.keys import Keys
 from infra.logs import request_id
 from infra.merchants import MerchantDirectory
@@ -126,8 +127,10 @@ def create_app(settings: Settings) -> web.Application:
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
+        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants))
         yield
         usage.cancel()
+        following.cancel()
         await app[EDGE].merchants.flush_usage()
         await http.close()
         await pipe.close()

@@ -48,6 +48,7 @@ from gateway.state import (
     page_limit,
 )
 from infra import agents, audit, identity
+from infra.invalidation import announce
 from infra.merchants import add_api_key
 
 _CSV_FIELDS = ["id", "created", "status", "amount", "currency", "merchant_order_id", "fee"]
@@ -236,7 +237,7 @@ async def update_merchant(request: web.Request) -> web.Response:
                 after={**changes, **({"reason": req.reason} if req.reason else {})},
             )
         view = await _view(conn, merchant_id)
-    e.merchants.forget(merchant_id=merchant_id)
+    await announce(e.redis, e.keys, e.merchants, merchant_id=merchant_id)
     return json_answer(view)
 
 
@@ -297,7 +298,7 @@ async def payment_config(request: web.Request) -> web.Response:
             after={k: v for k, v in msgspec.to_builtins(req).items() if k in given},
         )
         view = await _view(conn, merchant_id)
-    e.merchants.forget(merchant_id=merchant_id)
+    await announce(e.redis, e.keys, e.merchants, merchant_id=merchant_id)
     if "account" in (settlement := view["config"].get("settlement") or {}):
         settlement["account"] = "****" + settlement.pop("account_last4")
     return json_answer(view)
@@ -395,7 +396,7 @@ async def rotate_key(request: web.Request) -> web.Response:
             after={"new_key_id": key_id, "old_key_expires": int(expires.timestamp())},
         )
         row = await conn.fetchrow("SELECT * FROM api_keys WHERE key_id = $1", key_id)
-    e.merchants.forget(key_id=old["key_id"])
+    await announce(e.redis, e.keys, e.merchants, key_id=old["key_id"])
     return json_answer({**_key_view(row), "secret": secret}, 201)
 
 
@@ -408,5 +409,5 @@ async def revoke_key(request: web.Request) -> web.Response:
             "UPDATE api_keys SET revoked_at = now() WHERE key_id = $1 RETURNING *", old["key_id"]
         )
         await audit.append(conn, actor(request, who), "key.revoke", f"api_key:{old['key_id']}")
-    e.merchants.forget(key_id=old["key_id"])
+    await announce(e.redis, e.keys, e.merchants, key_id=old["key_id"])
     return json_answer(_key_view(row))

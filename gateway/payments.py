@@ -98,6 +98,7 @@ async def create_payment(request: web.Request) -> web.Response:
         description=req.description,
         customer_email=req.customer.email if req.customer else None,
         customer_ip=req.customer.ip if req.customer else None,
+        customer_country=req.customer.country if req.customer else None,
         notify_url=req.notify_url,
         return_url=req.return_url,
         metadata=req.metadata,

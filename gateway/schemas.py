@@ -19,6 +19,7 @@ Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
 class Customer(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     ip: Annotated[str, Meta(max_length=45)] | None = None
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None  # ISO 3166-1 alpha-2
 
 
 class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):

@@ -46,6 +46,9 @@ class Keys:
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
 
+    def invalidations(self) -> str:
+        return f"{self.prefix}:invalidate"
+
     def fx_quote(self, quote_id: str) -> str:
         return f"{self.prefix}:fxq:{quote_id}"
 

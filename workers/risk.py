@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decode
 from domain.risk import MerchantLimits, RiskInput, assess
 from domain.states import PaymentStatus
 from infra.fx import RateUnavailable, rate_source
+from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
 from routing.breaker import CircuitBreakers
 from routing.health import HealthBook
@@ -76,7 +78,7 @@ class RiskActor:
                 fx.quote_ttl_s,
             )
             order = route(
-                RouteRequest(q.converted, currency, intent.method),
+                RouteRequest(q.converted, currency, intent.method, intent.customer_country),
                 self.channels,
                 health,
                 merchant.rules if merchant else (),
@@ -133,7 +135,9 @@ class RiskActor:
                 bool(flags[2 * n]),
                 bool(flags[2 * n + 1]),
             )
-            request = RouteRequest(int(intent.amount), intent.currency, intent.method)
+            request = RouteRequest(
+                int(intent.amount), intent.currency, intent.method, intent.customer_country
+            )
             order = route(
                 request,
                 self.channels,
@@ -183,12 +187,16 @@ class RiskActor:
 async def run(ctx: Context) -> None:
     actor = RiskActor(ctx)
     s = ctx.settings.risk
-    await Mailbox(
-        "risk",
-        ctx.amqp,
-        ctx.publisher,
-        ctx.queues.risk,
-        actor.handle,
-        prefetch=s.prefetch,
-        actors=s.concurrency,
-    ).run()
+    following = asyncio.create_task(follow(ctx.redis, ctx.keys, actor.merchants))
+    try:
+        await Mailbox(
+            "risk",
+            ctx.amqp,
+            ctx.publisher,
+            ctx.queues.risk,
+            actor.handle,
+            prefetch=s.prefetch,
+            actors=s.concurrency,
+        ).run()
+    finally:
+        following.cancel()

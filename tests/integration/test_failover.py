@@ -182,3 +182,26 @@ async def test_traffic_leaves_a_failing_channel_and_comes_back(
     paid = await wait_status(shop, payment["id"], {"succeeded"}, timeout=20)
     assert paid["channel"] == "sim", "traffic is back on the preferred channel"
     assert [a["type"] for a in alerts] == ["breaker.open", "breaker.closed"]
+
+
+async def test_a_rule_can_route_by_customer_country(stack: Stack, http, new_merchant) -> None:
+    shop = await new_merchant()
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    status, _ = await admin.call(
+        "PUT",
+        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
+        {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}]},
+    )
+    assert status == 200
+    _, local = await shop.create_payment(
+        amount="1.00", currency="TWD", merchant_order_id="tw", customer={"country": "TW"}
+    )
+    _, abroad = await shop.create_payment(
+        amount="1.00", currency="TWD", merchant_order_id="jp", customer={"country": "JP"}
+    )
+    assert (await wait_status(shop, local["id"], {"succeeded"}))["channel"] == "sim_b"
+    assert (await wait_status(shop, abroad["id"], {"succeeded"}))["channel"] == "sim"
+    status, body = await shop.create_payment(
+        amount="1.00", currency="TWD", merchant_order_id="x", customer={"country": "Taiwan"}
+    )
+    assert status == 400 and body["error"]["param"] == "customer.country"

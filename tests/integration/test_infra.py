@@ -21,7 +21,9 @@ from config.settings import Breaker
 from gateway.intake import Scripts
 from infra import audit, db, redisclient
 from infra.hotstore import HotStore
+from infra.invalidation import announce, follow
 from infra.keys import Keys
+from infra.merchants import MerchantDirectory, create_merchant
 from infra.redispipe import RedisPipe
 from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
@@ -223,3 +225,28 @@ async def test_health_book_shares_windows_through_redis(redis) -> None:
     assert (alpha.attempts, alpha.successes, alpha.errors) == (5, 4, {"transient": 1})
     assert alpha.p50_ms == 50.0 and alpha.p95_ms == 1000.0
     assert windows["beta"].attempts == 0 and windows["beta"].success_rate is None
+
+
+async def test_a_revoked_key_reaches_every_process_at_once(scratch_db: str, redis) -> None:
+    client, keys = redis
+    await db.migrate(scratch_db)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        shop = await create_merchant(
+            pool, name="inv", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=100
+        )
+        here, elsewhere = MerchantDirectory(pool, 300), MerchantDirectory(pool, 300)
+        listening = asyncio.create_task(follow(client, keys, elsewhere))
+        await asyncio.sleep(0.2)  # subscribed
+        assert await elsewhere.key(shop.key_id) is not None
+        await pool.execute("UPDATE api_keys SET revoked_at = now() WHERE key_id = $1", shop.key_id)
+        assert await elsewhere.key(shop.key_id) is not None, "cached for the TTL on its own"
+        await announce(client, keys, here, key_id=shop.key_id)
+        for _ in range(50):
+            if await elsewhere.key(shop.key_id) is None:
+                break
+            await asyncio.sleep(0.02)
+        assert await elsewhere.key(shop.key_id) is None, "the other process dropped it"
+        listening.cancel()
+    finally:
+        await pool.close()
