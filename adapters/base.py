@@ -46,10 +46,20 @@ class OrderRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class BankTransfer:
+    """Where the customer sends a bank transfer (a virtual account for this one payment)."""
+
+    bank_code: str
+    account_number: str
+    reference: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelOrder:
     channel_order_id: str
     pay_url: str | None
     qr_payload: str | None
+    bank_transfer: BankTransfer | None = None
 
 
 @dataclass(frozen=True, slots=True)

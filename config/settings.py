@@ -112,6 +112,8 @@ class Simulator(Base):
     pay_delay_ms: int
     latency_ms: int
     timeout_delay_ms: int
+    # by merchant account (api_key); an account not named is an e-wallet
+    personalities: dict[str, Literal["card", "ewallet", "bank_transfer"]] = {}
 
 
 class Channel(Base):

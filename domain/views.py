@@ -36,6 +36,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "channel": p.get("channel"),
         "pay_url": p.get("pay_url"),
         "qr_payload": p.get("qr_payload"),
+        "bank_transfer": _json_field(p.get("bank_transfer")),
         "checkout_url": f"{public_url}/checkout/{p['id']}",
         "amount_refunded": format_amount(refunded, currency),
         "failure_code": p.get("failure_code"),
@@ -46,11 +47,19 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
     }
 
 
-def _fx_view(stored: str | dict[str, Any] | None, currency: str) -> dict[str, Any] | None:
-    """The locked quote a payment is charged at, when its channel takes another currency."""
+def _json_field(stored: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A jsonb column as the database gives it (text) or as already parsed."""
     if not stored:
         return None
-    conversion = Conversion.from_doc(orjson.loads(stored) if isinstance(stored, str) else stored)
+    return orjson.loads(stored) if isinstance(stored, str) else stored
+
+
+def _fx_view(stored: str | dict[str, Any] | None, currency: str) -> dict[str, Any] | None:
+    """The locked quote a payment is charged at, when its channel takes another currency."""
+    doc = _json_field(stored)
+    if doc is None:
+        return None
+    conversion = Conversion.from_doc(doc)
     return {
         "to_currency": conversion.target,
         "converted_amount": format_amount(conversion.converted, conversion.target),

@@ -38,11 +38,20 @@ _MESSAGES = {
 def render(view: dict) -> str:
     status = view["status"]
     if status in UNPAID:
-        if view.get("pay_url"):
+        if transfer := view.get("bank_transfer"):
             body = (
-                f'<a class="pay" id="pay" href="{escape(view["pay_url"])}">Pay now</a>'
-                f'<p>Or scan:</p><p class="qr" id="qr">{escape(view.get("qr_payload") or "")}</p>'
+                "<p>Transfer the amount to:</p>"
+                f'<p class="qr" id="transfer">bank {escape(transfer["bank_code"])}, account '
+                f"{escape(transfer['account_number'])}, reference "
+                f"{escape(transfer['reference'])}</p>"
             )
+        elif view.get("pay_url"):
+            scan = (
+                f'<p>Or scan:</p><p class="qr" id="qr">{escape(view["qr_payload"])}</p>'
+                if view.get("qr_payload")
+                else ""
+            )
+            body = f'<a class="pay" id="pay" href="{escape(view["pay_url"])}">Pay now</a>{scan}'
         else:
             body = "<p>Preparing your payment…</p>"
         refresh = '<meta http-equiv="refresh" content="2">'

@@ -76,6 +76,7 @@ class Payment(msgspec.Struct):
     created: int
     expires_at: int
     fx: dict[str, Any] | None = None  # the locked quote, when charged in another currency
+    bank_transfer: dict[str, str] | None = None  # bank_code, account_number, reference
 
 
 class Refund(msgspec.Struct):

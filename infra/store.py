@@ -6,6 +6,7 @@ guarded by its source states (`domain.states.sources`), so a repeated call chang
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -317,15 +318,20 @@ async def attach_channel_orders(
     callback that already settled a payment keeps its status."""
     return await conn.fetch(
         """UPDATE payments p SET channel_order_id = u.o, pay_url = u.url, qr_payload = u.qr,
-                  version = p.version + 1, updated_at = now(),
+                  bank_transfer = u.bt::jsonb, version = p.version + 1, updated_at = now(),
                   status = CASE WHEN p.status = 'processing' THEN 'awaiting_payment'
                                 ELSE p.status END
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS u(id, o, url, qr)
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                AS u(id, o, url, qr, bt)
            WHERE p.id = u.id RETURNING p.*""",
         [pid for pid, _ in orders],
         [o.channel_order_id for _, o in orders],
         [o.pay_url for _, o in orders],
         [o.qr_payload for _, o in orders],
+        [
+            orjson.dumps(dataclasses.asdict(o.bank_transfer)).decode() if o.bank_transfer else None
+            for _, o in orders
+        ],
     )
 
 

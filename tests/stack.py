@@ -36,6 +36,7 @@ TEST_SETTINGS = {
     "JUHE_CHANNELS__SIM_B__COST_BPS": "150",
     "JUHE_CHANNELS__SIM_B__COST_FIXED_MINOR": "0",
     "JUHE_CHANNELS__SIM_B__PRIORITY": "200",
+    "JUHE_SIMULATOR__PERSONALITIES": '{"sim_b_key": "bank_transfer"}',
 }
 
 

@@ -15,6 +15,7 @@ import msgspec
 from yarl import URL
 
 from adapters.base import (
+    BankTransfer,
     CallbackAck,
     CallbackRejected,
     ChannelDeclined,
@@ -66,8 +67,14 @@ class SimulatorAdapter:
             expire_at=int(request.expires_at),
         )
         created = await self._call("POST", self._base / "v1" / "orders", payload, wire.OrderCreated)
+        account = created.virtual_account
         return ChannelOrder(
-            channel_order_id=created.order_no, pay_url=created.pay_url, qr_payload=created.qr_code
+            channel_order_id=created.order_no,
+            pay_url=created.pay_url,
+            qr_payload=created.qr_code,
+            bank_transfer=BankTransfer(account.bank_code, account.account_no, account.reference)
+            if account
+            else None,
         )
 
     async def query_order(self, payment_id: str, channel_order_id: str | None) -> OrderState:

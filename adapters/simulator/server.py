@@ -23,6 +23,10 @@ Test amounts, chosen by ``int(amount_minor) % 100`` (this sandbox's "test cards"
  58    create always answers 503 ``UNAVAILABLE``
 =====  ====================================================================================
 
+Each merchant account has a personality (``simulator.personalities``, by api_key): ``card``
+answers with a card payment page, ``ewallet`` (the default) adds a QR payload, and
+``bank_transfer`` gives a virtual account to transfer to.
+
 ``PUT /_sim/outages/{api_key}`` makes every create for that merchant account answer 503 until
 ``DELETE /_sim/outages/{api_key}``: a channel made to fail, for failover demos and tests.
 """
@@ -34,6 +38,7 @@ import html
 import logging
 import secrets
 import time
+import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -274,13 +279,22 @@ async def create_order(request: web.Request) -> web.Response:
     if magic == SLOW:
         await asyncio.sleep(sandbox.settings.timeout_delay_ms / 1000)
     host, port = sandbox.settings.host, sandbox.settings.port
+    pay_url = f"http://{host}:{port}/pay/{order.order_no}"
+    personality = sandbox.settings.personalities.get(api_key, "ewallet")
     return _json(
         200,
         wire.OrderCreated(
             order_no=order.order_no,
             status=order.status,
-            pay_url=f"http://{host}:{port}/pay/{order.order_no}",
-            qr_code=f"simpay://{order.order_no}",
+            pay_url=pay_url,
+            qr_code=f"simpay://{order.order_no}" if personality == "ewallet" else None,
+            virtual_account=wire.VirtualAccount(
+                bank_code="SIMB",
+                account_no="9" + str(zlib.crc32(order.order_no.encode())).zfill(11),
+                reference=order.order_no,
+            )
+            if personality == "bank_transfer"
+            else None,
         ),
     )
 

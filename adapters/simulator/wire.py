@@ -45,11 +45,22 @@ class CreateOrder(msgspec.Struct, frozen=True, kw_only=True):
     subject: str | None = None
 
 
+class VirtualAccount(msgspec.Struct, frozen=True, kw_only=True):
+    bank_code: str
+    account_no: str
+    reference: str
+
+
 class OrderCreated(msgspec.Struct, frozen=True, kw_only=True):
+    """What the customer is shown depends on the account's personality: a card page
+    (`pay_url`), an e-wallet QR (`qr_code`, and `pay_url` as a deep link), or a bank transfer
+    to a virtual account."""
+
     order_no: str
     status: OrderStatus
     pay_url: str
-    qr_code: str
+    qr_code: str | None = None
+    virtual_account: VirtualAccount | None = None
 
 
 class OrderView(msgspec.Struct, frozen=True, kw_only=True):

@@ -205,3 +205,24 @@ async def test_a_rule_can_route_by_customer_country(stack: Stack, http, new_merc
         amount="1.00", currency="TWD", merchant_order_id="x", customer={"country": "Taiwan"}
     )
     assert status == 400 and body["error"]["param"] == "customer.country"
+
+
+async def test_a_bank_transfer_channel_shows_its_virtual_account(
+    stack: Stack, http, new_merchant
+) -> None:
+    shop = await new_merchant()
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    await admin.call(
+        "PUT",
+        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
+        {"routing": [{"strategy": "pinned", "channels": ["sim_b"]}]},
+    )
+    # .56: the simulator never pays it on its own, so the instructions stay on show
+    _, created = await shop.create_payment(amount="7.56", currency="USD", merchant_order_id="bt")
+    waiting = await wait_status(shop, created["id"], {"awaiting_payment"})
+    transfer = waiting["bank_transfer"]
+    assert transfer["bank_code"] == "SIMB" and transfer["account_number"].isdigit()
+    assert waiting["qr_payload"] is None
+    async with http.get(f"{stack.url}/checkout/{created['id']}") as response:
+        page = await response.text()
+    assert transfer["account_number"] in page and 'id="transfer"' in page

@@ -380,3 +380,26 @@ def test_registry(channel: Channel, session: aiohttp.ClientSession) -> None:
     assert adapter.callback_ack().body == b"success"
     with pytest.raises(ValueError, match="unknown adapter 'nope'"):
         build_adapter("x", msgspec.structs.replace(channel, adapter="nope"), session)
+
+
+@pytest.mark.parametrize(
+    ("personality", "has_qr", "has_transfer"),
+    [("card", False, False), ("ewallet", True, False), ("bank_transfer", False, True)],
+)
+async def test_personalities_show_the_customer_different_ways_to_pay(
+    personality: str, has_qr: bool, has_transfer: bool, receiver: Receiver, session
+) -> None:
+    settings = load_settings(
+        {**ENV, "JUHE_SIMULATOR__PERSONALITIES": f'{{"sim_key_demo": "{personality}"}}'}
+    )
+    async with TestServer(create_app(settings), host="127.0.0.1") as server:
+        channel = msgspec.structs.replace(
+            settings.channels["sim"], base_url=str(server.make_url("/"))
+        )
+        created = await build_adapter("sim", channel, session).create_order(order(receiver, 700))
+    assert created.pay_url is not None
+    assert (created.qr_payload is not None) is has_qr
+    assert (created.bank_transfer is not None) is has_transfer
+    if created.bank_transfer:
+        assert created.bank_transfer.reference == created.channel_order_id
+        assert created.bank_transfer.account_number.isdigit()
