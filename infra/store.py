@@ -281,11 +281,17 @@ async def claim_payments(conn: Conn, ids: Sequence[str], channel: str) -> list[a
 
 
 async def record_attempts(conn: Conn, attempts: Sequence[tuple[str, str, str, str | None]]) -> None:
-    """(payment id, channel, outcome, failure code), numbered per payment in order."""
+    """(payment id, channel, outcome, failure code), numbered per payment in order. The same
+    outcome at the same channel as the last attempt is a redelivery, not a new attempt."""
     await conn.executemany(
         """INSERT INTO payment_attempts (payment_id, attempt, channel, outcome, failure_code)
            SELECT $1, coalesce(max(attempt), 0) + 1, $2, $3, $4
-           FROM payment_attempts WHERE payment_id = $1""",
+           FROM payment_attempts WHERE payment_id = $1
+           HAVING NOT EXISTS (
+               SELECT 1 FROM payment_attempts last
+               WHERE last.payment_id = $1 AND last.channel = $2 AND last.outcome = $3
+                 AND last.attempt = (SELECT max(attempt) FROM payment_attempts
+                                     WHERE payment_id = $1))""",
         attempts,
     )
 

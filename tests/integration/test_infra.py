@@ -19,7 +19,7 @@ from benchmarks.node import free_port
 from config import load_settings
 from config.settings import Breaker
 from gateway.intake import Scripts
-from infra import audit, db, redisclient
+from infra import audit, db, redisclient, store
 from infra.hotstore import HotStore
 from infra.invalidation import announce, follow
 from infra.keys import Keys
@@ -248,5 +248,33 @@ async def test_a_revoked_key_reaches_every_process_at_once(scratch_db: str, redi
             await asyncio.sleep(0.02)
         assert await elsewhere.key(shop.key_id) is None, "the other process dropped it"
         listening.cancel()
+    finally:
+        await pool.close()
+
+
+async def test_a_redelivered_attempt_is_recorded_once(scratch_db: str) -> None:
+    await db.migrate(scratch_db)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        shop = await create_merchant(
+            pool, name="att", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=100
+        )
+        await pool.execute(
+            """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
+                                     created_at, expires_at)
+               VALUES ('pay_att', $1, 'o', 100, 'USD', 'processing', now(), now())""",
+            shop.id,
+        )
+        for attempt in [
+            ("pay_att", "a", "unavailable", "x"),
+            ("pay_att", "b", "opened", None),
+            ("pay_att", "b", "opened", None),  # the same message again after a crash
+        ]:
+            await store.record_attempts(pool, [attempt])
+        rows = await store.attempts(pool, "pay_att")
+        assert [(r["attempt"], r["channel"], r["outcome"]) for r in rows] == [
+            (1, "a", "unavailable"),
+            (2, "b", "opened"),
+        ]
     finally:
         await pool.close()
