@@ -54,16 +54,6 @@ async def agent(conn: Conn, agent_id: str) -> asyncpg.Record | None:
     return await conn.fetchrow("SELECT * FROM agents WHERE id = $1", agent_id)
 
 
-async def ancestors(conn: Conn, agent_id: str) -> list[str]:
-    """The chain from the top agent down to this one, itself included."""
-    rows = await conn.fetch(
-        """SELECT a.id FROM agents a, agents leaf
-           WHERE leaf.id = $1 AND a.path @> leaf.path ORDER BY nlevel(a.path)""",
-        agent_id,
-    )
-    return [r["id"] for r in rows]
-
-
 async def merchant_agents(conn: Conn, merchant_id: str) -> frozenset[str]:
     """Every agent above a merchant: whoever may see its data through the tree."""
     rows = await conn.fetch(
@@ -109,14 +99,6 @@ async def move_subtree(conn: asyncpg.Connection, agent_id: str, new_parent_id: s
 async def place_merchant(conn: asyncpg.Connection, merchant_id: str, agent_id: str) -> None:
     await conn.execute("UPDATE merchants SET agent_id = $2 WHERE id = $1", merchant_id, agent_id)
     await bump(conn)
-
-
-async def subtree(conn: Conn, root_id: str) -> list[asyncpg.Record]:
-    return await conn.fetch(
-        """SELECT a.* FROM agents a, agents r WHERE r.id = $1 AND a.path <@ r.path
-           ORDER BY a.path""",
-        root_id,
-    )
 
 
 # Policies ------------------------------------------------------------------------------------
