@@ -73,12 +73,20 @@ def _forbidden(code: str, message: str) -> ApiError:
     return ApiError(403, "permission_error", code, message)
 
 
-async def _agent_owner(e: Edge, agent_id: str) -> tuple[asyncpg.Record, Owner]:
-    row = await agents.agent(e.pg, agent_id)
+async def _target(
+    request: web.Request, permission: str, body: bytes = b""
+) -> tuple[Edge, Principal, asyncpg.Record]:
+    """The agent in the path, once the caller may use `permission` on it: the agent itself,
+    an agent above it (by the tree), or the platform."""
+    e = edge(request)
+    who = (await identify(request, body)).principal
+    row = await agents.agent(e.pg, request.match_info["id"])
     if row is None:
+        await require(request, who, permission)
         raise invalid("resource_missing", "no such agent", "agentId", status=404)
     above = frozenset(str(row["path"]).split(".")[:-1])
-    return row, Owner(Realm.AGENT, agent_id, above)
+    await require(request, who, permission, Owner(Realm.AGENT, row["id"], above))
+    return e, who, row
 
 
 def _require_grant(who: Principal, target: asyncpg.Record, grant: Grant) -> None:
@@ -134,19 +142,13 @@ async def register(request: web.Request) -> web.Response:
 
 
 async def get_agent(request: web.Request) -> web.Response:
-    e = edge(request)
-    who = (await identify(request, b"")).principal
-    row, owner = await _agent_owner(e, request.match_info["id"])
-    await require(request, who, "agents:read", owner)
+    _, _, row = await _target(request, "agents:read")
     return json_answer(_view(row))
 
 
 async def update_agent(request: web.Request) -> web.Response:
-    e = edge(request)
     body = await request.read()
-    who = (await identify(request, body)).principal
-    row, owner = await _agent_owner(e, request.match_info["id"])
-    await require(request, who, "agents:write", owner)
+    e, who, row = await _target(request, "agents:write", body)
     req = decode(body, UpdateAgent)
     own = who.realm is Realm.AGENT and who.org_id == row["id"]
     changes: dict[str, Any] = {}
@@ -197,11 +199,8 @@ async def update_agent(request: web.Request) -> web.Response:
 
 
 async def add_subordinate(request: web.Request) -> web.Response:
-    e = edge(request)
     body = await request.read()
-    who = (await identify(request, body)).principal
-    parent, owner = await _agent_owner(e, request.match_info["id"])
-    await require(request, who, "agents:write", owner)
+    e, who, parent = await _target(request, "agents:write", body)
     req = decode(body, Subordinate)  # type: ignore[arg-type]
     if parent["status"] != Onboarding.ACTIVE:
         raise invalid("agent_inactive", "only an active agent takes subordinates", status=409)
@@ -318,14 +317,11 @@ async def put_policy(request: web.Request) -> web.Response:
     charges it, so a parent sets its children's (with the set_rates grant) and the platform
     sets top agents'. The rate is never below the parent's own, nor above what the agent
     already charges below it."""
-    e = edge(request)
     body = await request.read()
-    who = (await identify(request, body)).principal
-    row, owner = await _agent_owner(e, request.match_info["id"])
+    e, who, row = await _target(request, "agents:write", body)
     currency = request.match_info["currency"]
     if not _CURRENCY.match(currency):
         raise invalid("invalid_field", "a currency code or *", "currency")
-    await require(request, who, "agents:write", owner)
     if who.realm is Realm.AGENT:
         if row["id"] == who.org_id:
             raise _forbidden("not_own_rate", "an agent's rate is set by its parent")
@@ -403,11 +399,8 @@ async def _check_rate_fits(
 async def price_merchant(request: web.Request) -> web.Response:
     """An agent sets the price of a merchant directly under it (its mark-up over its own
     rate); never below that rate."""
-    e = edge(request)
     body = await request.read()
-    who = (await identify(request, body)).principal
-    row, owner = await _agent_owner(e, request.match_info["id"])
-    await require(request, who, "agents:write", owner)
+    e, who, row = await _target(request, "agents:write", body)
     merchant_id = request.match_info["merchantId"]
     req = decode(body, MerchantPricing)
     async with e.pg.acquire() as conn, conn.transaction():
@@ -446,10 +439,7 @@ async def commissions(request: web.Request) -> web.Response:
     """An agent's commission records, newest first, and totals per currency for the period
     (`since`/`until`, unix seconds; `currency`); `starting_after` pages; `format=csv` exports
     the whole period."""
-    e = edge(request)
-    who = (await identify(request, b"")).principal
-    row, owner = await _agent_owner(e, request.match_info["id"])
-    await require(request, who, "commission:read", owner)
+    e, _, row = await _target(request, "commission:read")
     currency = request.query.get("currency")
     since, until = int_query(request, "since"), int_query(request, "until")
     bounds = [

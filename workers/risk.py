@@ -54,6 +54,11 @@ class RiskActor:
         # Currencies some channel charges in, for payments no channel takes as they are.
         self.charge_currencies = sorted({c for p in self.channels for c in p.currencies})
 
+    def takes(self, currency: str) -> bool:
+        """Some channel takes the currency as it is: its payments are never converted, even
+        while those channels are down (they wait or fail rather than change currency)."""
+        return any(not p.currencies or currency in p.currencies for p in self.channels)
+
     async def route_converted(
         self, intent: PaymentIntent, merchant: Merchant | None, health: dict[str, Health]
     ) -> list[str]:
@@ -146,7 +151,7 @@ class RiskActor:
                 draw=random.random(),
                 explore=ctx.settings.routing.explore_share,
             )
-            if not order and decision.approved:
+            if not order and decision.approved and not self.takes(intent.currency):
                 order = await self.route_converted(intent, merchant, health)
             channel = order[0] if order else None
             fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])

@@ -118,6 +118,7 @@ def intent_of(row: asyncpg.Record) -> PaymentIntent:
         merchant_order_id=row["merchant_order_id"],
         amount=str(row["amount"]),
         currency=row["currency"],
+        method=row["method"],
         description=row["description"],
         customer_email=row["customer_email"],
         customer_ip=row["customer_ip"],
