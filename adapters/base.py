@@ -102,8 +102,9 @@ class ChannelAdapter(Protocol):
 
     async def refund(self, request: RefundRequest) -> RefundResult: ...
 
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback:
-        """Verify the channel's signature and translate; raise `CallbackRejected` otherwise."""
+    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback | None:
+        """Verify the channel's signature and translate; raise `CallbackRejected` otherwise.
+        None: a genuine event that says nothing about a payment's outcome (acknowledged only)."""
         ...
 
     def callback_ack(self) -> CallbackAck: ...

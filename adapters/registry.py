@@ -1,5 +1,5 @@
-"""Adapter classes by the name a channel's settings give in `adapter`, so configuration alone
-decides which protocol a channel speaks."""
+"""Adapter classes by the name a channel's `adapter` field gives, so a channel's data alone
+decides which protocol it speaks."""
 
 from __future__ import annotations
 
@@ -9,21 +9,21 @@ import aiohttp
 
 from adapters.base import ChannelAdapter
 from adapters.simulator import SimulatorAdapter
-from config.settings import Channel
+from domain.channels import ChannelSpec
 
-AdapterFactory = Callable[[str, Channel, aiohttp.ClientSession], ChannelAdapter]
+AdapterFactory = Callable[[ChannelSpec, aiohttp.ClientSession], ChannelAdapter]
 
 ADAPTERS: dict[str, AdapterFactory] = {
     "simulator": SimulatorAdapter,
 }
 
 
-def build_adapter(code: str, settings: Channel, session: aiohttp.ClientSession) -> ChannelAdapter:
+def build_adapter(spec: ChannelSpec, session: aiohttp.ClientSession) -> ChannelAdapter:
     try:
-        factory = ADAPTERS[settings.adapter]
+        factory = ADAPTERS[spec.adapter]
     except KeyError:
         known = ", ".join(sorted(ADAPTERS))
         raise ValueError(
-            f"channel {code!r}: unknown adapter {settings.adapter!r} (known: {known})"
+            f"channel {spec.code!r}: unknown adapter {spec.adapter!r} (known: {known})"
         ) from None
-    return factory(code, settings, session)
+    return factory(spec, session)

@@ -28,6 +28,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from config import Settings, load_settings
 from infra import db, redisclient
 from infra.broker import Queues
+from infra.channels import seed_from_config
+from infra.secretbox import SecretBox
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -77,6 +79,7 @@ class LocalNode:
     def __init__(self, name: str, overrides: Mapping[str, str] | None = None) -> None:
         self.env = node_env(name, overrides)
         self.settings: Settings = load_settings(self.env)
+        self.box = SecretBox(self.settings.secrets.keys, self.settings.secrets.active)
         self.process: subprocess.Popen[bytes] | None = None
         self.log_path = Path(f"/tmp/juhe-{self.settings.redis.prefix}.log")
         self.pg: asyncpg.Pool | None = None
@@ -91,6 +94,7 @@ class LocalNode:
         """Run `juhe up` (the default) or another subcommand, e.g. `gateway` alone."""
         await db.ensure_database(self.settings.postgres.dsn)
         await db.migrate(self.settings.postgres.dsn)
+        await seed_from_config(self.settings.postgres.dsn, self.settings.channels, self.box)
         env = {**os.environ, **self.env}
         log = self.log_path.open("wb")
         self.whole = not command or command == ("up",)
@@ -147,11 +151,13 @@ class LocalNode:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
+        codes = set(self.settings.channels)
         if self.pg:
+            codes |= {r["code"] for r in await self.pg.fetch("SELECT code FROM channels")}
             await self.pg.close()
-        await self._drop()
+        await self._drop(codes)
 
-    async def _drop(self) -> None:
+    async def _drop(self, channel_codes: set[str]) -> None:
         name = self.settings.postgres.dsn.rsplit("/", 1)[1]
         admin = await asyncpg.connect(self.settings.postgres.dsn.rsplit("/", 1)[0] + "/postgres")
         try:
@@ -165,7 +171,7 @@ class LocalNode:
             await self.redis.aclose()
         queues = Queues(self.settings.rabbitmq.prefix)
         names = [queues.risk, queues.ledger, queues.notify, queues.dead]
-        names += [queues.channel(c) for c in self.settings.channels]
+        names += [queues.channel(c) for c in sorted(channel_codes)]
         names += [queues.notify_retry(d) for d in self.settings.notify.retry_schedule_s]
         connection = await aio_pika.connect(self.settings.rabbitmq.url)
         async with connection:

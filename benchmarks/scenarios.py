@@ -23,6 +23,7 @@ from aiohttp import web
 from adapters.simulator import wire
 from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
 from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
+from domain.channels import FeeSchedule
 from domain.fees import Rate
 from domain.ids import new_id
 from domain.messages import ChannelCallback
@@ -340,7 +341,7 @@ def routing(decisions: int) -> dict[str, float]:
             currencies=frozenset({"USD", "EUR", "TWD"}) if n % 3 else frozenset(),
             priority=n,
             weight=1 + n % 5,
-            cost=Rate(100 + 10 * n, n),
+            fees=FeeSchedule.flat(Rate(100 + 10 * n, n)),
         )
         for n in range(20)
     ]

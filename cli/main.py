@@ -18,12 +18,18 @@ DEMO_MERCHANT = "Demo merchant"
 
 
 def _migrate(settings: Settings) -> None:
-    async def go() -> list[str]:
-        await db.ensure_database(settings.postgres.dsn)
-        return await db.migrate(settings.postgres.dsn)
+    """Migrations, then the config file's channels for a database that lacks them."""
+    from infra.channels import seed_from_config
+    from infra.secretbox import SecretBox
 
-    applied = asyncio.run(go())
-    print(orjson.dumps({"applied": applied}).decode())
+    async def go() -> tuple[list[str], int]:
+        await db.ensure_database(settings.postgres.dsn)
+        applied = await db.migrate(settings.postgres.dsn)
+        box = SecretBox(settings.secrets.keys, settings.secrets.active)
+        return applied, await seed_from_config(settings.postgres.dsn, settings.channels, box)
+
+    applied, seeded = asyncio.run(go())
+    print(orjson.dumps({"applied": applied, "channels_seeded": seeded}).decode())
 
 
 def _gateway(settings: Settings, args: argparse.Namespace) -> None:

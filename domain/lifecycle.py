@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from domain import ledger
 from domain.commission import AgentTerms, split
-from domain.fees import rate_fee
+from domain.fees import Rate, rate_fee
 from domain.fx import Conversion, convert
 from domain.messages import ChannelCallback
 from domain.states import PaymentStatus, RefundStatus, sources, status_after_refund
@@ -40,12 +40,6 @@ class PaymentFacts:
 
 
 @dataclass(frozen=True, slots=True)
-class ChannelPrice:
-    cost_bps: int
-    cost_fixed: int
-
-
-@dataclass(frozen=True, slots=True)
 class CallbackEffect:
     """`result` is recorded with the channel event; `status` is None when nothing changes."""
 
@@ -69,11 +63,12 @@ _TARGET = {
 def on_callback(
     payment: PaymentFacts | None,
     callback: ChannelCallback,
-    price: ChannelPrice,
+    cost_rate: Rate,
     chain: Sequence[AgentTerms] = (),
 ) -> CallbackEffect:
-    """What a channel's word does to a payment; `chain` is the merchant's agents (top first)
-    with the commission policies in force now, when the payment succeeds."""
+    """What a channel's word does to a payment; `cost_rate` is what the channel charges for
+    it (its fee schedule's line for the method and the charged currency); `chain` is the
+    merchant's agents (top first) with the commission policies in force now."""
     if payment is None:
         return CallbackEffect("unknown_payment")
     target = _TARGET[callback.outcome]
@@ -93,7 +88,7 @@ def on_callback(
         if wrong_amount or wrong_currency:
             return CallbackEffect("amount_mismatch")
         fee = rate_fee(payment.amount, payment.fee_bps, payment.fee_fixed)
-        cost = rate_fee(charged, price.cost_bps, price.cost_fixed)
+        cost = cost_rate.fee(charged)
         conversion = payment.conversion
         # Commission is split in the payment's currency: the cost comes back at the quote's rate.
         cost_here = (

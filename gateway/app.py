@@ -11,7 +11,6 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from adapters.registry import build_adapter
 from config import Settings
 from domain.ids import random_hex
 from gateway import (
@@ -32,6 +31,7 @@ from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
+from infra.channels import ChannelRegistry
 from infra.fx import rate_source
 from infra.hotstore import HotStore
 from infra.invalidation import follow
@@ -106,6 +106,9 @@ def create_app(settings: Settings) -> web.Application:
         pipe = RedisPipe(settings.redis.url)
         keys = Keys(settings.redis.prefix)
         http = aiohttp.ClientSession()
+        box = SecretBox(settings.secrets.keys, settings.secrets.active)
+        channels = ChannelRegistry(pg, box, http)
+        await channels.refresh()
         app[EDGE] = Edge(
             settings=settings,
             pg=pg,
@@ -114,20 +117,18 @@ def create_app(settings: Settings) -> web.Application:
             hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
             intake=Intake(redis, pipe, keys, settings.gateway),
             merchants=MerchantDirectory(pg, settings.gateway.merchant_cache_ttl_s),
-            adapters={
-                code: build_adapter(code, ch, http) for code, ch in settings.channels.items()
-            },
+            channels=channels,
             http=http,
             keyring=Keyring(pg, settings.auth.key_cache_s, settings.auth.access_ttl_s),
             policy=PolicyCache(pg),
             limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
-            box=SecretBox(settings.secrets.keys, settings.secrets.active),
+            box=box,
             alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
             rates=rate_source(settings.fx),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
-        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants))
+        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants, channels))
         yield
         usage.cancel()
         following.cancel()

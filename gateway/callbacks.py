@@ -14,7 +14,7 @@ from gateway.state import REQUEST_ID, edge
 async def channel_callback(request: web.Request) -> web.Response:
     e = edge(request)
     channel = request.match_info["channel"]
-    adapter = e.adapters.get(channel)
+    adapter = e.channels.adapter(channel)
     if adapter is None:
         raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=404)
     body = await request.read()
@@ -24,8 +24,10 @@ async def channel_callback(request: web.Request) -> web.Response:
         status = 401 if exc.code == "invalid_signature" else 400
         kind = "authentication_error" if status == 401 else "invalid_request_error"
         raise ApiError(status, kind, exc.code, exc.message) from None
-    # A duplicate is answered like the first: the channel only needs to know we have it.
-    callback = msgspec.structs.replace(callback, request_id=request[REQUEST_ID])
-    await e.intake.callback(channel, callback.event_id, encode(callback))
+    # A duplicate is answered like the first: the channel only needs to know we have it. An
+    # event about nothing we track (None) is acknowledged too, or the channel would resend it.
+    if callback is not None:
+        callback = msgspec.structs.replace(callback, request_id=request[REQUEST_ID])
+        await e.intake.callback(channel, callback.event_id, encode(callback))
     ack = adapter.callback_ack()
     return web.Response(status=ack.status, body=ack.body, content_type=ack.content_type)

@@ -14,11 +14,11 @@ import orjson
 from aiohttp import web
 from redis.asyncio import Redis
 
-from adapters.base import ChannelAdapter
 from config import Settings
 from gateway.errors import from_validation, invalid
 from gateway.intake import Intake
 from infra.alerts import OpsAlerts
+from infra.channels import ChannelRegistry
 from infra.fx import CachedRates
 from infra.hotstore import HotStore
 from infra.keys import Keys
@@ -39,7 +39,7 @@ class Edge:
     hot: HotStore
     intake: Intake
     merchants: MerchantDirectory
-    adapters: dict[str, ChannelAdapter]
+    channels: ChannelRegistry
     http: aiohttp.ClientSession
     keyring: Keyring
     policy: PolicyCache

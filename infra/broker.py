@@ -51,14 +51,30 @@ async def connect(url: str) -> AbstractRobustConnection:
     return await aio_pika.connect_robust(url)
 
 
+def _to_dead(queues: Queues) -> dict[str, str]:
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queues.dead}
+
+
+async def declare_channel_queues(
+    connection: AbstractRobustConnection, queues: Queues, codes: Iterable[str]
+) -> None:
+    """Channels are data: a channel's queue is declared by whichever process first learns of
+    the channel (idempotent), before any payment can be routed to it."""
+    channel = await connection.channel()
+    try:
+        for code in codes:
+            await channel.declare_queue(
+                queues.channel(code), durable=True, arguments=_to_dead(queues)
+            )
+    finally:
+        await channel.close()
+
+
 async def declare_topology(channel: AbstractChannel, settings: Settings) -> None:
     queues = Queues(settings.rabbitmq.prefix)
     await channel.declare_queue(queues.dead, durable=True)
-    to_dead = {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queues.dead}
-    work = [queues.risk, queues.ledger, queues.notify]
-    work += [queues.channel(code) for code in settings.channels]
-    for name in work:
-        await channel.declare_queue(name, durable=True, arguments=to_dead)
+    for name in (queues.risk, queues.ledger, queues.notify):
+        await channel.declare_queue(name, durable=True, arguments=_to_dead(queues))
     for delay in sorted(set(settings.notify.retry_schedule_s)):
         await channel.declare_queue(
             queues.notify_retry(delay),

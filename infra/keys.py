@@ -52,5 +52,8 @@ class Keys:
     def fx_quote(self, quote_id: str) -> str:
         return f"{self.prefix}:fxq:{quote_id}"
 
+    def channel_volume(self, channel: str, day: str) -> str:
+        return f"{self.prefix}:volume:{channel}:{day}"
+
     def channel_health(self, channel: str, slot: int) -> str:
         return f"{self.prefix}:health:{channel}:{slot}"

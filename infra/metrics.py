@@ -98,6 +98,11 @@ queue_depth = Gauge(
     ["queue"],
     multiprocess_mode="mostrecent",
 )
+channel_config_version = Gauge(
+    "juhe_channel_config_version",
+    "The channel configuration version this process routes with",
+    multiprocess_mode="liveall",
+)
 outbox_backlog = Gauge(
     "juhe_outbox_pending", "Webhook events not yet delivered", multiprocess_mode="mostrecent"
 )

@@ -23,9 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-from domain.fees import Rate
-
-FREE = Rate(0)
+from domain.channels import NO_FEES, ChannelSpec, FeeSchedule
 
 
 class Strategy(StrEnum):
@@ -45,7 +43,23 @@ class ChannelProfile:
     max_amount: int | None = None
     priority: int = 100  # lower goes first
     weight: int = 1
-    cost: Rate = FREE
+    fees: FeeSchedule = NO_FEES
+
+    @classmethod
+    def of(cls, spec: ChannelSpec) -> ChannelProfile:
+        return cls(
+            spec.code,
+            methods=spec.methods,
+            currencies=spec.currencies,
+            min_amount=spec.min_amount_minor,
+            max_amount=spec.max_amount_minor,
+            priority=spec.priority,
+            weight=spec.weight,
+            fees=spec.fees,
+        )
+
+    def cost(self, request: RouteRequest) -> int:
+        return self.fees.rate(request.method, request.currency).fee(request.amount)
 
     def takes(self, request: RouteRequest) -> bool:
         return (
@@ -104,9 +118,37 @@ def route(
     *,
     draw: float = 0.0,
     explore: float = 0.05,
+    switches: Mapping[str, str] | None = None,
 ) -> list[str]:
     rule = next((r for r in rules if r.matches(request)), DEFAULT_RULE)
     eligible = [c for c in channels if c.takes(request) and health.get(c.code, HEALTHY).available]
+    if switches:
+        usable = {c.code for c in eligible}
+        return _switch_over(
+            _ordered(request, eligible, health, rule, draw, explore), switches, usable
+        )
+    return _ordered(request, eligible, health, rule, draw, explore)
+
+
+def _switch_over(order: list[str], switches: Mapping[str, str], usable: set[str]) -> list[str]:
+    """An operator's switch-over puts its target where the switched channel stood (if the
+    target can take this payment now) and takes the switched channel out."""
+    switched: list[str] = []
+    for code in order:
+        target = switches.get(code, code)
+        if target in usable and target not in switched:
+            switched.append(target)
+    return switched
+
+
+def _ordered(
+    request: RouteRequest,
+    eligible: list[ChannelProfile],
+    health: Mapping[str, Health],
+    rule: Rule,
+    draw: float,
+    explore: float,
+) -> list[str]:
     if rule.channels:
         listed = {code: n for n, code in enumerate(rule.channels)}
         eligible = sorted((c for c in eligible if c.code in listed), key=lambda c: listed[c.code])
@@ -123,7 +165,7 @@ def route(
         case Strategy.WEIGHTED:
             ordered = _weighted_first(eligible, draw)
         case Strategy.LEAST_COST:
-            ordered = sorted(eligible, key=lambda c: c.cost.fee(request.amount))
+            ordered = sorted(eligible, key=lambda c: c.cost(request))
         case Strategy.SUCCESS_RATE:
             ordered = sorted(eligible, key=lambda c: -health.get(c.code, HEALTHY).success_rate)
             if draw < explore and len(ordered) > 1:

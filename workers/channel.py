@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 import asyncpg
@@ -23,7 +23,7 @@ from adapters.base import (
     OrderRequest,
     RefundRequest,
 )
-from adapters.registry import build_adapter
+from domain.channels import ChannelSpec
 from domain.fees import scale_half_up
 from domain.fx import Conversion
 from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, envelope_decoder
@@ -33,6 +33,7 @@ from infra import metrics, store
 from infra.alerts import OpsAlerts
 from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
+from routing.volume import DailyVolume
 from workers.context import Context
 from workers.outcomes import end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
@@ -44,15 +45,28 @@ log = logging.getLogger("juhe.channel")
 
 
 class ChannelActor:
-    def __init__(self, ctx: Context, adapter: ChannelAdapter, breakers: CircuitBreakers) -> None:
+    """One channel's mailbox. The adapter and retry policy are looked up per call, so a
+    change to the channel (credentials, URL, timeouts) applies from its next call on."""
+
+    def __init__(self, ctx: Context, code: str, breakers: CircuitBreakers) -> None:
         self.ctx = ctx
-        self.adapter = adapter
-        self.code = adapter.code
+        self.code = code
         self.breakers = breakers
         self.health = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
-        settings = ctx.settings.channels[self.code]
-        self.retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(max(1, settings.retries)),
+        self.volume = DailyVolume(ctx.redis, ctx.keys)
+
+    @property
+    def adapter(self) -> ChannelAdapter:
+        adapter = self.ctx.channels.adapter(self.code)
+        if adapter is None:
+            # Channels are disabled, never deleted; a missing one means a broken row.
+            raise ChannelTransientError("channel_unavailable", f"channel {self.code} not loaded")
+        return adapter
+
+    def _retrying(self) -> tenacity.AsyncRetrying:
+        spec = self.ctx.channels.specs.get(self.code)
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(max(1, spec.retries if spec else 1)),
             wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
             retry=tenacity.retry_if_exception_type(ChannelTransientError),
             reraise=True,
@@ -74,7 +88,7 @@ class ChannelActor:
             raise ChannelTransientError("channel_unavailable", "the channel's breaker is open")
         started = time.perf_counter()
         try:
-            result = await self.retrying(call, argument)
+            result = await self._retrying()(call, argument)
         except ChannelTransientError:
             await self._account(operation, "transient", started)
             raise
@@ -160,7 +174,7 @@ class ChannelActor:
         try:
             return await self.call("create", self.adapter.create_order, request)
         except ChannelDeclined as exc:
-            await self.give_up(row["id"], exc, "declined", task)
+            await self.give_up(request, exc, "declined", task)
             return None
         except ChannelTransientError as exc:
             # We never heard back, but the order may exist (and be paid) at the channel: ask
@@ -169,17 +183,21 @@ class ChannelActor:
             try:
                 state = await self.adapter.query_order(row["id"], None)
             except ChannelDeclined:
-                await self.give_up(row["id"], exc, "unavailable", task)
+                await self.give_up(request, exc, "unavailable", task)
                 return None
             return ChannelOrder(state.channel_order_id, None, None)
 
     async def give_up(
-        self, payment_id: str, exc: ChannelError, outcome: str, task: ChannelTask
+        self, request: OrderRequest, exc: ChannelError, outcome: str, task: ChannelTask
     ) -> None:
         """This channel refused the order or does not have it, so no money moved: the payment
-        fails over to its next channel, or fails when there is none. Either way the attempt is
-        recorded."""
-        ctx, fallbacks = self.ctx, task.fallbacks
+        fails over to its next channel still enabled and with room under its daily cap, or
+        fails when there is none. Either way the attempt is recorded."""
+        ctx, payment_id = self.ctx, request.payment_id
+        enabled = {s.code: s for s in ctx.channels.enabled}
+        fallbacks = await self.volume.take(
+            [c for c in task.fallbacks if c in enabled], enabled, request.currency, request.amount
+        )
         async with ctx.pg.acquire() as conn, conn.transaction():
             await store.record_attempts(conn, [(payment_id, self.code, outcome, exc.code)])
             moved = bool(fallbacks) and await store.move_to_channel(
@@ -197,7 +215,7 @@ class ChannelActor:
             kind="create",
             id=payment_id,
             channel=fallbacks[0],
-            fallbacks=fallbacks[1:],
+            fallbacks=tuple(fallbacks[1:]),
             request_id=task.request_id,
         )
         await ctx.publisher.send(ctx.queues.channel(fallbacks[0]), [following])
@@ -290,15 +308,24 @@ async def run(ctx: Context) -> None:
     breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker, breaker_changed)
     s = ctx.settings.channel
     async with asyncio.TaskGroup() as group:
-        for code, settings in ctx.settings.channels.items():
-            actor = ChannelActor(ctx, build_adapter(code, settings, ctx.http), breakers)
-            mailbox = Mailbox(
-                f"channel.{code}",
-                ctx.amqp,
-                ctx.publisher,
-                ctx.queues.channel(code),
-                actor.handle,
-                prefetch=s.prefetch,
-                actors=s.concurrency,
-            )
-            group.create_task(mailbox.run())
+        started: set[str] = set()
+
+        async def start_mailboxes(specs: Mapping[str, ChannelSpec]) -> None:
+            """A channel created while the pool runs gets its mailbox as soon as the pool
+            hears of it; a disabled one keeps its mailbox to finish what it was given."""
+            for code in sorted(set(specs) - started):
+                actor = ChannelActor(ctx, code, breakers)
+                mailbox = Mailbox(
+                    f"channel.{code}",
+                    ctx.amqp,
+                    ctx.publisher,
+                    ctx.queues.channel(code),
+                    actor.handle,
+                    prefetch=s.prefetch,
+                    actors=s.concurrency,
+                )
+                group.create_task(mailbox.run())
+                started.add(code)
+
+        await start_mailboxes(ctx.channels.specs)
+        ctx.channels.listen(start_mailboxes)

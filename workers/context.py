@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import aiohttp
@@ -10,10 +11,13 @@ from aio_pika.abc import AbstractRobustConnection
 from redis.asyncio import Redis
 
 from config import Settings
+from domain.channels import ChannelSpec
 from infra import broker, db, redisclient
 from infra.broker import Publisher, Queues
+from infra.channels import ChannelRegistry
 from infra.hotstore import HotStore
 from infra.keys import Keys
+from infra.secretbox import SecretBox
 
 
 @dataclass
@@ -27,6 +31,7 @@ class Context:
     publisher: Publisher
     queues: Queues
     http: aiohttp.ClientSession
+    channels: ChannelRegistry
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -39,6 +44,17 @@ class Context:
         setup = await amqp.channel()
         await broker.declare_topology(setup, settings)
         await setup.close()
+        queues = Queues(settings.rabbitmq.prefix)
+        http = aiohttp.ClientSession()
+        channels = ChannelRegistry(
+            pg, SecretBox(settings.secrets.keys, settings.secrets.active), http
+        )
+
+        async def declare(specs: Mapping[str, ChannelSpec]) -> None:
+            await broker.declare_channel_queues(amqp, queues, specs)
+
+        channels.listen(declare)
+        await channels.refresh()
         return cls(
             settings=settings,
             pg=pg,
@@ -47,8 +63,9 @@ class Context:
             hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
             amqp=amqp,
             publisher=await broker.open_publisher(amqp),
-            queues=Queues(settings.rabbitmq.prefix),
-            http=aiohttp.ClientSession(),
+            queues=queues,
+            http=http,
+            channels=channels,
         )
 
     async def close(self) -> None:

@@ -16,14 +16,10 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
+from domain.channels import FREE
 from domain.fx import Conversion
 from domain.ledger import Posting, agent_lines
-from domain.lifecycle import (
-    ChannelPrice,
-    PaymentFacts,
-    on_callback,
-    on_refund_outcome,
-)
+from domain.lifecycle import PaymentFacts, on_callback, on_refund_outcome
 from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
@@ -69,10 +65,6 @@ class LedgerActor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
         self.chains = ChainCache()
-        self.prices = {
-            code: ChannelPrice(ch.cost_bps, ch.cost_fixed_minor)
-            for code, ch in ctx.settings.channels.items()
-        }
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         commands = [c for m in batch for c in _commands.decode(m.body)]
@@ -115,6 +107,7 @@ class LedgerActor:
         paid = {c.payment_id for c in fresh if c.outcome == "paid"}
         # Commission policies may differ by payment method; '*' when the payment names none.
         chain_key = {r["id"]: (r["merchant_id"], r["currency"], r["method"] or "*") for r in rows}
+        method = {r["id"]: r["method"] for r in rows}
         chains = await self.chains.chains(conn, {chain_key[i] for i in paid if i in chain_key})
         changes: dict[str, dict[str, Any]] = {}
         entries: list[tuple[str, str, Sequence[Posting]]] = []
@@ -123,9 +116,10 @@ class LedgerActor:
         results: list[str] = []
         for c in fresh:
             payment = state.get(c.payment_id)
-            price = self.prices.get(c.channel, ChannelPrice(0, 0))
+            spec = self.ctx.channels.specs.get(c.channel)
+            cost = spec.cost(method[c.payment_id], payment.charged[0]) if spec and payment else FREE
             chain = chains.get(chain_key[payment.id], ()) if payment else ()
-            effect = on_callback(payment, c, price, chain)
+            effect = on_callback(payment, c, cost, chain)
             results.append(effect.result)
             if payment is None or effect.status is None:
                 continue

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from config import Settings
 from infra import metrics
+from infra.invalidation import follow
 from workers import channel, ledger, notify, relay, risk, scheduler
 from workers.context import Context
 
@@ -61,6 +62,7 @@ async def run_pool(name: str, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("pool started", extra={"pool": name, "metrics_port": port})
+    following = asyncio.create_task(follow(ctx.redis, ctx.keys, registry=ctx.channels))
     task = asyncio.create_task(POOLS[name](ctx))
     stopper = asyncio.create_task(stop.wait())
     try:
@@ -68,7 +70,7 @@ async def run_pool(name: str, settings: Settings) -> None:
         if task in done:
             task.result()
     finally:
-        for pending in (task, stopper):
+        for pending in (task, stopper, following):
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await pending

@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.fees import Rate
 from domain.fx import Conversion, quote
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
 from domain.risk import MerchantLimits, RiskInput, assess
@@ -21,6 +20,7 @@ from infra.merchants import Merchant, MerchantDirectory
 from routing.breaker import CircuitBreakers
 from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
+from routing.volume import DailyVolume
 from workers.context import Context
 from workers.outcomes import end_payment
 from workers.runtime import Mailbox, gather_all
@@ -38,21 +38,21 @@ class RiskActor:
         self.fx_rates = rate_source(ctx.settings.fx)
         self._success: dict[str, float] = {}
         self._success_until = 0.0
-        self.channels = [
-            ChannelProfile(
-                code,
-                methods=frozenset(ch.methods),
-                currencies=frozenset(ch.currencies),
-                min_amount=ch.min_amount_minor,
-                max_amount=ch.max_amount_minor,
-                priority=ch.priority,
-                weight=ch.weight,
-                cost=Rate(ch.cost_bps, ch.cost_fixed_minor),
-            )
-            for code, ch in ctx.settings.channels.items()
-        ]
-        # Currencies some channel charges in, for payments no channel takes as they are.
-        self.charge_currencies = sorted({c for p in self.channels for c in p.currencies})
+        self.volume = DailyVolume(ctx.redis, ctx.keys)
+        self._profiles: tuple[int, list[ChannelProfile]] = (-1, [])
+
+    @property
+    def channels(self) -> list[ChannelProfile]:
+        """The enabled channels' routing profiles, rebuilt when the configuration changes."""
+        registry = self.ctx.channels
+        if self._profiles[0] != registry.version:
+            self._profiles = (registry.version, [ChannelProfile.of(s) for s in registry.enabled])
+        return self._profiles[1]
+
+    @property
+    def charge_currencies(self) -> list[str]:
+        """Currencies some channel charges in, for payments no channel takes as they are."""
+        return sorted({c for p in self.channels for c in p.currencies})
 
     def takes(self, currency: str) -> bool:
         """Some channel takes the currency as it is: its payments are never converted, even
@@ -82,14 +82,8 @@ class RiskActor:
                 time.time(),
                 fx.quote_ttl_s,
             )
-            order = route(
-                RouteRequest(q.converted, currency, intent.method, intent.customer_country),
-                self.channels,
-                health,
-                merchant.rules if merchant else (),
-                draw=random.random(),
-                explore=self.ctx.settings.routing.explore_share,
-            )
+            request = RouteRequest(q.converted, currency, intent.method, intent.customer_country)
+            order = await self.decide(request, intent.merchant_id, merchant, health)
             if order:
                 await self.ctx.pg.execute(
                     "UPDATE payments SET fx = $2::jsonb WHERE id = $1 AND fx IS NULL",
@@ -98,6 +92,28 @@ class RiskActor:
                 )
                 return order
         return []
+
+    async def decide(
+        self,
+        request: RouteRequest,
+        merchant_id: str,
+        merchant: Merchant | None,
+        health: dict[str, Health],
+    ) -> list[str]:
+        """The channel order for a payment: the merchant's rules, the operators' switch-overs,
+        then the first channel with room under its daily cap takes the payment."""
+        order = route(
+            request,
+            self.channels,
+            health,
+            merchant.rules if merchant else (),
+            draw=random.random(),
+            explore=self.ctx.settings.routing.explore_share,
+            switches=self.ctx.channels.switches(merchant_id),
+        )
+        return await self.volume.take(
+            order, self.ctx.channels.specs, request.currency, request.amount
+        )
 
     async def health(self) -> dict[str, Health]:
         """Breakers once per envelope (an open one takes its channel out of routing); success
@@ -143,14 +159,7 @@ class RiskActor:
             request = RouteRequest(
                 int(intent.amount), intent.currency, intent.method, intent.customer_country
             )
-            order = route(
-                request,
-                self.channels,
-                health,
-                merchant.rules if merchant else (),
-                draw=random.random(),
-                explore=ctx.settings.routing.explore_share,
-            )
+            order = await self.decide(request, intent.merchant_id, merchant, health)
             if not order and decision.approved and not self.takes(intent.currency):
                 order = await self.route_converted(intent, merchant, health)
             channel = order[0] if order else None

@@ -142,7 +142,7 @@ async def sample_backlogs(ctx: Context) -> None:
                 metrics.stream_lag.labels(name).set(group.get("lag") or 0)
                 metrics.stream_pending.labels(name).set(group.get("pending") or 0)
     queues = [ctx.queues.risk, ctx.queues.ledger, ctx.queues.notify, ctx.queues.dead]
-    queues += [ctx.queues.channel(code) for code in ctx.settings.channels]
+    queues += [ctx.queues.channel(code) for code in ctx.channels.specs]
     channel = await ctx.amqp.channel()
     try:
         for name, depth in (await broker.queue_depths(channel, queues)).items():
@@ -150,7 +150,7 @@ async def sample_backlogs(ctx: Context) -> None:
     finally:
         await channel.close()
     windows = await HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s).windows(
-        ctx.settings.channels
+        ctx.channels.specs
     )
     for code, window in windows.items():
         if window.success_rate is not None:

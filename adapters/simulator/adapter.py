@@ -27,7 +27,7 @@ from adapters.base import (
     RefundResult,
 )
 from adapters.simulator import wire
-from config.settings import Channel
+from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback
 
 T = TypeVar("T")
@@ -48,12 +48,12 @@ _ACK = CallbackAck(status=200, body=b"success", content_type="text/plain")
 
 
 class SimulatorAdapter:
-    def __init__(self, code: str, settings: Channel, session: aiohttp.ClientSession) -> None:
-        self.code = code
-        self._base = URL(settings.base_url)
-        self._api_key = settings.api_key
-        self._secret = settings.secret
-        self._timeout = aiohttp.ClientTimeout(total=settings.timeout_ms / 1000)
+    def __init__(self, spec: ChannelSpec, session: aiohttp.ClientSession) -> None:
+        self.code = spec.code
+        self._base = URL(spec.base_url)
+        self._api_key = spec.credentials["api_key"]
+        self._secret = spec.credentials["secret"]
+        self._timeout = aiohttp.ClientTimeout(total=spec.timeout_ms / 1000)
         self._session = session
 
     async def create_order(self, request: OrderRequest) -> ChannelOrder:

@@ -10,6 +10,7 @@ import pytest_asyncio
 from adapters.registry import build_adapter
 from domain.fx import parse_rate, quote
 from gateway.client import MerchantClient
+from infra.channels import spec_from_config
 from infra.merchants import create_merchant
 from tests.conftest import wait_status
 from tests.invariants import assert_ledger_invariants
@@ -78,7 +79,7 @@ async def test_a_euro_payment_goes_to_a_dollar_channel_at_a_locked_quote(
     order = await stack.pg.fetchval(
         "SELECT channel_order_id FROM payments WHERE id = $1", paid["id"]
     )
-    adapter = build_adapter("sim", stack.settings.channels["sim"], http)
+    adapter = build_adapter(spec_from_config("sim", stack.settings.channels["sim"]), http)
     at_channel = await adapter.query_order(paid["id"], order)
     assert (at_channel.amount, at_channel.currency) == (10_904, "USD"), "charged in dollars"
 

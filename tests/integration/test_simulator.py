@@ -8,10 +8,9 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import aiohttp
-import msgspec
 import orjson
 import pytest
 from aiohttp import web
@@ -28,7 +27,8 @@ from adapters.base import (
 from adapters.registry import build_adapter
 from adapters.simulator import SimulatorAdapter, create_app, wire
 from config import Settings, load_settings
-from config.settings import Channel
+from domain.channels import ChannelSpec, Credentials
+from infra.channels import spec_from_config
 
 ENV = {
     "JUHE_SIMULATOR__HOST": "127.0.0.1",
@@ -100,13 +100,15 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 @pytest.fixture(scope="module")
-def channel(settings: Settings, simulator: TestServer) -> Channel:
-    return msgspec.structs.replace(settings.channels["sim"], base_url=str(simulator.make_url("/")))
+def channel(settings: Settings, simulator: TestServer) -> ChannelSpec:
+    return replace(
+        spec_from_config("sim", settings.channels["sim"]), base_url=str(simulator.make_url("/"))
+    )
 
 
 @pytest.fixture(scope="module")
-def adapter(channel: Channel, session: aiohttp.ClientSession) -> SimulatorAdapter:
-    return SimulatorAdapter("sim", channel, session)
+def adapter(channel: ChannelSpec, session: aiohttp.ClientSession) -> SimulatorAdapter:
+    return SimulatorAdapter(channel, session)
 
 
 def order(
@@ -183,7 +185,7 @@ async def test_query_by_merchant_ref_with_awkward_characters(
 
 
 async def test_callbacks_are_verified(
-    adapter: SimulatorAdapter, receiver: Receiver, channel: Channel
+    adapter: SimulatorAdapter, receiver: Receiver, channel: ChannelSpec
 ) -> None:
     request = await paid_order(adapter, receiver, 2000)
     [delivery] = receiver.deliveries[request.payment_id]
@@ -244,9 +246,9 @@ async def test_always_unavailable(adapter: SimulatorAdapter, receiver: Receiver)
 
 
 async def test_slow_answer_times_out(
-    channel: Channel, session: aiohttp.ClientSession, receiver: Receiver
+    channel: ChannelSpec, session: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
-    impatient = SimulatorAdapter("sim", msgspec.structs.replace(channel, timeout_ms=150), session)
+    impatient = SimulatorAdapter(replace(channel, timeout_ms=150), session)
     started = time.monotonic()
     with pytest.raises(ChannelTransientError) as timed_out:
         await impatient.create_order(order(receiver, 1052))
@@ -333,24 +335,39 @@ async def test_refunds(adapter: SimulatorAdapter, receiver: Receiver) -> None:
 
 async def test_authentication_is_required(
     adapter: SimulatorAdapter,
-    channel: Channel,
+    channel: ChannelSpec,
     session: aiohttp.ClientSession,
     simulator: TestServer,
     receiver: Receiver,
 ) -> None:
-    impostor = SimulatorAdapter("sim", msgspec.structs.replace(channel, secret="wrong"), session)
+    impostor = SimulatorAdapter(
+        replace(channel, credentials=Credentials({**channel.credentials, "secret": "wrong"})),
+        session,
+    )
     with pytest.raises(ChannelDeclined) as denied:
         await impostor.create_order(order(receiver, 1000))
     assert denied.value.code == "auth_failed"
 
     url = simulator.make_url("/v1/orders")
-    stale = wire.api_headers(channel.api_key, channel.secret, "POST", "/v1/orders", b"{}", 0)
+    stale = wire.api_headers(
+        channel.credentials["api_key"],
+        channel.credentials["secret"],
+        "POST",
+        "/v1/orders",
+        b"{}",
+        0,
+    )
     async with session.post(url, data=b"{}", headers=stale) as resp:
         assert resp.status == 401
         assert (await resp.json())["code"] == "AUTH_FAILED"
 
     fresh = wire.api_headers(
-        channel.api_key, channel.secret, "POST", "/v1/orders", b"{}", time.time()
+        channel.credentials["api_key"],
+        channel.credentials["secret"],
+        "POST",
+        "/v1/orders",
+        b"{}",
+        time.time(),
     )
     async with session.post(url, data=b"{}", headers=fresh) as resp:
         assert resp.status == 400
@@ -358,14 +375,14 @@ async def test_authentication_is_required(
 
 
 async def test_unreachable_channel_is_transient(
-    channel: Channel, session: aiohttp.ClientSession, receiver: Receiver
+    channel: ChannelSpec, session: aiohttp.ClientSession, receiver: Receiver
 ) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         closed_port = probe.getsockname()[1]
-    gone = msgspec.structs.replace(channel, base_url=f"http://127.0.0.1:{closed_port}")
+    gone = replace(channel, base_url=f"http://127.0.0.1:{closed_port}")
     with pytest.raises(ChannelTransientError) as unavailable:
-        await SimulatorAdapter("sim", gone, session).create_order(order(receiver, 1000))
+        await SimulatorAdapter(gone, session).create_order(order(receiver, 1000))
     assert unavailable.value.code == "channel_unavailable"
 
 
@@ -374,12 +391,12 @@ async def test_health(simulator: TestServer, session: aiohttp.ClientSession) -> 
         assert await resp.json() == {"ok": True}
 
 
-def test_registry(channel: Channel, session: aiohttp.ClientSession) -> None:
-    adapter = build_adapter("sim", channel, session)
+def test_registry(channel: ChannelSpec, session: aiohttp.ClientSession) -> None:
+    adapter = build_adapter(channel, session)
     assert isinstance(adapter, SimulatorAdapter) and adapter.code == "sim"
     assert adapter.callback_ack().body == b"success"
     with pytest.raises(ValueError, match="unknown adapter 'nope'"):
-        build_adapter("x", msgspec.structs.replace(channel, adapter="nope"), session)
+        build_adapter(replace(channel, code="x", adapter="nope"), session)
 
 
 @pytest.mark.parametrize(
@@ -393,10 +410,10 @@ async def test_personalities_show_the_customer_different_ways_to_pay(
         {**ENV, "JUHE_SIMULATOR__PERSONALITIES": f'{{"sim_key_demo": "{personality}"}}'}
     )
     async with TestServer(create_app(settings), host="127.0.0.1") as server:
-        channel = msgspec.structs.replace(
-            settings.channels["sim"], base_url=str(server.make_url("/"))
+        channel = replace(
+            spec_from_config("sim", settings.channels["sim"]), base_url=str(server.make_url("/"))
         )
-        created = await build_adapter("sim", channel, session).create_order(order(receiver, 700))
+        created = await build_adapter(channel, session).create_order(order(receiver, 700))
     assert created.pay_url is not None
     assert (created.qr_payload is not None) is has_qr
     assert (created.bank_transfer is not None) is has_transfer

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.fees import rate_fee
+from domain.fees import Rate, rate_fee
 from domain.fx import Conversion, parse_rate, quote
 from domain.ledger import (
     PLATFORM_FEE_REVENUE,
@@ -23,7 +23,6 @@ from domain.ledger import (
 )
 from domain.lifecycle import (
     CallbackEffect,
-    ChannelPrice,
     PaymentFacts,
     RefundEffect,
     on_callback,
@@ -33,7 +32,7 @@ from domain.messages import ChannelCallback
 from domain.states import FINAL, PaymentStatus, RefundStatus
 
 P = PaymentStatus
-PRICE = ChannelPrice(cost_bps=120, cost_fixed=0)
+PRICE = Rate(120)
 
 
 def _payment(status: P = P.PROCESSING, **changes: object) -> PaymentFacts:
@@ -110,7 +109,7 @@ def test_paid_postings_balance_for_any_price(
     effect = on_callback(
         payment,
         _callback("paid", amount=str(amount), currency="ETH"),
-        ChannelPrice(cost_bps, cost_fixed),
+        Rate(cost_bps, cost_fixed),
     )
     assert effect.status is P.SUCCEEDED
     fee = rate_fee(amount, fee_bps, fee_fixed)

@@ -7,13 +7,18 @@ from types import SimpleNamespace
 from redis.asyncio import Redis
 
 from config import load_settings
+from infra.channels import spec_from_config
 from infra.keys import Keys
 from workers.risk import RiskActor
 
 
 def actor(overrides: dict[str, str]) -> RiskActor:
     settings = load_settings(overrides)
-    ctx = SimpleNamespace(settings=settings, redis=Redis(), keys=Keys("t"), pg=None)
+    specs = [spec_from_config(code, ch) for code, ch in settings.channels.items()]
+    channels = SimpleNamespace(version=1, enabled=specs)
+    ctx = SimpleNamespace(
+        settings=settings, redis=Redis(), keys=Keys("t"), pg=None, channels=channels
+    )
     return RiskActor(ctx)  # type: ignore[arg-type]
 
 

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from domain.channels import FeeSchedule
 from domain.fees import Rate
 from routing.health import bucket, summarise
 from routing.strategies import (
@@ -20,23 +21,27 @@ from routing.strategies import (
     route,
 )
 
-CARD = ChannelProfile("card", methods=frozenset({"card"}), priority=10, cost=Rate(290, 30))
+CARD = ChannelProfile(
+    "card", methods=frozenset({"card"}), priority=10, fees=FeeSchedule.flat(Rate(290, 30))
+)
 WALLET = ChannelProfile(
     "wallet",
     methods=frozenset({"ewallet"}),
     currencies=frozenset({"TWD", "USD"}),
     priority=20,
-    cost=Rate(150),
+    fees=FeeSchedule.flat(Rate(150)),
 )
 BANK = ChannelProfile(
     "bank",
     methods=frozenset({"bank_transfer", "card"}),
     min_amount=1_000,
     priority=30,
-    cost=Rate(0, 200),
+    fees=FeeSchedule.flat(Rate(0, 200)),
     weight=3,
 )
-CHEAP = ChannelProfile("cheap", priority=40, cost=Rate(100), max_amount=50_000, weight=1)
+CHEAP = ChannelProfile(
+    "cheap", priority=40, fees=FeeSchedule.flat(Rate(100)), max_amount=50_000, weight=1
+)
 ALL = [CARD, WALLET, BANK, CHEAP]
 USD = RouteRequest(10_000, "USD")
 
@@ -139,7 +144,7 @@ channels = st.lists(
         currencies=st.frozensets(st.sampled_from(["USD", "EUR", "TWD"]), max_size=2),
         priority=st.integers(0, 5),
         weight=st.integers(0, 5),
-        cost=st.builds(Rate, st.integers(0, 500), st.integers(0, 100)),
+        fees=st.builds(FeeSchedule.flat, st.builds(Rate, st.integers(0, 500), st.integers(0, 100))),
     ),
     max_size=8,
     unique_by=lambda c: c.code,
@@ -168,7 +173,7 @@ def test_only_eligible_available_channels_each_once(
     else:
         assert set(decided) == eligible, "every eligible channel is there to fail over to"
     if strategy is Strategy.LEAST_COST:
-        costs = [next(p for p in profiles if p.code == c).cost.fee(amount) for c in decided]
+        costs = [next(p for p in profiles if p.code == c).cost(request) for c in decided]
         assert costs == sorted(costs)
 
 
