@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from domain.messages import ChannelCallback
 
@@ -110,3 +110,11 @@ class ChannelAdapter(Protocol):
     def callback_ack(self) -> CallbackAck: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class CardConfirming(Protocol):
+    """A card channel whose orders wait for the customer's card: the card, tokenised in the
+    customer's browser by the channel's own library, is charged on the order by `confirm`."""
+
+    async def confirm(self, channel_order_id: str, payment_method: str) -> OrderState: ...

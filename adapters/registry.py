@@ -9,12 +9,19 @@ import aiohttp
 
 from adapters.base import ChannelAdapter
 from adapters.simulator import SimulatorAdapter
+from adapters.stripe import StripeAdapter
 from domain.channels import ChannelSpec
 
 AdapterFactory = Callable[[ChannelSpec, aiohttp.ClientSession], ChannelAdapter]
 
 ADAPTERS: dict[str, AdapterFactory] = {
     "simulator": SimulatorAdapter,
+    "stripe": StripeAdapter,
+}
+# The credentials each protocol needs: a channel is refused without them.
+CREDENTIALS: dict[str, tuple[str, ...]] = {
+    "simulator": ("api_key", "secret"),
+    "stripe": ("secret_key", "webhook_secret"),
 }
 
 

@@ -29,6 +29,7 @@ from domain.ids import new_id
 from domain.messages import ChannelCallback
 from gateway.client import signed_headers
 from infra import broker, db
+from infra.channels import ChannelRegistry, seed_from_config
 from infra.keys import STREAMS
 from infra.merchants import NewMerchant, create_merchant
 from routing.strategies import ChannelProfile, Health, RouteRequest, Rule, Strategy, route
@@ -368,14 +369,19 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
     dsn = node.settings.postgres.dsn
     await db.ensure_database(dsn)
     await db.migrate(dsn)
+    await seed_from_config(dsn, node.settings.channels, node.box)
     pool = await db.create_pool(dsn, 1, 2)
     try:
         assert (await pool.fetchval("SHOW synchronous_commit")) == "on"
         merchant = await create_merchant(
             pool, name="bench", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
         )
-        # The ledger core needs only settings; the broker and Redis are not part of this figure.
-        actor = LedgerActor(SimpleNamespace(settings=node.settings))  # type: ignore[arg-type]
+        registry = ChannelRegistry(pool, node.box)
+        await registry.refresh()
+        # The ledger core needs settings and the channels' prices; the broker and Redis are not
+        # part of this figure.
+        ctx = SimpleNamespace(settings=node.settings, channels=registry)
+        actor = LedgerActor(ctx)  # type: ignore[arg-type]
         rates = {}
         for label, size in (("single", 1), ("batched", batch)):
             callbacks = await _awaiting_payments(pool, merchant.id, entries)

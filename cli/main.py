@@ -9,6 +9,7 @@ import sys
 import orjson
 import uvloop
 
+from cli import channels
 from config import Settings, load_settings
 from domain.money import parse_amount
 from infra import db
@@ -169,6 +170,7 @@ def parser() -> argparse.ArgumentParser:
     )
     superuser.add_argument("--email", required=True)
     asub.add_parser("rotate-signing-key", help="a new JWT signing key; old tokens stay valid")
+    channels.add_parser(sub)
     return p
 
 
@@ -180,6 +182,17 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
         result = asyncio.run(run(settings.postgres.dsn, args.action, getattr(args, "email", None)))
     except (AdminError, PasswordRejected) as exc:
         print(f"juhe admin: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    print(orjson.dumps(result).decode())
+
+
+def _channels(settings: Settings, args: argparse.Namespace) -> None:
+    from gateway.errors import ApiError
+
+    try:
+        result = asyncio.run(channels.run(settings, args))
+    except ApiError as exc:
+        print(f"juhe channels: {exc.code}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
     print(orjson.dumps(result).decode())
 
@@ -204,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
             _risk_block(settings, args)
         case "admin":
             _admin(settings, args)
+        case "channels":
+            _channels(settings, args)
 
 
 if __name__ == "__main__":

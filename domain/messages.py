@@ -61,11 +61,13 @@ class ChannelCallback(Message, frozen=True, kw_only=True):
 
 
 class ChannelTask(Message, frozen=True, kw_only=True):
-    kind: Literal["create", "refund"]
+    kind: Literal["create", "refund", "confirm"]
     id: str
     channel: str
     # For a create: where the payment goes next if this channel declines it or has no order.
     fallbacks: tuple[str, ...] = ()
+    # For a confirm: the customer's card, as the channel's client-side library tokenised it.
+    payment_method: str | None = None
 
 
 class RefundOutcome(Message, frozen=True, kw_only=True):

@@ -18,6 +18,7 @@ from gateway import (
     agents,
     callbacks,
     cashier,
+    channels,
     fx,
     merchants,
     ops,
@@ -107,8 +108,8 @@ def create_app(settings: Settings) -> web.Application:
         keys = Keys(settings.redis.prefix)
         http = aiohttp.ClientSession()
         box = SecretBox(settings.secrets.keys, settings.secrets.active)
-        channels = ChannelRegistry(pg, box, http)
-        await channels.refresh()
+        registry = ChannelRegistry(pg, box, http)
+        await registry.refresh()
         app[EDGE] = Edge(
             settings=settings,
             pg=pg,
@@ -117,7 +118,7 @@ def create_app(settings: Settings) -> web.Application:
             hot=HotStore(redis, keys, settings.gateway.public_url, settings.gateway.hot_ttl_s),
             intake=Intake(redis, pipe, keys, settings.gateway),
             merchants=MerchantDirectory(pg, settings.gateway.merchant_cache_ttl_s),
-            channels=channels,
+            channels=registry,
             http=http,
             keyring=Keyring(pg, settings.auth.key_cache_s, settings.auth.access_ttl_s),
             policy=PolicyCache(pg),
@@ -128,7 +129,7 @@ def create_app(settings: Settings) -> web.Application:
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
-        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants, channels))
+        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants, registry))
         yield
         usage.cancel()
         following.cancel()
@@ -170,6 +171,14 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/api/v1/admin/audit", admin.list_audit)
     r.add_get("/api/v1/admin/audit/verify", admin.verify_audit)
     r.add_post("/api/v1/admin/merchants/{id}/keys", admin.create_api_key)
+    r.add_get("/api/v1/admin/channels", channels.list_channels)
+    r.add_post("/api/v1/admin/channels", channels.post_channel)
+    r.add_get("/api/v1/admin/channels/{code}", channels.get_channel)
+    r.add_patch("/api/v1/admin/channels/{code}", channels.patch_channel)
+    r.add_post("/api/v1/admin/channels/{code}/enable", channels.enable_channel)
+    r.add_post("/api/v1/admin/channels/{code}/disable", channels.disable_channel)
+    r.add_post("/api/v1/admin/channels/{code}/switch-over", channels.post_switch_over)
+    r.add_delete("/api/v1/admin/channels/{code}/switch-over", channels.delete_switch_over)
     r.add_post("/api/v1/merchants/register", merchants.register)
     r.add_get("/api/v1/merchants/{id}", merchants.get_merchant)
     r.add_put("/api/v1/merchants/{id}", merchants.update_merchant)
@@ -186,6 +195,7 @@ def create_app(settings: Settings) -> web.Application:
     r.add_put("/api/v1/agents/{id}/merchants/{merchantId}/pricing", agents.price_merchant)
     r.add_get("/api/v1/agents/{id}/commissions", agents.commissions)
     r.add_get("/checkout/{id}", cashier.checkout)
+    r.add_post("/checkout/{id}/card", cashier.submit_card)
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics_endpoint)

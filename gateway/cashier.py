@@ -4,13 +4,19 @@ the order exists, then the final result. It refreshes itself while the payment i
 from __future__ import annotations
 
 from html import escape
+from typing import Annotated
 
+import msgspec
 import orjson
 from aiohttp import web
+from msgspec import Meta
 
-from domain.states import UNPAID
+from adapters.base import CardConfirming
+from domain.messages import ChannelTask, encode
+from domain.states import UNPAID, PaymentStatus
 from domain.views import payment_view
-from gateway.state import edge
+from gateway.errors import invalid
+from gateway.state import REQUEST_ID, decode, edge, json_answer
 from infra import store
 
 _PAGE = """<!doctype html>
@@ -35,10 +41,18 @@ _MESSAGES = {
 }
 
 
-def render(view: dict) -> str:
+def render(view: dict, card: bool = False) -> str:
+    """`card`: the payment's channel takes the customer's card on this page (its browser
+    library tokenises the card and the token is posted to `/checkout/{id}/card`)."""
     status = view["status"]
     if status in UNPAID:
-        if transfer := view.get("bank_transfer"):
+        if card and status == PaymentStatus.AWAITING_PAYMENT:
+            body = (
+                f'<form id="card" data-submit="/checkout/{escape(view["id"])}/card">'
+                '<p>Pay by card</p><div id="card-element"></div>'
+                '<button class="pay" type="submit">Pay</button></form>'
+            )
+        elif transfer := view.get("bank_transfer"):
             body = (
                 "<p>Transfer the amount to:</p>"
                 f'<p class="qr" id="transfer">bank {escape(transfer["bank_code"])}, account '
@@ -68,15 +82,54 @@ def render(view: dict) -> str:
     )
 
 
-async def checkout(request: web.Request) -> web.Response:
+async def _view(request: web.Request) -> dict | None:
     e = edge(request)
     payment_id = request.match_info["id"]
     doc = await e.redis.hget(e.keys.payment(payment_id), "doc")
     if doc is not None:
-        view = orjson.loads(doc)
-    else:
-        row = await store.fetch_payment(e.pg, payment_id)
-        if row is None:
-            raise web.HTTPNotFound(text="no such payment")
-        view = payment_view(row, e.settings.gateway.public_url)
-    return web.Response(text=render(view), content_type="text/html")
+        return orjson.loads(doc)
+    row = await store.fetch_payment(e.pg, payment_id)
+    return None if row is None else payment_view(row, e.settings.gateway.public_url)
+
+
+async def checkout(request: web.Request) -> web.Response:
+    view = await _view(request)
+    if view is None:
+        raise web.HTTPNotFound(text="no such payment")
+    adapter = edge(request).channels.adapter(view.get("channel") or "")
+    return web.Response(
+        text=render(view, card=isinstance(adapter, CardConfirming)), content_type="text/html"
+    )
+
+
+class CardSubmission(msgspec.Struct, forbid_unknown_fields=True):
+    # what the channel's browser library made of the card: a token, never the card number
+    payment_method: Annotated[str, Meta(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")]
+
+
+async def submit_card(request: web.Request) -> web.Response:
+    """The customer's card for a payment on a card channel, from the cashier page. Answered
+    202 once it is on its way to the channel; the payment's status tells the outcome."""
+    e = edge(request)
+    card = decode(await request.read(), CardSubmission)
+    view = await _view(request)
+    if view is None:
+        raise invalid("resource_missing", "no such payment", "id", status=404)
+    if view["status"] != PaymentStatus.AWAITING_PAYMENT:
+        raise invalid(
+            "payment_not_awaiting_card",
+            f"the payment is {view['status']}, not awaiting the customer's card",
+            status=409,
+        )
+    channel = view["channel"]
+    if not isinstance(e.channels.adapter(channel), CardConfirming):
+        raise invalid("card_not_accepted", "this payment's channel takes no card here", status=409)
+    task = ChannelTask(
+        kind="confirm",
+        id=view["id"],
+        channel=channel,
+        payment_method=card.payment_method,
+        request_id=request[REQUEST_ID],
+    )
+    await e.intake.confirm_card(view["id"], card.payment_method, encode(task))
+    return json_answer({"object": "card_submission", "payment_id": view["id"]}, 202)

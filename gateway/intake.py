@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
 from config.settings import Gateway
-from infra.keys import Keys
+from infra.keys import CALLBACKS_STREAM, CONFIRMS_STREAM, Keys
 from infra.redispipe import RedisPipe
 
 _CREATE = """
@@ -51,7 +51,8 @@ return {0}
 """
 _IN_PROGRESS_TTL_S = 60
 
-_CALLBACK = """
+# KEYS[1] a seen-marker, KEYS[2] a stream; ARGV ttl, entry → 1 appended / 0 seen before.
+_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
   redis.call('XADD', KEYS[2], '*', 'd', ARGV[2])
   return 1
@@ -121,7 +122,7 @@ class Intake:
         self.pipe = pipe
         self.keys = keys
         self.settings = settings
-        self._scripts = Scripts(pipe, {"create": _CREATE, "callback": _CALLBACK})
+        self._scripts = Scripts(pipe, {"create": _CREATE, "once": _ONCE})
         self._claim = redis.register_script(_CLAIM)
 
     @staticmethod
@@ -181,8 +182,22 @@ class Intake:
         """True if this event is new and now on the stream; False for a duplicate."""
         return bool(
             await self._scripts.call(
-                "callback",
-                [self.keys.callback_seen(channel, event_id), self.keys.stream("callbacks")],
+                "once",
+                [self.keys.callback_seen(channel, event_id), self.keys.stream(CALLBACKS_STREAM)],
+                [self.settings.callback_dedupe_ttl_s, payload],
+            )
+        )
+
+    async def confirm_card(self, payment_id: str, payment_method: str, payload: bytes) -> bool:
+        """A customer's card for a payment, on its way to the channel; the same card submitted
+        twice (a double click) is sent once."""
+        return bool(
+            await self._scripts.call(
+                "once",
+                [
+                    self.keys.card_submitted(payment_id, payment_method),
+                    self.keys.stream(CONFIRMS_STREAM),
+                ],
                 [self.settings.callback_dedupe_ttl_s, payload],
             )
         )

@@ -10,6 +10,7 @@ import msgspec
 import orjson
 
 from gateway import agent_schemas as ags
+from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
 from gateway.schemas import CreatePayment, CreateRefund, Error, Payment, PaymentList, Refund
@@ -47,6 +48,11 @@ _IDENTITY_SCHEMAS = [
     mss.UpdateMerchant,
     mss.PaymentConfig,
     mss.RotateKey,
+    chs.CreateChannel,
+    chs.UpdateChannel,
+    chs.ChannelView,
+    chs.SwitchOver,
+    chs.SwitchOverView,
 ]
 # (method, path, summary, request body, answer status, answer schema, bearer-only)
 _IDENTITY_OPS = [
@@ -160,6 +166,62 @@ _IDENTITY_OPS = [
         None,
         200,
         None,
+        True,
+    ),
+    ("get", "/api/v1/admin/channels", "List channels and switch-overs", None, 200, None, True),
+    (
+        "post",
+        "/api/v1/admin/channels",
+        "Create a channel (credentials are stored encrypted and never returned)",
+        "CreateChannel",
+        201,
+        "ChannelView",
+        True,
+    ),
+    (
+        "get",
+        "/api/v1/admin/channels/{code}",
+        "A channel, with today's routed volume and whether routing may use it",
+        None,
+        200,
+        "ChannelView",
+        True,
+    ),
+    (
+        "patch",
+        "/api/v1/admin/channels/{code}",
+        "Change a channel (only the fields given)",
+        "UpdateChannel",
+        200,
+        "ChannelView",
+        True,
+    ),
+    ("post", "/api/v1/admin/channels/{code}/enable", "Enable", None, 200, "ChannelView", True),
+    (
+        "post",
+        "/api/v1/admin/channels/{code}/disable",
+        "Disable: routing stops at once; work already on the channel finishes",
+        None,
+        200,
+        "ChannelView",
+        True,
+    ),
+    (
+        "post",
+        "/api/v1/admin/channels/{code}/switch-over",
+        "Move a merchant's (or everyone's) traffic for this channel to another",
+        "SwitchOver",
+        201,
+        "SwitchOverView",
+        True,
+    ),
+    (
+        "delete",
+        "/api/v1/admin/channels/{code}/switch-over",
+        "End a switch-over (`merchant_id` query, default `*`)",
+        None,
+        200,
+        "SwitchOverView",
         True,
     ),
     (

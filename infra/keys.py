@@ -11,7 +11,8 @@ from dataclasses import dataclass
 PAYMENTS_STREAM = "payments"
 REFUNDS_STREAM = "refunds"
 CALLBACKS_STREAM = "callbacks"
-STREAMS = (PAYMENTS_STREAM, REFUNDS_STREAM, CALLBACKS_STREAM)
+CONFIRMS_STREAM = "confirms"
+STREAMS = (PAYMENTS_STREAM, REFUNDS_STREAM, CALLBACKS_STREAM, CONFIRMS_STREAM)
 RELAY_GROUP = "relay"
 
 
@@ -36,6 +37,9 @@ class Keys:
 
     def callback_seen(self, channel: str, event_id: str) -> str:
         return f"{self.prefix}:cb:{channel}:{event_id}"
+
+    def card_submitted(self, payment_id: str, payment_method: str) -> str:
+        return f"{self.prefix}:card:{payment_id}:{payment_method}"
 
     def blocked_ips(self) -> str:
         return f"{self.prefix}:risk:blocked_ips"

@@ -4,6 +4,7 @@ channel's adapter, with retries on transient errors only and a shared circuit br
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -15,6 +16,7 @@ import tenacity
 from aio_pika.abc import AbstractIncomingMessage
 
 from adapters.base import (
+    CardConfirming,
     ChannelAdapter,
     ChannelDeclined,
     ChannelError,
@@ -78,6 +80,7 @@ class ChannelActor:
             [
                 self.create_all([t for t in tasks if t.kind == "create"]),
                 *(self.refund(t) for t in tasks if t.kind == "refund"),
+                *(self.confirm(t) for t in tasks if t.kind == "confirm"),
             ]
         )
 
@@ -219,6 +222,27 @@ class ChannelActor:
             request_id=task.request_id,
         )
         await ctx.publisher.send(ctx.queues.channel(fallbacks[0]), [following])
+
+    async def confirm(self, task: ChannelTask) -> None:
+        """Charge the customer's card on the payment's order. The channel's webhook reports
+        the result; a decline fails the payment here already (a card is tried once per
+        payment). A payment no longer awaiting its card is left alone."""
+        adapter = self.adapter
+        payment = await store.fetch_payment(self.ctx.pg, task.id)
+        if (
+            payment is None
+            or payment["status"] != PaymentStatus.AWAITING_PAYMENT
+            or payment["channel"] != self.code
+            or not isinstance(adapter, CardConfirming)
+            or task.payment_method is None
+        ):
+            log.warning("card confirmation ignored", extra={"payment_id": task.id})
+            return
+        try:
+            charge = functools.partial(adapter.confirm, payment["channel_order_id"])
+            await self.call("confirm", charge, task.payment_method)
+        except ChannelDeclined as exc:
+            await self.fail(task.id, exc)
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
         """Before money moves, an order the channel refused or does not have is a failed payment."""

@@ -28,7 +28,13 @@ from domain.messages import (
     decoder,
 )
 from infra import metrics, store
-from infra.keys import CALLBACKS_STREAM, PAYMENTS_STREAM, REFUNDS_STREAM, RELAY_GROUP
+from infra.keys import (
+    CALLBACKS_STREAM,
+    CONFIRMS_STREAM,
+    PAYMENTS_STREAM,
+    REFUNDS_STREAM,
+    RELAY_GROUP,
+)
 from workers.context import Context
 from workers.runtime import supervise
 
@@ -40,6 +46,7 @@ Relay = Callable[[Context, Sequence[bytes]], Awaitable[Outgoing]]
 _payment = decoder(PaymentIntent)
 _refund = decoder(RefundIntent)
 _callback = decoder(ChannelCallback)
+_task = decoder(ChannelTask)
 
 
 async def relay_payments(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
@@ -79,10 +86,18 @@ async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
 # Entries no retry can fix: they cannot be decoded or carry impossible values.
 POISON = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
 
+
+async def relay_confirms(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
+    """Customers' cards go straight to their payment's channel; the channel pool checks the
+    payment is still open before charging."""
+    return [(ctx.queues.channel(t.channel), t) for t in map(_task.decode, raw)]
+
+
 RELAYS: dict[str, Relay] = {
     PAYMENTS_STREAM: relay_payments,
     REFUNDS_STREAM: relay_refunds,
     CALLBACKS_STREAM: relay_callbacks,
+    CONFIRMS_STREAM: relay_confirms,
 }
 
 

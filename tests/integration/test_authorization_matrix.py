@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import orjson
@@ -19,7 +19,8 @@ from domain.access import BUILTIN_ROLES, Realm
 from domain.agents import ALL_GRANTS
 from gateway.app import create_app
 from gateway.openapi import document
-from infra import agents
+from infra import agents, channels
+from infra.channels import spec_from_config
 from tests.conftest import MerchantFactory, wait_status
 from tests.portal import PASSWORD, Portal, make_user
 from tests.stack import Stack
@@ -30,6 +31,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 PUBLIC = {
     ("POST", "/api/v1/payments/callback/{channel}"),
     ("GET", "/checkout/{id}"),
+    ("POST", "/checkout/{id}/card"),
     ("GET", "/healthz"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
@@ -56,6 +58,7 @@ class World:
     kid_shop: str  # a merchant under it
     spare_keys: tuple[str, str]  # merchant A keys to rotate and to revoke
     quote: str  # merchant A's FX quote
+    channel: str  # a disabled channel the channel endpoints act on
 
 
 @dataclass(frozen=True)
@@ -226,6 +229,71 @@ ENDPOINTS = [
         "keys:manage",
         "shop",
         lambda w: f"/api/v1/admin/merchants/{w.shop}/keys",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/channels",
+        "channels:read",
+        "platform",
+        lambda w: "/api/v1/admin/channels",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/channels",
+        "channels:write",
+        "platform",
+        lambda w: "/api/v1/admin/channels",
+        lambda w: {
+            "code": f"m{time.time_ns()}",
+            "adapter": "simulator",
+            "base_url": "http://127.0.0.1:9",
+            "credentials": {"api_key": "k", "secret": "s"},
+            "enabled": False,
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/channels/{code}",
+        "channels:read",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}",
+    ),
+    Endpoint(
+        "PATCH",
+        "/api/v1/admin/channels/{code}",
+        "channels:write",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}",
+        lambda w: {"version": -1, "priority": 1},  # allowed: 409, and nothing changes
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/channels/{code}/enable",
+        "channels:write",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}/enable",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/channels/{code}/disable",
+        "channels:write",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}/disable",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/channels/{code}/switch-over",
+        "channels:write",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}/switch-over",
+        lambda w: {"to_channel": "sim", "reason": "matrix"},
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/admin/channels/{code}/switch-over",
+        "channels:write",
+        "platform",
+        lambda w: f"/api/v1/admin/channels/{w.channel}/switch-over",
     ),
     Endpoint(
         "GET",
@@ -404,6 +472,14 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
                 key_id,
                 shop.merchant_id,
             )
+    spare_channel = f"matrix{time.time_ns()}"
+    async with stack.pg.acquire() as conn, conn.transaction():
+        spec = replace(
+            spec_from_config(spare_channel, stack.settings.channels["sim"]),
+            enabled=False,
+            priority=10_000,
+        )
+        await channels.create(conn, stack.box, spare_channel, channels.fields_of(spec))
     callers = []
     for role in BUILTIN_ROLES:
         org = {Realm.PLATFORM: None, Realm.MERCHANT: shop.merchant_id, Realm.AGENT: top}
@@ -427,6 +503,7 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         kid_shop.merchant_id,
         spare,
         fx_quote["id"],
+        spare_channel,
     )
     return world, callers
 

@@ -198,12 +198,12 @@ async def test_callbacks_are_verified(
         adapter.parse_callback(delivery.headers, tampered)
     assert rejected.value.code == "invalid_signature"
 
-    stale = wire.callback_headers(channel.secret, delivery.body, time.time() - 301)
+    stale = wire.callback_headers(channel.credentials["secret"], delivery.body, time.time() - 301)
     with pytest.raises(CallbackRejected, match="off"):
         adapter.parse_callback(stale, delivery.body)
 
     garbage = b'{"event": "order.paid"}'
-    signed = wire.callback_headers(channel.secret, garbage, time.time())
+    signed = wire.callback_headers(channel.credentials["secret"], garbage, time.time())
     with pytest.raises(CallbackRejected) as malformed:
         adapter.parse_callback(signed, garbage)
     assert malformed.value.code == "invalid_payload"
