@@ -4,7 +4,9 @@ the hot store's forward-only copy."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -18,13 +20,16 @@ from redis.exceptions import ResponseError
 from benchmarks.node import free_port
 from config import load_settings
 from config.settings import Breaker
+from gateway import channels as ops
 from gateway.intake import Scripts
-from infra import audit, db, redisclient, store
+from infra import audit, channels, db, redisclient, store
+from infra.channels import ChannelRegistry
 from infra.hotstore import HotStore
 from infra.invalidation import announce, follow
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory, create_merchant
 from infra.redispipe import RedisPipe
+from infra.secretbox import SecretBox
 from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
 
@@ -276,5 +281,70 @@ async def test_a_redelivered_attempt_is_recorded_once(scratch_db: str) -> None:
             (1, "a", "unavailable"),
             (2, "b", "opened"),
         ]
+    finally:
+        await pool.close()
+
+
+def _box(*kids: str, active: str) -> SecretBox:
+    keys = {kid: base64.b64encode(hashlib.sha256(kid.encode()).digest()).decode() for kid in kids}
+    return SecretBox(keys, active)
+
+
+async def test_channel_credentials_survive_a_key_rotation(scratch_db: str) -> None:
+    """Seeded under the old key; every process learns the new key, which becomes active;
+    `reseal` moves every channel to it; the old key can then be retired."""
+    settings = load_settings({})
+    await db.migrate(scratch_db)
+    old, both, new_only = (
+        _box("k1", active="k1"),
+        _box("k1", "k2", active="k2"),
+        _box("k2", active="k2"),
+    )
+    assert await channels.seed_from_config(scratch_db, settings.channels, old) == 1
+    assert await channels.seed_from_config(scratch_db, settings.channels, old) == 0, "once"
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        sealed = await pool.fetchval("SELECT credentials FROM channels WHERE code = 'sim'")
+        assert sealed.startswith("v1:k1:")
+        assert await ops.reseal(pool, both, audit.Actor("cli:test", "platform")) == ["sim"]
+        resealed = await pool.fetchval("SELECT credentials FROM channels WHERE code = 'sim'")
+        assert resealed.startswith("v1:k2:")
+        registry = ChannelRegistry(pool, new_only)
+        assert await registry.refresh() is True
+        assert registry.specs["sim"].credentials["secret"] == settings.channels["sim"].secret
+        assert await registry.refresh() is False, "nothing changed since"
+        stale = ChannelRegistry(pool, old)
+        await stale.refresh()
+        assert "sim" not in stale.specs, "a row this process cannot open is left out, not fatal"
+    finally:
+        await pool.close()
+
+
+async def test_a_channel_change_is_heard_by_other_processes(scratch_db: str, redis) -> None:
+    client, keys = redis
+    settings = load_settings({})
+    box = _box("k1", active="k1")
+    await db.migrate(scratch_db)
+    await channels.seed_from_config(scratch_db, settings.channels, box)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        elsewhere = ChannelRegistry(pool, box)
+        listening = asyncio.create_task(follow(client, keys, registry=elsewhere))
+        for _ in range(50):
+            if elsewhere.specs:
+                break
+            await asyncio.sleep(0.02)
+        assert elsewhere.specs["sim"].enabled
+        async with pool.acquire() as conn, conn.transaction():
+            await channels.update(conn, box, "sim", {"enabled": False})
+        assert elsewhere.specs["sim"].enabled, "nothing heard yet"
+        await announce(client, keys, channels=True)
+        for _ in range(50):
+            if not elsewhere.specs["sim"].enabled:
+                break
+            await asyncio.sleep(0.02)
+        assert not elsewhere.specs["sim"].enabled
+        assert elsewhere.enabled == []
+        listening.cancel()
     finally:
         await pool.close()
