@@ -125,6 +125,8 @@ async def update_channel(
 ) -> ChannelView:
     fields = msgspec.to_builtins(req)  # unset fields are left out
     expected = fields.pop("version", None)
+    if not fields:
+        raise invalid("nothing_to_change", "name at least one field to change")
     async with pg.acquire() as conn, conn.transaction():
         current = await conn.fetchrow("SELECT * FROM channels WHERE code = $1 FOR UPDATE", code)
         if current is None:

@@ -189,7 +189,14 @@ async def test_credentials_are_sealed_and_never_shown(node: Stack, admin: Portal
             "invalid_amount_range",
         ),
         ("PATCH", "/api/v1/admin/channels/sim", {"adapter": "stripe"}, 400, "credentials_required"),
-        ("PATCH", "/api/v1/admin/channels/sim", {"version": 10_000}, 409, "version_conflict"),
+        ("PATCH", "/api/v1/admin/channels/sim", {"version": 1}, 400, "nothing_to_change"),
+        (
+            "PATCH",
+            "/api/v1/admin/channels/sim",
+            {"version": 10_000, "weight": 2},
+            409,
+            "version_conflict",
+        ),
         ("PATCH", "/api/v1/admin/channels/nosuch", {"priority": 1}, 404, "resource_missing"),
         ("POST", "/api/v1/admin/channels/nosuch/disable", None, 404, "resource_missing"),
         (
