@@ -8,7 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Protocol, TypeVar, runtime_checkable
+
+import aiohttp
+import msgspec
+from multidict import CIMultiDictProxy
+from yarl import URL
 
 from domain.messages import ChannelCallback
 
@@ -32,6 +37,52 @@ class ChannelTransientError(ChannelError):
 
 class CallbackRejected(ChannelError):
     """A callback that fails verification or cannot be parsed; answered 4xx, never enqueued."""
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+    headers: CIMultiDictProxy[str]
+
+    def decode(self, code: str, kind: type[T], what: str) -> T:
+        """A success answer we cannot read is transient: the channel may have acted, and the
+        retry (same idempotency key) or a query will tell."""
+        try:
+            return msgspec.json.decode(self.body, type=kind)
+        except msgspec.DecodeError:
+            raise ChannelTransientError(
+                "channel_unavailable", f"{code}: malformed answer to {what}"
+            ) from None
+
+
+async def exchange(
+    session: aiohttp.ClientSession,
+    code: str,
+    method: str,
+    url: URL,
+    *,
+    body: bytes | None,
+    headers: Mapping[str, str],
+    deadline: aiohttp.ClientTimeout,
+) -> Answer:
+    """One HTTP exchange with a channel. No answer (a timeout, a refused or dropped connection)
+    is transient: the request may or may not have arrived, which the caller's retry with the
+    same idempotency key settles."""
+    try:
+        async with session.request(
+            method, url, data=body, headers=headers, timeout=deadline
+        ) as resp:
+            return Answer(resp.status, await resp.read(), resp.headers)
+    except TimeoutError as exc:
+        raise ChannelTransientError(
+            "channel_timeout", f"{code}: no answer within {deadline.total} s"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise ChannelTransientError("channel_unavailable", f"{code}: {type(exc).__name__}") from exc
 
 
 @dataclass(frozen=True, slots=True)

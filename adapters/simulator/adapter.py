@@ -25,6 +25,7 @@ from adapters.base import (
     OrderState,
     RefundRequest,
     RefundResult,
+    exchange,
 )
 from adapters.simulator import wire
 from domain.channels import ChannelSpec
@@ -142,30 +143,22 @@ class SimulatorAdapter:
         )
         if payload is not None:
             headers["Content-Type"] = "application/json"
-        try:
-            async with self._session.request(
-                method, url, data=body or None, headers=headers, timeout=self._timeout
-            ) as resp:
-                status, raw = resp.status, await resp.read()
-        except TimeoutError as exc:
-            raise ChannelTransientError(
-                "channel_timeout", f"{self.code}: no answer within {self._timeout.total} s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ChannelTransientError(
-                "channel_unavailable", f"{self.code}: {type(exc).__name__}"
-            ) from exc
+        got = await exchange(
+            self._session,
+            self.code,
+            method,
+            url,
+            body=body or None,
+            headers=headers,
+            deadline=self._timeout,
+        )
+        status = got.status
         if status >= 500:
             raise ChannelTransientError("channel_unavailable", f"{self.code}: HTTP {status}")
         if status >= 400:
             try:
-                error = msgspec.json.decode(raw, type=wire.Error)
+                error = msgspec.json.decode(got.body, type=wire.Error)
             except msgspec.DecodeError:
                 raise ChannelDeclined(f"http_{status}", f"{self.code}: HTTP {status}") from None
             raise ChannelDeclined(error.code.lower(), error.message)
-        try:
-            return msgspec.json.decode(raw, type=answer)
-        except msgspec.DecodeError:
-            raise ChannelTransientError(
-                "channel_unavailable", f"{self.code}: malformed answer to {method} {url.path}"
-            ) from None
+        return got.decode(self.code, answer, f"{method} {url.path}")

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from typing import TypeVar
 
 import aiohttp
-import msgspec
 from yarl import URL
 
 from adapters.base import (
@@ -26,6 +25,7 @@ from adapters.base import (
     OrderState,
     RefundRequest,
     RefundResult,
+    exchange,
 )
 from adapters.stripe import wire
 from domain.channels import ChannelSpec
@@ -185,34 +185,25 @@ class StripeAdapter:
             headers["Content-Type"] = "application/x-www-form-urlencoded"
         if idempotency_key is not None:
             headers["Idempotency-Key"] = idempotency_key
-        try:
-            async with self._session.request(
-                method, url, data=body, headers=headers, timeout=self._timeout
-            ) as resp:
-                status, raw = resp.status, await resp.read()
-                should_retry = resp.headers.get("Stripe-Should-Retry")
-        except TimeoutError as exc:
-            raise ChannelTransientError(
-                "channel_timeout", f"{self.code}: no answer within {self._timeout.total} s"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise ChannelTransientError(
-                "channel_unavailable", f"{self.code}: {type(exc).__name__}"
-            ) from exc
+        got = await exchange(
+            self._session,
+            self.code,
+            method,
+            url,
+            body=body,
+            headers=headers,
+            deadline=self._timeout,
+        )
+        status = got.status
         if (
             status >= 500
             or status in _TRANSIENT_STATUSES
-            or (status >= 400 and should_retry == "true")
+            or (status >= 400 and got.headers.get("Stripe-Should-Retry") == "true")
         ):
             raise ChannelTransientError("channel_unavailable", f"{self.code}: HTTP {status}")
         if status >= 400:
-            raise self._declined(status, raw)
-        try:
-            return msgspec.json.decode(raw, type=answer)
-        except msgspec.DecodeError:
-            raise ChannelTransientError(
-                "channel_unavailable", f"{self.code}: malformed answer to {method} {url.path}"
-            ) from None
+            raise self._declined(status, got.body)
+        return got.decode(self.code, answer, f"{method} {url.path}")
 
     def _declined(self, status: int, raw: bytes) -> ChannelDeclined:
         error = wire.decode_error(raw)
