@@ -20,7 +20,6 @@ from gateway.access import actor, identify, require
 from gateway.channel_schemas import (
     ChannelView,
     CreateChannel,
-    FeeLine,
     SwitchOver,
     SwitchOverView,
     UpdateChannel,
@@ -40,28 +39,16 @@ def missing(code: str) -> ApiError:
 
 def view(row: asyncpg.Record, box: SecretBox) -> ChannelView:
     spec = channels.spec_of(row, box)
-    return ChannelView(
+    fields = channels.fields_of(spec)
+    fields["credential_keys"] = sorted(fields.pop("credentials"))
+    fields.update(
         object="channel",
         code=spec.code,
-        adapter=spec.adapter,
-        base_url=spec.base_url,
-        credential_keys=sorted(spec.credentials),
-        timeout_ms=spec.timeout_ms,
-        retries=spec.retries,
-        methods=sorted(spec.methods),
-        currencies=sorted(spec.currencies),
-        min_amount_minor=spec.min_amount_minor,
-        max_amount_minor=spec.max_amount_minor,
-        daily_caps=dict(spec.daily_caps),
-        fees=[msgspec.convert(channels.fee_doc(line), FeeLine) for line in spec.fees.lines],
-        settlement_currency=spec.settlement_currency,
-        priority=spec.priority,
-        weight=spec.weight,
-        enabled=spec.enabled,
         version=spec.version,
         created_at=int(row["created_at"].timestamp()),
         updated_at=int(row["updated_at"].timestamp()),
     )
+    return msgspec.convert(fields, ChannelView)
 
 
 def switch_view(row: asyncpg.Record) -> SwitchOverView:
