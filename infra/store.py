@@ -60,17 +60,18 @@ async def insert_payments(
         [i.request_id for i in intents],
         [_ts(i.created_at) for i in intents],
         [_ts(i.expires_at) for i in intents],
+        [i.customer_country for i in intents],
     ]
     await conn.execute(
         """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, method,
                status, description, customer_email, customer_ip, notify_url, return_url,
-               metadata, request_id, created_at, expires_at)
+               metadata, request_id, created_at, expires_at, customer_country)
            SELECT u.id, u.m, u.o, u.a::numeric, u.c, u.pm, 'pending', u.d, u.e, u.ip, u.n, u.r,
-                  u.md::jsonb, u.rid, u.ca, u.ea
+                  u.md::jsonb, u.rid, u.ca, u.ea, u.cc
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
                        $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[],
-                       $13::text[], $14::timestamptz[], $15::timestamptz[])
-                AS u(id, m, o, a, c, pm, d, e, ip, n, r, md, rid, ca, ea)
+                       $13::text[], $14::timestamptz[], $15::timestamptz[], $16::text[])
+                AS u(id, m, o, a, c, pm, d, e, ip, n, r, md, rid, ca, ea, cc)
            ON CONFLICT DO NOTHING""",
         *cols,
     )
@@ -268,13 +269,27 @@ async def entry_postings(conn: Conn, kind: str, ref: str) -> list[Posting]:
     return [Posting(r["name"], r["currency"], r["amount"]) for r in rows]
 
 
-async def claim_payments(conn: Conn, ids: Sequence[str], channel: str) -> list[asyncpg.Record]:
-    """pending → processing for the payments a channel is about to open orders for."""
+def join_codes(codes: Sequence[str]) -> str:
+    return ",".join(codes)
+
+
+def split_codes(text: str) -> tuple[str, ...]:
+    return tuple(text.split(",")) if text else ()
+
+
+async def claim_payments(
+    conn: Conn, routes: Mapping[str, Sequence[str]], channel: str
+) -> list[asyncpg.Record]:
+    """pending → processing for the payments a channel is about to open orders for, each with
+    the channels it may still fail over to (so a re-driven payment keeps them)."""
+    ids = sorted(routes)
     return await conn.fetch(
-        """UPDATE payments SET status = 'processing', channel = $2, version = version + 1,
-                  updated_at = now()
-           WHERE id = ANY($1::text[]) AND status = ANY($3::text[]) RETURNING *""",
-        list(ids),
+        """UPDATE payments p SET status = 'processing', channel = $3, fallbacks = u.f,
+                  version = version + 1, updated_at = now()
+           FROM unnest($1::text[], $2::text[]) AS u(id, f)
+           WHERE p.id = u.id AND p.status = ANY($4::text[]) RETURNING p.*""",
+        ids,
+        [join_codes(routes[i]) for i in ids],
         channel,
         sources(PaymentStatus.PROCESSING),
     )
@@ -296,16 +311,20 @@ async def record_attempts(conn: Conn, attempts: Sequence[tuple[str, str, str, st
     )
 
 
-async def move_to_channel(conn: Conn, payment_id: str, current: str, following: str) -> bool:
-    """A processing payment hands over to its next channel; False if it is no longer this
-    channel's (ended, or moved already by a redelivered message)."""
+async def move_to_channel(
+    conn: Conn, payment_id: str, current: str, following: str, rest: Sequence[str]
+) -> bool:
+    """A processing payment hands over to its next channel (`rest` are those after it); False
+    if it is no longer this channel's (ended, or moved already by a redelivered message)."""
     return (
         await conn.fetchval(
-            """UPDATE payments SET channel = $3, version = version + 1, updated_at = now()
+            """UPDATE payments SET channel = $3, fallbacks = $4, version = version + 1,
+                      updated_at = now()
                WHERE id = $1 AND status = 'processing' AND channel = $2 RETURNING true""",
             payment_id,
             current,
             following,
+            join_codes(rest),
         )
         is not None
     )

@@ -119,7 +119,7 @@ class ChannelActor:
         by_id = {t.id: t for t in tasks}
         ids = sorted(by_id)
         async with ctx.pg.acquire() as conn:
-            rows = await store.claim_payments(conn, ids, self.code)
+            rows = await store.claim_payments(conn, {i: by_id[i].fallbacks for i in ids}, self.code)
             # Ended meanwhile (canceled, expired) are left alone; `processing` ones not claimed
             # now are redeliveries after a crash, or failovers to this channel: their order is
             # opened (again, idempotently) if the payment is still this channel's.
@@ -204,7 +204,7 @@ class ChannelActor:
         async with ctx.pg.acquire() as conn, conn.transaction():
             await store.record_attempts(conn, [(payment_id, self.code, outcome, exc.code)])
             moved = bool(fallbacks) and await store.move_to_channel(
-                conn, payment_id, self.code, fallbacks[0]
+                conn, payment_id, self.code, fallbacks[0], fallbacks[1:]
             )
         if not moved:
             await self.fail(payment_id, exc)

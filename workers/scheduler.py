@@ -97,7 +97,13 @@ async def redrive_stuck(ctx: Context) -> int:
         if row["status"] == PaymentStatus.PENDING:
             outgoing.append((ctx.queues.risk, intent_of(row)))
         else:
-            task = ChannelTask(kind="create", id=row["id"], channel=row["channel"], request_id=rid)
+            task = ChannelTask(
+                kind="create",
+                id=row["id"],
+                channel=row["channel"],
+                fallbacks=store.split_codes(row["fallbacks"]),
+                request_id=rid,
+            )
             outgoing.append((ctx.queues.channel(row["channel"]), task))
     for row in refunds:
         rid = row["request_id"] or ""
@@ -119,6 +125,7 @@ def intent_of(row: asyncpg.Record) -> PaymentIntent:
         amount=str(row["amount"]),
         currency=row["currency"],
         method=row["method"],
+        customer_country=row["customer_country"],
         description=row["description"],
         customer_email=row["customer_email"],
         customer_ip=row["customer_ip"],

@@ -4,6 +4,7 @@ to the next channel, every attempt is visible, and a merchant's rules choose the
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -12,7 +13,10 @@ import pytest_asyncio
 from aiohttp import web
 
 from domain.access import Realm
+from domain.ids import new_id
+from domain.messages import PaymentIntent
 from gateway.client import MerchantClient
+from infra import store
 from infra.keys import Keys
 from infra.merchants import create_merchant
 from routing.breaker import LOCAL_TTL_S
@@ -226,3 +230,49 @@ async def test_a_bank_transfer_channel_shows_its_virtual_account(
     async with http.get(f"{stack.url}/checkout/{created['id']}") as response:
         page = await response.text()
     assert transfer["account_number"] in page and 'id="transfer"' in page
+
+
+async def test_re_driven_payments_keep_their_country_and_fallbacks(
+    stack: Stack, http, new_merchant
+) -> None:
+    """Messages lost after the payment was written: a pending payment is routed again with its
+    customer's country, and a processing one still fails over to the channels it had left."""
+    assert stack.pg is not None
+    shop = await new_merchant()
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    status, _ = await admin.call(
+        "PUT",
+        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
+        {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}]},
+    )
+    assert status == 200
+    now = time.time()
+
+    def intent(order: str) -> PaymentIntent:
+        return PaymentIntent(
+            id=new_id("pay"),
+            merchant_id=shop.merchant_id,
+            merchant_order_id=f"{order}{time.time_ns()}",
+            amount="300",
+            currency="USD",
+            customer_country="TW",
+            created_at=now,
+            expires_at=now + 900,
+        )
+
+    pending, processing = intent("rd-pending"), intent("rd-processing")
+    await store.insert_payments(stack.pg, [pending, processing])
+    await stack.pg.execute(
+        """UPDATE payments SET status = 'processing', channel = 'sim', fallbacks = 'sim_b'
+           WHERE id = $1""",
+        processing.id,
+    )
+    stale = "UPDATE payments SET updated_at = now() - interval '1 minute' WHERE id = $1"
+    await stack.pg.execute(stale, pending.id)
+    first = await wait_status(shop, pending.id, {"succeeded", "failed"}, timeout=20)
+    assert first["channel"] == "sim_b", "routed by the stored country (else sim, by priority)"
+    async with outage(stack, http, "sim"):
+        await stack.pg.execute(stale, processing.id)
+        second = await wait_status(shop, processing.id, {"succeeded", "failed"}, timeout=20)
+    assert second["channel"] == "sim_b"
+    assert await _attempts(shop, processing.id) == [("sim", "unavailable"), ("sim_b", "opened")]
