@@ -193,6 +193,13 @@ async def test_credentials_are_sealed_and_never_shown(node: Stack, admin: Portal
         (
             "PATCH",
             "/api/v1/admin/channels/sim",
+            {"fees": [{"bps": 100, "method": "card"}, {"bps": 90, "method": "card"}]},
+            400,
+            "duplicate_fee_line",
+        ),
+        (
+            "PATCH",
+            "/api/v1/admin/channels/sim",
             {"version": 10_000, "weight": 2},
             409,
             "version_conflict",
