@@ -141,7 +141,7 @@ async def _wait_port(port: int) -> None:
 async def _merchant(node: LocalNode, notify_url: str = "http://127.0.0.1:9/none") -> NewMerchant:
     assert node.pg is not None
     return await create_merchant(
-        node.pg, name="bench", notify_url=notify_url, currencies=["USD"], fee_bps=250
+        node.pg, node.box, name="bench", notify_url=notify_url, currencies=["USD"], fee_bps=250
     )
 
 
@@ -374,7 +374,12 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
     try:
         assert (await pool.fetchval("SHOW synchronous_commit")) == "on"
         merchant = await create_merchant(
-            pool, name="bench", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
+            pool,
+            node.box,
+            name="bench",
+            notify_url="http://127.0.0.1:9/",
+            currencies=["USD"],
+            fee_bps=250,
         )
         registry = ChannelRegistry(pool, node.box)
         await registry.refresh()

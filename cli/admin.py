@@ -13,6 +13,7 @@ import asyncpg
 from domain.access import Realm
 from domain.credentials import check_password
 from infra import audit, db, identity, policy
+from infra.secretbox import SecretBox
 
 
 def _cli_actor() -> audit.Actor:
@@ -50,14 +51,15 @@ async def create_superuser(pool: asyncpg.Pool, email: str, password: str) -> str
     return user_id
 
 
-async def rotate_signing_key(pool: asyncpg.Pool) -> str:
-    """A new JWT signing key; tokens signed by the old one stay valid until they expire."""
-    key = await identity.rotate_signing_key(pool)
+async def rotate_signing_key(pool: asyncpg.Pool, box: SecretBox) -> str:
+    """A new JWT signing key, its private half sealed; tokens signed by the old one stay valid
+    until they expire."""
+    key = await identity.rotate_signing_key(pool, box)
     await audit.append(pool, _cli_actor(), "key.rotate", f"signing_key:{key.kid}")
     return key.kid
 
 
-async def run(dsn: str, action: str, email: str | None) -> dict[str, str]:
+async def run(dsn: str, box: SecretBox, action: str, email: str | None) -> dict[str, str]:
     await db.ensure_database(dsn)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, 1, 2)
@@ -66,6 +68,6 @@ async def run(dsn: str, action: str, email: str | None) -> dict[str, str]:
             assert email is not None
             password = os.environ.get("JUHE_ADMIN_PASSWORD") or getpass.getpass("Password: ")
             return {"user_id": await create_superuser(pool, email, password), "email": email}
-        return {"kid": await rotate_signing_key(pool)}
+        return {"kid": await rotate_signing_key(pool, box)}
     finally:
         await pool.close()

@@ -14,23 +14,35 @@ from config import Settings, load_settings
 from domain.money import parse_amount
 from infra import db
 from infra.logs import setup_logging
+from infra.secretbox import SecretBox
 
 DEMO_MERCHANT = "Demo merchant"
 
 
-def _migrate(settings: Settings) -> None:
-    """Migrations, then the config file's channels for a database that lacks them."""
+def _box(settings: Settings) -> SecretBox:
+    return SecretBox(settings.secrets.keys, settings.secrets.active)
+
+
+async def migrate(settings: Settings) -> dict[str, object]:
+    """Migrations, then the config file's channels for a database that lacks them, then the
+    secrets older versions stored in plaintext sealed (a data step: SQL has no key)."""
     from infra.channels import seed_from_config
-    from infra.secretbox import SecretBox
+    from infra.sealing import seal_legacy
 
-    async def go() -> tuple[list[str], int]:
-        await db.ensure_database(settings.postgres.dsn)
-        applied = await db.migrate(settings.postgres.dsn)
-        box = SecretBox(settings.secrets.keys, settings.secrets.active)
-        return applied, await seed_from_config(settings.postgres.dsn, settings.channels, box)
+    dsn, box = settings.postgres.dsn, _box(settings)
+    await db.ensure_database(dsn)
+    applied = await db.migrate(dsn)
+    seeded = await seed_from_config(dsn, settings.channels, box)
+    conn = await db.connect(dsn)
+    try:
+        sealed = await seal_legacy(conn, box)
+    finally:
+        await conn.close()
+    return {"applied": applied, "channels_seeded": seeded, "secrets_sealed": sealed}
 
-    applied, seeded = asyncio.run(go())
-    print(orjson.dumps({"applied": applied, "channels_seeded": seeded}).decode())
+
+def _migrate(settings: Settings) -> None:
+    print(orjson.dumps(asyncio.run(migrate(settings))).decode())
 
 
 def _gateway(settings: Settings, args: argparse.Namespace) -> None:
@@ -60,6 +72,7 @@ async def _create_merchant(settings: Settings, args: argparse.Namespace) -> dict
     try:
         created = await create_merchant(
             conn,
+            _box(settings),
             name=args.name,
             notify_url=args.notify_url,
             currencies=args.currency or ["USD", "EUR", "TWD", "JPY", "BTC", "ETH", "USDT"],
@@ -79,7 +92,10 @@ async def _create_merchant(settings: Settings, args: argparse.Namespace) -> dict
 
 
 async def demo_merchant(settings: Settings) -> dict[str, str]:
-    """The demo merchant `make run` prints, created on first use."""
+    """The demo merchant `make run` prints, created on first use (its secrets opened: they are
+    printed on purpose)."""
+    from infra.sealing import API_KEY, WEBHOOK
+
     conn = await db.connect(settings.postgres.dsn)
     try:
         row = await conn.fetchrow(
@@ -91,7 +107,13 @@ async def demo_merchant(settings: Settings) -> dict[str, str]:
     finally:
         await conn.close()
     if row:
-        return dict(row)
+        box = _box(settings)
+        return {
+            "id": row["id"],
+            "key_id": row["key_id"],
+            "secret": API_KEY.open(box, row["key_id"], row["secret"]),
+            "webhook_secret": WEBHOOK.open(box, row["id"], row["webhook_secret"]),
+        }
     notify = f"http://{settings.simulator.host}:{settings.simulator.port}/_sim/webhooks"
     args = argparse.Namespace(
         name=DEMO_MERCHANT, notify_url=notify, currency=None, fee_bps=None, min=None, max=None
@@ -179,7 +201,9 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
     from domain.credentials import PasswordRejected
 
     try:
-        result = asyncio.run(run(settings.postgres.dsn, args.action, getattr(args, "email", None)))
+        result = asyncio.run(
+            run(settings.postgres.dsn, _box(settings), args.action, getattr(args, "email", None))
+        )
     except (AdminError, PasswordRejected) as exc:
         print(f"juhe admin: {exc}", file=sys.stderr)
         raise SystemExit(2) from None

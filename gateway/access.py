@@ -33,6 +33,7 @@ from gateway.errors import ApiError
 from gateway.state import REQUEST_ID, Edge, edge
 from infra import agents, audit, identity, policy
 from infra.merchants import Merchant
+from infra.secretbox import SecretBox
 
 _KEY_MISS_REFRESH_S = 5.0
 _POLICY_CACHE_S = 5.0
@@ -40,10 +41,11 @@ _POLICY_CACHE_S = 5.0
 
 class Keyring:
     """The JWT signing keys, cached per process: the newest active key signs, every key not
-    retired longer than a token lives verifies."""
+    retired longer than a token lives verifies. Private keys are opened once per load."""
 
-    def __init__(self, pg: asyncpg.Pool, cache_s: float, token_ttl_s: int) -> None:
+    def __init__(self, pg: asyncpg.Pool, box: SecretBox, cache_s: float, token_ttl_s: int) -> None:
         self._pg = pg
+        self._box = box
         self._cache_s = cache_s
         self._token_ttl_s = token_ttl_s
         self._loaded_at = -1e9
@@ -55,10 +57,10 @@ class Keyring:
         async with self._lock:
             if time.monotonic() - self._loaded_at < max_age_s:
                 return
-            keys = await identity.signing_keys(self._pg, self._token_ttl_s)
+            keys = await identity.signing_keys(self._pg, self._box, self._token_ttl_s)
             if not keys:
-                await identity.ensure_signing_key(self._pg)
-                keys = await identity.signing_keys(self._pg, self._token_ttl_s)
+                await identity.ensure_signing_key(self._pg, self._box)
+                keys = await identity.signing_keys(self._pg, self._box, self._token_ttl_s)
             self._signing = keys[0]
             self._public = {k.kid: load_public(k.public_pem) for k in keys}
             self._loaded_at = time.monotonic()

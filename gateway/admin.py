@@ -373,7 +373,7 @@ async def create_api_key(request: web.Request) -> web.Response:
             )
     permissions = sorted(set(req.permissions)) if req.permissions is not None else None
     async with e.pg.acquire() as conn, conn.transaction():
-        key_id, secret = await add_api_key(conn, merchant_id, permissions)
+        key_id, secret = await add_api_key(conn, e.box, merchant_id, permissions)
         await audit.append(
             conn,
             actor(request, who),

@@ -283,6 +283,7 @@ async def _sub_merchant(
             )
             created = await create_merchant(
                 conn,
+                e.box,
                 name=req.name,
                 notify_url=req.notify_url,
                 currencies=req.currencies,

@@ -50,6 +50,7 @@ from gateway.state import (
 from infra import agents, audit, identity
 from infra.invalidation import announce
 from infra.merchants import add_api_key
+from infra.sealing import WEBHOOK
 
 _CSV_FIELDS = ["id", "created", "status", "amount", "currency", "merchant_order_id", "fee"]
 _DIGITS = re.compile(r"\D")
@@ -126,7 +127,7 @@ async def register(request: web.Request) -> web.Response:
             req.currencies,
             fees.merchant_bps,
             fees.merchant_fixed_minor,
-            webhook_secret,
+            WEBHOOK.seal(e.box, merchant_id, webhook_secret),
             req.agent_id,
         )
         await conn.execute(
@@ -140,7 +141,7 @@ async def register(request: web.Request) -> web.Response:
             _sealed_account(e, merchant_id, req.bank_account),
             _last4(req.bank_account),
         )
-        key_id, secret = await add_api_key(conn, merchant_id)
+        key_id, secret = await add_api_key(conn, e.box, merchant_id)
         user_id = await identity.create_user(
             conn,
             email=req.email,
@@ -387,7 +388,7 @@ async def rotate_key(request: web.Request) -> web.Response:
             old["key_id"],
             expires,
         )
-        key_id, secret = await add_api_key(conn, merchant_id, old["permissions"])
+        key_id, secret = await add_api_key(conn, e.box, merchant_id, old["permissions"])
         await audit.append(
             conn,
             actor(request, who),

@@ -39,6 +39,7 @@ from gateway.identity_schemas import (
 from gateway.state import REQUEST_ID, Edge, decode, edge, json_answer
 from infra import audit, identity, metrics
 from infra.identity import User
+from infra.sealing import TOTP, TOTP_PENDING
 
 log = logging.getLogger("juhe.auth")
 
@@ -149,7 +150,8 @@ async def _fail(request: web.Request, user: User, why: str) -> ApiError:
 
 async def _second_factor(e: Edge, user: User, code: str) -> bool:
     assert user.mfa_secret is not None
-    step = totp_step(user.mfa_secret, code, time.time(), user.mfa_last_step)
+    secret = TOTP.open(e.box, user.id, user.mfa_secret)
+    step = totp_step(secret, code, time.time(), user.mfa_last_step)
     if step is not None:
         return await identity.spend_totp_step(e.pg, user.id, step)
     return await identity.spend_recovery_code(e.pg, user.id, recovery_digest(code))
@@ -290,7 +292,7 @@ async def mfa_enroll(request: web.Request) -> web.Response:
         )
     secret = new_totp_secret()
     codes = new_recovery_codes(e.settings.auth.recovery_codes)
-    await identity.start_mfa(e.pg, user.id, secret, [recovery_digest(c) for c in codes])
+    await identity.start_mfa(e.pg, e.box, user.id, secret, [recovery_digest(c) for c in codes])
     await audit.append(e.pg, _user_actor(request, user), "auth.mfa_enroll", f"user:{user.id}")
     return json_answer(
         MfaEnrolment(
@@ -309,7 +311,8 @@ async def mfa_verify(request: web.Request) -> web.Response:
     if user.mfa_pending is None:
         raise invalid("mfa_not_enrolled", "enrol first: POST /api/v1/auth/mfa/enroll", status=409)
     # A new secret's steps start fresh; the old secret's last step still bounds replays.
-    step = totp_step(user.mfa_pending, req.code, time.time(), 0)
+    pending = TOTP_PENDING.open(e.box, user.id, user.mfa_pending)
+    step = totp_step(pending, req.code, time.time(), 0)
     if step is None or not await identity.confirm_mfa(e.pg, user.id, user.mfa_pending, step):
         raise invalid("invalid_totp", "the one-time code is wrong or was used already", "code")
     token = bearer(request)

@@ -15,6 +15,8 @@ from domain.access import BUILTIN_ROLES, Realm
 from domain.credentials import hash_password
 from domain.ids import new_id
 from domain.tokens import SigningKey, new_signing_key
+from infra.sealing import SIGNING_KEY, TOTP_PENDING
+from infra.secretbox import SecretBox
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -29,8 +31,8 @@ class User:
     status: str
     failed_logins: int
     locked_until: datetime | None
-    mfa_secret: str | None
-    mfa_pending: str | None
+    mfa_secret: str | None  # as stored (sealed): open with `infra.sealing.TOTP`
+    mfa_pending: str | None  # as stored (sealed): open with `infra.sealing.TOTP_PENDING`
     mfa_enabled: bool
     mfa_last_step: int
     roles: tuple[str, ...]
@@ -210,12 +212,16 @@ async def note_login_place(
 
 
 async def start_mfa(
-    conn: asyncpg.Pool, user_id: str, secret: str, recovery_digests: list[str]
+    conn: asyncpg.Pool, box: SecretBox, user_id: str, secret: str, recovery_digests: list[str]
 ) -> None:
-    """A secret and recovery codes held pending: until a code from the new secret is verified,
-    the current factor (if any) stays the one sign-in asks for."""
+    """A secret (sealed) and recovery codes held pending: until a code from the new secret is
+    verified, the current factor (if any) stays the one sign-in asks for."""
     async with conn.acquire() as tx, tx.transaction():
-        await tx.execute("UPDATE users SET mfa_pending = $2 WHERE id = $1", user_id, secret)
+        await tx.execute(
+            "UPDATE users SET mfa_pending = $2 WHERE id = $1",
+            user_id,
+            TOTP_PENDING.seal(box, user_id, secret),
+        )
         await tx.execute("DELETE FROM recovery_codes WHERE user_id = $1 AND pending", user_id)
         await tx.executemany(
             "INSERT INTO recovery_codes (user_id, digest) VALUES ($1, $2)",
@@ -223,16 +229,16 @@ async def start_mfa(
         )
 
 
-async def confirm_mfa(conn: asyncpg.Pool, user_id: str, secret: str, step: int) -> bool:
-    """The pending secret becomes the factor, its recovery codes replace the old ones; False if
-    the enrolment changed meanwhile."""
+async def confirm_mfa(conn: asyncpg.Pool, user_id: str, pending: str, step: int) -> bool:
+    """The pending secret (`pending`, as stored) becomes the factor, its recovery codes replace
+    the old ones; False if the enrolment changed meanwhile."""
     async with conn.acquire() as tx, tx.transaction():
         done = await tx.fetchval(
             "UPDATE users SET mfa_secret = mfa_pending, mfa_pending = NULL, mfa_enabled = true, "
             "mfa_last_step = greatest(mfa_last_step, $3) WHERE id = $1 AND mfa_pending = $2 "
             "RETURNING true",
             user_id,
-            secret,
+            pending,
             step,
         )
         if not done:
@@ -398,42 +404,46 @@ async def put_role(
 # Signing keys --------------------------------------------------------------------------------
 
 
-async def signing_keys(conn: Conn, include_retired_since_s: int) -> list[SigningKey]:
+async def signing_keys(
+    conn: Conn, box: SecretBox, include_retired_since_s: int
+) -> list[SigningKey]:
     """Active keys, newest first, plus keys retired recently enough that tokens they signed
-    may still be alive."""
+    may still be alive; private keys opened."""
     rows = await conn.fetch(
         "SELECT kid, private_pem, public_pem FROM signing_keys "
         "WHERE retired_at IS NULL OR retired_at > now() - make_interval(secs => $1) "
         "ORDER BY retired_at IS NULL DESC, created_at DESC",
         include_retired_since_s,
     )
-    return [SigningKey(r["kid"], r["private_pem"], r["public_pem"]) for r in rows]
+    return [
+        SigningKey(r["kid"], SIGNING_KEY.open(box, r["kid"], r["private_pem"]), r["public_pem"])
+        for r in rows
+    ]
 
 
-async def rotate_signing_key(conn: asyncpg.Pool) -> SigningKey:
-    """A new active key; the previous ones are retired (still accepted until their tokens
-    expire)."""
+async def _insert_signing_key(tx: asyncpg.Connection, box: SecretBox) -> SigningKey:
+    """A new key, its private half sealed (the public half stays plain)."""
     key = new_signing_key()
-    async with conn.acquire() as tx, tx.transaction():
-        await tx.execute("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
-        await tx.execute(
-            "INSERT INTO signing_keys (kid, private_pem, public_pem) VALUES ($1, $2, $3)",
-            key.kid,
-            key.private_pem,
-            key.public_pem,
-        )
+    await tx.execute(
+        "INSERT INTO signing_keys (kid, private_pem, public_pem) VALUES ($1, $2, $3)",
+        key.kid,
+        SIGNING_KEY.seal(box, key.kid, key.private_pem),
+        key.public_pem,
+    )
     return key
 
 
-async def ensure_signing_key(conn: asyncpg.Pool) -> None:
+async def rotate_signing_key(conn: asyncpg.Pool, box: SecretBox) -> SigningKey:
+    """A new active key; the previous ones are retired (still accepted until their tokens
+    expire)."""
+    async with conn.acquire() as tx, tx.transaction():
+        await tx.execute("UPDATE signing_keys SET retired_at = now() WHERE retired_at IS NULL")
+        return await _insert_signing_key(tx, box)
+
+
+async def ensure_signing_key(conn: asyncpg.Pool, box: SecretBox) -> None:
     """A fresh installation gets its first key; concurrent starters agree through a lock."""
     async with conn.acquire() as tx, tx.transaction():
         await tx.execute("SELECT pg_advisory_xact_lock(hashtext('juhe.signing_keys'))")
         if not await tx.fetchval("SELECT EXISTS (SELECT 1 FROM signing_keys)"):
-            key = new_signing_key()
-            await tx.execute(
-                "INSERT INTO signing_keys (kid, private_pem, public_pem) VALUES ($1, $2, $3)",
-                key.kid,
-                key.private_pem,
-                key.public_pem,
-            )
+            await _insert_signing_key(tx, box)

@@ -2,7 +2,8 @@
 
 The gateway authenticates every request from this cache, so a create costs no database round
 trip; a key unknown to the cache is looked up once and remembered (also when absent, briefly,
-so a flood of bad keys cannot reach the database).
+so a flood of bad keys cannot reach the database). Key secrets are stored sealed and opened
+once per cache load, never per request.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from domain.access import API_KEY_PERMISSIONS, Principal, Realm
 from domain.ids import new_id
 from domain.risk import MerchantLimits
 from domain.signing import signer
+from infra.sealing import API_KEY, WEBHOOK
+from infra.secretbox import SecretBox
 from routing.strategies import Rule, Strategy
 
 
@@ -30,7 +33,6 @@ class Merchant:
     notify_url: str
     status: str
     limits: MerchantLimits
-    webhook_secret: bytes
     methods: frozenset[str] | None = None  # the enabled payment methods; None: any
     rules: tuple[Rule, ...] = ()  # routing rules, tried in order
 
@@ -63,7 +65,6 @@ def _merchant(row: asyncpg.Record) -> Merchant:
             min_amount=amounts(row["min_amount"]),
             max_amount=amounts(row["max_amount"]),
         ),
-        webhook_secret=row["webhook_secret"].encode(),
         methods=frozenset(m) if (m := config.get("methods")) else None,
         rules=routing_rules(config),
     )
@@ -90,8 +91,11 @@ def routing_rules(config: dict[str, Any]) -> tuple[Rule, ...]:
 
 
 class MerchantDirectory:
-    def __init__(self, pg: asyncpg.Pool, ttl_s: float, miss_ttl_s: float = 2.0) -> None:
+    def __init__(
+        self, pg: asyncpg.Pool, box: SecretBox, ttl_s: float, miss_ttl_s: float = 2.0
+    ) -> None:
         self._pg = pg
+        self._box = box
         self._ttl = ttl_s
         self._miss_ttl = miss_ttl_s
         self._keys: dict[str, tuple[float, ApiKey | None]] = {}
@@ -118,7 +122,7 @@ class MerchantDirectory:
         key = ApiKey(
             row["key_id"],
             row["merchant_id"],
-            signer(row["secret"].encode()),
+            signer(API_KEY.open(self._box, row["key_id"], row["secret"]).encode()),
             Principal(
                 kind="api_key",
                 id=row["key_id"],
@@ -173,16 +177,18 @@ def _amounts_json(amounts: dict[str, int] | None) -> str:
 
 async def add_api_key(
     conn: asyncpg.Connection | asyncpg.Pool,
+    box: SecretBox,
     merchant_id: str,
     permissions: list[str] | None = None,
 ) -> tuple[str, str]:
-    """A new signing key for the merchant: (key id, secret). The secret is shown once."""
+    """A new signing key for the merchant: (key id, secret). The secret is stored sealed and
+    shown once."""
     key_id, secret = new_id("key"), "sk_" + secrets.token_urlsafe(32)
     await conn.execute(
         "INSERT INTO api_keys (key_id, merchant_id, secret, permissions) VALUES ($1, $2, $3, $4)",
         key_id,
         merchant_id,
-        secret,
+        API_KEY.seal(box, key_id, secret),
         permissions,
     )
     return key_id, secret
@@ -198,6 +204,7 @@ class NewMerchant:
 
 async def create_merchant(
     conn: asyncpg.Connection | asyncpg.Pool,
+    box: SecretBox,
     *,
     name: str,
     notify_url: str,
@@ -207,6 +214,7 @@ async def create_merchant(
     min_amount: dict[str, int] | None = None,
     max_amount: dict[str, int] | None = None,
 ) -> NewMerchant:
+    """A merchant and its first API key; both secrets are stored sealed and shown once."""
     created = NewMerchant(
         id=new_id("mch"),
         key_id=new_id("key"),
@@ -227,8 +235,8 @@ async def create_merchant(
         fee_fixed_minor,
         _amounts_json(min_amount),
         _amounts_json(max_amount),
-        created.webhook_secret,
+        WEBHOOK.seal(box, created.id, created.webhook_secret),
         created.key_id,
-        created.secret,
+        API_KEY.seal(box, created.key_id, created.secret),
     )
     return created

@@ -1,6 +1,7 @@
-"""Encryption at rest for what must be stored but never shown (bank accounts; channel
-credentials next): AES-256-GCM, a fresh 96-bit nonce per value, the key id stored with the
-value so keys can rotate (new values use the active key; older keys still decrypt)."""
+"""Encryption at rest for what must be stored but never shown (bank accounts, channel
+credentials, and the secrets in `infra/sealing.py`): AES-256-GCM, a fresh 96-bit nonce per
+value, the key id stored with the value so keys can rotate (new values use the active key;
+older keys still decrypt)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import os
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 _VERSION = "v1"
+SEALED_PREFIX = f"{_VERSION}:"  # how every sealed value begins: `v1:<key id>:<base64>`
 
 
 class SecretBoxError(ValueError):
@@ -46,3 +48,10 @@ class SecretBox:
             return key.decrypt(raw[:12], raw[12:], context.encode()).decode()
         except Exception as exc:  # cryptography raises InvalidTag
             raise SecretBoxError("the value does not open: tampered or wrong context") from exc
+
+    def open_or_plain(self, value: str, context: str) -> str:
+        """Open a value of a column that older versions stored in plaintext: one not in the
+        sealed format is such a legacy value and is taken as it is, so a database from before
+        keeps working until `juhe migrate` seals it. A value in the sealed format that does
+        not open is an error, never taken for plaintext."""
+        return self.open(value, context) if value.startswith(SEALED_PREFIX) else value

@@ -96,6 +96,12 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 MerchantFactory = Callable[..., Awaitable[MerchantClient]]
 
 
+def assert_sealed(stored: str, plaintext: str) -> None:
+    """A secret as stored at rest: in the sealed format, with nothing of its plaintext."""
+    assert stored.startswith("v1:"), "stored in plaintext"
+    assert plaintext not in stored
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
 async def new_merchant(
     stack: Stack, receiver: Receiver, http: aiohttp.ClientSession
@@ -106,6 +112,7 @@ async def new_merchant(
         assert stack.pg is not None
         created = await create_merchant(
             stack.pg,
+            stack.box,
             name="test merchant",
             notify_url="http://placeholder.invalid/",
             currencies=currencies or ["USD", "EUR", "TWD", "JPY", "BTC", "ETH", "USDT"],

@@ -32,6 +32,7 @@ class Context:
     queues: Queues
     http: aiohttp.ClientSession
     channels: ChannelRegistry
+    box: SecretBox  # the one per process: channel credentials, merchants' keys and webhooks
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
@@ -46,9 +47,8 @@ class Context:
         await setup.close()
         queues = Queues(settings.rabbitmq.prefix)
         http = aiohttp.ClientSession()
-        channels = ChannelRegistry(
-            pg, SecretBox(settings.secrets.keys, settings.secrets.active), http
-        )
+        box = SecretBox(settings.secrets.keys, settings.secrets.active)
+        channels = ChannelRegistry(pg, box, http)
 
         async def declare(specs: Mapping[str, ChannelSpec]) -> None:
             await broker.declare_channel_queues(amqp, queues, specs)
@@ -66,6 +66,7 @@ class Context:
             queues=queues,
             http=http,
             channels=channels,
+            box=box,
         )
 
     async def close(self) -> None:

@@ -20,6 +20,7 @@ from aio_pika.abc import AbstractIncomingMessage
 from domain.messages import Message, NotifyTask, envelope_decoder
 from domain.signing import webhook_signature
 from infra import metrics
+from infra.sealing import WEBHOOK
 from workers.context import Context
 from workers.runtime import Mailbox
 
@@ -39,7 +40,7 @@ class NotifyActor:
         ctx = self.ctx
         tasks = {t.event_id: t for message in batch for t in _tasks.decode(message.body)}
         events = await ctx.pg.fetch(
-            """SELECT e.id, e.url, e.payload, e.attempts, m.webhook_secret
+            """SELECT e.id, e.url, e.payload, e.attempts, e.merchant_id, m.webhook_secret
                FROM webhook_events e JOIN merchants m ON m.id = e.merchant_id
                WHERE e.id = ANY($1::text[]) AND e.status = 'pending'""",
             list(tasks),
@@ -98,7 +99,8 @@ class NotifyActor:
 
     async def post(self, event: asyncpg.Record, request_id: str) -> Attempt:
         body: bytes = event["payload"]
-        signature = webhook_signature(event["webhook_secret"].encode(), int(time.time()), body)
+        secret = WEBHOOK.open(self.ctx.box, event["merchant_id"], event["webhook_secret"])
+        signature = webhook_signature(secret.encode(), int(time.time()), body)
         started = time.perf_counter()
         try:
             async with self.ctx.http.post(

@@ -32,7 +32,9 @@ NO_LIMITS = MerchantLimits(currencies=frozenset())
 class RiskActor:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.merchants = MerchantDirectory(ctx.pg, ctx.settings.gateway.merchant_cache_ttl_s)
+        self.merchants = MerchantDirectory(
+            ctx.pg, ctx.box, ctx.settings.gateway.merchant_cache_ttl_s
+        )
         self.breakers = CircuitBreakers(ctx.redis, ctx.keys, ctx.settings.breaker)
         self.book = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
         self.fx_rates = rate_source(ctx.settings.fx)

@@ -21,6 +21,7 @@ from gateway.app import create_app
 from gateway.openapi import document
 from infra import agents, channels
 from infra.channels import spec_from_config
+from infra.merchants import add_api_key
 from tests.conftest import MerchantFactory, wait_status
 from tests.portal import PASSWORD, Portal, make_user
 from tests.stack import Stack
@@ -465,13 +466,10 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
                 grants=sorted(ALL_GRANTS),
             )
         await agents.place_merchant(conn, kid_shop.merchant_id, kid)
-        spare = (f"key_spare{time.time_ns()}", f"key_spare{time.time_ns() + 1}")
-        for key_id in spare:
-            await conn.execute(
-                "INSERT INTO api_keys (key_id, merchant_id, secret) VALUES ($1, $2, 'sk_spare')",
-                key_id,
-                shop.merchant_id,
-            )
+        spare = (
+            (await add_api_key(conn, stack.box, shop.merchant_id))[0],
+            (await add_api_key(conn, stack.box, shop.merchant_id))[0],
+        )
     spare_channel = f"matrix{time.time_ns()}"
     async with stack.pg.acquire() as conn, conn.transaction():
         spec = replace(

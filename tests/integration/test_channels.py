@@ -62,7 +62,12 @@ async def admin(node: Stack, http: aiohttp.ClientSession) -> Portal:
 async def _shop(node: Stack, http: aiohttp.ClientSession, name: str) -> MerchantClient:
     assert node.pg is not None
     created = await create_merchant(
-        node.pg, name=name, notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
+        node.pg,
+        node.box,
+        name=name,
+        notify_url="http://127.0.0.1:9/",
+        currencies=["USD"],
+        fee_bps=250,
     )
     client = MerchantClient(node.url, created.key_id, created.secret, http)
     client.merchant_id = created.id  # type: ignore[attr-defined]

@@ -54,6 +54,7 @@ async def test_no_acknowledged_payment_is_lost_when_pools_crash() -> None:
         assert stack.pg is not None
         created = await create_merchant(
             stack.pg,
+            stack.box,
             name="crash",
             notify_url=stack.settings.channels["sim"].base_url + "/_sim/webhooks",
             currencies=["USD"],

@@ -160,7 +160,12 @@ async def test_traffic_leaves_a_failing_channel_and_comes_back(
     stack, (_, alerts) = breaker_stack, ops_inbox
     assert stack.pg is not None
     created = await create_merchant(
-        stack.pg, name="brk", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=250
+        stack.pg,
+        stack.box,
+        name="brk",
+        notify_url="http://127.0.0.1:9/",
+        currencies=["USD"],
+        fee_bps=250,
     )
     shop = MerchantClient(stack.url, created.key_id, created.secret, http)
     async with outage(stack, http, "sim"):

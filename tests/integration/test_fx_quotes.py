@@ -68,7 +68,12 @@ async def test_a_euro_payment_goes_to_a_dollar_channel_at_a_locked_quote(
     stack = usd_only
     assert stack.pg is not None
     created = await create_merchant(
-        stack.pg, name="eu", notify_url="http://127.0.0.1:9/", currencies=["EUR"], fee_bps=250
+        stack.pg,
+        stack.box,
+        name="eu",
+        notify_url="http://127.0.0.1:9/",
+        currencies=["EUR"],
+        fee_bps=250,
     )
     shop = MerchantClient(stack.url, created.key_id, created.secret, http)
     _, payment = await shop.create_payment(amount="100.00", currency="EUR", merchant_order_id="e")

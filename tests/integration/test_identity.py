@@ -135,7 +135,7 @@ async def test_refresh_rotates_and_reuse_revokes_the_family(stack: Stack, http) 
 async def test_expired_forged_and_foreign_tokens_are_refused(stack: Stack, http) -> None:
     assert stack.pg is not None
     user = await make_user(stack, http, Realm.PLATFORM, None, ["operations"])
-    keys = await identity.signing_keys(stack.pg, 3600)
+    keys = await identity.signing_keys(stack.pg, stack.box, 3600)
     expired = issue_access_token(
         keys[0],
         user_id=user.user_id,
@@ -163,7 +163,7 @@ async def test_rotated_signing_key_signs_new_tokens_and_old_ones_stay_valid(
     assert stack.pg is not None
     user = await make_user(stack, http, Realm.PLATFORM, None, ["operations"])
     old_access = user.access
-    kid = await rotate_signing_key(stack.pg)
+    kid = await rotate_signing_key(stack.pg, stack.box)
     await asyncio.sleep(1.2)  # the tests' key cache is 1 s (60 s by default)
     status, session = await user.call(
         "POST", "/api/v1/auth/refresh", {"refresh_token": user.refresh}, token=""

@@ -7,6 +7,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import hmac
 import secrets
 from pathlib import Path
 
@@ -18,18 +19,22 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from benchmarks.node import free_port
+from cli.main import migrate
 from config import load_settings
 from config.settings import Breaker
+from domain.access import Realm
+from domain.ids import new_id
+from domain.tokens import new_signing_key
 from gateway import channels as ops
 from gateway.intake import Scripts
-from infra import audit, channels, db, redisclient, store
+from infra import audit, channels, db, identity, redisclient, sealing, store
 from infra.channels import ChannelRegistry
 from infra.hotstore import HotStore
 from infra.invalidation import announce, follow
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory, create_merchant
 from infra.redispipe import RedisPipe
-from infra.secretbox import SecretBox
+from infra.secretbox import SecretBox, SecretBoxError
 from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
 
@@ -236,11 +241,12 @@ async def test_a_revoked_key_reaches_every_process_at_once(scratch_db: str, redi
     client, keys = redis
     await db.migrate(scratch_db)
     pool = await db.create_pool(scratch_db, 1, 2)
+    box = _box("k1", active="k1")
     try:
         shop = await create_merchant(
-            pool, name="inv", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=100
+            pool, box, name="inv", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=100
         )
-        here, elsewhere = MerchantDirectory(pool, 300), MerchantDirectory(pool, 300)
+        here, elsewhere = MerchantDirectory(pool, box, 300), MerchantDirectory(pool, box, 300)
         listening = asyncio.create_task(follow(client, keys, elsewhere))
         await asyncio.sleep(0.2)  # subscribed
         assert await elsewhere.key(shop.key_id) is not None
@@ -262,7 +268,12 @@ async def test_a_redelivered_attempt_is_recorded_once(scratch_db: str) -> None:
     pool = await db.create_pool(scratch_db, 1, 2)
     try:
         shop = await create_merchant(
-            pool, name="att", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=100
+            pool,
+            _box("k1", active="k1"),
+            name="att",
+            notify_url="http://127.0.0.1:9/",
+            currencies=["USD"],
+            fee_bps=100,
         )
         await pool.execute(
             """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
@@ -346,5 +357,102 @@ async def test_a_channel_change_is_heard_by_other_processes(scratch_db: str, red
         assert not elsewhere.specs["sim"].enabled
         assert elsewhere.enabled == []
         listening.cancel()
+    finally:
+        await pool.close()
+
+
+async def test_migrate_seals_legacy_plaintext_secrets_once(scratch_db: str) -> None:
+    """A database from before secrets were sealed: its plaintext values keep working, and
+    `juhe migrate` seals each one in place, once."""
+    settings = load_settings({"JUHE_POSTGRES__DSN": scratch_db})
+    box = SecretBox(settings.secrets.keys, settings.secrets.active)
+    await db.migrate(scratch_db)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        shop = await create_merchant(
+            pool, box, name="old", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=1
+        )
+        user_id, legacy_key = new_id("usr"), new_signing_key()
+        assert await identity.insert_user(
+            pool,
+            user_id=user_id,
+            email="old@example.com",
+            realm=Realm.PLATFORM,
+            org_id=None,
+            password_hash="x",
+        )
+        plain = {
+            (sealing.API_KEY, shop.key_id): "sk_legacy",
+            (sealing.WEBHOOK, shop.id): "whsec_legacy",
+            (sealing.TOTP, user_id): "JBSWY3DPEHPK3PXP",
+            (sealing.TOTP_PENDING, user_id): "KRSXG5CTMVRXEZLU",
+        }
+        for (column, row_id), value in plain.items():
+            await pool.execute(
+                f"UPDATE {column.table} SET {column.column} = $2 WHERE {column.id_column} = $1",
+                row_id,
+                value,
+            )
+        await pool.execute(
+            "INSERT INTO signing_keys (kid, private_pem, public_pem) VALUES ($1, $2, $3)",
+            legacy_key.kid,
+            legacy_key.private_pem,
+            legacy_key.public_pem,
+        )
+        plain[sealing.SIGNING_KEY, legacy_key.kid] = legacy_key.private_pem
+
+        async def stored() -> dict[tuple[sealing.SealedColumn, str], str]:
+            return {
+                (c, row_id): await pool.fetchval(
+                    f"SELECT {c.column} FROM {c.table} WHERE {c.id_column} = $1", row_id
+                )
+                for c, row_id in plain
+            }
+
+        async def still_work() -> None:
+            key = await MerchantDirectory(pool, box, 300).key(shop.key_id)
+            assert key is not None
+            mac = key.signer.copy()
+            mac.update(b"payload")
+            assert mac.digest() == hmac.new(b"sk_legacy", b"payload", hashlib.sha256).digest()
+            (signing,) = await identity.signing_keys(pool, box, 3600)
+            assert signing.private_pem == legacy_key.private_pem
+
+        await still_work()
+        assert (await migrate(settings))["secrets_sealed"] == len(plain) == 5
+        sealed = await stored()
+        for (column, row_id), value in sealed.items():
+            assert value.startswith("v1:") and plain[column, row_id] not in value
+            assert column.open(box, row_id, value) == plain[column, row_id]
+        await still_work()
+        assert (await migrate(settings))["secrets_sealed"] == 0
+        assert await stored() == sealed, "sealed values are left alone"
+    finally:
+        await pool.close()
+
+
+async def test_a_sealed_secret_copied_to_another_row_does_not_open(scratch_db: str) -> None:
+    box = _box("k1", active="k1")
+    await db.migrate(scratch_db)
+    pool = await db.create_pool(scratch_db, 1, 2)
+    try:
+        one, two = [
+            await create_merchant(
+                pool, box, name=n, notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=1
+            )
+            for n in ("one", "two")
+        ]
+        await pool.execute(
+            "UPDATE api_keys SET secret = (SELECT secret FROM api_keys WHERE key_id = $1) "
+            "WHERE key_id = $2",
+            one.key_id,
+            two.key_id,
+        )
+        with pytest.raises(SecretBoxError):
+            await MerchantDirectory(pool, box, 300).key(two.key_id)
+        hook = await pool.fetchval("SELECT webhook_secret FROM merchants WHERE id = $1", one.id)
+        assert sealing.WEBHOOK.open(box, one.id, hook) == one.webhook_secret
+        with pytest.raises(SecretBoxError):
+            sealing.WEBHOOK.open(box, two.id, hook)
     finally:
         await pool.close()

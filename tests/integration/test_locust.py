@@ -39,6 +39,7 @@ async def test_locust_mix_runs_without_failures(tmp_path: Path) -> None:
         sim = stack.settings.channels["sim"]
         merchant = await create_merchant(
             stack.pg,
+            stack.box,
             name="locust",
             notify_url=sim.base_url + "/_sim/webhooks",
             currencies=["USD"],

@@ -14,7 +14,7 @@ from domain.access import Realm
 from gateway.client import MerchantClient
 from infra import audit
 from infra.secretbox import SecretBox
-from tests.conftest import wait_status
+from tests.conftest import assert_sealed, wait_status
 from tests.portal import PASSWORD, Portal, make_user
 from tests.stack import TEST_SETTINGS, Stack
 
@@ -69,6 +69,13 @@ async def test_registration_review_and_activation(stack: Stack, http) -> None:
     assert "3704" not in stored, "sealed at rest"
     box = SecretBox(stack.settings.secrets.keys, stack.settings.secrets.active)
     assert orjson.loads(box.open(stored, merchant["id"]))["number"] == IBAN
+    webhook, key = await stack.pg.fetchrow(
+        "SELECT m.webhook_secret, k.secret FROM merchants m "
+        "JOIN api_keys k ON k.merchant_id = m.id WHERE m.id = $1",
+        merchant["id"],
+    )
+    assert_sealed(webhook, merchant["webhook_secret"])
+    assert_sealed(key, merchant["secret"])
 
     client = MerchantClient(stack.url, merchant["key_id"], merchant["secret"], http)
     status, body = await client.create_payment(

@@ -10,6 +10,7 @@ import secrets
 import orjson
 import pytest
 
+from infra.sealing import API_KEY, WEBHOOK
 from tests.conftest import Receiver, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.stack import Stack
@@ -624,14 +625,16 @@ async def test_no_secret_reaches_the_logs(stack: Stack, new_merchant) -> None:
     # The demo merchant's credentials are printed to the console by `juhe up` on purpose.
     demo = "Demo merchant"
     rows = await stack.pg.fetch(
-        "SELECT k.secret FROM api_keys k JOIN merchants m ON m.id = k.merchant_id "
+        "SELECT k.key_id, k.secret FROM api_keys k JOIN merchants m ON m.id = k.merchant_id "
         "WHERE m.name <> $1",
         demo,
     )
-    hooks = await stack.pg.fetch("SELECT webhook_secret FROM merchants WHERE name <> $1", demo)
+    hooks = await stack.pg.fetch("SELECT id, webhook_secret FROM merchants WHERE name <> $1", demo)
     text = stack.log_path.read_text()
     assert text, "the node wrote no log at all"
-    for secret in [r["secret"] for r in rows] + [r["webhook_secret"] for r in hooks]:
+    for secret in [API_KEY.open(stack.box, r["key_id"], r["secret"]) for r in rows] + [
+        WEBHOOK.open(stack.box, r["id"], r["webhook_secret"]) for r in hooks
+    ]:
         assert secret not in text
     assert stack.settings.channels["sim"].secret not in text
 

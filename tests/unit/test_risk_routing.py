@@ -17,7 +17,7 @@ def actor(overrides: dict[str, str]) -> RiskActor:
     specs = [spec_from_config(code, ch) for code, ch in settings.channels.items()]
     channels = SimpleNamespace(version=1, enabled=specs)
     ctx = SimpleNamespace(
-        settings=settings, redis=Redis(), keys=Keys("t"), pg=None, channels=channels
+        settings=settings, redis=Redis(), keys=Keys("t"), pg=None, channels=channels, box=None
     )
     return RiskActor(ctx)  # type: ignore[arg-type]
 

@@ -1,4 +1,5 @@
-"""Encryption at rest (infra/secretbox.py): AES-256-GCM bound to its record, keys rotatable."""
+"""Encryption at rest (infra/secretbox.py, infra/sealing.py): AES-256-GCM bound to its record,
+keys rotatable, legacy plaintext read until it is sealed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 
 import pytest
 
+from infra.sealing import API_KEY, WEBHOOK
 from infra.secretbox import SecretBox, SecretBoxError
 
 
@@ -50,3 +52,23 @@ def test_rotation_keeps_old_values_readable() -> None:
         SecretBox({"k1": OLD}, "k9")
     with pytest.raises(SecretBoxError):
         SecretBox({"k1": "not base64 of 32 bytes"}, "k1")
+
+
+def test_open_or_plain_takes_legacy_plaintext_but_never_a_broken_sealed_value() -> None:
+    box = SecretBox({"k1": OLD}, "k1")
+    assert box.open_or_plain("sk_from_before", "api_key:key_1") == "sk_from_before"
+    sealed = box.seal("sk_new", "api_key:key_1")
+    assert box.open_or_plain(sealed, "api_key:key_1") == "sk_new"
+    with pytest.raises(SecretBoxError):
+        box.open_or_plain(sealed, "api_key:key_2")
+    with pytest.raises(SecretBoxError):
+        box.open_or_plain(sealed[:-4] + "AAAA", "api_key:key_1")
+
+
+def test_a_sealed_column_binds_its_purpose_and_row() -> None:
+    box = SecretBox({"k1": OLD}, "k1")
+    sealed = API_KEY.seal(box, "key_1", "sk_1")
+    assert API_KEY.open(box, "key_1", sealed) == "sk_1"
+    for column, row_id in ((API_KEY, "key_2"), (WEBHOOK, "key_1")):
+        with pytest.raises(SecretBoxError):
+            column.open(box, row_id, sealed)
