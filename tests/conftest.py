@@ -134,6 +134,24 @@ async def new_merchant(
     return make
 
 
+async def merchant_on(
+    stack: Stack, http: aiohttp.ClientSession, name: str, currencies: list[str] | None = None
+) -> MerchantClient:
+    """An active merchant on a test's own node, whose webhooks go nowhere."""
+    assert stack.pg is not None
+    created = await create_merchant(
+        stack.pg,
+        stack.box,
+        name=name,
+        notify_url="http://127.0.0.1:9/",
+        currencies=currencies or ["USD"],
+        fee_bps=250,
+    )
+    client = MerchantClient(stack.url, created.key_id, created.secret, http)
+    client.merchant_id = created.id  # type: ignore[attr-defined]
+    return client
+
+
 @pytest_asyncio.fixture(loop_scope="session")
 async def merchant(new_merchant: MerchantFactory) -> MerchantClient:
     return await new_merchant()

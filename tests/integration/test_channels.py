@@ -23,8 +23,7 @@ import pytest_asyncio
 from benchmarks.node import ROOT
 from domain.access import Realm
 from gateway.client import MerchantClient
-from infra.merchants import create_merchant
-from tests.conftest import wait_status
+from tests.conftest import merchant_on, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.localstripe import DECLINED, LocalStripe
 from tests.portal import Portal, make_user
@@ -57,21 +56,6 @@ async def stripe(node: Stack) -> AsyncIterator[LocalStripe]:
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def admin(node: Stack, http: aiohttp.ClientSession) -> Portal:
     return await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
-
-
-async def _shop(node: Stack, http: aiohttp.ClientSession, name: str) -> MerchantClient:
-    assert node.pg is not None
-    created = await create_merchant(
-        node.pg,
-        node.box,
-        name=name,
-        notify_url="http://127.0.0.1:9/",
-        currencies=["USD"],
-        fee_bps=250,
-    )
-    client = MerchantClient(node.url, created.key_id, created.secret, http)
-    client.merchant_id = created.id  # type: ignore[attr-defined]
-    return client
 
 
 async def _pay(shop: MerchantClient, amount: str = "1.00", **fields: Any) -> dict[str, Any]:
@@ -268,7 +252,7 @@ async def test_a_change_reaches_every_process_within_a_second(
 async def test_a_disabled_channel_gets_no_traffic_until_enabled(
     node: Stack, http: aiohttp.ClientSession, admin: Portal
 ) -> None:
-    shop = await _shop(node, http, "disable")
+    shop = await merchant_on(node, http, "disable")
     assert (await _pay(shop))["channel"] == "sim"
     status, off = await admin.call("POST", "/api/v1/admin/channels/sim/disable")
     assert status == 200 and off["enabled"] is False
@@ -286,7 +270,7 @@ async def test_a_disabled_channel_gets_no_traffic_until_enabled(
 async def test_a_switch_over_moves_one_merchants_traffic(
     node: Stack, http: aiohttp.ClientSession, admin: Portal
 ) -> None:
-    moved, stays = await _shop(node, http, "moved"), await _shop(node, http, "stays")
+    moved, stays = await merchant_on(node, http, "moved"), await merchant_on(node, http, "stays")
     status, switch = await admin.call(
         "POST",
         "/api/v1/admin/channels/sim/switch-over",
@@ -311,7 +295,7 @@ async def test_a_switch_over_moves_one_merchants_traffic(
 async def test_a_daily_cap_sends_the_rest_of_the_day_elsewhere(
     node: Stack, http: aiohttp.ClientSession, admin: Portal
 ) -> None:
-    shop = await _shop(node, http, "capped")
+    shop = await merchant_on(node, http, "capped")
     status, body = await admin.call("GET", "/api/v1/admin/channels/sim")
     already = body["routed_today"].get("USD", 0)
     status, body = await admin.call(
@@ -344,7 +328,7 @@ def _cli(node: Stack, *args: str, stdin: bytes | None = None) -> subprocess.Comp
 async def test_the_command_line_changes_channels_like_the_api(
     node: Stack, http: aiohttp.ClientSession
 ) -> None:
-    shop = await _shop(node, http, "cli")
+    shop = await merchant_on(node, http, "cli")
     body = orjson.dumps(
         {
             "code": "cli_made",
@@ -396,7 +380,7 @@ async def card_shop(
         },
     )
     assert status == 201, body
-    shop = await _shop(node, http, "cards")
+    shop = await merchant_on(node, http, "cards")
     status, body = await admin.call(
         "PUT",
         f"/api/v1/merchants/{shop.merchant_id}/payment-config",
@@ -482,7 +466,7 @@ async def test_forged_stripe_webhooks_are_refused(
 async def test_a_card_for_a_channel_without_cards_is_refused(
     node: Stack, http: aiohttp.ClientSession
 ) -> None:
-    shop = await _shop(node, http, "nocards")
+    shop = await merchant_on(node, http, "nocards")
     waiting = await _pay(shop, "1.00")
     status, body = await _submit_card(node, http, waiting["id"], "pm_whatever")
     assert status == 409

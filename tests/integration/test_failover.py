@@ -15,13 +15,11 @@ from aiohttp import web
 from domain.access import Realm
 from domain.ids import new_id
 from domain.messages import PaymentIntent
-from gateway.client import MerchantClient
 from infra import store
 from infra.keys import Keys
-from infra.merchants import create_merchant
 from routing.breaker import LOCAL_TTL_S
 from routing.health import HealthBook
-from tests.conftest import wait_status
+from tests.conftest import merchant_on, wait_status
 from tests.portal import make_user
 from tests.stack import Stack, free_port
 
@@ -159,15 +157,7 @@ async def test_traffic_leaves_a_failing_channel_and_comes_back(
 ) -> None:
     stack, (_, alerts) = breaker_stack, ops_inbox
     assert stack.pg is not None
-    created = await create_merchant(
-        stack.pg,
-        stack.box,
-        name="brk",
-        notify_url="http://127.0.0.1:9/",
-        currencies=["USD"],
-        fee_bps=250,
-    )
-    shop = MerchantClient(stack.url, created.key_id, created.secret, http)
+    shop = await merchant_on(stack, http, "brk")
     async with outage(stack, http, "sim"):
         for n in range(3):  # each fails over; the third failure opens sim's breaker
             _, payment = await shop.create_payment(

@@ -9,10 +9,8 @@ import pytest_asyncio
 
 from adapters.registry import build_adapter
 from domain.fx import parse_rate, quote
-from gateway.client import MerchantClient
 from infra.channels import spec_from_config
-from infra.merchants import create_merchant
-from tests.conftest import wait_status
+from tests.conftest import merchant_on, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.stack import Stack
 
@@ -67,15 +65,7 @@ async def test_a_euro_payment_goes_to_a_dollar_channel_at_a_locked_quote(
 ) -> None:
     stack = usd_only
     assert stack.pg is not None
-    created = await create_merchant(
-        stack.pg,
-        stack.box,
-        name="eu",
-        notify_url="http://127.0.0.1:9/",
-        currencies=["EUR"],
-        fee_bps=250,
-    )
-    shop = MerchantClient(stack.url, created.key_id, created.secret, http)
+    shop = await merchant_on(stack, http, "eu", ["EUR"])
     _, payment = await shop.create_payment(amount="100.00", currency="EUR", merchant_order_id="e")
     paid = await wait_status(shop, payment["id"], {"succeeded"})
     assert (paid["amount"], paid["currency"], paid["channel"]) == ("100.00", "EUR", "sim")
