@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import getpass
 import os
+from typing import Any
 
 import asyncpg
 
 from domain.access import Realm
 from domain.credentials import check_password
-from infra import audit, db, identity, policy
+from infra import audit, db, identity, policy, sealing
 from infra.secretbox import SecretBox
 
 
@@ -59,7 +60,14 @@ async def rotate_signing_key(pool: asyncpg.Pool, box: SecretBox) -> str:
     return key.kid
 
 
-async def run(dsn: str, box: SecretBox, action: str, email: str | None) -> dict[str, str]:
+async def reseal_secrets(pool: asyncpg.Pool, box: SecretBox) -> dict[str, int]:
+    """Every secret sealed at rest moved to the active key, so an old key can be retired."""
+    counts = await sealing.reseal(pool, box)
+    await audit.append(pool, _cli_actor(), "secrets.reseal", "secrets", after=counts)
+    return counts
+
+
+async def run(dsn: str, box: SecretBox, action: str, email: str | None) -> dict[str, Any]:
     await db.ensure_database(dsn)
     await db.migrate(dsn)
     pool = await db.create_pool(dsn, 1, 2)
@@ -68,6 +76,8 @@ async def run(dsn: str, box: SecretBox, action: str, email: str | None) -> dict[
             assert email is not None
             password = os.environ.get("JUHE_ADMIN_PASSWORD") or getpass.getpass("Password: ")
             return {"user_id": await create_superuser(pool, email, password), "email": email}
+        if action == "reseal-secrets":
+            return {"resealed": await reseal_secrets(pool, box)}
         return {"kid": await rotate_signing_key(pool, box)}
     finally:
         await pool.close()

@@ -27,9 +27,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("channels", help="channel administration")
     csub = p.add_subparsers(dest="action", required=True)
     csub.add_parser("list", help="every channel and standing switch-over")
-    csub.add_parser(
-        "reseal", help="seal every channel's credentials with the active key (key rotation)"
-    )
     for action, text in (
         ("show", "one channel"),
         ("enable", "let routing use the channel"),
@@ -114,6 +111,4 @@ async def _dispatch(pool: Any, box: SecretBox, who: audit.Actor, args: argparse.
             return await ops.switch_over(pool, who, args.code, req)
         case "switch-back":
             return await ops.switch_back(pool, who, args.code, args.merchant)
-        case "reseal":
-            return {"resealed": await ops.reseal(pool, box, who)}
     raise ValueError(args.action)

@@ -192,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
     )
     superuser.add_argument("--email", required=True)
     asub.add_parser("rotate-signing-key", help="a new JWT signing key; old tokens stay valid")
+    asub.add_parser(
+        "reseal-secrets",
+        help="seal every stored secret with the active key (after adding and activating one)",
+    )
     channels.add_parser(sub)
     return p
 

@@ -202,19 +202,6 @@ async def switch_back(
     return answer
 
 
-async def reseal(pg: asyncpg.Pool, box: SecretBox, who: audit.Actor) -> list[str]:
-    """Seal every channel's credentials again with the active key: the step of a key rotation
-    after every process has the new key and before the old one is retired."""
-    async with pg.acquire() as conn, conn.transaction():
-        rows = await conn.fetch("SELECT * FROM channels ORDER BY code FOR UPDATE")
-        for row in rows:
-            credentials = dict(channels.spec_of(row, box).credentials)
-            await channels.update(conn, box, row["code"], {"credentials": credentials})
-        codes = [r["code"] for r in rows]
-        await audit.append(conn, who, "channel.reseal", "channels", after={"channels": codes})
-    return codes
-
-
 async def _admin(request: web.Request, permission: str, body: bytes = b"") -> audit.Actor:
     who = (await identify(request, body)).principal
     await require(request, who, permission, PLATFORM_OWNED)

@@ -50,7 +50,7 @@ from gateway.state import (
 from infra import agents, audit, identity
 from infra.invalidation import announce
 from infra.merchants import add_api_key
-from infra.sealing import WEBHOOK
+from infra.sealing import BANK_ACCOUNT, WEBHOOK
 
 _CSV_FIELDS = ["id", "created", "status", "amount", "currency", "merchant_order_id", "fee"]
 _DIGITS = re.compile(r"\D")
@@ -65,7 +65,9 @@ def _last4(account: BankAccount) -> str:
 
 
 def _sealed_account(e: Edge, merchant_id: str, account: BankAccount) -> str:
-    return e.box.seal(orjson.dumps(msgspec.to_builtins(account)).decode(), merchant_id)
+    return BANK_ACCOUNT.seal(
+        e.box, merchant_id, orjson.dumps(msgspec.to_builtins(account)).decode()
+    )
 
 
 async def _view(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: str) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from config.settings import Channel
 from domain.channels import ChannelSpec, Credentials, FeeLine, FeeSchedule
 from domain.fees import Rate
 from infra import db, metrics
+from infra.sealing import CHANNEL_CREDENTIALS
 from infra.secretbox import SecretBox
 
 log = logging.getLogger("juhe.channels")
@@ -32,12 +33,8 @@ ALL_MERCHANTS = "*"
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
-def _context(code: str) -> str:
-    return f"channel:{code}"
-
-
 def seal_credentials(box: SecretBox, code: str, credentials: Mapping[str, str]) -> str:
-    return box.seal(orjson.dumps(dict(credentials)).decode(), _context(code))
+    return CHANNEL_CREDENTIALS.seal(box, code, orjson.dumps(dict(credentials)).decode())
 
 
 def spec_of(row: asyncpg.Record, box: SecretBox) -> ChannelSpec:
@@ -54,7 +51,9 @@ def spec_of(row: asyncpg.Record, box: SecretBox) -> ChannelSpec:
         code=row["code"],
         adapter=row["adapter"],
         base_url=row["base_url"],
-        credentials=Credentials(orjson.loads(box.open(row["credentials"], _context(row["code"])))),
+        credentials=Credentials(
+            orjson.loads(box.open(row["credentials"], CHANNEL_CREDENTIALS.context(row["code"])))
+        ),
         timeout_ms=row["timeout_ms"],
         retries=row["retries"],
         methods=frozenset(row["methods"]),

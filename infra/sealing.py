@@ -20,10 +20,10 @@ class SealedColumn:
     table: str
     id_column: str
     column: str
-    purpose: str  # the context's first part
+    purpose: str | None  # the context's first part; None: the row id alone
 
     def context(self, row_id: str) -> str:
-        return f"{self.purpose}:{row_id}"
+        return row_id if self.purpose is None else f"{self.purpose}:{row_id}"
 
     def seal(self, box: SecretBox, row_id: str, plaintext: str) -> str:
         return box.seal(plaintext, self.context(row_id))
@@ -39,28 +39,48 @@ SIGNING_KEY = SealedColumn("signing_keys", "kid", "private_pem", "signing_key")
 API_KEY = SealedColumn("api_keys", "key_id", "secret", "api_key")
 WEBHOOK = SealedColumn("merchants", "id", "webhook_secret", "webhook")
 COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK)
+# Sealed since they were first stored: never plaintext, but resealed with the rest.
+BANK_ACCOUNT = SealedColumn("merchant_kyc", "merchant_id", "bank_account", None)
+CHANNEL_CREDENTIALS = SealedColumn("channels", "code", "credentials", "channel")
+EVERY_COLUMN = (*COLUMNS, BANK_ACCOUNT, CHANNEL_CREDENTIALS)
 
 
-async def seal_legacy(conn: asyncpg.Connection | asyncpg.Pool, box: SecretBox) -> int:
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+async def _rewrite(conn: Conn, box: SecretBox, c: SealedColumn, skip_prefix: str) -> int:
+    """Seal again, with the active key, every value of the column not starting with
+    `skip_prefix`; the number rewritten. Each update is guarded by the value it replaces, so a
+    concurrent run or a concurrent change to the row is never overwritten."""
+    rows = await conn.fetch(
+        f"SELECT {c.id_column} AS id, {c.column} AS value FROM {c.table} "
+        f"WHERE {c.column} IS NOT NULL AND NOT starts_with({c.column}, $1)",
+        skip_prefix,
+    )
+    if not rows:
+        return 0
+    status = await conn.execute(
+        f"UPDATE {c.table} t SET {c.column} = u.sealed "
+        "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, old, sealed) "
+        f"WHERE t.{c.id_column} = u.id AND t.{c.column} = u.old",
+        [r["id"] for r in rows],
+        [r["value"] for r in rows],
+        [c.seal(box, r["id"], c.open(box, r["id"], r["value"])) for r in rows],
+    )
+    return int(status.rsplit(" ", 1)[1])
+
+
+async def seal_legacy(conn: Conn, box: SecretBox) -> int:
     """Seal every value still in plaintext; the number sealed. Idempotent: sealed values are
-    left alone, and each update is guarded by the plaintext it replaces, so a concurrent run
-    or a concurrent change to the row is never overwritten."""
-    sealed = 0
-    for c in COLUMNS:
-        rows = await conn.fetch(
-            f"SELECT {c.id_column} AS id, {c.column} AS value FROM {c.table} "
-            f"WHERE {c.column} IS NOT NULL AND NOT starts_with({c.column}, $1)",
-            SEALED_PREFIX,
-        )
-        if not rows:
-            continue
-        status = await conn.execute(
-            f"UPDATE {c.table} t SET {c.column} = u.sealed "
-            "FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, plain, sealed) "
-            f"WHERE t.{c.id_column} = u.id AND t.{c.column} = u.plain",
-            [r["id"] for r in rows],
-            [r["value"] for r in rows],
-            [c.seal(box, r["id"], r["value"]) for r in rows],
-        )
-        sealed += int(status.rsplit(" ", 1)[1])
-    return sealed
+    left alone."""
+    return sum([await _rewrite(conn, box, c, SEALED_PREFIX) for c in COLUMNS])
+
+
+async def reseal(conn: Conn, box: SecretBox) -> dict[str, int]:
+    """After a key rotation (every process has the new key, and it is active): every sealed
+    value not under the active key is sealed again with it, so the old key can be retired.
+    The number rewritten per column."""
+    return {
+        f"{c.table}.{c.column}": await _rewrite(conn, box, c, box.active_prefix)
+        for c in EVERY_COLUMN
+    }

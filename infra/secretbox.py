@@ -49,6 +49,11 @@ class SecretBox:
         except Exception as exc:  # cryptography raises InvalidTag
             raise SecretBoxError("the value does not open: tampered or wrong context") from exc
 
+    @property
+    def active_prefix(self) -> str:
+        """How every value sealed with the active key begins: what a reseal leaves alone."""
+        return f"{_VERSION}:{self._active}:"
+
     def open_or_plain(self, value: str, context: str) -> str:
         """Open a value of a column that older versions stored in plaintext: one not in the
         sealed format is such a legacy value and is taken as it is, so a database from before

@@ -19,13 +19,13 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from benchmarks.node import free_port
+from cli.admin import reseal_secrets
 from cli.main import migrate
 from config import load_settings
 from config.settings import Breaker
 from domain.access import Realm
 from domain.ids import new_id
 from domain.tokens import new_signing_key
-from gateway import channels as ops
 from gateway.intake import Scripts
 from infra import audit, channels, db, identity, redisclient, sealing, store
 from infra.channels import ChannelRegistry
@@ -301,9 +301,9 @@ def _box(*kids: str, active: str) -> SecretBox:
     return SecretBox(keys, active)
 
 
-async def test_channel_credentials_survive_a_key_rotation(scratch_db: str) -> None:
-    """Seeded under the old key; every process learns the new key, which becomes active;
-    `reseal` moves every channel to it; the old key can then be retired."""
+async def test_secrets_survive_a_key_rotation(scratch_db: str) -> None:
+    """Stored under the old key; every process learns the new key, which becomes active;
+    `juhe admin reseal-secrets` moves every sealed value to it; the old key can be retired."""
     settings = load_settings({})
     await db.migrate(scratch_db)
     old, both, new_only = (
@@ -315,18 +315,34 @@ async def test_channel_credentials_survive_a_key_rotation(scratch_db: str) -> No
     assert await channels.seed_from_config(scratch_db, settings.channels, old) == 0, "once"
     pool = await db.create_pool(scratch_db, 1, 2)
     try:
+        shop = await create_merchant(
+            pool, old, name="rot", notify_url="http://127.0.0.1:9/", currencies=["USD"], fee_bps=1
+        )
         sealed = await pool.fetchval("SELECT credentials FROM channels WHERE code = 'sim'")
         assert sealed.startswith("v1:k1:")
-        assert await ops.reseal(pool, both, audit.Actor("cli:test", "platform")) == ["sim"]
-        resealed = await pool.fetchval("SELECT credentials FROM channels WHERE code = 'sim'")
-        assert resealed.startswith("v1:k2:")
+        counts = await reseal_secrets(pool, both)
+        assert counts["channels.credentials"] == 1
+        assert counts["api_keys.secret"] == 1 and counts["merchants.webhook_secret"] == 1
+        assert set((await reseal_secrets(pool, both)).values()) == {0}, "idempotent"
+        for column in sealing.EVERY_COLUMN:
+            values = await pool.fetch(
+                f"SELECT {column.column} AS v FROM {column.table} WHERE {column.column} IS NOT NULL"
+            )
+            assert all(r["v"].startswith("v1:k2:") for r in values), column
         registry = ChannelRegistry(pool, new_only)
         assert await registry.refresh() is True
         assert registry.specs["sim"].credentials["secret"] == settings.channels["sim"].secret
         assert await registry.refresh() is False, "nothing changed since"
+        directory = MerchantDirectory(pool, new_only, 300)
+        key = await directory.key(shop.key_id)
+        assert key is not None, "the API key opens with the new key alone"
         stale = ChannelRegistry(pool, old)
         await stale.refresh()
         assert "sim" not in stale.specs, "a row this process cannot open is left out, not fatal"
+        assert (
+            await pool.fetchval("SELECT count(*) FROM audit_log WHERE action = 'secrets.reseal'")
+            == 2
+        )
     finally:
         await pool.close()
 
