@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from domain.fees import BPS
+from domain.fees import BPS, scale_half_up
 from domain.money import exponent
 
 
@@ -123,6 +123,15 @@ class Conversion:
     @classmethod
     def of(cls, q: Quote) -> Conversion:
         return cls(q.target, q.converted, q.rate, q.mid, q.spread_bps, q.expires_at)
+
+    def refund_part(self, before: int, part: int, whole: int) -> int:
+        """What the channel returns, in `target`, for the slice (before, before + part] of a
+        payment of `whole`: the difference of the slice's ends scaled to `converted`, each
+        rounded half up, so refunds of consecutive slices add up to `converted` exactly."""
+        if not 0 < part <= whole - before or before < 0:
+            raise ValueError("the refunded slice must lie within the payment")
+        end = scale_half_up(self.converted, before + part, whole)
+        return end - scale_half_up(self.converted, before, whole)
 
     def to_doc(self) -> dict[str, object]:
         """As stored with the payment: fractions as "numerator/denominator", exactly."""

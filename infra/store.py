@@ -380,5 +380,10 @@ async def reserve_refund(
     )
     if payment is None:
         return refund, None
+    await conn.execute(
+        "UPDATE refunds SET reserved_before = $2 WHERE id = $1",
+        refund_id,
+        payment["refund_reserved"] - refund["amount"],
+    )
     refund = await transition_refund(conn, refund_id, RefundStatus.PROCESSING)
     return refund, payment

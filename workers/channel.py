@@ -288,9 +288,15 @@ class ChannelActor:
         await ctx.hot.put_refund(refund)
         amount, currency = refund["amount"], refund["currency"]
         if payment["fx"]:
-            # Refunded at the channel in what it charged, in proportion.
+            # Refunded at the channel in what it charged: this refund's slice of the payment,
+            # so the refunds together return exactly what was charged.
             conversion = Conversion.from_doc(orjson.loads(payment["fx"]))
-            amount = scale_half_up(conversion.converted, amount, payment["amount"])
+            before = refund["reserved_before"]
+            amount = (
+                scale_half_up(conversion.converted, amount, payment["amount"])
+                if before is None  # reserved before slices were recorded
+                else conversion.refund_part(before, amount, payment["amount"])
+            )
             currency = conversion.target
         request = RefundRequest(
             refund_id=refund["id"],

@@ -91,4 +91,12 @@ async def test_a_euro_payment_goes_to_a_dollar_channel_at_a_locked_quote(
     assert status == 201, refund
     await wait_status(shop, paid["id"], {"partially_refunded"})
     assert await fx_balances() == {"EUR": 5_000, "USD": -5_452}, "half of each side reversed"
+    status, rest = await shop.request(
+        "POST", "/api/v1/refunds", {"payment_id": paid["id"], "amount": "50.00"}
+    )
+    assert status == 201, rest
+    await wait_status(shop, paid["id"], {"refunded"})
+    assert await fx_balances() == {"EUR": 0, "USD": 0}
+    at_channel = await adapter.query_order(paid["id"], order)
+    assert at_channel.status == "refunded", "the channel got back exactly the 109.04 it charged"
     await assert_ledger_invariants(stack.pg)

@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from fractions import Fraction
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.fx import RateError, convert, cross, format_rate, parse_rate, quote, with_spread
+from domain.fx import (
+    Conversion,
+    RateError,
+    convert,
+    cross,
+    format_rate,
+    parse_rate,
+    quote,
+    with_spread,
+)
 from infra.fx import CachedRates, RateUnavailable, SimulatedFeed, StaticRates
 
 RATES = {"EUR/USD": "1.0850", "USD/TWD": "32.150", "ETH/USD": "3480.00", "BTC/USD": "67250.00"}
@@ -95,3 +105,32 @@ def test_providers_and_the_cache_with_stale_fallback() -> None:
             await strict.mid("A", "B")
 
     asyncio.run(go())
+
+
+def _conversion(converted: int) -> Conversion:
+    return Conversion("USD", converted, Fraction(1), Fraction(1), 0, 0.0)
+
+
+def test_two_half_refunds_return_exactly_what_was_charged() -> None:
+    """Per refund, half of 10905 rounds up to 5453 twice: 10906, one more than was charged.
+    By slices, the second half is what is left."""
+    fx = _conversion(10_905)
+    assert fx.refund_part(0, 5_000, 10_000) == 5_453
+    assert fx.refund_part(5_000, 5_000, 10_000) == 5_452
+    with pytest.raises(ValueError):
+        fx.refund_part(5_000, 5_001, 10_000)
+
+
+@given(
+    converted=st.integers(1, 10**12),
+    whole=st.integers(1, 10**9),
+    cuts=st.lists(st.floats(0, 1), max_size=8),
+)
+def test_refunds_by_slices_add_up_to_the_charged_amount(
+    converted: int, whole: int, cuts: list[float]
+) -> None:
+    points = sorted({0, whole, *(int(c * whole) for c in cuts)})
+    fx = _conversion(converted)
+    parts = [fx.refund_part(a, b - a, whole) for a, b in itertools.pairwise(points)]
+    assert all(p >= 0 for p in parts)
+    assert sum(parts) == converted
