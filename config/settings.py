@@ -86,6 +86,8 @@ class Scheduler(Base):
     expire_batch: int
     outbox_grace_s: float
     redrive_after_s: float
+    check_every_s: float
+    check_for_s: float
 
 
 class Payments(Base):

@@ -28,7 +28,13 @@ from adapters.base import (
 from domain.channels import ChannelSpec
 from domain.fees import scale_half_up
 from domain.fx import Conversion
-from domain.messages import ChannelTask, LedgerCommand, RefundOutcome, envelope_decoder
+from domain.messages import (
+    ChannelCallback,
+    ChannelTask,
+    LedgerCommand,
+    RefundOutcome,
+    envelope_decoder,
+)
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import refund_view
 from infra import metrics, store
@@ -37,7 +43,7 @@ from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
 from routing.volume import DailyVolume
 from workers.context import Context
-from workers.outcomes import end_payment, publish_events
+from workers.outcomes import EXPIRED, end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 T = TypeVar("T")
@@ -81,6 +87,7 @@ class ChannelActor:
                 self.create_all([t for t in tasks if t.kind == "create"]),
                 *(self.refund(t) for t in tasks if t.kind == "refund"),
                 *(self.confirm(t) for t in tasks if t.kind == "confirm"),
+                *(self.check(t) for t in tasks if t.kind == "check"),
             ]
         )
 
@@ -243,6 +250,43 @@ class ChannelActor:
             await self.call("confirm", charge, task.payment_method)
         except ChannelDeclined as exc:
             await self.fail(task.id, exc)
+
+    async def check(self, task: ChannelTask) -> None:
+        """An overdue payment awaiting its customer: ask the channel before expiring it. Paid
+        (or failed) there, the answer goes to the ledger as the callback that never came;
+        otherwise the payment expires. A transient failure leaves it to the next check."""
+        ctx = self.ctx
+        payment = await store.fetch_payment(ctx.pg, task.id)
+        if (
+            payment is None
+            or payment["status"] != PaymentStatus.AWAITING_PAYMENT
+            or payment["channel"] != self.code
+        ):
+            return
+        ask = functools.partial(self.adapter.query_order, payment["id"])
+        try:
+            state = await self.call("query", ask, payment["channel_order_id"])
+        except ChannelDeclined:
+            state = None  # the channel has no such order: nobody paid it
+        if state is not None and state.status in ("paid", "failed"):
+            log.warning(
+                "the channel's callback never came; applying what the channel says",
+                extra={"payment_id": payment["id"], "channel_status": state.status},
+            )
+            found = ChannelCallback(
+                channel=self.code,
+                event_id=f"check:{payment['id']}:{state.status}",
+                payment_id=payment["id"],
+                channel_order_id=state.channel_order_id,
+                outcome=state.status,
+                amount=str(state.amount),
+                currency=state.currency,
+                request_id=task.request_id,
+            )
+            command = LedgerCommand(callback=found, request_id=task.request_id)
+            await ctx.publisher.send(ctx.queues.ledger, [command])
+            return
+        await end_payment(ctx, payment["id"], PaymentStatus.EXPIRED, "payment.expired", **EXPIRED)
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
         """Before money moves, an order the channel refused or does not have is a failed payment."""

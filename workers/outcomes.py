@@ -24,6 +24,10 @@ async def publish_events(ctx: Context, events: Sequence[tuple[str, str]]) -> Non
     )
 
 
+# An unpaid payment's end when its time is up, whoever ends it.
+EXPIRED = {"failure_code": "expired", "failure_message": "the customer did not pay in time"}
+
+
 async def end_payment(
     ctx: Context, payment_id: str, target: PaymentStatus, event_type: str, **changes: Any
 ) -> asyncpg.Record | None:

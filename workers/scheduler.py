@@ -17,27 +17,33 @@ from infra import broker, metrics, store
 from infra.keys import RELAY_GROUP, STREAMS
 from routing.health import HealthBook
 from workers.context import Context
-from workers.outcomes import publish_events
+from workers.outcomes import EXPIRED, publish_events
 from workers.runtime import supervise
 
 log = logging.getLogger("juhe.scheduler")
 
 
 async def expire_due(ctx: Context) -> int:
-    """Expire one batch of overdue unpaid payments; return how many."""
+    """Expire one batch of overdue unpaid payments; return how many. One awaiting payment at
+    its channel is left to `check_due` until `check_for_s` has passed: the customer may have
+    paid and the channel's callback been lost."""
     async with ctx.pg.acquire() as conn, conn.transaction():
         rows = await conn.fetch(
             """WITH due AS (
                    SELECT id FROM payments
                    WHERE status = ANY($1::text[]) AND expires_at < now()
+                     AND (status <> 'awaiting_payment' OR channel_order_id IS NULL
+                          OR expires_at < now() - make_interval(secs => $4))
                    ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
                UPDATE payments p SET status = 'expired', version = p.version + 1,
-                      updated_at = now(), failure_code = 'expired',
-                      failure_message = 'the customer did not pay in time'
+                      updated_at = now(), failure_code = $5, failure_message = $6
                FROM due WHERE p.id = due.id AND p.status = ANY($3::text[]) RETURNING p.*""",
             sorted(s.value for s in UNPAID),
             ctx.settings.scheduler.expire_batch,
             sources(PaymentStatus.EXPIRED),
+            float(ctx.settings.scheduler.check_for_s),
+            EXPIRED["failure_code"],
+            EXPIRED["failure_message"],
         )
         url = ctx.settings.gateway.public_url
         events = await store.add_events(
@@ -45,6 +51,35 @@ async def expire_due(ctx: Context) -> int:
         )
     await ctx.hot.put_many(rows)
     await publish_events(ctx, events)
+    return len(rows)
+
+
+async def check_due(ctx: Context) -> int:
+    """Ask the channel about overdue payments awaiting the customer there (one message each,
+    at most every `check_every_s`): the channel pool applies what it says, or expires them."""
+    s = ctx.settings.scheduler
+    rows = await ctx.pg.fetch(
+        """UPDATE payments SET updated_at = now()
+           WHERE id IN (SELECT id FROM payments
+                        WHERE status = 'awaiting_payment' AND expires_at < now()
+                          AND channel_order_id IS NOT NULL
+                          AND updated_at < now() - make_interval(secs => $1)
+                        ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+           RETURNING id, channel, request_id""",
+        float(s.check_every_s),
+        s.expire_batch,
+    )
+    await ctx.publisher.send_many(
+        [
+            (
+                ctx.queues.channel(r["channel"]),
+                ChannelTask(
+                    kind="check", id=r["id"], channel=r["channel"], request_id=r["request_id"] or ""
+                ),
+            )
+            for r in rows
+        ]
+    )
     return len(rows)
 
 
@@ -181,7 +216,7 @@ async def every(
 async def run(ctx: Context) -> None:
     interval = ctx.settings.scheduler.interval_ms / 1000
     async with asyncio.TaskGroup() as group:
-        for job in (expire_due, sweep_outbox, redrive_stuck, sample_backlogs):
+        for job in (expire_due, check_due, sweep_outbox, redrive_stuck, sample_backlogs):
             group.create_task(
                 supervise(f"scheduler-{job.__name__}", lambda j=job: every(interval, j, ctx))
             )

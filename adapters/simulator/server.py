@@ -21,6 +21,7 @@ Test amounts, chosen by ``int(amount_minor) % 100`` (this sandbox's "test cards"
  56    never paid automatically: no callback unless the customer pays on the pay page
  57    the payment fails: ``order.failed`` instead of ``order.paid``
  58    create always answers 503 ``UNAVAILABLE``
+ 59    paid, but the callback is lost: only asking (``GET /v1/orders/…``) shows it is paid
 =====  ====================================================================================
 
 Each merchant account has a personality (``simulator.personalities``, by api_key): ``card``
@@ -56,7 +57,7 @@ log = logging.getLogger(__name__)
 RETRY_DELAYS_S = (0.2, 0.5, 1.0, 2.0, 4.0)
 CALLBACK_TIMEOUT_S = 10.0
 
-DECLINED, SLOW, FLAKY, TWICE, OUT_OF_ORDER, NEVER_PAID, FAILS, DOWN = 51, 52, 53, 54, 55, 56, 57, 58
+DECLINED, SLOW, FLAKY, TWICE, OUT_OF_ORDER, NEVER_PAID, FAILS, DOWN, SILENT = range(51, 60)
 
 
 @dataclass(slots=True)
@@ -128,7 +129,7 @@ class Sandbox:
             currency=order.currency,
             ts=int(time.time()),
         )
-        events = [event]
+        events = [] if order.magic == SILENT else [event]
         if order.magic == TWICE:
             events.append(event)
         elif order.magic == OUT_OF_ORDER:

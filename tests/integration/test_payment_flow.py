@@ -192,6 +192,37 @@ async def test_unpaid_payment_expires(stack: Stack, merchant, receiver: Receiver
     assert event["type"] == "payment.expired"
 
 
+async def test_the_channel_is_asked_before_a_payment_expires(
+    stack: Stack, merchant, receiver: Receiver
+) -> None:
+    """The customer paid, but the channel's callback was lost (cents 59): when the payment is
+    due to expire, the channel is asked, and the payment succeeds instead, posted once."""
+    _, created = await merchant.create_payment(
+        amount="3.59", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"awaiting_payment"})
+    await asyncio.sleep(0.5)  # paid at the channel; no callback will come
+    assert (await merchant.request("GET", f"/api/v1/payments/{created['id']}"))[1][
+        "status"
+    ] == "awaiting_payment"
+    await stack.pg.execute(
+        "UPDATE payments SET expires_at = now() - interval '1 second' WHERE id = $1", created["id"]
+    )
+    paid = await wait_status(merchant, created["id"], {"succeeded", "expired"})
+    assert paid["status"] == "succeeded"
+    applied = await stack.pg.fetch(
+        "SELECT event_id, result FROM channel_events WHERE payment_id = $1", created["id"]
+    )
+    assert [(r["event_id"], r["result"]) for r in applied] == [
+        (f"check:{created['id']}:paid", "applied")
+    ]
+    event = await receiver.wait_for(
+        merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
+    )
+    assert event["type"] == "payment.succeeded"
+    await assert_ledger_invariants(stack.pg)
+
+
 async def test_partial_then_full_refund(stack: Stack, merchant, receiver: Receiver) -> None:
     _, created = await merchant.create_payment(
         amount="10.00", currency="USD", merchant_order_id=order()

@@ -310,6 +310,21 @@ async def test_never_paid_until_the_customer_pays_by_hand(
     assert adapter.parse_callback(delivery.headers, delivery.body).outcome == "paid"
 
 
+async def test_a_lost_callback_shows_only_when_asked(
+    adapter: SimulatorAdapter, receiver: Receiver
+) -> None:
+    request = order(receiver, 1059)
+    created = await adapter.create_order(request)
+    for _ in range(50):
+        state = await adapter.query_order(request.payment_id, created.channel_order_id)
+        if state.status == "paid":
+            break
+        await asyncio.sleep(0.05)
+    assert state.status == "paid"
+    await asyncio.sleep(0.3)
+    assert not receiver.deliveries[request.payment_id], "no callback was sent"
+
+
 async def test_refunds(adapter: SimulatorAdapter, receiver: Receiver) -> None:
     request = await paid_order(adapter, receiver, 1000)
     order_no = (await adapter.query_order(request.payment_id, None)).channel_order_id
