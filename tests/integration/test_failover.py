@@ -15,6 +15,7 @@ from aiohttp import web
 from domain.access import Realm
 from domain.ids import new_id
 from domain.messages import PaymentIntent
+from gateway.client import MerchantClient
 from infra import store
 from infra.keys import Keys
 from routing.breaker import LOCAL_TTL_S
@@ -183,7 +184,9 @@ async def test_traffic_leaves_a_failing_channel_and_comes_back(
     assert [a["type"] for a in alerts] == ["breaker.open", "breaker.closed"]
 
 
-async def test_a_rule_can_route_by_customer_country(stack: Stack, http, new_merchant) -> None:
+@pytest_asyncio.fixture(loop_scope="session")
+async def tw_shop(stack: Stack, http, new_merchant) -> MerchantClient:
+    """A merchant whose customers in Taiwan are pinned to sim_b."""
     shop = await new_merchant()
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     status, _ = await admin.call(
@@ -192,6 +195,11 @@ async def test_a_rule_can_route_by_customer_country(stack: Stack, http, new_merc
         {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}]},
     )
     assert status == 200
+    return shop
+
+
+async def test_a_rule_can_route_by_customer_country(tw_shop: MerchantClient) -> None:
+    shop = tw_shop
     _, local = await shop.create_payment(
         amount="1.00", currency="TWD", merchant_order_id="tw", customer={"country": "TW"}
     )
@@ -228,19 +236,12 @@ async def test_a_bank_transfer_channel_shows_its_virtual_account(
 
 
 async def test_re_driven_payments_keep_their_country_and_fallbacks(
-    stack: Stack, http, new_merchant
+    stack: Stack, http, tw_shop: MerchantClient
 ) -> None:
     """Messages lost after the payment was written: a pending payment is routed again with its
     customer's country, and a processing one still fails over to the channels it had left."""
     assert stack.pg is not None
-    shop = await new_merchant()
-    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
-    status, _ = await admin.call(
-        "PUT",
-        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
-        {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}]},
-    )
-    assert status == 200
+    shop = tw_shop
     now = time.time()
 
     def intent(order: str) -> PaymentIntent:
