@@ -169,3 +169,11 @@ class CardConfirming(Protocol):
     customer's browser by the channel's own library, is charged on the order by `confirm`."""
 
     async def confirm(self, channel_order_id: str, payment_method: str) -> OrderState: ...
+
+
+@runtime_checkable
+class OrderCanceling(Protocol):
+    """A channel that can close an unpaid order, so a payment that ended (canceled by the
+    merchant, or expired) cannot be paid late. `ChannelDeclined` when it was paid already."""
+
+    async def cancel_order(self, payment_id: str, channel_order_id: str) -> None: ...

@@ -131,5 +131,5 @@ async def submit_card(request: web.Request) -> web.Response:
         payment_method=card.payment_method,
         request_id=request[REQUEST_ID],
     )
-    await e.intake.confirm_card(view["id"], card.payment_method, encode(task))
+    await e.intake.hand_over(f"card:{view['id']}:{card.payment_method}", encode(task))
     return json_answer({"object": "card_submission", "payment_id": view["id"]}, 202)

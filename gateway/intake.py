@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
 from config.settings import Gateway
-from infra.keys import CALLBACKS_STREAM, CONFIRMS_STREAM, Keys
+from infra.keys import CALLBACKS_STREAM, TASKS_STREAM, Keys
 from infra.redispipe import RedisPipe
 
 _CREATE = """
@@ -188,16 +188,13 @@ class Intake:
             )
         )
 
-    async def confirm_card(self, payment_id: str, payment_method: str, payload: bytes) -> bool:
-        """A customer's card for a payment, on its way to the channel; the same card submitted
-        twice (a double click) is sent once."""
+    async def hand_over(self, token: str, payload: bytes) -> bool:
+        """A channel task (encoded) on its way to the channel pool, once per `token`: the same
+        card submitted twice (a double click) is sent once."""
         return bool(
             await self._scripts.call(
                 "once",
-                [
-                    self.keys.card_submitted(payment_id, payment_method),
-                    self.keys.stream(CONFIRMS_STREAM),
-                ],
+                [self.keys.task_sent(token), self.keys.stream(TASKS_STREAM)],
                 [self.settings.callback_dedupe_ttl_s, payload],
             )
         )

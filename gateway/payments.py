@@ -11,7 +11,7 @@ from aiohttp import web
 
 from domain.access import Principal, Realm
 from domain.ids import new_id
-from domain.messages import PaymentIntent, decoder, encode
+from domain.messages import ChannelTask, PaymentIntent, decoder, encode
 from domain.money import AmountError, parse_amount
 from domain.states import PaymentStatus
 from domain.views import payment_view
@@ -359,4 +359,10 @@ async def cancel(e: Edge, who: Principal, by: audit.Actor, payment_id: str) -> R
             after={"status": row["status"]},
         )
     await e.hot.put_payment(row)
+    if row["channel_order_id"]:
+        # Closed at the channel too, so the customer cannot pay the canceled payment late.
+        task = ChannelTask(
+            kind="cancel", id=payment_id, channel=row["channel"], request_id=by.request_id or ""
+        )
+        await e.intake.hand_over(f"cancel:{payment_id}", encode(task))
     return Replay(200, orjson.dumps(view))

@@ -11,8 +11,9 @@ from dataclasses import dataclass
 PAYMENTS_STREAM = "payments"
 REFUNDS_STREAM = "refunds"
 CALLBACKS_STREAM = "callbacks"
-CONFIRMS_STREAM = "confirms"
-STREAMS = (PAYMENTS_STREAM, REFUNDS_STREAM, CALLBACKS_STREAM, CONFIRMS_STREAM)
+# work the gateway hands straight to a channel pool: a customer's card, an order to cancel
+TASKS_STREAM = "tasks"
+STREAMS = (PAYMENTS_STREAM, REFUNDS_STREAM, CALLBACKS_STREAM, TASKS_STREAM)
 RELAY_GROUP = "relay"
 
 
@@ -38,8 +39,8 @@ class Keys:
     def callback_seen(self, channel: str, event_id: str) -> str:
         return f"{self.prefix}:cb:{channel}:{event_id}"
 
-    def card_submitted(self, payment_id: str, payment_method: str) -> str:
-        return f"{self.prefix}:card:{payment_id}:{payment_method}"
+    def task_sent(self, token: str) -> str:
+        return f"{self.prefix}:task:{token}"
 
     def blocked_ips(self) -> str:
         return f"{self.prefix}:risk:blocked_ips"

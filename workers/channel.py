@@ -22,6 +22,7 @@ from adapters.base import (
     ChannelError,
     ChannelOrder,
     ChannelTransientError,
+    OrderCanceling,
     OrderRequest,
     RefundRequest,
 )
@@ -47,6 +48,7 @@ from workers.outcomes import EXPIRED, end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 T = TypeVar("T")
+ENDED_UNPAID = frozenset({PaymentStatus.CANCELED, PaymentStatus.EXPIRED})
 A = TypeVar("A")
 _tasks = envelope_decoder(ChannelTask)
 log = logging.getLogger("juhe.channel")
@@ -56,10 +58,13 @@ class ChannelActor:
     """One channel's mailbox. The adapter and retry policy are looked up per call, so a
     change to the channel (credentials, URL, timeouts) applies from its next call on."""
 
-    def __init__(self, ctx: Context, code: str, breakers: CircuitBreakers) -> None:
+    def __init__(
+        self, ctx: Context, code: str, breakers: CircuitBreakers, alerts: OpsAlerts
+    ) -> None:
         self.ctx = ctx
         self.code = code
         self.breakers = breakers
+        self.alerts = alerts
         self.health = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
         self.volume = DailyVolume(ctx.redis, ctx.keys)
 
@@ -88,6 +93,7 @@ class ChannelActor:
                 *(self.refund(t) for t in tasks if t.kind == "refund"),
                 *(self.confirm(t) for t in tasks if t.kind == "confirm"),
                 *(self.check(t) for t in tasks if t.kind == "check"),
+                *(self.cancel(t) for t in tasks if t.kind == "cancel"),
             ]
         )
 
@@ -154,6 +160,10 @@ class ChannelActor:
                     conn, [(payment_id, self.code, "opened", None) for payment_id, _ in opened]
                 )
             await ctx.hot.put_many(written)
+            for row in written:
+                if row["status"] in ENDED_UNPAID:
+                    # Canceled or expired while its order was being opened: close that order.
+                    await self.settle_from_channel(row, by_id[row["id"]].request_id)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
@@ -252,41 +262,85 @@ class ChannelActor:
             await self.fail(task.id, exc)
 
     async def check(self, task: ChannelTask) -> None:
-        """An overdue payment awaiting its customer: ask the channel before expiring it. Paid
-        (or failed) there, the answer goes to the ledger as the callback that never came;
-        otherwise the payment expires. A transient failure leaves it to the next check."""
-        ctx = self.ctx
-        payment = await store.fetch_payment(ctx.pg, task.id)
+        """An overdue payment awaiting its customer: before it expires, its order is closed at
+        the channel (where the channel can) or the channel is asked. Paid (or failed) there,
+        the channel's word goes to the ledger as the callback that never came; otherwise the
+        payment expires. A transient failure leaves it to the next check."""
+        payment = await store.fetch_payment(self.ctx.pg, task.id)
         if (
             payment is None
             or payment["status"] != PaymentStatus.AWAITING_PAYMENT
             or payment["channel"] != self.code
         ):
             return
-        ask = functools.partial(self.adapter.query_order, payment["id"])
-        try:
-            state = await self.call("query", ask, payment["channel_order_id"])
-        except ChannelDeclined:
-            state = None  # the channel has no such order: nobody paid it
-        if state is not None and state.status in ("paid", "failed"):
-            log.warning(
-                "the channel's callback never came; applying what the channel says",
-                extra={"payment_id": payment["id"], "channel_status": state.status},
+        if not await self.settle_from_channel(payment, task.request_id):
+            await end_payment(
+                self.ctx, payment["id"], PaymentStatus.EXPIRED, "payment.expired", **EXPIRED
             )
-            found = ChannelCallback(
-                channel=self.code,
-                event_id=f"check:{payment['id']}:{state.status}",
-                payment_id=payment["id"],
-                channel_order_id=state.channel_order_id,
-                outcome=state.status,
-                amount=str(state.amount),
-                currency=state.currency,
-                request_id=task.request_id,
-            )
-            command = LedgerCommand(callback=found, request_id=task.request_id)
-            await ctx.publisher.send(ctx.queues.ledger, [command])
+
+    async def cancel(self, task: ChannelTask) -> None:
+        """A payment canceled with an order open at the channel: close the order, so the
+        customer cannot pay it late. If they already have, the money is at the channel for a
+        payment that ended: recorded (as a stale callback) and raised to operations."""
+        payment = await store.fetch_payment(self.ctx.pg, task.id)
+        if (
+            payment is None
+            or payment["status"] not in ENDED_UNPAID
+            or payment["channel"] != self.code
+            or not payment["channel_order_id"]
+        ):
             return
-        await end_payment(ctx, payment["id"], PaymentStatus.EXPIRED, "payment.expired", **EXPIRED)
+        await self.settle_from_channel(payment, task.request_id)
+
+    async def settle_from_channel(self, payment: asyncpg.Record, request_id: str) -> bool:
+        """Close the payment's order where the channel can, else ask about it. False when
+        nobody paid it; True when the channel says paid or failed, which is sent to the ledger
+        (applied if the payment still awaits it, recorded as stale if it ended)."""
+        adapter, payment_id = self.adapter, payment["id"]
+        order = payment["channel_order_id"]
+        if isinstance(adapter, OrderCanceling):
+            try:
+                await self.call(
+                    "cancel", functools.partial(adapter.cancel_order, payment_id), order
+                )
+                return False
+            except ChannelDeclined:
+                pass  # paid already, or no such order: ask
+        try:
+            state = await self.call(
+                "query", functools.partial(adapter.query_order, payment_id), order
+            )
+        except ChannelDeclined:
+            return False  # the channel has no such order: nobody paid it
+        if state.status not in ("paid", "failed"):
+            return False
+        ended = payment["status"] in ENDED_UNPAID
+        log.log(
+            logging.ERROR if ended and state.status == "paid" else logging.WARNING,
+            "the channel's word on a payment arrived by asking",
+            extra={
+                "payment_id": payment_id,
+                "status": payment["status"],
+                "at_channel": state.status,
+            },
+        )
+        if ended and state.status == "paid":
+            await self.alerts.send(
+                "payment.paid_after_end", payment_id=payment_id, channel=self.code
+            )
+        found = ChannelCallback(
+            channel=self.code,
+            event_id=f"check:{payment_id}:{state.status}",
+            payment_id=payment_id,
+            channel_order_id=state.channel_order_id,
+            outcome=state.status,
+            amount=str(state.amount),
+            currency=state.currency,
+            request_id=request_id,
+        )
+        command = LedgerCommand(callback=found, request_id=request_id)
+        await self.ctx.publisher.send(self.ctx.queues.ledger, [command])
+        return True
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
         """Before money moves, an order the channel refused or does not have is a failed payment."""
@@ -388,7 +442,7 @@ async def run(ctx: Context) -> None:
             """A channel created while the pool runs gets its mailbox as soon as the pool
             hears of it; a disabled one keeps its mailbox to finish what it was given."""
             for code in sorted(set(specs) - started):
-                actor = ChannelActor(ctx, code, breakers)
+                actor = ChannelActor(ctx, code, breakers, alerts)
                 mailbox = Mailbox(
                     f"channel.{code}",
                     ctx.amqp,

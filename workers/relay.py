@@ -30,10 +30,10 @@ from domain.messages import (
 from infra import metrics, store
 from infra.keys import (
     CALLBACKS_STREAM,
-    CONFIRMS_STREAM,
     PAYMENTS_STREAM,
     REFUNDS_STREAM,
     RELAY_GROUP,
+    TASKS_STREAM,
 )
 from workers.context import Context
 from workers.runtime import supervise
@@ -87,9 +87,9 @@ async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
 POISON = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
 
 
-async def relay_confirms(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
-    """Customers' cards go straight to their payment's channel; the channel pool checks the
-    payment is still open before charging."""
+async def relay_tasks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
+    """Customers' cards and cancellations go straight to their payment's channel; the channel
+    pool checks the payment's status before it acts."""
     return [(ctx.queues.channel(t.channel), t) for t in map(_task.decode, raw)]
 
 
@@ -97,7 +97,7 @@ RELAYS: dict[str, Relay] = {
     PAYMENTS_STREAM: relay_payments,
     REFUNDS_STREAM: relay_refunds,
     CALLBACKS_STREAM: relay_callbacks,
-    CONFIRMS_STREAM: relay_confirms,
+    TASKS_STREAM: relay_tasks,
 }
 
 

@@ -39,6 +39,7 @@ _STATUSES: dict[wire.OrderStatus, str] = {
     "FAILED": "failed",
     "REFUNDED": "refunded",
     "PARTIALLY_REFUNDED": "paid",  # still a paid payment; refunds are tracked on our side
+    "CANCELED": "failed",  # closed unpaid: it can no longer be paid
 }
 _OUTCOMES: dict[wire.EventKind, Literal["paid", "failed", "pending"]] = {
     "order.paid": "paid",
@@ -96,6 +97,15 @@ class SimulatorAdapter:
             amount=int(view.amount_minor),
             currency=view.currency,
         )
+
+    async def cancel_order(self, payment_id: str, channel_order_id: str) -> None:
+        """Close the unpaid order; `ChannelDeclined` ("already_paid") if the customer paid."""
+        url = self._base / "v1" / "orders" / channel_order_id / "cancel"
+        view = await self._call("POST", url, None, wire.OrderView)
+        if view.merchant_ref != payment_id:
+            raise ChannelDeclined(
+                "order_mismatch", f"{self.code}: order {view.order_no} belongs to another payment"
+            )
 
     async def refund(self, request: RefundRequest) -> RefundResult:
         payload = wire.CreateRefund(

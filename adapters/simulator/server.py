@@ -312,6 +312,19 @@ async def get_order(request: web.Request) -> web.Response:
     return _json(200, order.view())
 
 
+async def cancel_order(request: web.Request) -> web.Response:
+    """Close an unpaid order so that it can no longer be paid; 409 ``ALREADY_PAID`` once the
+    customer has paid. Canceling a canceled or failed order again answers it as it is."""
+    order = _owned_order(request, request.match_info["order_no"])
+    if order is None:
+        return _error(404, "NOT_FOUND", "no such order")
+    if order.status == "PENDING":
+        order.status = "CANCELED"
+    elif order.status not in ("CANCELED", "FAILED"):
+        return _error(409, "ALREADY_PAID", "the order is paid; refund it instead")
+    return _json(200, order.view())
+
+
 async def find_order(request: web.Request) -> web.Response:
     merchant_ref = request.query.get("merchant_ref")
     if not merchant_ref:
@@ -448,6 +461,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/orders", create_order)
     app.router.add_get("/v1/orders", find_order)
     app.router.add_get("/v1/orders/{order_no}", get_order)
+    app.router.add_post("/v1/orders/{order_no}/cancel", cancel_order)
     app.router.add_post("/v1/refunds", create_refund)
     app.router.add_get("/pay/{order_no}", pay_page)
     app.router.add_post("/pay/{order_no}/confirm", confirm_payment)

@@ -29,7 +29,7 @@ Minor = Annotated[str, msgspec.Meta(pattern=r"^(0|[1-9][0-9]{0,77})$")]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3,5}$")]
 Reference = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 HttpUrl = Annotated[str, msgspec.Meta(pattern=r"^https?://[^\s]+$", max_length=2048)]
-OrderStatus = Literal["PENDING", "PAID", "FAILED", "REFUNDED", "PARTIALLY_REFUNDED"]
+OrderStatus = Literal["PENDING", "PAID", "FAILED", "REFUNDED", "PARTIALLY_REFUNDED", "CANCELED"]
 EventKind = Literal["order.paid", "order.failed", "order.pending"]
 
 

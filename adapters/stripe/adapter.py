@@ -99,6 +99,22 @@ class StripeAdapter:
             )
         return self._state(intent)
 
+    async def cancel_order(self, payment_id: str, channel_order_id: str) -> None:
+        """Cancel the intent so it can no longer be confirmed. Stripe refuses to cancel a
+        succeeded (or already canceled) intent, so a refusal is read back: canceled is done,
+        paid is `ChannelDeclined("already_paid")`."""
+        url = self._intents / channel_order_id / "cancel"
+        try:
+            await self._call("POST", url, b"", wire.PaymentIntent, f"cancel:{channel_order_id}")
+        except ChannelDeclined:
+            state = await self.query_order(payment_id, channel_order_id)
+            if state.status == "paid":
+                raise ChannelDeclined(
+                    "already_paid", f"{self.code}: intent {channel_order_id} succeeded"
+                ) from None
+            if state.status != "failed":
+                raise
+
     async def refund(self, request: RefundRequest) -> RefundResult:
         params = wire.CreateRefund(
             payment_intent=request.channel_order_id,

@@ -10,6 +10,8 @@ import secrets
 import orjson
 import pytest
 
+from adapters.registry import build_adapter
+from infra.channels import spec_from_config
 from infra.sealing import API_KEY, WEBHOOK
 from tests.conftest import Receiver, wait_status
 from tests.invariants import assert_ledger_invariants
@@ -153,6 +155,66 @@ async def test_cancel_unpaid_then_not_again(merchant, receiver: Receiver) -> Non
     assert event["type"] == "payment.canceled"
 
 
+async def _at_channel(stack: Stack, http, payment_id: str) -> str:
+    """The payment's order as the simulator sees it now (pending, paid, failed: closed)."""
+    order_no = await stack.pg.fetchval(
+        "SELECT channel_order_id FROM payments WHERE id = $1", payment_id
+    )
+    adapter = build_adapter(spec_from_config("sim", stack.settings.channels["sim"]), http)
+    return (await adapter.query_order(payment_id, order_no)).status
+
+
+async def _closed_at_channel(stack: Stack, http, payment_id: str) -> None:
+    for _ in range(100):
+        if await _at_channel(stack, http, payment_id) == "failed":
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the order is still open at the channel")
+
+
+async def test_a_canceled_payment_cannot_be_paid_late(stack: Stack, http, merchant) -> None:
+    _, created = await merchant.create_payment(
+        amount="9.56", currency="USD", merchant_order_id=order()
+    )
+    waiting = await wait_status(merchant, created["id"], {"awaiting_payment"})
+    status, _ = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 200
+    await _closed_at_channel(stack, http, created["id"])
+    async with http.post(waiting["pay_url"] + "/confirm", allow_redirects=False) as paying:
+        assert paying.status == 303
+    await asyncio.sleep(0.5)
+    assert await _at_channel(stack, http, created["id"]) == "failed", "the customer paid nothing"
+    _, after = await merchant.get_payment(created["id"])
+    assert after["status"] == "canceled"
+
+
+async def test_paid_at_the_channel_before_the_cancel_reached_it(
+    stack: Stack, http, merchant
+) -> None:
+    """Cents 59: paid at the channel, callback lost, then canceled here. The channel refuses
+    to close the order; what it says is recorded against the ended payment for operations."""
+    _, created = await merchant.create_payment(
+        amount="9.59", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, created["id"], {"awaiting_payment"})
+    await asyncio.sleep(0.5)  # paid at the channel by now
+    status, _ = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    assert status == 200
+    for _ in range(100):
+        recorded = await stack.pg.fetch(
+            "SELECT event_id, result FROM channel_events WHERE payment_id = $1", created["id"]
+        )
+        if recorded:
+            break
+        await asyncio.sleep(0.05)
+    assert [(r["event_id"], r["result"]) for r in recorded] == [
+        (f"check:{created['id']}:paid", "stale")
+    ]
+    _, after = await merchant.get_payment(created["id"])
+    assert after["status"] == "canceled", "never posted"
+    await assert_ledger_invariants(stack.pg)
+
+
 async def test_cancel_right_after_create_beats_the_relay(stack: Stack, merchant) -> None:
     _, created = await merchant.create_payment(
         amount="9.56", currency="USD", merchant_order_id=order()
@@ -176,7 +238,7 @@ async def test_cancel_paid_payment_is_refused(merchant) -> None:
     assert status == 409 and body["error"]["type"] == "invalid_request_error"
 
 
-async def test_unpaid_payment_expires(stack: Stack, merchant, receiver: Receiver) -> None:
+async def test_unpaid_payment_expires(stack: Stack, http, merchant, receiver: Receiver) -> None:
     _, created = await merchant.create_payment(
         amount="3.56", currency="USD", merchant_order_id=order()
     )
@@ -186,6 +248,7 @@ async def test_unpaid_payment_expires(stack: Stack, merchant, receiver: Receiver
     )
     expired = await wait_status(merchant, created["id"], {"expired"})
     assert expired["failure_code"] == "expired"
+    await _closed_at_channel(stack, http, created["id"])
     event = await receiver.wait_for(
         merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
     )

@@ -325,6 +325,33 @@ async def test_a_lost_callback_shows_only_when_asked(
     assert not receiver.deliveries[request.payment_id], "no callback was sent"
 
 
+async def test_a_canceled_order_cannot_be_paid(
+    adapter: SimulatorAdapter,
+    receiver: Receiver,
+    simulator: TestServer,
+    session: aiohttp.ClientSession,
+) -> None:
+    request = order(receiver, 1156)
+    created = await adapter.create_order(request)
+    await adapter.cancel_order(request.payment_id, created.channel_order_id)
+    await adapter.cancel_order(request.payment_id, created.channel_order_id)  # again: done
+    page_url = simulator.make_url(f"/pay/{created.channel_order_id}")
+    async with session.post(page_url / "confirm", allow_redirects=False) as confirmed:
+        assert confirmed.status == 303
+    state = await adapter.query_order(request.payment_id, created.channel_order_id)
+    assert state.status == "failed"
+    assert not receiver.deliveries[request.payment_id]
+    with pytest.raises(ChannelDeclined) as elsewhere:
+        await adapter.cancel_order("pay_someone_else", created.channel_order_id)
+    assert elsewhere.value.code == "order_mismatch"
+
+    paid = await paid_order(adapter, receiver, 1200)
+    order_no = (await adapter.query_order(paid.payment_id, None)).channel_order_id
+    with pytest.raises(ChannelDeclined) as refused:
+        await adapter.cancel_order(paid.payment_id, order_no)
+    assert refused.value.code == "already_paid"
+
+
 async def test_refunds(adapter: SimulatorAdapter, receiver: Receiver) -> None:
     request = await paid_order(adapter, receiver, 1000)
     order_no = (await adapter.query_order(request.payment_id, None)).channel_order_id

@@ -271,6 +271,27 @@ async def test_description_is_refused_by_localstripe(adapter: StripeAdapter) -> 
     assert "description" in refused.value.message
 
 
+async def test_cancel_closes_an_unpaid_intent_and_refuses_a_paid_one(
+    adapter: StripeAdapter, stripe: LocalStripe
+) -> None:
+    unpaid = order()
+    created = await adapter.create_order(unpaid)
+    await adapter.cancel_order(unpaid.payment_id, created.channel_order_id)
+    assert (await adapter.query_order(unpaid.payment_id, created.channel_order_id)).status == (
+        "failed"
+    )
+    await adapter.cancel_order(unpaid.payment_id, created.channel_order_id)  # again: done
+    with pytest.raises(ChannelDeclined):
+        await adapter.confirm(created.channel_order_id, await stripe.card_payment_method(VISA))
+
+    paid = order()
+    created = await adapter.create_order(paid)
+    await adapter.confirm(created.channel_order_id, await stripe.card_payment_method(VISA))
+    with pytest.raises(ChannelDeclined) as refused:
+        await adapter.cancel_order(paid.payment_id, created.channel_order_id)
+    assert refused.value.code == "already_paid"
+
+
 async def test_query_checks_the_payment(adapter: StripeAdapter) -> None:
     created = await adapter.create_order(order())
     with pytest.raises(ChannelDeclined) as mismatch:
