@@ -31,6 +31,8 @@ class RefundStatus(StrEnum):
 
 P = PaymentStatus
 UNPAID = frozenset({P.PENDING, P.PROCESSING, P.AWAITING_PAYMENT})
+# Ended before the customer paid: an order still open at the channel is to be closed.
+ENDED_UNPAID = frozenset({P.CANCELED, P.EXPIRED})
 REFUNDABLE = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED})
 FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.REJECTED, P.REFUNDED})
 

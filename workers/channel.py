@@ -36,7 +36,7 @@ from domain.messages import (
     RefundOutcome,
     envelope_decoder,
 )
-from domain.states import PaymentStatus, RefundStatus
+from domain.states import ENDED_UNPAID, PaymentStatus, RefundStatus
 from domain.views import refund_view
 from infra import metrics, store
 from infra.alerts import OpsAlerts
@@ -48,7 +48,6 @@ from workers.outcomes import EXPIRED, end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 T = TypeVar("T")
-ENDED_UNPAID = frozenset({PaymentStatus.CANCELED, PaymentStatus.EXPIRED})
 A = TypeVar("A")
 _tasks = envelope_decoder(ChannelTask)
 log = logging.getLogger("juhe.channel")
