@@ -46,6 +46,7 @@ from locust.contrib.fasthttp import ResponseContextManager
 from locust.env import Environment
 
 from adapters.simulator import wire
+from adapters.simulator.server import TEST_AMOUNTS
 from domain.money import format_amount
 from gateway.client import signed_headers
 
@@ -57,7 +58,7 @@ CURRENCY = os.environ.get("JUHE_LOCUST_CURRENCY", "USD")
 PAYMENTS = "/api/v1/payments"
 REFUNDS = "/api/v1/refunds"
 CALLBACK = "/api/v1/payments/callback/sim"
-SAFE_ENDINGS = [c for c in range(100) if not 51 <= c <= 58]
+SAFE_ENDINGS = [c for c in range(100) if c not in TEST_AMOUNTS]
 NEVER_PAID = 56
 UNPAID = frozenset({"pending", "processing", "awaiting_payment"})
 

@@ -21,6 +21,7 @@ import psutil
 from aiohttp import web
 
 from adapters.simulator import wire
+from adapters.simulator.server import TEST_AMOUNTS
 from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
 from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
 from domain.channels import FeeSchedule
@@ -41,7 +42,7 @@ CREATE_PATH = "/api/v1/payments"
 def create_body(n: int) -> bytes:
     """A typical create: the same size for the baseline and the gateway."""
     cents = 100 + (n * 7) % 5000
-    if 51 <= cents % 100 <= 58:  # the simulator's magic endings
+    if cents % 100 in TEST_AMOUNTS:
         cents += 10
     return orjson.dumps(
         {
