@@ -18,10 +18,10 @@ ADAPTERS: dict[str, AdapterFactory] = {
     "simulator": SimulatorAdapter,
     "stripe": StripeAdapter,
 }
-# The credentials each protocol needs: a channel is refused without them.
+# The credentials each protocol needs (its adapter says): a channel is refused without them.
 CREDENTIALS: dict[str, tuple[str, ...]] = {
-    "simulator": ("api_key", "secret"),
-    "stripe": ("secret_key", "webhook_secret"),
+    "simulator": SimulatorAdapter.CREDENTIALS,
+    "stripe": StripeAdapter.CREDENTIALS,
 }
 
 

@@ -8,6 +8,7 @@ already on a channel must still reach it.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,8 @@ from infra.invalidation import announce
 from infra.secretbox import SecretBox
 from routing.breaker import CircuitBreakers
 from routing.volume import DailyVolume
+
+log = logging.getLogger("juhe.channels")
 
 
 def missing(code: str) -> ApiError:
@@ -209,9 +212,13 @@ async def _admin(request: web.Request, permission: str, body: bytes = b"") -> au
 
 
 async def _answer(e: Edge, payload: msgspec.Struct, status: int = 200) -> web.Response:
-    """This process routes with the change at once; the others when they hear of it."""
-    await e.channels.refresh()
+    """The change is committed: every process hears of it, and this one reloads at once (if
+    that fails, its next version check catches up; the answer stands)."""
     await announce(e.redis, e.keys, channels=True)
+    try:
+        await e.channels.refresh()
+    except Exception:
+        log.warning("channel configuration not reloaded here yet", exc_info=True)
     return json_answer(payload, status)
 
 

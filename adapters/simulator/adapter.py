@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Literal, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import aiohttp
 import msgspec
@@ -50,6 +50,8 @@ _ACK = CallbackAck(status=200, body=b"success", content_type="text/plain")
 
 
 class SimulatorAdapter:
+    CREDENTIALS: ClassVar[tuple[str, ...]] = ("api_key", "secret")
+
     def __init__(self, spec: ChannelSpec, session: aiohttp.ClientSession) -> None:
         self.code = spec.code
         self._base = URL(spec.base_url)

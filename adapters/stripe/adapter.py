@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 import aiohttp
 from yarl import URL
@@ -40,8 +40,10 @@ _FAILED_REFUNDS = frozenset({"failed", "canceled"})
 
 
 class StripeAdapter:
+    CREDENTIALS: ClassVar[tuple[str, ...]] = ("secret_key", "webhook_secret")
+
     def __init__(self, spec: ChannelSpec, session: aiohttp.ClientSession) -> None:
-        missing = {"secret_key", "webhook_secret"} - set(spec.credentials)
+        missing = set(self.CREDENTIALS) - set(spec.credentials)
         if missing:
             lacking = ", ".join(sorted(missing))
             raise ValueError(f"channel {spec.code!r}: credentials lack {lacking}")
