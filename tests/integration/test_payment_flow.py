@@ -11,10 +11,12 @@ import orjson
 import pytest
 
 from adapters.registry import build_adapter
+from domain.access import Realm
 from infra.channels import spec_from_config
 from infra.sealing import API_KEY, WEBHOOK
 from tests.conftest import Receiver, wait_status
 from tests.invariants import assert_ledger_invariants
+from tests.portal import make_user
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -186,6 +188,51 @@ async def test_a_canceled_payment_cannot_be_paid_late(stack: Stack, http, mercha
     assert await _at_channel(stack, http, created["id"]) == "failed", "the customer paid nothing"
     _, after = await merchant.get_payment(created["id"])
     assert after["status"] == "canceled"
+
+
+async def test_an_order_opened_after_the_cancel_is_settled_too(
+    stack: Stack, http, merchant
+) -> None:
+    """Cents 52: the channel takes 1.5 s to answer the create (sim is given the patience to
+    wait for it), and the simulator's customer pays 150 ms after the order exists. The payment
+    is canceled meanwhile. When the channel pool has the order it tries to close it, finds it
+    paid, and records that against the canceled payment for operations; nothing is posted."""
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    status, _ = await admin.call("PATCH", "/api/v1/admin/channels/sim", {"timeout_ms": 5000})
+    assert status == 200
+    try:
+        await asyncio.sleep(1.0)  # every process has the change
+        _, created = await merchant.create_payment(
+            amount="9.52", currency="USD", merchant_order_id=order()
+        )
+        for _ in range(100):
+            status = await stack.pg.fetchval(
+                "SELECT status FROM payments WHERE id = $1", created["id"]
+            )
+            if status == "processing":
+                break
+            await asyncio.sleep(0.02)
+        assert status == "processing"
+        status, _ = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+        assert status == 200
+        asked = f"check:{created['id']}:paid"
+        for _ in range(200):
+            recorded = await stack.pg.fetch(
+                "SELECT event_id, result FROM channel_events WHERE payment_id = $1",
+                created["id"],
+            )
+            if asked in {r["event_id"] for r in recorded}:
+                break
+            await asyncio.sleep(0.05)
+        # The channel's own (late) callback may be recorded too; either way, only as stale.
+        assert asked in {r["event_id"] for r in recorded}
+        assert {r["result"] for r in recorded} == {"stale"}
+        _, after = await merchant.get_payment(created["id"])
+        assert after["status"] == "canceled"
+        await assert_ledger_invariants(stack.pg)
+    finally:
+        restore = {"timeout_ms": stack.settings.channels["sim"].timeout_ms}
+        await admin.call("PATCH", "/api/v1/admin/channels/sim", restore)
 
 
 async def test_paid_at_the_channel_before_the_cancel_reached_it(
