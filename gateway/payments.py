@@ -169,7 +169,7 @@ async def make_durable(e: Edge, intent: PaymentIntent) -> None:
                 "Idempotency-Key to get its final answer",
             )
     elif mode == "database":
-        await store.insert_payments(e.pg, [intent])
+        await store.insert_payments(e.pg, e.box, [intent])
 
 
 async def wait_for_pay_data(e: Edge, payment_id: str, wait: str, doc: bytes) -> bytes:
@@ -327,7 +327,7 @@ async def cancel(e: Edge, who: Principal, by: audit.Actor, payment_id: str) -> R
         raise not_found("payment")
     async with e.pg.acquire() as conn, conn.transaction():
         if intent is not None:
-            await store.insert_payments(conn, [_intent.decode(intent)])
+            await store.insert_payments(conn, e.box, [_intent.decode(intent)])
         current = await conn.fetchrow(
             "SELECT merchant_id, status FROM payments WHERE id = $1 FOR UPDATE", payment_id
         )

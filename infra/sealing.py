@@ -38,7 +38,10 @@ TOTP_PENDING = SealedColumn("users", "id", "mfa_pending", "totp")
 SIGNING_KEY = SealedColumn("signing_keys", "kid", "private_pem", "signing_key")
 API_KEY = SealedColumn("api_keys", "key_id", "secret", "api_key")
 WEBHOOK = SealedColumn("merchants", "id", "webhook_secret", "webhook")
-COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK)
+# The customer's personal data a payment carries (used again only to re-drive it).
+CUSTOMER_EMAIL = SealedColumn("payments", "id", "customer_email", "customer_email")
+CUSTOMER_IP = SealedColumn("payments", "id", "customer_ip", "customer_ip")
+COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK, CUSTOMER_EMAIL, CUSTOMER_IP)
 # Sealed since they were first stored: never plaintext, but resealed with the rest.
 BANK_ACCOUNT = SealedColumn("merchant_kyc", "merchant_id", "bank_account", None)
 CHANNEL_CREDENTIALS = SealedColumn("channels", "code", "credentials", "channel")

@@ -15,6 +15,8 @@ from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
 from infra import broker, metrics, store
 from infra.keys import RELAY_GROUP, STREAMS
+from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
+from infra.secretbox import SecretBox
 from routing.health import HealthBook
 from workers.context import Context
 from workers.outcomes import EXPIRED, publish_events
@@ -130,7 +132,7 @@ async def redrive_stuck(ctx: Context) -> int:
     for row in payments:
         rid = row["request_id"] or ""
         if row["status"] == PaymentStatus.PENDING:
-            outgoing.append((ctx.queues.risk, intent_of(row)))
+            outgoing.append((ctx.queues.risk, intent_of(row, ctx.box)))
         else:
             task = ChannelTask(
                 kind="create",
@@ -152,7 +154,7 @@ async def redrive_stuck(ctx: Context) -> int:
     return len(outgoing)
 
 
-def intent_of(row: asyncpg.Record) -> PaymentIntent:
+def intent_of(row: asyncpg.Record, box: SecretBox) -> PaymentIntent:
     return PaymentIntent(
         id=row["id"],
         merchant_id=row["merchant_id"],
@@ -162,8 +164,9 @@ def intent_of(row: asyncpg.Record) -> PaymentIntent:
         method=row["method"],
         customer_country=row["customer_country"],
         description=row["description"],
-        customer_email=row["customer_email"],
-        customer_ip=row["customer_ip"],
+        customer_email=row["customer_email"]
+        and CUSTOMER_EMAIL.open(box, row["id"], row["customer_email"]),
+        customer_ip=row["customer_ip"] and CUSTOMER_IP.open(box, row["id"], row["customer_ip"]),
         notify_url=row["notify_url"],
         return_url=row["return_url"],
         metadata=orjson.loads(row["metadata"]) if row["metadata"] else None,

@@ -12,8 +12,8 @@ from cli.admin import rotate_signing_key
 from domain.access import Realm
 from gateway.client import MerchantClient
 from infra import identity
-from infra.sealing import SIGNING_KEY, TOTP, TOTP_PENDING
-from tests.conftest import MerchantFactory, Receiver, assert_sealed
+from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP, SIGNING_KEY, TOTP, TOTP_PENDING
+from tests.conftest import MerchantFactory, Receiver, assert_sealed, wait_status
 from tests.portal import make_user, totp_code
 from tests.stack import TEST_SETTINGS, Stack
 
@@ -108,3 +108,26 @@ async def test_signing_keys_are_sealed_and_still_sign(stack: Stack, http) -> Non
     assert jwt.get_unverified_header(session["access_token"])["kid"] == kid
     status, _ = await user.call("GET", "/api/v1/auth/me", token=session["access_token"])
     assert status == 200
+
+
+async def test_a_customers_email_and_ip_are_sealed_with_the_payment(
+    stack: Stack, new_merchant: MerchantFactory
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    email, ip = "someone.private@example.com", "203.0.113.77"
+    _, created = await shop.create_payment(
+        amount="1.00",
+        currency="USD",
+        merchant_order_id="pii-1",
+        customer={"email": email, "ip": ip},
+    )
+    await wait_status(shop, created["id"], {"succeeded"})
+    row = await stack.pg.fetchrow(
+        "SELECT customer_email, customer_ip FROM payments WHERE id = $1", created["id"]
+    )
+    assert_sealed(row["customer_email"], email)
+    assert_sealed(row["customer_ip"], ip)
+    box = stack.box
+    assert CUSTOMER_EMAIL.open(box, created["id"], row["customer_email"]) == email
+    assert CUSTOMER_IP.open(box, created["id"], row["customer_ip"]) == ip
