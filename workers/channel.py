@@ -254,11 +254,17 @@ class ChannelActor:
         ):
             log.warning("card confirmation ignored", extra={"payment_id": task.id})
             return
+        order = payment["channel_order_id"]
         try:
-            charge = functools.partial(adapter.confirm, payment["channel_order_id"])
-            await self.call("confirm", charge, task.payment_method)
+            await self.call(
+                "confirm", functools.partial(adapter.confirm, order), task.payment_method
+            )
         except ChannelDeclined as exc:
-            await self.fail(task.id, exc)
+            # A redelivered confirm of a card already charged is refused too (where the
+            # channel forgets idempotency keys): never fail a payment the channel has paid.
+            ask = functools.partial(adapter.query_order, payment["id"])
+            if (await self.call("query", ask, order)).status != "paid":
+                await self.fail(task.id, exc)
 
     async def check(self, task: ChannelTask) -> None:
         """An overdue payment awaiting its customer: before it expires, its order is closed at

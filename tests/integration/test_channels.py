@@ -22,7 +22,9 @@ import pytest_asyncio
 
 from benchmarks.node import ROOT
 from domain.access import Realm
+from domain.messages import ChannelTask, encode
 from gateway.client import MerchantClient
+from infra.keys import TASKS_STREAM, Keys
 from tests.conftest import merchant_on, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.localstripe import DECLINED, LocalStripe
@@ -439,6 +441,26 @@ async def test_a_card_payment_through_stripe_end_to_end(
     refunds = await stripe.get("/v1/refunds", {"payment_intent": intent_id})
     assert [r["amount"] for r in refunds["data"]] == [234]
     await assert_ledger_invariants(node.pg)
+
+
+async def test_a_redelivered_card_confirmation_never_fails_a_paid_payment(
+    node: Stack, http: aiohttp.ClientSession, card_shop: MerchantClient, stripe: LocalStripe
+) -> None:
+    """The same confirmation twice (a redelivery after a crash; localstripe forgets
+    idempotency keys, so the second is refused as the intent is paid already): the payment
+    still succeeds."""
+    assert node.redis is not None
+    waiting = await _pay(card_shop, "7.00", method="card")
+    card = await stripe.card_payment_method()
+    status, _ = await _submit_card(node, http, waiting["id"], card)
+    assert status == 202
+    again = ChannelTask(
+        kind="confirm", id=waiting["id"], channel="stripe", payment_method=card, request_id="r"
+    )
+    stream = Keys(node.settings.redis.prefix).stream(TASKS_STREAM)
+    await node.redis.xadd(stream, {"d": encode(again)})
+    ended = await wait_status(card_shop, waiting["id"], {"succeeded", "failed"}, timeout=20)
+    assert ended["status"] == "succeeded", ended
 
 
 async def test_a_declined_card_fails_the_payment(
