@@ -95,15 +95,24 @@ async def test_a_decline_everywhere_fails_after_every_channel_was_tried(
     ]
 
 
-async def test_a_merchant_rule_pins_its_channel(stack: Stack, http, new_merchant) -> None:
+async def ruled_shop(stack: Stack, http, new_merchant, rule: dict) -> MerchantClient:
+    """A merchant whose payment configuration has this one routing rule."""
     shop = await new_merchant()
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     status, body = await admin.call(
-        "PUT",
-        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
-        {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "currencies": ["USD"]}]},
+        "PUT", f"/api/v1/merchants/{shop.merchant_id}/payment-config", {"routing": [rule]}
     )
     assert status == 200, body
+    return shop
+
+
+async def test_a_merchant_rule_pins_its_channel(stack: Stack, http, new_merchant) -> None:
+    shop = await ruled_shop(
+        stack,
+        http,
+        new_merchant,
+        {"strategy": "pinned", "channels": ["sim_b"], "currencies": ["USD"]},
+    )
     _, created = await shop.create_payment(amount="4.00", currency="USD", merchant_order_id="p")
     paid = await wait_status(shop, created["id"], {"succeeded"})
     assert paid["channel"] == "sim_b"
@@ -187,15 +196,8 @@ async def test_traffic_leaves_a_failing_channel_and_comes_back(
 @pytest_asyncio.fixture(loop_scope="session")
 async def tw_shop(stack: Stack, http, new_merchant) -> MerchantClient:
     """A merchant whose customers in Taiwan are pinned to sim_b."""
-    shop = await new_merchant()
-    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
-    status, _ = await admin.call(
-        "PUT",
-        f"/api/v1/merchants/{shop.merchant_id}/payment-config",
-        {"routing": [{"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}]},
-    )
-    assert status == 200
-    return shop
+    rule = {"strategy": "pinned", "channels": ["sim_b"], "countries": ["TW"]}
+    return await ruled_shop(stack, http, new_merchant, rule)
 
 
 async def test_a_rule_can_route_by_customer_country(tw_shop: MerchantClient) -> None:
