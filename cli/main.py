@@ -6,17 +6,27 @@ import argparse
 import asyncio
 import sys
 
+import msgspec
 import orjson
 import uvloop
 
 from cli import channels
 from config import Settings, load_settings
+from domain.fees import PriceBps
 from domain.money import parse_amount
 from infra import db
 from infra.logs import setup_logging
 from infra.secretbox import SecretBox
 
 DEMO_MERCHANT = "Demo merchant"
+
+
+def _price_bps(text: str) -> int:
+    """`--fee-bps`, within the bounds every price has (domain.fees)."""
+    try:
+        return msgspec.convert(int(text), PriceBps)
+    except (ValueError, msgspec.ValidationError) as exc:
+        raise argparse.ArgumentTypeError(f"a fee in basis points: {exc}") from None
 
 
 def _box(settings: Settings) -> SecretBox:
@@ -176,7 +186,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--name", required=True)
     create.add_argument("--notify-url", required=True)
     create.add_argument("--currency", action="append", help="repeat for each currency")
-    create.add_argument("--fee-bps", type=int)
+    create.add_argument("--fee-bps", type=_price_bps)
     create.add_argument("--min", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
     create.add_argument("--max", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
     risk = sub.add_parser("risk", help="risk administration")

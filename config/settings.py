@@ -16,6 +16,8 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
+from domain.fees import PriceBps, PriceFixed
+
 DEFAULTS = Path(__file__).with_name("default.toml")
 
 
@@ -50,6 +52,7 @@ class Postgres(Base):
 class Redis(Base):
     url: str
     prefix: str
+    max_connections: int
 
 
 class RabbitMQ(Base):
@@ -136,8 +139,8 @@ class Channel(Base):
 
 
 class Fees(Base):
-    merchant_bps: int
-    merchant_fixed_minor: int
+    merchant_bps: PriceBps
+    merchant_fixed_minor: PriceFixed
 
 
 class Supervisor(Base):

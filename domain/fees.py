@@ -1,10 +1,38 @@
-"""Fee arithmetic in minor units with one documented rounding rule: half up."""
+"""Fee arithmetic in minor units with one documented rounding rule: half up; and the bounds
+of every price the platform and agents set."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
+
+from msgspec import Meta
 
 BPS = 10_000
+
+# The most anyone may charge or be charged: a merchant's fee, an agent's rate (which a merchant's
+# fee must cover) and a commission share all stay within these, so no price can eat a payment.
+MAX_PRICE_BPS = 2_000  # 20 %
+MAX_PRICE_FIXED = 100  # minor units per payment: 1.00 in a two-decimal currency
+
+# Every price field is one of these two types (API bodies, `juhe merchants create`, the
+# config's default fee), so the bounds are checked in one place and documented in the schema.
+PriceBps = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_PRICE_BPS,
+        description=f"basis points (1/100 %) of the amount, 0 to {MAX_PRICE_BPS} (20 %)",
+    ),
+]
+PriceFixed = Annotated[
+    int,
+    Meta(
+        ge=0,
+        le=MAX_PRICE_FIXED,
+        description=f"minor units per payment, 0 to {MAX_PRICE_FIXED}",
+    ),
+]
 
 
 def scale_half_up(amount: int, numerator: int, denominator: int) -> int:

@@ -26,6 +26,7 @@ from domain.access import (
     merchant_owned,
     owns,
 )
+from domain.agents import Grant, check_grant, check_pricing
 from domain.policy import PlatformSettings
 from domain.tokens import SigningKey, TokenError, load_public, read_access_token
 from gateway.auth import authenticate
@@ -214,11 +215,33 @@ async def require(
     try:
         authorize(principal, permission, owner)
     except Denied as exc:
-        await audit.append(
-            edge(request).pg,
-            actor(request, principal),
-            "access.denied",
-            f"{request.method} {request.path}",
-            after={"permission": permission, "code": exc.code},
-        )
-        raise ApiError(403, "permission_error", exc.code, exc.message) from None
+        raise await denied(request, principal, permission, exc) from None
+
+
+async def require_grant(request: web.Request, principal: Principal, grant: Grant) -> None:
+    try:
+        check_grant(principal, grant)
+    except Denied as exc:
+        raise await denied(request, principal, grant.value, exc) from None
+
+
+async def require_pricing(
+    request: web.Request, principal: Principal, *, own_rate: bool = False
+) -> None:
+    """Before any change to money terms, on every path that makes one (domain.agents)."""
+    try:
+        check_pricing(principal, own_rate=own_rate)
+    except Denied as exc:
+        raise await denied(request, principal, Grant.SET_RATES.value, exc) from None
+
+
+async def denied(request: web.Request, principal: Principal, needed: str, exc: Denied) -> ApiError:
+    """A denial: audited, and answered 403 in the documented shape."""
+    await audit.append(
+        edge(request).pg,
+        actor(request, principal),
+        "access.denied",
+        f"{request.method} {request.path}",
+        after={"permission": needed, "code": exc.code},
+    )
+    return ApiError(403, "permission_error", exc.code, exc.message)

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
+from domain.fees import PriceBps, PriceFixed
 from gateway.identity_schemas import Email, Secret
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
@@ -56,13 +57,14 @@ class SubAgent(msgspec.Struct, forbid_unknown_fields=True, tag="agent", tag_fiel
 
 class SubMerchant(msgspec.Struct, forbid_unknown_fields=True, tag="merchant", tag_field="type"):
     """Open a new merchant here (`name`, `notify_url`, `currencies`, fees) or, for the
-    platform, place an existing one here (`merchant_id`)."""
+    platform, place an existing one here (`merchant_id`). Without fees the merchant gets the
+    platform's default price; setting fees takes the `set_rates` grant."""
 
     name: Name | None = None
     notify_url: Url | None = None
     currencies: list[Currency] = []
-    fee_bps: Bps = 0
-    fee_fixed_minor: Minor = 0
+    fee_bps: PriceBps | None = None
+    fee_fixed_minor: PriceFixed | None = None
     merchant_id: str | None = None
 
 
@@ -70,12 +72,15 @@ Subordinate = SubAgent | SubMerchant
 
 
 class PutPolicy(msgspec.Struct, forbid_unknown_fields=True):
+    """An agent's rate (what its parent charges it) and how it earns; set by its parent with
+    `set_rates`, or by the platform for a top agent."""
+
     mode: Literal["markup", "percentage", "fixed"]
-    rate_bps: Bps
+    rate_bps: PriceBps
     method: Literal["card", "ewallet", "bank_transfer", "crypto", "*"] = "*"
-    rate_fixed: Minor = 0
-    share_bps: Bps = 0
-    share_fixed: Minor = 0
+    rate_fixed: PriceFixed = 0
+    share_bps: PriceBps = 0  # percentage mode
+    share_fixed: PriceFixed = 0  # fixed mode
     effective_from: int | None = None  # unix seconds; now when absent
 
 
@@ -94,5 +99,7 @@ class PolicyView(msgspec.Struct):
 
 
 class MerchantPricing(msgspec.Struct, forbid_unknown_fields=True):
-    fee_bps: Bps
-    fee_fixed_minor: Minor = 0
+    """A merchant's price, set by its agents with `set_rates` (or the platform)."""
+
+    fee_bps: PriceBps
+    fee_fixed_minor: PriceFixed = 0

@@ -24,7 +24,7 @@ from domain.fees import Rate
 from domain.ids import new_id
 from domain.money import format_amount
 from domain.onboarding import Onboarding, can_move, platform_only
-from gateway.access import actor, client_ip, identify, require
+from gateway.access import actor, client_ip, identify, require, require_grant, require_pricing
 from gateway.admin import require_strong_password
 from gateway.agent_schemas import (
     AgentView,
@@ -87,12 +87,6 @@ async def _target(
     above = frozenset(str(row["path"]).split(".")[:-1])
     await require(request, who, permission, Owner(Realm.AGENT, row["id"], above))
     return e, who, row
-
-
-def _require_grant(who: Principal, target: asyncpg.Record, grant: Grant) -> None:
-    """Acting on an agent below oneself takes the grant one's parent gave for it."""
-    if who.realm is Realm.AGENT and target["id"] != who.org_id and grant not in who.grants:
-        raise _forbidden("grant_missing", f"your parent has not granted you {grant.value}")
 
 
 async def _new_owner_user(
@@ -160,7 +154,7 @@ async def update_agent(request: web.Request) -> web.Response:
         elif own:
             raise _forbidden("not_own_status", "an agent cannot suspend or reactivate itself")
         else:
-            _require_grant(who, row, Grant.SUSPEND_CHILDREN)
+            await require_grant(request, who, Grant.SUSPEND_CHILDREN)
         if not can_move(Onboarding(row["status"]), target):
             raise invalid(
                 "invalid_transition",
@@ -207,9 +201,8 @@ async def add_subordinate(request: web.Request) -> web.Response:
     attaching = req.agent_id if isinstance(req, SubAgent) else req.merchant_id
     if attaching is not None and who.realm is not Realm.PLATFORM:
         raise _forbidden("platform_only", "moving existing agents or merchants is the platform's")
-    # Opening a child takes the grant one's own parent gave.
-    if attaching is None and who.realm is Realm.AGENT and Grant.OPEN_CHILDREN not in who.grants:
-        raise _forbidden("grant_missing", "your parent has not granted you open_children")
+    if attaching is None:
+        await require_grant(request, who, Grant.OPEN_CHILDREN)
     if isinstance(req, SubAgent):
         return await _sub_agent(request, e, who, parent, req)
     return await _sub_merchant(request, e, who, parent, req)
@@ -278,17 +271,16 @@ async def _sub_merchant(
                 raise invalid(
                     "missing_field", "name, notify_url and currencies open a merchant", "name"
                 )
-            await check_merchant_price(
-                conn, parent["id"], req.currencies, Rate(req.fee_bps, req.fee_fixed_minor)
-            )
+            price = await _opening_price(request, e, who, req)
+            await check_merchant_price(conn, parent["id"], req.currencies, price)
             created = await create_merchant(
                 conn,
                 e.box,
                 name=req.name,
                 notify_url=req.notify_url,
                 currencies=req.currencies,
-                fee_bps=req.fee_bps,
-                fee_fixed_minor=req.fee_fixed_minor,
+                fee_bps=price.bps,
+                fee_fixed_minor=price.fixed,
             )
             merchant_id = created.id
             answer = dataclasses.asdict(created)
@@ -301,6 +293,15 @@ async def _sub_merchant(
             after={"agent_id": parent["id"]},
         )
     return json_answer({"object": "merchant", "agent_id": parent["id"], **answer}, 201)
+
+
+async def _opening_price(request: web.Request, e: Edge, who: Principal, req: SubMerchant) -> Rate:
+    """A new merchant's price: the platform's default, or one the opener sets, which takes the
+    same right as repricing it later."""
+    if req.fee_bps is None and req.fee_fixed_minor is None:
+        return Rate(e.settings.fees.merchant_bps, e.settings.fees.merchant_fixed_minor)
+    await require_pricing(request, who)
+    return Rate(req.fee_bps or 0, req.fee_fixed_minor or 0)
 
 
 async def check_merchant_price(
@@ -323,10 +324,7 @@ async def put_policy(request: web.Request) -> web.Response:
     currency = request.match_info["currency"]
     if not _CURRENCY.match(currency):
         raise invalid("invalid_field", "a currency code or *", "currency")
-    if who.realm is Realm.AGENT:
-        if row["id"] == who.org_id:
-            raise _forbidden("not_own_rate", "an agent's rate is set by its parent")
-        _require_grant(who, row, Grant.SET_RATES)
+    await require_pricing(request, who, own_rate=row["id"] == who.org_id)
     req = decode(body, PutPolicy)
     rate = Rate(req.rate_bps, req.rate_fixed)
     effective = (
@@ -402,6 +400,7 @@ async def price_merchant(request: web.Request) -> web.Response:
     rate); never below that rate."""
     body = await request.read()
     e, who, row = await _target(request, "agents:write", body)
+    await require_pricing(request, who)
     merchant_id = request.match_info["merchantId"]
     req = decode(body, MerchantPricing)
     async with e.pg.acquire() as conn, conn.transaction():

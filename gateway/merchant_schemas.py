@@ -7,7 +7,8 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from gateway.agent_schemas import Bps, Minor, Name, Url
+from domain.fees import PriceBps, PriceFixed
+from gateway.agent_schemas import Name, Url
 from gateway.identity_schemas import Email, Secret
 
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3,5}$")]
@@ -82,15 +83,16 @@ class RoutingRule(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PaymentConfig(msgspec.Struct, forbid_unknown_fields=True):
-    """Fees, currencies, methods and channels are set by the platform or the merchant's
-    agents; URLs and settlement by the merchant too. Absent fields stay as they are."""
+    """Fees, currencies, methods, channels and routing are set by the platform or the
+    merchant's agents with `set_rates`; URLs and settlement by the merchant too. Absent fields
+    stay as they are."""
 
     methods: list[Method] | None = None
     currencies: list[Currency] | None = None
     channels: list[Annotated[str, Meta(max_length=64)]] | None = None
     routing: list[RoutingRule] | None = None  # tried in order; the first that matches decides
-    fee_bps: Bps | None = None
-    fee_fixed_minor: Minor | None = None
+    fee_bps: PriceBps | None = None
+    fee_fixed_minor: PriceFixed | None = None
     notify_url: Url | None = None
     return_url: Url | None = None
     settlement: Settlement | None = None

@@ -26,7 +26,15 @@ from domain.fees import Rate
 from domain.ids import new_id
 from domain.onboarding import Onboarding, can_move, platform_only
 from domain.views import payment_view
-from gateway.access import actor, client_ip, identify, merchant_owner, require
+from gateway.access import (
+    actor,
+    client_ip,
+    identify,
+    merchant_owner,
+    require,
+    require_grant,
+    require_pricing,
+)
 from gateway.admin import require_strong_password
 from gateway.agents import check_merchant_price
 from gateway.errors import ApiError, email_taken, invalid
@@ -53,6 +61,8 @@ from infra.merchants import add_api_key
 from infra.sealing import BANK_ACCOUNT, WEBHOOK
 
 _CSV_FIELDS = ["id", "created", "status", "amount", "currency", "merchant_order_id", "fee"]
+# What a payment costs and where it may go: the platform's or the merchant's agents' to set.
+_PAYMENT_TERMS = {"methods", "currencies", "channels", "routing", "fee_bps", "fee_fixed_minor"}
 _DIGITS = re.compile(r"\D")
 
 
@@ -202,10 +212,7 @@ async def update_merchant(request: web.Request) -> web.Response:
                 raise _forbidden("not_own_status", "a merchant's status is not its own to set")
             if platform_only(status, target) and who.realm is not Realm.PLATFORM:
                 raise _forbidden("platform_only", "reviews and activation are the platform's")
-            if who.realm is Realm.AGENT and Grant.SUSPEND_CHILDREN not in who.grants:
-                raise _forbidden(
-                    "grant_missing", "your parent has not granted you suspend_children"
-                )
+            await require_grant(request, who, Grant.SUSPEND_CHILDREN)
             if not can_move(status, target):
                 raise invalid(
                     "invalid_transition",
@@ -248,15 +255,9 @@ async def payment_config(request: web.Request) -> web.Response:
     body = await request.read()
     e, who, merchant_id = await _target(request, "merchants:write", body)
     req = decode(body, PaymentConfig)
-    pricing = {"methods", "currencies", "channels", "routing", "fee_bps", "fee_fixed_minor"}
     given = {f for f in msgspec.structs.asdict(req) if getattr(req, f) is not None}
-    if who.realm is Realm.MERCHANT and given & pricing:
-        raise _forbidden(
-            "set_by_platform_or_agent",
-            f"{', '.join(sorted(given & pricing))} are set by the platform or your agent",
-        )
-    if who.realm is Realm.AGENT and given & pricing and Grant.SET_RATES not in who.grants:
-        raise _forbidden("grant_missing", "your parent has not granted you set_rates")
+    if given & _PAYMENT_TERMS:
+        await require_pricing(request, who)
     async with e.pg.acquire() as conn, conn.transaction():
         current = await conn.fetchrow(
             "SELECT * FROM merchants WHERE id = $1 FOR UPDATE", merchant_id

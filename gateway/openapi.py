@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import orjson
 
+from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED
 from gateway import agent_schemas as ags
 from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
@@ -19,6 +20,11 @@ _REF = "#/components/schemas/{name}"
 # Merchant endpoints take a signed request (API key) or a portal user's bearer token.
 _SIGNED = [{"juheKey": [], "juheTimestamp": [], "juheSignature": []}, {"bearer": []}]
 _BEARER = [{"bearer": []}]
+# Said on every operation that changes money terms.
+_PRICING = (
+    f"the platform, or an agent above with `set_rates` (else 403 `grant_missing`); "
+    f"bps at most {MAX_PRICE_BPS} (20 %), fixed parts at most {MAX_PRICE_FIXED} minor units"
+)
 _IDENTITY_SCHEMAS = [
     ids.Login,
     ids.Refresh,
@@ -135,7 +141,8 @@ _IDENTITY_OPS = [
     (
         "post",
         "/api/v1/agents/{id}/subordinates",
-        "Open or attach a sub-agent (`type: agent`) or a merchant (`type: merchant`)",
+        "Open or attach a sub-agent (`type: agent`) or a merchant (`type: merchant`); "
+        f"a merchant's fees, when given: {_PRICING}",
         None,
         201,
         None,
@@ -144,7 +151,7 @@ _IDENTITY_OPS = [
     (
         "put",
         "/api/v1/agents/{id}/policies/{currency}",
-        "Set an agent's commission policy",
+        f"Set an agent's commission policy: {_PRICING}",
         "PutPolicy",
         200,
         "PolicyView",
@@ -153,7 +160,7 @@ _IDENTITY_OPS = [
     (
         "put",
         "/api/v1/agents/{id}/merchants/{merchantId}/pricing",
-        "Price a merchant under the agent",
+        f"Price a merchant under the agent: {_PRICING}",
         "MerchantPricing",
         200,
         None,
@@ -278,7 +285,7 @@ _MERCHANT_OPS = [
     (
         "put",
         "/api/v1/merchants/{id}/payment-config",
-        "Payment configuration",
+        f"Payment configuration; fees, currencies, methods, channels, routing: {_PRICING}",
         "PaymentConfig",
         200,
         None,

@@ -106,7 +106,9 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     a_id, a = await _register(stack, http, admin, "top")
     all_grants = ["open_children", "suspend_children", "view_children", "set_rates"]
     b, b_owner = await _open_agent(a, a_id, "middle", all_grants)
-    c, c_owner = await _open_agent(b_owner, b["id"], "bottom", ["open_children", "view_children"])
+    c, c_owner = await _open_agent(
+        b_owner, b["id"], "bottom", ["open_children", "view_children", "set_rates"]
+    )
     assert c["path"] == [a_id, b["id"], c["id"]]
 
     # Rates: the platform sells to A at 1.30 %, A to B at 1.50 %, B to C at 1.80 %.
@@ -270,6 +272,90 @@ async def test_grants_limit_what_a_parent_lets_a_child_do(stack: Stack, http) ->
     assert status == 403 and body["error"]["code"] == "grant_missing"
     status, body = await a.call("PUT", f"/api/v1/agents/{c['id']}", {"status": "suspended"})
     assert status == 200 and body["status"] == "suspended", "the grandparent holds the grant"
+
+
+async def test_money_terms_take_set_rates_and_stay_in_bounds(stack: Stack, http) -> None:
+    """Every path that changes a price asks for the same grant: opening a merchant at a price,
+    repricing it, its payment configuration, a child's policy; and every price has the same
+    bounds (issue 12: a grantless agent priced its merchant at 90 %)."""
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "pricer")
+    assert (await _policy(admin, a_id, 100))[0] == 200
+    b, b_owner = await _open_agent(a, a_id, "no-rates", ["open_children", "view_children"])
+    c, c_owner = await _open_agent(b_owner, b["id"], "grandchild", ["open_children"])
+    merchant = {
+        "type": "merchant",
+        "name": "Priced shop",
+        "notify_url": "http://placeholder.invalid/",
+        "currencies": ["USD"],
+    }
+
+    async def fee(merchant_id: str) -> int:
+        assert stack.pg is not None
+        return await stack.pg.fetchval("SELECT fee_bps FROM merchants WHERE id = $1", merchant_id)
+
+    # Without set_rates, B opens merchants at the platform's price and changes no money terms.
+    subordinates = f"/api/v1/agents/{b['id']}/subordinates"
+    status, body = await b_owner.call("POST", subordinates, {**merchant, "fee_bps": 300})
+    assert status == 403 and body["error"]["code"] == "grant_missing", body
+    status, shop = await b_owner.call("POST", subordinates, merchant)
+    assert status == 201, shop
+    assert await fee(shop["id"]) == stack.settings.fees.merchant_bps
+    pricing = f"/api/v1/agents/{b['id']}/merchants/{shop['id']}/pricing"
+    for path, change in (
+        (pricing, {"fee_bps": 9000}),
+        (pricing, {"fee_bps": 300}),
+        (f"/api/v1/merchants/{shop['id']}/payment-config", {"fee_bps": 300}),
+        (f"/api/v1/agents/{c['id']}/policies/USD", {"mode": "markup", "rate_bps": 150}),
+    ):
+        status, body = await b_owner.call("PUT", path, change)
+        assert status == 403 and body["error"]["code"] == "grant_missing", (path, body)
+        assert body["error"]["type"] == "permission_error"
+    assert await fee(shop["id"]) == stack.settings.fees.merchant_bps
+    denials = await audit.query(stack.pg, action="access.denied", target=f"PUT {pricing}")
+    assert {d["after"]["code"] for d in denials} == {"grant_missing"}, "denials are audited"
+
+    # Nor does B reprice its grandchild's merchant; A, which holds set_rates, may.
+    status, deep = await c_owner.call("POST", f"/api/v1/agents/{c['id']}/subordinates", merchant)
+    assert status == 201, deep
+    deep_pricing = f"/api/v1/agents/{c['id']}/merchants/{deep['id']}/pricing"
+    status, body = await b_owner.call("PUT", deep_pricing, {"fee_bps": 300})
+    assert status == 403 and body["error"]["code"] == "grant_missing"
+    status, body = await a.call("PUT", deep_pricing, {"fee_bps": 300})
+    assert status == 200 and body["fee_bps"] == 300, body
+
+    # Bounds: at most 20 % and 1.00 fixed, wherever a price is set; nothing changes.
+    for who, method, path, change, param in (
+        (a, "PUT", deep_pricing, {"fee_bps": 2001}, "fee_bps"),
+        (a, "PUT", deep_pricing, {"fee_bps": 10_000}, "fee_bps"),
+        (a, "PUT", deep_pricing, {"fee_bps": 300, "fee_fixed_minor": 101}, "fee_fixed_minor"),
+        (a, "POST", f"/api/v1/agents/{a_id}/subordinates", {**merchant, "fee_bps": 2001}, None),
+        (admin, "PUT", f"/api/v1/merchants/{deep['id']}/payment-config", {"fee_bps": 2001}, None),
+        (
+            admin,
+            "PUT",
+            f"/api/v1/agents/{a_id}/policies/USD",
+            {"mode": "markup", "rate_bps": 2001},
+            "rate_bps",
+        ),
+        (
+            admin,
+            "PUT",
+            f"/api/v1/agents/{a_id}/policies/USD",
+            {"mode": "percentage", "rate_bps": 100, "share_bps": 2001},
+            "share_bps",
+        ),
+    ):
+        status, body = await who.call(method, path, change)
+        assert status == 400 and body["error"]["code"] == "invalid_field", (path, change, body)
+        assert param is None or body["error"]["param"] == param, body
+        assert body["error"]["message"].endswith(("<= 2000", "<= 100")), body
+    assert await fee(deep["id"]) == 300
+    status, _ = await admin.call(
+        "PUT", f"/api/v1/agents/{a_id}/policies/USD", {"mode": "markup", "rate_bps": 2000}
+    )
+    assert status == 200, "the bound itself is a valid price"
 
 
 async def test_moving_a_subtree_is_one_audited_operation(stack: Stack, http) -> None:

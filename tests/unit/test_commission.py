@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from domain import ledger
 from domain.commission import AgentTerms, Mode, PricingError, Split, check_chain, split
-from domain.fees import Rate, rate_fee
+from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED, Rate, rate_fee
 
 amounts = st.integers(min_value=0, max_value=10**12)
 
@@ -159,3 +159,13 @@ def test_twenty_levels_take_microseconds() -> None:
     # Reported, not asserted against a clock: timing assertions are flaky by design.
     print(f"20-level split: {seconds / runs * 1e6:.1f} µs")
     assert len(split(1_234_567, 30_000, 12_000, chain).commissions) == 20
+
+
+def test_within_the_bounds_no_commission_takes_more_than_a_fifth_and_a_fixed_part() -> None:
+    """The issue's 10.00 USD payment that paid an agent 8.83: at the highest price allowed the
+    merchant's fee, and so every commission, stays within 2.00 + 1.00."""
+    amount, cost = 1_000, 12
+    chain = [AgentTerms("agt_a", Rate(5))]
+    highest = Rate(MAX_PRICE_BPS, MAX_PRICE_FIXED)
+    result = split(amount, highest.fee(amount), cost, chain)
+    assert sum(c for _, c in result.commissions) <= 300 - cost
