@@ -7,6 +7,7 @@ permission, has it passed MFA where its realm demands it, and does the resource 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -235,3 +236,22 @@ def authorize(principal: Principal, permission: str, owner: Owner | None = None)
         raise Denied("permission_denied", f"missing permission {permission}")
     if owner is not None and not owns(principal, owner):
         raise Denied("not_owner", "this resource belongs to another organisation")
+
+
+PLATFORM_ADMIN = "platform_admin"
+
+
+def lacking(principal: Principal, permissions: Iterable[str]) -> frozenset[str]:
+    """Of these permissions, those the principal's realm could hold but the principal does not:
+    what it may neither grant nor take away (a platform admin still manages merchants' users,
+    whose merchant-only permissions no platform user can hold)."""
+    return (
+        frozenset(p for p in permissions if principal.realm in PERMISSIONS.get(p, ()))
+        - principal.permissions
+    )
+
+
+def is_platform_admin(realm: Realm, status: str, roles: Iterable[str]) -> bool:
+    """An active platform user with the platform_admin role: the platform must keep one, or
+    nobody could manage users, roles and settings any more."""
+    return realm is Realm.PLATFORM and status == "active" and PLATFORM_ADMIN in roles

@@ -8,25 +8,30 @@ not hold themselves. Every change is audited with its before and after.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
 from domain.access import (
     API_KEY_PERMISSIONS,
-    PERMISSIONS,
+    PLATFORM_ADMIN,
     PLATFORM_OWNED,
+    Denied,
     Owner,
     Principal,
     Realm,
     RoleError,
     check_role_permissions,
+    is_platform_admin,
+    lacking,
     merchant_owned,
 )
 from domain.credentials import PasswordRejected, check_password
 from domain.policy import PlatformSettings
-from gateway.access import actor, identify, require
+from gateway.access import actor, denied, identify, require
 from gateway.errors import ApiError, email_taken, from_validation, invalid
 from gateway.identity_schemas import (
     ApiKeyCreated,
@@ -72,6 +77,18 @@ async def _target_user(request: web.Request, who: Principal, permission: str) ->
     return user
 
 
+async def _escalation(
+    request: web.Request,
+    who: Principal,
+    permissions: Iterable[str],
+    message: str,
+    needed: str = "users:manage",
+) -> None:
+    """Nobody gives or takes away a permission they do not hold (domain.access.lacking)."""
+    if lacking(who, permissions):
+        raise await denied(request, who, needed, Denied("privilege_escalation", message))
+
+
 async def _check_grantable(
     request: web.Request, who: Principal, realm: Realm, role_ids: list[str]
 ) -> None:
@@ -84,16 +101,28 @@ async def _check_grantable(
             raise invalid("unknown_role", f"no role {role_id!r}", "roles")
         if row["realm"] != realm.value:
             raise invalid("role_realm_mismatch", f"{role_id} is not a {realm} role", "roles")
-        beyond = {
-            p for p in row["permissions"] if who.realm in PERMISSIONS.get(p, ())
-        } - who.permissions
-        if beyond:
-            raise ApiError(
-                403,
-                "permission_error",
-                "privilege_escalation",
-                f"granting {role_id} would grant permissions you do not hold",
-            )
+        await _escalation(
+            request,
+            who,
+            row["permissions"],
+            f"granting {role_id} would grant permissions you do not hold",
+        )
+
+
+async def _check_actable(request: web.Request, who: Principal, user: User) -> None:
+    """Disabling, enabling or re-roling a user who holds more than the actor would let the
+    actor take away (or give back) what they could never grant."""
+    await _escalation(request, who, user.permissions, "this user holds permissions you do not hold")
+
+
+async def _keep_a_platform_admin(conn: asyncpg.Connection, user: User) -> None:
+    """Refuse to disable or demote the last active platform admin, whoever asks."""
+    if await identity.other_platform_admins(conn, user.id) == 0:
+        raise invalid(
+            "last_platform_admin",
+            "this is the last active platform admin; make another one first",
+            status=409,
+        )
 
 
 async def list_users(request: web.Request) -> web.Response:
@@ -169,7 +198,10 @@ async def _set_status(request: web.Request, status: str) -> web.Response:
     user = await _target_user(request, who, "users:manage")
     if user.id == who.id:
         raise invalid("cannot_change_self", "you cannot disable or enable yourself", status=409)
+    await _check_actable(request, who, user)
     async with e.pg.acquire() as conn, conn.transaction():
+        if status == "disabled" and is_platform_admin(user.realm, user.status, user.roles):
+            await _keep_a_platform_admin(conn, user)
         await identity.set_status(conn, user.id, status)
         if status == "disabled":
             await identity.revoke_user_sessions(conn, user.id)
@@ -200,8 +232,14 @@ async def assign_roles(request: web.Request) -> web.Response:
     who = await _caller(request, body)
     user = await _target_user(request, who, "users:manage")
     req = decode(body, AssignRoles)
+    await _check_actable(request, who, user)
     await _check_grantable(request, who, user.realm, req.roles)
     async with e.pg.acquire() as conn, conn.transaction():
+        if (
+            is_platform_admin(user.realm, user.status, user.roles)
+            and PLATFORM_ADMIN not in req.roles
+        ):
+            await _keep_a_platform_admin(conn, user)
         await identity.set_roles(conn, user.id, sorted(set(req.roles)))
         await audit.append(
             conn,
@@ -259,6 +297,14 @@ async def put_role(request: web.Request) -> web.Response:
             raise invalid("builtin_role", "built-in roles cannot be changed", "roleId", 409)
         if before is not None and before["realm"] != realm.value:
             raise invalid("role_realm_mismatch", "a role's realm cannot change", "realm", 409)
+        # A role's change reaches everyone who holds it: only what the changer holds may move.
+        await _escalation(
+            request,
+            who,
+            {*req.permissions, *(before["permissions"] if before else ())},
+            "the role would give or take away permissions you do not hold",
+            "roles:manage",
+        )
         row = await identity.put_role(
             conn, role_id=role_id, realm=realm, name=req.name, permissions=req.permissions
         )

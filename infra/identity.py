@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 
 import asyncpg
 
-from domain.access import BUILTIN_ROLES, Realm
+from domain.access import BUILTIN_ROLES, PLATFORM_ADMIN, Realm
 from domain.credentials import hash_password
 from domain.ids import new_id
 from domain.tokens import SigningKey, new_signing_key
@@ -157,6 +157,19 @@ async def set_roles(conn: asyncpg.Connection, user_id: str, role_ids: list[str])
     await conn.executemany(
         "INSERT INTO user_roles (user_id, role_id) VALUES ($1, $2)",
         [(user_id, r) for r in role_ids],
+    )
+
+
+async def other_platform_admins(conn: asyncpg.Connection, user_id: str) -> int:
+    """Active platform admins besides this user, counted under a lock held to the end of the
+    caller's transaction, so two admins disabling each other cannot both go ahead."""
+    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('juhe.platform_admins'))")
+    return await conn.fetchval(
+        """SELECT count(*) FROM users u JOIN user_roles r ON r.user_id = u.id
+           WHERE r.role_id = $2 AND u.realm = 'platform' AND u.status = 'active'
+             AND u.id <> $1""",
+        user_id,
+        PLATFORM_ADMIN,
     )
 
 

@@ -11,7 +11,7 @@ import jwt
 import pytest
 
 from cli.admin import AdminError, create_superuser, rotate_signing_key
-from domain.access import Realm
+from domain.access import PERMISSIONS, Realm
 from domain.credentials import PasswordRejected
 from domain.tokens import issue_access_token
 from gateway.client import MerchantClient
@@ -22,6 +22,7 @@ from tests.portal import PASSWORD, Portal, make_user, totp_code
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
+PERMISSIONS_OF_PLATFORM = {p for p, realms in PERMISSIONS.items() if Realm.PLATFORM in realms}
 
 
 async def _audit(stack: Stack, action: str, target: str | None = None) -> list[dict]:
@@ -490,3 +491,117 @@ async def test_a_merchant_can_demand_mfa_of_its_users(
     )
     status, session = await other.login()
     assert status == 200 and session["mfa_enrolment_required"] is False
+
+
+async def _role(admin: Portal, permissions: list[str]) -> str:
+    role_id = f"desk_{time.time_ns()}"
+    body = {"name": role_id, "realm": "platform", "permissions": permissions}
+    status, role = await admin.call("PUT", f"/api/v1/admin/roles/{role_id}", body)
+    assert status == 201, role
+    return role_id
+
+
+async def test_nobody_acts_on_a_user_who_holds_more_than_they_do(stack: Stack, http) -> None:
+    """Disabling, enabling and re-roling take every permission the user holds, as granting
+    does (issue 12: a users:manage desk disabled a platform admin and stripped its roles)."""
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    other_admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    desk_role = await _role(admin, ["users:read", "users:manage"])
+    desk = await make_user(stack, http, Realm.PLATFORM, None, [desk_role])
+    peer = await make_user(stack, http, Realm.PLATFORM, None, [desk_role], sign_in=False)
+    ops = await make_user(stack, http, Realm.PLATFORM, None, ["operations"], sign_in=False)
+    status, _ = await admin.call("POST", f"/api/v1/admin/users/{other_admin.user_id}/disable")
+    assert status == 200, "an admin may act on another admin"
+    for method, path, change in (
+        ("POST", f"/api/v1/admin/users/{admin.user_id}/disable", None),
+        ("PUT", f"/api/v1/admin/users/{admin.user_id}/roles", {"roles": []}),
+        ("PUT", f"/api/v1/admin/users/{admin.user_id}/roles", {"roles": [desk_role]}),
+        ("POST", f"/api/v1/admin/users/{other_admin.user_id}/enable", None),
+        ("POST", f"/api/v1/admin/users/{ops.user_id}/disable", None),
+        ("PUT", f"/api/v1/admin/users/{ops.user_id}/roles", {"roles": [desk_role]}),
+        ("PUT", f"/api/v1/admin/users/{peer.user_id}/roles", {"roles": ["operations"]}),
+    ):
+        status, body = await desk.call(method, path, change)
+        assert status == 403 and body["error"]["code"] == "privilege_escalation", (path, body)
+        assert body["error"]["type"] == "permission_error"
+    assert stack.pg is not None
+    for user, status_, roles in (
+        (admin, "active", ["platform_admin"]),
+        (other_admin, "disabled", ["platform_admin"]),
+        (ops, "active", ["operations"]),
+    ):
+        now = await identity.user_by_id(stack.pg, user.user_id)
+        assert now is not None and (now.status, list(now.roles)) == (status_, roles)
+    denials = await audit.query(stack.pg, action="access.denied", actor=f"user:{desk.user_id}")
+    assert {d["after"]["code"] for d in denials} == {"privilege_escalation"}
+    # What the desk holds itself, it manages.
+    status, body = await desk.call("POST", f"/api/v1/admin/users/{peer.user_id}/disable")
+    assert status == 200 and body["status"] == "disabled"
+    status, body = await desk.call(
+        "PUT", f"/api/v1/admin/users/{peer.user_id}/roles", {"roles": []}
+    )
+    assert status == 200 and body["roles"] == []
+    # A custom role is changed only within what the changer holds (it reaches every holder).
+    status, body = await desk.call(
+        "PUT",
+        f"/api/v1/admin/roles/{desk_role}",
+        {"name": "desk", "realm": "platform", "permissions": ["users:read"]},
+    )
+    assert status == 403 and body["error"]["code"] == "permission_denied", "needs roles:manage"
+    roles_role = await _role(admin, ["roles:manage"])
+    status, body = await admin.call(
+        "PUT", f"/api/v1/admin/users/{desk.user_id}/roles", {"roles": [desk_role, roles_role]}
+    )
+    assert status == 200
+    status, body = await desk.call(
+        "PUT",
+        f"/api/v1/admin/roles/{desk_role}",
+        {"name": "desk", "realm": "platform", "permissions": ["users:read", "settings:write"]},
+    )
+    assert status == 403 and body["error"]["code"] == "privilege_escalation"
+
+
+async def test_the_last_platform_admin_can_be_neither_disabled_nor_demoted(
+    stack: Stack, http
+) -> None:
+    assert stack.pg is not None
+    last = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    every = sorted(PERMISSIONS_OF_PLATFORM)
+    superuser = await make_user(stack, http, Realm.PLATFORM, None, [await _role(last, every)])
+    # Make `last` the only active platform admin for the length of this test.
+    others = await stack.pg.fetch(
+        """UPDATE users SET status = 'disabled'
+           WHERE realm = 'platform' AND status = 'active' AND id <> $1
+             AND id IN (SELECT user_id FROM user_roles WHERE role_id = 'platform_admin')
+           RETURNING id""",
+        last.user_id,
+    )
+    try:
+        for who, method, path, change in (
+            (superuser, "POST", f"/api/v1/admin/users/{last.user_id}/disable", None),
+            (superuser, "PUT", f"/api/v1/admin/users/{last.user_id}/roles", {"roles": []}),
+            (last, "PUT", f"/api/v1/admin/users/{last.user_id}/roles", {"roles": ["finance"]}),
+        ):
+            status, body = await who.call(method, path, change)
+            assert status == 409 and body["error"]["code"] == "last_platform_admin", body
+            assert body["error"]["type"] == "invalid_request_error"
+        kept = await identity.user_by_id(stack.pg, last.user_id)
+        assert kept is not None and kept.status == "active" and "platform_admin" in kept.roles
+        status, body = await last.call(
+            "PUT",
+            f"/api/v1/admin/users/{last.user_id}/roles",
+            {"roles": ["platform_admin", "finance"]},
+        )
+        assert status == 200, "adding roles to the last admin is fine"
+        successor = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+        status, body = await superuser.call("POST", f"/api/v1/admin/users/{last.user_id}/disable")
+        assert status == 200, "with another admin active, the first may go"
+        status, body = await superuser.call(
+            "POST", f"/api/v1/admin/users/{successor.user_id}/disable"
+        )
+        assert status == 409 and body["error"]["code"] == "last_platform_admin"
+    finally:
+        await stack.pg.execute(
+            "UPDATE users SET status = 'active' WHERE id = ANY($1::text[])",
+            [last.user_id, *(r["id"] for r in others)],
+        )

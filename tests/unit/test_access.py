@@ -10,6 +10,7 @@ from domain.access import (
     API_KEY_PERMISSIONS,
     BUILTIN_ROLES,
     PERMISSIONS,
+    PLATFORM_ADMIN,
     PLATFORM_OWNED,
     Denied,
     Owner,
@@ -18,6 +19,8 @@ from domain.access import (
     RoleError,
     authorize,
     check_role_permissions,
+    is_platform_admin,
+    lacking,
     merchant_owned,
 )
 
@@ -121,3 +124,23 @@ def test_mfa_is_checked_before_anything_else() -> None:
 def test_unknown_permission_is_a_programming_error() -> None:
     with pytest.raises(ValueError):
         authorize(principal(Realm.PLATFORM, None), "payments:teleport")
+
+
+def test_lacking_names_what_a_principal_may_neither_grant_nor_take_away() -> None:
+    desk = principal(Realm.PLATFORM, None, "users:read", "users:manage")
+    admin_permissions = ROLES["platform_admin"].permissions
+    assert lacking(desk, admin_permissions) == admin_permissions - {"users:read", "users:manage"}
+    assert not lacking(desk, {"users:read"})
+    # A platform user holds no merchant-only permission, so those never count against it.
+    admin = principal(Realm.PLATFORM, None, *admin_permissions)
+    assert not lacking(admin, ROLES["merchant_owner"].permissions)
+    owner = principal(Realm.MERCHANT, "mch_a", *ROLES["merchant_owner"].permissions)
+    assert not lacking(owner, ROLES["merchant_staff"].permissions)
+    assert lacking(principal(Realm.MERCHANT, "mch_a"), {"refunds:create"}) == {"refunds:create"}
+
+
+def test_a_platform_admin_is_an_active_platform_user_with_the_role() -> None:
+    assert is_platform_admin(Realm.PLATFORM, "active", ("operations", PLATFORM_ADMIN))
+    assert not is_platform_admin(Realm.PLATFORM, "disabled", (PLATFORM_ADMIN,))
+    assert not is_platform_admin(Realm.PLATFORM, "active", ("operations",))
+    assert not is_platform_admin(Realm.MERCHANT, "active", (PLATFORM_ADMIN,))
