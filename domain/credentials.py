@@ -1,20 +1,24 @@
 """Passwords, one-time codes and recovery codes: policy and checks, no storage.
 
-Passwords are hashed with argon2id; TOTP follows RFC 6238 (30 s steps, 6 digits) and a code's
-time step is remembered so the same code cannot be used twice; recovery codes are single-use
-and stored only as SHA-256 digests (they are random, so a fast hash is enough).
+Passwords are hashed with argon2id and must not be common ones; TOTP follows RFC 6238 (30 s
+steps, 6 digits) and a code's time step is remembered so the same code cannot be used twice;
+recovery codes are single-use and stored only as SHA-256 digests (they are random, so a fast
+hash is enough).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
+from functools import cache
 
 import pyotp
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from zxcvbn.frequency_lists import FREQUENCY_LISTS
 
 TOTP_STEP_S = 30
 _hasher = PasswordHasher()  # argon2id with the library's current recommended parameters
@@ -52,6 +56,28 @@ def check_password(password: str, policy: PasswordPolicy, email: str = "") -> No
     local = email.split("@", 1)[0].lower()
     if len(local) >= 4 and local in password.lower():
         raise PasswordRejected("the password must not contain the e-mail address")
+    if is_common(password):
+        raise PasswordRejected("the password is too common: it is among the first guesses")
+
+
+# What people add to a common word to pass a mix rule: symbols, or digits and symbols, at the end.
+_SYMBOLS = re.compile(r"[\W_]+$")
+_DIGITS_AND_SYMBOLS = re.compile(r"[\W\d_]+$")
+
+
+@cache
+def _common_passwords() -> frozenset[str]:
+    """The 30,000 most common passwords, lower case, as zxcvbn ships them (ranked from Xato's
+    corpus of ten million leaked passwords)."""
+    return frozenset(FREQUENCY_LISTS["passwords"])
+
+
+def is_common(password: str) -> bool:
+    """A common password whatever its case, or one with only digits and symbols added
+    (`Password1234`, `Summer2024!!`, `Qwerty123456!`)."""
+    lowered = password.lower()
+    forms = {lowered, _SYMBOLS.sub("", lowered), _DIGITS_AND_SYMBOLS.sub("", lowered)}
+    return not forms.isdisjoint(_common_passwords())
 
 
 def hash_password(password: str) -> str:

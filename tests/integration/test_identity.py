@@ -348,6 +348,31 @@ async def test_admin_manages_users_roles_and_settings(
     assert record["after"]["password_min_length"] == 30
 
 
+async def test_common_passwords_are_refused_everywhere(stack: Stack, http) -> None:
+    """`Password1234` met the length and mix rules (issue 12); a common password with digits
+    and symbols added is refused wherever a password is set."""
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    email = f"common-{time.time_ns()}@example.com"
+    status, body = await admin.call(
+        "POST",
+        "/api/v1/admin/users",
+        {"email": email, "password": "Password1234", "realm": "platform", "roles": []},
+    )
+    assert status == 400 and body["error"]["code"] == "weak_password", body
+    assert body["error"]["param"] == "password" and "common" in body["error"]["message"]
+    status, body = await admin.call(
+        "POST",
+        "/api/v1/agents/register",
+        {"name": "Weak", "email": email, "password": "Summer2024!!"},
+        token="",
+    )
+    assert status == 400 and body["error"]["code"] == "weak_password", body
+    with pytest.raises(PasswordRejected, match="common"):
+        await create_superuser(stack.pg, email, "Qwerty123456!")
+    assert await identity.user_by_email(stack.pg, email) is None, "nothing was created"
+
+
 async def test_disabled_user_is_cut_off_at_once(stack: Stack, http) -> None:
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     victim = await make_user(stack, http, Realm.MERCHANT, "mch_cutoff", ["merchant_staff"])

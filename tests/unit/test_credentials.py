@@ -10,6 +10,7 @@ from domain.credentials import (
     PasswordRejected,
     check_password,
     hash_password,
+    is_common,
     new_recovery_codes,
     new_totp_secret,
     password_matches,
@@ -28,6 +29,11 @@ POLICY = PasswordPolicy()
         ("alllowercaseletters", "mix"),
         ("x" * 200 + "A1!", "at most"),
         ("Alice-Secret-2026", "e-mail"),
+        ("Password1234", "too common"),
+        ("pASSWORD1234", "too common"),
+        ("Qwerty123456!", "too common"),
+        ("Summer2024!!", "too common"),
+        ("Baseball2024#", "too common"),
     ],
 )
 def test_policy_rejects(password: str, why: str) -> None:
@@ -37,6 +43,12 @@ def test_policy_rejects(password: str, why: str) -> None:
 
 def test_policy_accepts_a_good_password() -> None:
     check_password("Correct-Horse-42-battery", POLICY, "alice@example.com")
+
+
+def test_common_passwords_come_from_a_list_of_thousands() -> None:
+    assert is_common("123456") and is_common("DRAGON") and is_common("letmein!")
+    assert not is_common("Correct-Horse-42-battery")
+    assert not is_common("")
 
 
 def test_argon2id_hash_round_trip() -> None:
