@@ -12,13 +12,15 @@ from aiohttp import web
 
 from config import Settings
 from gateway.app import create_app
+from infra.httpserver import hide_versions
 from infra.logs import setup_logging
 
 log = logging.getLogger("juhe.gateway")
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    runner = web.AppRunner(create_app(settings), access_log=None, handle_signals=False)
+    app = hide_versions(create_app(settings))
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(
         runner, settings.gateway.host, settings.gateway.port, reuse_port=True, backlog=4096

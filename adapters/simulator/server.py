@@ -51,6 +51,7 @@ from aiohttp import web
 from adapters.simulator import wire
 from config.settings import Settings, Simulator
 from domain.money import AmountError, format_amount
+from infra.httpserver import hide_versions
 
 log = logging.getLogger(__name__)
 
@@ -473,7 +474,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/_sim/webhooks", merchant_webhook_counts)
     app.router.add_put("/_sim/outages/{api_key}", start_outage)
     app.router.add_delete("/_sim/outages/{api_key}", end_outage)
-    return app
+    return hide_versions(app)
 
 
 async def serve(settings: Settings) -> None:
