@@ -85,6 +85,7 @@ class LocalNode:
         self.pg: asyncpg.Pool | None = None
         self.redis: Redis | None = None
         self.whole = True
+        self._command: tuple[str, ...] = ("up",)
 
     @property
     def url(self) -> str:
@@ -95,20 +96,39 @@ class LocalNode:
         await db.ensure_database(self.settings.postgres.dsn)
         await db.migrate(self.settings.postgres.dsn)
         await seed_from_config(self.settings.postgres.dsn, self.settings.channels, self.box)
-        env = {**os.environ, **self.env}
-        log = self.log_path.open("wb")
-        self.whole = not command or command == ("up",)
+        self._command = command or ("up",)
+        self._spawn()
+        self.pg = await db.create_pool(self.settings.postgres.dsn, 1, 4)
+        self.redis = redisclient.connect(self.settings.redis.url)
+        await self._wait_ready()
+
+    def _spawn(self) -> None:
+        log = self.log_path.open("ab")
+        self.whole = self._command == ("up",)
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cli.main", *(command or ("up",))],
-            env=env,
+            [sys.executable, "-m", "cli.main", *self._command],
+            env={**os.environ, **self.env},
             cwd=ROOT,
             stdout=log,
             stderr=log,
             start_new_session=True,
         )
-        self.pg = await db.create_pool(self.settings.postgres.dsn, 1, 4)
-        self.redis = redisclient.connect(self.settings.redis.url)
+
+    async def restart(self, down_s: float = 0.0) -> None:
+        """Stop every process as an operator would (SIGTERM), stay down for `down_s`, and start
+        them again on the same database, keys and queues."""
+        self._terminate()
+        await asyncio.sleep(down_s)
+        self._spawn()
         await self._wait_ready()
+
+    def _terminate(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
 
     async def _wait_ready(self, timeout_s: float = 60) -> None:
         deadline = time.monotonic() + timeout_s
@@ -145,12 +165,7 @@ class LocalNode:
         return len(self.pool_processes()) == 6
 
     async def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
+        self._terminate()
         codes = set(self.settings.channels)
         if self.pg:
             codes |= {r["code"] for r in await self.pg.fetch("SELECT code FROM channels")}

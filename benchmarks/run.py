@@ -76,6 +76,13 @@ async def run(smoke: bool) -> dict[str, Any]:
     e2e = await scenarios.end_to_end(rates, 2.0 if smoke else 10.0)
     base_rps = figures["baseline"]["rps"]
     figures["end_to_end"] = {**e2e, "ratio": e2e["sustained_per_s"] / base_rps}
+    figures["burst_drain"] = await scenarios.burst_drain(
+        2.0 if smoke else 30.0,
+        connections,
+        pool if smoke else 120_000,
+        2.0 if smoke else 15.0,
+        1.0 if smoke else 15.0,
+    )
     figures["routing"] = scenarios.routing(1_000 if smoke else 50_000)
     ledger = await scenarios.ledger(200 if smoke else 4_000, 200)
     figures["ledger"] = {
@@ -126,6 +133,22 @@ def report(figures: dict[str, Any]) -> str:
         f["ratio"],
         TARGETS["ledger"],
         f"{f['batched_entries_per_s']:.0f} vs {f['single_entries_per_s']:.0f} entries/s",
+    )
+    f = figures["burst_drain"]
+    row(
+        "whole node: create under a burst",
+        f["burst"]["rps"] / base["rps"],
+        None,
+        f"{f['burst']['rps']:.0f} req/s, p99 {f['burst']['p99_ms']:.1f} ms, "
+        f"errors {f['burst']['errors']}",
+    )
+    lines.append(
+        f"drain after the burst ({f['created']} payments; node restarted "
+        f"{f['restart_after_s']:g} s in, down {f['down_s']:g} s): "
+        f"{f['final']} final in {f['drain_s']:.0f} s = "
+        f"{f['drained_per_s']:.0f}/s against {figures['end_to_end']['sustained_per_s']:.0f}/s "
+        f"sustained; re-driven {f['redriven']}, payments with repeated attempts "
+        f"{f['payments_with_repeated_attempts']}, error lines {f['error_lines']}"
     )
     f = figures["create_latency_at_half_peak"]
     b = f["baseline_same_load"]

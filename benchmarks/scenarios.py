@@ -321,6 +321,65 @@ async def end_to_end(rates: Sequence[float], seconds: float) -> dict[str, Any]:
     }
 
 
+async def burst_drain(
+    seconds: float, connections: int, pool_size: int, restart_after_s: float, down_s: float
+) -> dict[str, Any]:
+    """A whole node (every pool, as `make run` runs them) under a burst of signed creates far
+    above its sustained rate, then stopped and started again `restart_after_s` into the drain:
+    the create rate the edge kept during the burst, and the rate the backlog drained at after
+    it, restart included, until every payment created was final. Work re-driven while it was
+    only waiting would show as `redriven` and as payments with more than one channel attempt."""
+    node = LocalNode("drain")
+    try:
+        await node.start()
+        assert node.pg is not None
+        sink = node.settings.channels["sim"].base_url + "/_sim/webhooks"
+        merchant = await _merchant(node, sink)
+        pool = create_requests(merchant, pool_size)
+        burst = await closed_loop(node.url, pool, seconds, connections)
+        ended = time.perf_counter()
+        final = "SELECT count(*) FROM payments WHERE merchant_id = $1 AND status = ANY($2)"
+        finals = ["succeeded", "failed", "rejected", "expired", "canceled"]
+        await asyncio.sleep(restart_after_s)
+        await node.restart(down_s)
+        while True:
+            created = await _stream_and_rows(node, merchant.id)
+            done = await node.pg.fetchval(final, merchant.id, finals)
+            if done >= created or time.perf_counter() - ended > 900:
+                break
+            await asyncio.sleep(0.5)
+        drained_s = time.perf_counter() - ended
+        repeated = await node.pg.fetchval(
+            """SELECT count(*) FROM (SELECT a.payment_id FROM payment_attempts a
+               JOIN payments p ON p.id = a.payment_id WHERE p.merchant_id = $1
+               GROUP BY a.payment_id HAVING count(*) > 1) x""",
+            merchant.id,
+        )
+        log = node.log_path.read_bytes()
+    finally:
+        await node.stop()
+    return {
+        "burst": burst.as_dict(),
+        "created": created,
+        "final": done,
+        "drain_s": drained_s,
+        "drained_per_s": done / drained_s,
+        "restart_after_s": restart_after_s,
+        "down_s": down_s,
+        "redriven": log.count(b"re-driving lost work"),
+        "payments_with_repeated_attempts": repeated,
+        "error_lines": log.count(b'"level":"error"'),
+    }
+
+
+async def _stream_and_rows(node: LocalNode, merchant_id: str) -> int:
+    """Payments created so far: rows in PostgreSQL plus intents still on the stream."""
+    assert node.redis is not None and node.pg is not None
+    waiting = await node.redis.xlen(f"{node.settings.redis.prefix}:{{intake:payments}}")
+    rows = "SELECT count(*) FROM payments WHERE merchant_id = $1"
+    return await node.pg.fetchval(rows, merchant_id) + waiting
+
+
 async def _open_loop_ids(
     base_url: str, pool: Sequence[Prepared], rate: float, seconds: float, sent: dict[str, float]
 ) -> LoadResult:

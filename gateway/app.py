@@ -9,6 +9,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import asyncpg
 from aiohttp import web
 
 from config import Settings
@@ -28,11 +29,13 @@ from gateway import (
 )
 from gateway.access import Keyring, PolicyCache
 from gateway.errors import ApiError, error_response
+from gateway.inputs import check_request
 from gateway.intake import Intake
 from gateway.state import EDGE, REQUEST_ID, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
 from infra.channels import ChannelRegistry
+from infra.faults import Fault, classify, describe
 from infra.fx import rate_source
 from infra.hotstore import HotStore
 from infra.invalidation import follow
@@ -45,6 +48,7 @@ from infra.secretbox import SecretBox
 
 log = logging.getLogger("juhe.gateway")
 KEY_USAGE_FLUSH_S = 5.0
+RETRY_AFTER_S = 1
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _REQUEST_ID = re.compile(r"[A-Za-z0-9_\-]{8,64}")
 
@@ -64,6 +68,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     request_id.set(rid)
     started = time.perf_counter()
     try:
+        await check_request(request)
         response = await handler(request)
     except ApiError as exc:
         response = exc.response()
@@ -72,15 +77,40 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
             raise
         type_, code = _HTTP_ERRORS.get(exc.status, ("invalid_request_error", "http_error"))
         response = error_response(exc.status, type_, code, exc.reason)
-    except Exception:
-        log.exception("unhandled error")
-        response = error_response(500, "api_error", "internal_error", "an internal error occurred")
+    except asyncpg.DataError as exc:
+        # A value a column refuses that no schema caught: the statement changed nothing.
+        log.warning("value refused by the database", extra={"error": describe(exc)})
+        response = error_response(
+            400, "invalid_request_error", "invalid_field", "a value in the request cannot be stored"
+        )
+    except Exception as exc:
+        if classify(exc) is Fault.TRANSIENT:
+            response = unavailable(exc)
+        else:
+            log.exception("unhandled error")
+            response = error_response(
+                500, "api_error", "internal_error", "an internal error occurred"
+            )
     resource = request.match_info.route.resource
     route = resource.canonical if resource else "unmatched"
     count, latency = metrics.http_series(route, request.method, response.status)
     count.inc()
     latency.observe(time.perf_counter() - started)
     response.headers["X-Request-Id"] = rid
+    return response
+
+
+def unavailable(exc: BaseException) -> web.Response:
+    """A service the request needs is down: 503 with Retry-After. A create may be retried with
+    the same Idempotency-Key: either it was taken (and is replayed) or it was not."""
+    log.warning("service unavailable", extra={"error": describe(exc)})
+    response = error_response(
+        503,
+        "api_error",
+        "service_unavailable",
+        "a service Juhe needs is unavailable; retry shortly (with the same Idempotency-Key)",
+    )
+    response.headers["Retry-After"] = str(RETRY_AFTER_S)
     return response
 
 
@@ -103,7 +133,7 @@ def create_app(settings: Settings) -> web.Application:
         pg = await db.create_pool(
             settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
         )
-        redis = redisclient.connect(settings.redis.url)
+        redis = redisclient.connect(settings.redis.url, settings.redis.max_connections)
         pipe = RedisPipe(settings.redis.url)
         keys = Keys(settings.redis.prefix)
         http = aiohttp.ClientSession()

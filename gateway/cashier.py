@@ -85,11 +85,11 @@ def render(view: dict, card: bool = False) -> str:
 async def _view(request: web.Request) -> dict | None:
     e = edge(request)
     payment_id = request.match_info["id"]
-    doc = await e.redis.hget(e.keys.payment(payment_id), "doc")
-    if doc is not None:
-        return orjson.loads(doc)
-    row = await store.fetch_payment(e.pg, payment_id)
-    return None if row is None else payment_view(row, e.settings.gateway.public_url)
+    hot = await e.hot.read(e.keys.payment(payment_id), "doc")
+    row = None if hot.fresh else await store.fetch_payment(e.pg, payment_id)
+    if row is None:
+        return None if hot.values[0] is None else orjson.loads(hot.values[0])
+    return payment_view(row, e.settings.gateway.public_url)
 
 
 async def checkout(request: web.Request) -> web.Response:

@@ -56,6 +56,7 @@ class UserView(msgspec.Struct):
     status: Literal["active", "disabled"]
     roles: list[str]
     mfa_enabled: bool
+    locked: bool
 
 
 class Me(msgspec.Struct):

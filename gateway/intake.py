@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, WatchError
 
 from config.settings import Gateway
+from infra import redisclient
 from infra.keys import CALLBACKS_STREAM, TASKS_STREAM, Keys
 from infra.redispipe import RedisPipe
 
@@ -30,7 +31,7 @@ if existing then return {2, existing} end
 redis.call('SET', KEYS[2], ARGV[5], 'EX', ARGV[4])
 redis.call('HSET', KEYS[3], 'ver', 1, 'merchant', ARGV[6], 'status', 'pending',
            'amount', ARGV[7], 'currency', ARGV[8], 'channel', '', 'refund_reserved', '0',
-           'doc', ARGV[9], 'intent', ARGV[10])
+           'doc', ARGV[9], 'intent', ARGV[10], 'gen', ARGV[11])
 redis.call('EXPIRE', KEYS[3], ARGV[4])
 local entry = redis.call('XADD', KEYS[4], '*', 'd', ARGV[10])
 if has_idem then
@@ -165,6 +166,7 @@ class Intake:
                 currency,
                 doc,
                 intent,
+                self.pipe.generation,
             ],
         )
         if reply[0] == 1:
@@ -262,7 +264,12 @@ class Intake:
                     refund_key = self.keys.refund(decided.refund_id)
                     pipe.hset(
                         refund_key,
-                        mapping={"ver": 1, "merchant": decided.merchant_id, "doc": decided.doc},
+                        mapping={
+                            "ver": 1,
+                            "merchant": decided.merchant_id,
+                            "doc": decided.doc,
+                            "gen": redisclient.generation(self.redis),
+                        },
                     )
                     pipe.expire(refund_key, self.settings.hot_ttl_s)
                     pipe.xadd(self.keys.stream("refunds"), {"d": decided.intent})

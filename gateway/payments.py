@@ -189,15 +189,18 @@ async def wait_for_pay_data(e: Edge, payment_id: str, wait: str, doc: bytes) -> 
 
 
 async def load_payment(e: Edge, who: Principal, payment_id: str) -> bytes:
-    """The payment's public JSON: the hot copy, else the database (and re-warm the copy).
+    """The payment's public JSON: the hot copy, else the database (and re-warm the copy). A
+    copy from before a Redis restart may have missed an update: the row wins, and only while
+    the relay has not written the row yet is such a copy all there is.
     Another organisation's payment is answered as missing: ids are not an existence oracle."""
-    hot = await e.redis.hmget(e.keys.payment(payment_id), "merchant", "doc")
-    if hot[0] is not None:
-        if not await visible(e, who, hot[0].decode()):
+    hot = await e.hot.read(e.keys.payment(payment_id), "merchant", "doc")
+    row = None if hot.fresh else await store.fetch_payment(e.pg, payment_id)
+    if row is None:
+        merchant, doc = hot.values
+        if merchant is None or not await visible(e, who, merchant.decode()):
             raise not_found("payment")
-        return hot[1]
-    row = await store.fetch_payment(e.pg, payment_id)
-    if row is None or not await visible(e, who, row["merchant_id"]):
+        return doc
+    if not await visible(e, who, row["merchant_id"]):
         raise not_found("payment")
     await e.hot.put_payment(row)
     return orjson.dumps(payment_view(row, e.settings.gateway.public_url))

@@ -9,6 +9,7 @@ confirm: a message is ours to forget only once RabbitMQ has it on disk.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -101,13 +102,23 @@ class Publisher:
     def __init__(self, channel: AbstractChannel) -> None:
         self._channel = channel
 
-    async def publish(self, queue: str, body: bytes, request_id: str = "") -> None:
+    async def publish(
+        self,
+        queue: str,
+        body: bytes,
+        request_id: str = "",
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """Every message carries its publish time: how re-drive tells a message still queued
+        from one that was lost (infra.progress)."""
         await self._channel.default_exchange.publish(
             aio_pika.Message(
                 body,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
                 content_type="application/msgpack",
                 correlation_id=request_id or None,
+                timestamp=time.time(),
+                headers=headers,
             ),
             routing_key=queue,
         )

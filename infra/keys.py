@@ -62,3 +62,6 @@ class Keys:
 
     def channel_health(self, channel: str, slot: int) -> str:
         return f"{self.prefix}:health:{channel}:{slot}"
+
+    def progress(self, queue: str) -> str:
+        return f"{self.prefix}:progress:{queue}"

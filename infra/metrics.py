@@ -49,6 +49,14 @@ auth_logins = Counter("juhe_auth_logins_total", "Portal sign-in attempts", ["out
 auth_anomalies = Counter(
     "juhe_auth_anomalies_total", "Sign-ins flagged as anomalous (alert on any)", ["reason"]
 )
+dead_items = Counter(
+    "juhe_dead_items_total",
+    "Items set aside for an operator: refused by the database or failing too often",
+    ["source"],
+)
+redriven = Counter(
+    "juhe_redriven_total", "Payments and refunds handed back to a pool after their message was lost"
+)
 relay_entries = Counter("juhe_relay_entries_total", "Stream entries relayed", ["stream"])
 webhook_deliveries = Counter(
     "juhe_webhook_deliveries_total", "Webhook delivery attempts", ["outcome"]

@@ -21,6 +21,8 @@ import hiredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+from infra import redisclient
+
 CONNECT_TIMEOUT_S = 5.0
 
 
@@ -43,6 +45,10 @@ class RedisPipe(asyncio.Protocol):
         if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"unsupported Redis URL scheme {parts.scheme!r}")
         self._parts = parts
+        where = {"path": parts.path} if parts.scheme == "unix" else {}
+        self._address = redisclient.address(
+            where or {"host": parts.hostname or "127.0.0.1", "port": parts.port or 6379}
+        )
         self._transport: asyncio.Transport | None = None
         self._connecting: asyncio.Task[None] | None = None
         self._outgoing: list[bytes] = []
@@ -98,6 +104,7 @@ class RedisPipe(asyncio.Protocol):
         db = parts.path.strip("/") if parts.scheme != "unix" else ""
         if db and db != "0":
             commands.append(("SELECT", int(db)))
+        commands.append(("INFO", "server"))
         return commands
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -109,9 +116,20 @@ class RedisPipe(asyncio.Protocol):
         for command in reversed(handshake):
             future = loop.create_future()
             future.add_done_callback(self._check_handshake)
+            if command[0] == "INFO":
+                future.add_done_callback(self._learn_generation)
             self._waiting.appendleft(future)
             self._outgoing.insert(0, hiredis.pack_command(command))
         self._send()
+
+    def _learn_generation(self, future: asyncio.Future[Any]) -> None:
+        if not future.cancelled() and future.exception() is None:
+            redisclient.learn_generation(self._address, future.result())
+
+    @property
+    def generation(self) -> str:
+        """The server's generation as of this process's latest connection (infra.redisclient)."""
+        return redisclient.generation_at(self._address)
 
     def _check_handshake(self, future: asyncio.Future[Any]) -> None:
         if not future.cancelled() and future.exception() is not None and self._transport:

@@ -431,9 +431,7 @@ class ChannelActor:
 
 
 async def run(ctx: Context) -> None:
-    alerts = OpsAlerts(
-        ctx.http, ctx.settings.alerts.ops_webhook_url, ctx.settings.alerts.timeout_ms
-    )
+    alerts = ctx.alerts
 
     async def breaker_changed(channel: str, state: State) -> None:
         await alerts.send("breaker." + state.name.lower(), channel=channel)
@@ -449,9 +447,8 @@ async def run(ctx: Context) -> None:
             for code in sorted(set(specs) - started):
                 actor = ChannelActor(ctx, code, breakers, alerts)
                 mailbox = Mailbox(
+                    ctx,
                     f"channel.{code}",
-                    ctx.amqp,
-                    ctx.publisher,
                     ctx.queues.channel(code),
                     actor.handle,
                     prefetch=s.prefetch,

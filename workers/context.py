@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 from config import Settings
 from domain.channels import ChannelSpec
 from infra import broker, db, redisclient
+from infra.alerts import OpsAlerts
 from infra.broker import Publisher, Queues
 from infra.channels import ChannelRegistry
 from infra.hotstore import HotStore
@@ -33,13 +34,14 @@ class Context:
     http: aiohttp.ClientSession
     channels: ChannelRegistry
     box: SecretBox  # the one per process: channel credentials, merchants' keys and webhooks
+    alerts: OpsAlerts
 
     @classmethod
     async def open(cls, settings: Settings) -> Context:
         pg = await db.create_pool(
             settings.postgres.dsn, settings.postgres.pool_min, settings.postgres.pool_max
         )
-        redis = redisclient.connect(settings.redis.url)
+        redis = redisclient.connect(settings.redis.url, settings.redis.max_connections)
         keys = Keys(settings.redis.prefix)
         amqp = await broker.connect(settings.rabbitmq.url)
         setup = await amqp.channel()
@@ -67,6 +69,7 @@ class Context:
             http=http,
             channels=channels,
             box=box,
+            alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
         )
 
     async def close(self) -> None:

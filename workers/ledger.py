@@ -241,9 +241,8 @@ async def run(ctx: Context) -> None:
     s = ctx.settings.ledger
     actor = LedgerActor(ctx)
     await Mailbox(
+        ctx,
         "ledger",
-        ctx.amqp,
-        ctx.publisher,
         ctx.queues.ledger,
         actor.handle,
         prefetch=s.prefetch,

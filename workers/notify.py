@@ -136,9 +136,8 @@ async def run(ctx: Context) -> None:
     s = ctx.settings.notify
     actor = NotifyActor(ctx)
     await Mailbox(
+        ctx,
         "notify",
-        ctx.amqp,
-        ctx.publisher,
         ctx.queues.notify,
         actor.handle,
         prefetch=s.prefetch,

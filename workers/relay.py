@@ -15,7 +15,6 @@ import os
 import time
 from collections.abc import Awaitable, Callable, Sequence
 
-import msgspec
 from redis.exceptions import ResponseError
 
 from domain.messages import (
@@ -28,6 +27,7 @@ from domain.messages import (
     decoder,
 )
 from infra import metrics, store
+from infra.faults import Backoff, Fault, classify, describe
 from infra.keys import (
     CALLBACKS_STREAM,
     PAYMENTS_STREAM,
@@ -36,7 +36,7 @@ from infra.keys import (
     TASKS_STREAM,
 )
 from workers.context import Context
-from workers.runtime import supervise
+from workers.runtime import MAX_TRIES, supervise
 
 log = logging.getLogger("juhe.relay")
 
@@ -81,10 +81,6 @@ async def relay_callbacks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
         command = LedgerCommand(callback=callback, request_id=callback.request_id)
         out.append((ctx.queues.ledger, command))
     return out
-
-
-# Entries no retry can fix: they cannot be decoded or carry impossible values.
-POISON = (msgspec.DecodeError, msgspec.ValidationError, ValueError)
 
 
 async def relay_tasks(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
@@ -155,36 +151,68 @@ class StreamRelay:
 
     async def process(self, entries: list[tuple[bytes, dict]]) -> None:
         ids = [entry_id for entry_id, _ in entries]
-        good: list[bytes] = []
+        raws: list[bytes] = []
         for entry_id, fields in entries:
             if fields and b"d" in fields:
-                good.append(fields[b"d"])
+                raws.append(fields[b"d"])
             else:
-                log.error("malformed stream entry dropped", extra={"entry": entry_id.decode()})
-        try:
-            outgoing = await self.relay(self.ctx, good)
-        except POISON:
-            log.exception("bad entry in batch; relaying entry by entry")
-            outgoing = []
-            for raw in good:
-                try:
-                    outgoing += await self.relay(self.ctx, [raw])
-                except POISON as exc:
-                    # Kept, not dropped: an operator can inspect and replay it.
-                    log.error(
-                        "bad stream entry moved to the dead stream",
-                        extra={"stream": self.stream, "error": str(exc)},
-                    )
-                    await self.ctx.redis.xadd(
-                        self.ctx.keys.stream("dead"),
-                        {"d": raw, "from": self.stream, "error": str(exc)},
-                    )
-        await self.ctx.publisher.send_many(outgoing)
+                await self._set_aside(repr(fields).encode(), f"malformed entry {entry_id!r}")
+        outgoing = await self._relay(raws)
+        backoff = Backoff()
+        while True:
+            try:
+                await self.ctx.publisher.send_many(outgoing)
+                break
+            except Exception as exc:
+                if classify(exc) is not Fault.TRANSIENT:
+                    raise
+                await backoff.wait(f"relay-{self.stream} publish", exc)
         async with self.ctx.redis.pipeline(transaction=False) as pipe:
             pipe.xack(self.key, RELAY_GROUP, *ids)
             pipe.xdel(self.key, *ids)
             await pipe.execute()
         metrics.relay_entries.labels(self.stream).inc(len(ids))
+
+    async def _relay(self, raws: list[bytes]) -> Outgoing:
+        """Relay a batch. While a service is down, wait and try again; a batch refused for its
+        contents is relayed entry by entry, and an entry refused on its own is set aside, so
+        one bad entry never stops the stream behind it."""
+        backoff = Backoff()
+        tries = 0
+        while raws:
+            try:
+                return await self.relay(self.ctx, raws)
+            except Exception as exc:
+                fault = classify(exc)
+                if fault is Fault.TRANSIENT:
+                    await backoff.wait(f"relay-{self.stream}", exc)
+                    continue
+                if len(raws) > 1:
+                    log.warning(
+                        "batch refused; relaying entry by entry",
+                        extra={"stream": self.stream, "error": describe(exc)},
+                    )
+                    outgoing: Outgoing = []
+                    for raw in raws:
+                        outgoing += await self._relay([raw])
+                    return outgoing
+                tries += 1
+                if fault is Fault.DATA or tries >= MAX_TRIES:
+                    await self._set_aside(raws[0], describe(exc))
+                    return []
+                log.exception("entry failed; trying again", extra={"stream": self.stream})
+                await asyncio.sleep(0.2)
+        return []
+
+    async def _set_aside(self, raw: bytes, error: str) -> None:
+        """Kept, not dropped: the dead stream holds the entry and its error for an operator to
+        inspect and replay."""
+        await self.ctx.redis.xadd(
+            self.ctx.keys.stream("dead"), {"d": raw, "from": self.stream, "error": error}
+        )
+        metrics.dead_items.labels(f"stream.{self.stream}").inc()
+        log.error("stream entry set aside", extra={"stream": self.stream, "error": error})
+        await self.ctx.alerts.send("item.dead_lettered", stream=self.stream, error=error)
 
 
 async def run(ctx: Context) -> None:

@@ -206,9 +206,8 @@ async def run(ctx: Context) -> None:
     following = asyncio.create_task(follow(ctx.redis, ctx.keys, actor.merchants))
     try:
         await Mailbox(
+            ctx,
             "risk",
-            ctx.amqp,
-            ctx.publisher,
             ctx.queues.risk,
             actor.handle,
             prefetch=s.prefetch,

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import orjson
@@ -13,7 +15,7 @@ import orjson
 from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
-from infra import broker, metrics, store
+from infra import broker, metrics, progress, store
 from infra.keys import RELAY_GROUP, STREAMS
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
@@ -104,29 +106,53 @@ async def sweep_outbox(ctx: Context) -> int:
 
 
 async def redrive_stuck(ctx: Context) -> int:
-    """Hand work that has not moved for `redrive_after_s` back to its pool: a payment still
-    pending (its risk message was lost or dead-lettered), one stuck processing (its channel
-    message), a refund not yet settled. Every pool step is idempotent, so a second copy of work
-    that was merely slow is harmless. Touching updated_at spaces the re-drives out."""
+    """Hand work that is really lost back to its pool: a payment still pending whose message
+    is gone, one stuck processing whose channel message is gone, a refund not yet settled.
+    Work that is only waiting in a backlog, however long, is left alone: a row is re-driven only
+    once it has not moved for `redrive_after_s` AND the consumers of every queue its message
+    can be in have got at least `redrive_after_s` past it (infra.progress), so the message can
+    no longer be queued or in hand. A pending payment's message is in the risk queue or, routed,
+    in a channel queue (the channel pool claims it): it waits on all of them. Every pool step is
+    idempotent, so a rare second copy is harmless. Touching updated_at spaces the re-drives
+    out."""
     after = float(ctx.settings.scheduler.redrive_after_s)
+    codes = sorted(ctx.channels.specs)
+    queues = [ctx.queues.risk, *(ctx.queues.channel(c) for c in codes)]
+    channel = await ctx.amqp.channel()
+    try:
+        depths = await broker.queue_depths(channel, queues)
+    finally:
+        await channel.close()
+    now = time.time()
+    horizons = await progress.horizons(ctx.redis, ctx.keys, depths, now)
+    cutoff = {q: datetime.fromtimestamp(min(now, h) - after, UTC) for q, h in horizons.items()}
+    channel_cutoffs = [cutoff[ctx.queues.channel(c)] for c in codes]
     async with ctx.pg.acquire() as conn, conn.transaction():
         payments = await conn.fetch(
             """UPDATE payments SET updated_at = now()
-               WHERE id IN (SELECT id FROM payments
-                            WHERE status IN ('pending', 'processing')
-                              AND updated_at < now() - make_interval(secs => $1)
-                            LIMIT 200 FOR UPDATE SKIP LOCKED)
+               WHERE id IN (SELECT p.id FROM payments p
+                            LEFT JOIN unnest($2::text[], $3::timestamptz[]) AS c(code, cutoff)
+                                   ON c.code = p.channel
+                            WHERE (p.status = 'pending' AND p.updated_at < $1)
+                               OR (p.status = 'processing' AND p.updated_at < c.cutoff)
+                            ORDER BY p.updated_at LIMIT 200 FOR UPDATE OF p SKIP LOCKED)
                RETURNING *""",
-            after,
+            min(cutoff.values()),
+            codes,
+            channel_cutoffs,
         )
         refunds = await conn.fetch(
             """UPDATE refunds r SET updated_at = now() FROM payments p
                WHERE p.id = r.payment_id AND r.id IN (
-                   SELECT id FROM refunds WHERE status IN ('pending', 'processing')
-                     AND updated_at < now() - make_interval(secs => $1)
-                   LIMIT 200 FOR UPDATE SKIP LOCKED)
+                   SELECT rf.id FROM refunds rf
+                   JOIN payments pp ON pp.id = rf.payment_id
+                   JOIN unnest($1::text[], $2::timestamptz[]) AS c(code, cutoff)
+                     ON c.code = pp.channel
+                   WHERE rf.status IN ('pending', 'processing') AND rf.updated_at < c.cutoff
+                   ORDER BY rf.updated_at LIMIT 200 FOR UPDATE OF rf SKIP LOCKED)
                RETURNING r.id, r.request_id, p.channel""",
-            after,
+            codes,
+            channel_cutoffs,
         )
     outgoing: list[tuple[str, Message]] = []
     for row in payments:
@@ -148,8 +174,15 @@ async def redrive_stuck(ctx: Context) -> int:
         outgoing.append((ctx.queues.channel(row["channel"]), task))
     if outgoing:
         log.warning(
-            "re-driving stuck work", extra={"payments": len(payments), "refunds": len(refunds)}
+            "re-driving lost work",
+            extra={
+                "payments": len(payments),
+                "refunds": len(refunds),
+                "horizon_age_s": {q: round(now - h, 1) for q, h in horizons.items()},
+                "depths": depths,
+            },
         )
+        metrics.redriven.inc(len(outgoing))
     await ctx.publisher.send_many(outgoing)
     return len(outgoing)
 
