@@ -13,6 +13,8 @@ from domain.credentials import PasswordPolicy
 class PlatformSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
     password_min_length: Annotated[int, msgspec.Meta(ge=8, le=128)] = 12
     password_min_classes: Annotated[int, msgspec.Meta(ge=1, le=4)] = 3
+    # Sign-in throttling (domain.signin), not a lock: failures from one client for one account
+    # before its attempts wait, and the longest wait (also how long a failure is remembered).
     lockout_threshold: Annotated[int, msgspec.Meta(ge=3, le=100)] = 5
     lockout_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
     mfa_required_for_merchants: bool = False

@@ -56,7 +56,6 @@ class UserView(msgspec.Struct):
     status: Literal["active", "disabled"]
     roles: list[str]
     mfa_enabled: bool
-    locked: bool
 
 
 class Me(msgspec.Struct):

@@ -3,12 +3,18 @@
 A sign-in starts a session (a refresh-token family). Its access token says whether MFA was
 satisfied; a user whose realm demands MFA but who has not enrolled gets a session that can only
 enrol (every permission check answers `mfa_required` until then).
+
+Until the password is proven, every failure answers alike (`invalid_credentials`, after one
+argon2 verify, whether the account exists, is disabled or the password is wrong), so the answers
+tell nobody which accounts exist; failures slow the client down (domain.signin) instead of
+locking the account.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aiohttp import web
@@ -23,6 +29,8 @@ from domain.credentials import (
     totp_step,
 )
 from domain.ids import new_id
+from domain.policy import PlatformSettings
+from domain.signin import Budgets, Scopes, retry_after, scopes
 from domain.tokens import issue_access_token, new_refresh_token, split_refresh_token
 from gateway.access import actor, bearer, client_ip, session_user, unauthorized, user_principal
 from gateway.errors import ApiError, invalid
@@ -45,7 +53,6 @@ log = logging.getLogger("juhe.auth")
 
 
 def user_view(user: User) -> UserView:
-    locked = user.locked_until is not None and user.locked_until > datetime.now(UTC)
     return UserView(
         id=user.id,
         object="user",
@@ -55,7 +62,6 @@ def user_view(user: User) -> UserView:
         status=user.status,  # type: ignore[arg-type]
         roles=list(user.roles),
         mfa_enabled=user.mfa_enabled,
-        locked=locked,
     )
 
 
@@ -124,25 +130,80 @@ def _invalid_credentials() -> ApiError:
     return unauthorized("invalid_credentials", "the e-mail address or password is wrong")
 
 
-async def _fail(request: web.Request, user: User, why: str) -> ApiError:
-    e = edge(request)
-    policy = await e.policy.get()
-    locked = await identity.record_failure(
-        e.pg, user.id, policy.lockout_threshold, policy.lockout_s
+class Throttled(ApiError):
+    """429 with the seconds to wait in `Retry-After`."""
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(
+            429,
+            "rate_limit_error",
+            "too_many_attempts",
+            f"too many failed sign-ins; try again in {retry_after_s} s",
+        )
+        self.retry_after_s = retry_after_s
+
+    def response(self) -> web.Response:
+        response = super().response()
+        response.headers["Retry-After"] = str(self.retry_after_s)
+        return response
+
+
+@dataclass(frozen=True, slots=True)
+class _Attempt:
+    """A sign-in attempt logged under its scopes: a failure unless taken back."""
+
+    e: Edge
+    scopes: Scopes
+    member: str
+
+    async def not_failed(self) -> None:
+        await self.e.limiter.withdraw(self.scopes.all(), self.member)
+
+    async def succeeded(self) -> None:
+        """This client proved the password: its own failures for the account are forgiven;
+        the account's and the client's other counts stay."""
+        await self.not_failed()
+        await self.e.limiter.forget(self.scopes.client_account)
+
+
+async def _admit(
+    e: Edge, policy: PlatformSettings, ip: str, email: str, known_client: bool
+) -> _Attempt:
+    """Log the attempt, or refuse it with 429 while its client must wait."""
+    auth = e.settings.auth
+    budgets = Budgets(
+        client_account=policy.lockout_threshold,
+        account=auth.login_limit_per_account,
+        client=auth.login_limit_per_ip,
+        max_wait_s=policy.lockout_s,
     )
+    names = scopes(ip, email)
+    member, (client, pair, account) = await e.limiter.attempt(names.all(), policy.lockout_s)
+    attempt = _Attempt(e, names, member)
+    wait = retry_after(budgets, client, pair, account, known_client=known_client, now=time.time())
+    if wait:
+        await attempt.not_failed()
+        metrics.auth_logins.labels("rate_limited").inc()
+        raise Throttled(wait)
+    return attempt
+
+
+async def _fail(
+    request: web.Request, policy: PlatformSettings, user: User | None, why: str
+) -> ApiError:
+    """Record a failure (the attempt stays logged as one) and answer it: the same answer for
+    every failure before the password is proven."""
+    e = edge(request)
     metrics.auth_logins.labels("failed").inc()
+    if user is None:
+        await audit.append(e.pg, _anonymous(request), "auth.login_failed", None, after={"why": why})
+        return _invalid_credentials()
+    failures = await identity.record_failure(e.pg, user.id)
     await audit.append(
         e.pg, _user_actor(request, user), "auth.login_failed", f"user:{user.id}", after={"why": why}
     )
-    if locked:
-        await audit.append(
-            e.pg,
-            _user_actor(request, user),
-            "auth.locked",
-            f"user:{user.id}",
-            after={"failures": user.failed_logins + 1},
-        )
-        await _flag(request, user, "failure_burst", {"failures": str(user.failed_logins + 1)})
+    if failures == policy.lockout_threshold:
+        await _flag(request, user, "failure_burst", {"failures": str(failures)})
     if why == "totp":
         return unauthorized("invalid_totp", "the one-time code is wrong or was used already")
     return _invalid_credentials()
@@ -157,44 +218,38 @@ async def _second_factor(e: Edge, user: User, code: str) -> bool:
     return await identity.spend_recovery_code(e.pg, user.id, recovery_digest(code))
 
 
+def _why_refused(user: User | None, password_ok: bool) -> str | None:
+    if user is None:
+        return "unknown"
+    if not password_ok:
+        return "password"
+    return None if user.status == "active" else "disabled"
+
+
 async def login(request: web.Request) -> web.Response:
     e = edge(request)
     req = decode(await request.read(), Login)
     auth = e.settings.auth
     ip = client_ip(request)
-    if not await e.limiter.hit("ip", ip, auth.login_limit_per_ip) or not await e.limiter.hit(
-        "account", req.email.lower(), auth.login_limit_per_account
-    ):
-        metrics.auth_logins.labels("rate_limited").inc()
-        raise ApiError(
-            429, "rate_limit_error", "too_many_attempts", "too many sign-in attempts; wait a minute"
-        )
-    user = await identity.user_by_email(e.pg, req.email)
-    if user is None:
-        password_matches(DUMMY_HASH, req.password)  # the same cost as for a real account
-        metrics.auth_logins.labels("failed").inc()
-        await audit.append(
-            e.pg, _anonymous(request), "auth.login_failed", None, after={"why": "unknown"}
-        )
-        raise _invalid_credentials()
-    if user.locked_until is not None and user.locked_until > datetime.now(UTC):
-        metrics.auth_logins.labels("locked").inc()
-        raise unauthorized(
-            "account_locked", "too many failed sign-ins; the account is locked for a while"
-        )
-    if not password_matches(user.password_hash, req.password):
-        raise await _fail(request, user, "password")
-    if user.status != "active":
-        raise unauthorized("account_disabled", "the account is disabled")
+    policy = await e.policy.get()
+    user, known_client = await identity.sign_in_subject(e.pg, req.email, ip)
+    attempt = await _admit(e, policy, ip, req.email, known_client)
+    # One argon2 verify whatever the account, so the time taken tells nothing either.
+    password_ok = password_matches(user.password_hash if user else DUMMY_HASH, req.password)
+    if why := _why_refused(user, password_ok):
+        raise await _fail(request, policy, user, why)
+    assert user is not None
     mfa = False
     if user.mfa_enabled:
         if not req.totp:
+            await attempt.not_failed()  # the password was right: the client asks again
             raise ApiError(
                 401, "authentication_error", "mfa_required", "a one-time code is required", "totp"
             )
         if not await _second_factor(e, user, req.totp):
-            raise await _fail(request, user, "totp")
+            raise await _fail(request, policy, user, "totp")
         mfa = True
+    await attempt.succeeded()
     burst = user.failed_logins
     await identity.record_success(e.pg, user.id)
     country = request.headers.get(auth.country_header, "") if auth.country_header else ""

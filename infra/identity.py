@@ -29,8 +29,7 @@ class User:
     org_id: str | None
     password_hash: str
     status: str
-    failed_logins: int
-    locked_until: datetime | None
+    failed_logins: int  # in a row, from any client: flags a burst (sign-ins are throttled in Redis)
     mfa_secret: str | None  # as stored (sealed): open with `infra.sealing.TOTP`
     mfa_pending: str | None  # as stored (sealed): open with `infra.sealing.TOTP_PENDING`
     mfa_enabled: bool
@@ -68,7 +67,6 @@ def _user(row: asyncpg.Record) -> User:
         password_hash=row["password_hash"],
         status=row["status"],
         failed_logins=row["failed_logins"],
-        locked_until=row["locked_until"],
         mfa_secret=row["mfa_secret"],
         mfa_pending=row["mfa_pending"],
         mfa_enabled=row["mfa_enabled"],
@@ -82,6 +80,19 @@ def _user(row: asyncpg.Record) -> User:
 async def user_by_email(conn: Conn, email: str) -> User | None:
     row = await conn.fetchrow(_select_users("lower(u.email) = lower($1)"), email)
     return _user(row) if row else None
+
+
+async def sign_in_subject(conn: Conn, email: str, ip: str) -> tuple[User | None, bool]:
+    """The user an e-mail address names (if any) and whether they signed in from this IP
+    before, in one query, so an unknown address costs the same round trips as a known one."""
+    row = await conn.fetchrow(
+        f"""SELECT q.*, EXISTS (SELECT 1 FROM known_logins k
+                                WHERE k.user_id = q.id AND k.ip = $2) AS known_client
+            FROM ({_select_users("lower(u.email) = lower($1)")}) q""",
+        email,
+        ip,
+    )
+    return (_user(row), row["known_client"]) if row else (None, False)
 
 
 async def user_by_id(conn: Conn, user_id: str) -> User | None:
@@ -175,30 +186,20 @@ async def other_platform_admins(conn: asyncpg.Connection, user_id: str) -> int:
 
 async def set_status(conn: Conn, user_id: str, status: str) -> None:
     await conn.execute(
-        "UPDATE users SET status = $2, failed_logins = 0, locked_until = NULL WHERE id = $1",
-        user_id,
-        status,
+        "UPDATE users SET status = $2, failed_logins = 0 WHERE id = $1", user_id, status
     )
 
 
-async def record_failure(conn: Conn, user_id: str, threshold: int, lock_s: int) -> bool:
-    """Count a failed sign-in; True when this failure locked the account."""
-    locked = await conn.fetchval(
-        """UPDATE users SET failed_logins = failed_logins + 1,
-                  locked_until = CASE WHEN failed_logins + 1 >= $2
-                                      THEN now() + make_interval(secs => $3) END
-           WHERE id = $1 RETURNING locked_until IS NOT NULL""",
+async def record_failure(conn: Conn, user_id: str) -> int:
+    """Count a failed sign-in; the failures in a row so far."""
+    return await conn.fetchval(
+        "UPDATE users SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
         user_id,
-        threshold,
-        lock_s,
     )
-    return bool(locked)
 
 
 async def record_success(conn: Conn, user_id: str) -> None:
-    await conn.execute(
-        "UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = $1", user_id
-    )
+    await conn.execute("UPDATE users SET failed_logins = 0 WHERE id = $1", user_id)
 
 
 async def note_login_place(
