@@ -77,11 +77,6 @@ def _user(row: asyncpg.Record) -> User:
     )
 
 
-async def user_by_email(conn: Conn, email: str) -> User | None:
-    row = await conn.fetchrow(_select_users("lower(u.email) = lower($1)"), email)
-    return _user(row) if row else None
-
-
 async def sign_in_subject(conn: Conn, email: str, ip: str) -> tuple[User | None, bool]:
     """The user an e-mail address names (if any) and whether they signed in from this IP
     before, in one query, so an unknown address costs the same round trips as a known one."""
