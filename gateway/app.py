@@ -38,6 +38,7 @@ from infra.channels import ChannelRegistry
 from infra.faults import Fault, classify, describe
 from infra.fx import rate_source
 from infra.hotstore import HotStore
+from infra.httpserver import OUTGOING_HEADERS, hide_versions
 from infra.invalidation import follow
 from infra.keys import Keys
 from infra.logs import request_id
@@ -136,7 +137,7 @@ def create_app(settings: Settings) -> web.Application:
         redis = redisclient.connect(settings.redis.url, settings.redis.max_connections)
         pipe = RedisPipe(settings.redis.url)
         keys = Keys(settings.redis.prefix)
-        http = aiohttp.ClientSession()
+        http = aiohttp.ClientSession(headers=OUTGOING_HEADERS)
         box = SecretBox(settings.secrets.keys, settings.secrets.active)
         registry = ChannelRegistry(pg, box, http)
         await registry.refresh()
@@ -229,4 +230,4 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics_endpoint)
-    return app
+    return hide_versions(app)

@@ -12,14 +12,13 @@ from aiohttp import web
 
 from config import Settings
 from gateway.app import create_app
-from infra.httpserver import hide_versions
 from infra.logs import setup_logging
 
 log = logging.getLogger("juhe.gateway")
 
 
 async def serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
-    app = hide_versions(create_app(settings))
+    app = create_app(settings)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(

@@ -49,7 +49,9 @@ class Queues:
 
 
 async def connect(url: str) -> AbstractRobustConnection:
-    return await aio_pika.connect_robust(url)
+    """A connection that comes back by itself after a broker restart, trying every second
+    (aio-pika's default of 5 s left pools idle for seconds after RabbitMQ was back)."""
+    return await aio_pika.connect_robust(url, reconnect_interval=1)
 
 
 def _to_dead(queues: Queues) -> dict[str, str]:

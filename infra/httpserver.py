@@ -6,6 +6,8 @@ from __future__ import annotations
 from aiohttp import web, web_response
 
 SERVER_NAME = "juhe"
+# what Juhe's own requests (webhooks to merchants, calls to channels) say about the client
+OUTGOING_HEADERS = {"User-Agent": SERVER_NAME}
 
 
 async def _name_server(_: web.Request, response: web.StreamResponse) -> None:

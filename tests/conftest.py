@@ -32,6 +32,7 @@ class Receiver:
     bad_signatures: int = 0
     seen_attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     request_ids: dict[str, str] = field(default_factory=dict)
+    user_agents: set[str] = field(default_factory=set)
 
     async def handle(self, request: web.Request) -> web.Response:
         merchant_id = request.match_info["merchant"]
@@ -46,6 +47,7 @@ class Receiver:
         event = orjson.loads(body)
         self.seen_attempts[event["id"]] += 1
         self.request_ids[event["id"]] = request.headers.get("X-Request-Id", "")
+        self.user_agents.add(request.headers.get("User-Agent", ""))
         mode = self.modes.get(merchant_id, "ok")
         if mode == "fail" or (mode == "fail_once" and self.seen_attempts[event["id"]] == 1):
             return web.Response(status=500)

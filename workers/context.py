@@ -17,6 +17,7 @@ from infra.alerts import OpsAlerts
 from infra.broker import Publisher, Queues
 from infra.channels import ChannelRegistry
 from infra.hotstore import HotStore
+from infra.httpserver import OUTGOING_HEADERS
 from infra.keys import Keys
 from infra.secretbox import SecretBox
 
@@ -48,7 +49,7 @@ class Context:
         await broker.declare_topology(setup, settings)
         await setup.close()
         queues = Queues(settings.rabbitmq.prefix)
-        http = aiohttp.ClientSession()
+        http = aiohttp.ClientSession(headers=OUTGOING_HEADERS)
         box = SecretBox(settings.secrets.keys, settings.secrets.active)
         channels = ChannelRegistry(pg, box, http)
 

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from config import Settings
 from infra import metrics
+from infra.httpserver import hide_versions
 from infra.invalidation import follow
 from workers import channel, ledger, notify, relay, risk, scheduler
 from workers.context import Context
@@ -38,7 +39,7 @@ async def metrics_handler(_: web.Request) -> web.Response:
 async def serve_metrics(port: int) -> web.AppRunner:
     """The pool's own /metrics. A taken port costs the endpoint, never the pool: its figures
     still reach the gateway's /metrics through the shared multiprocess directory."""
-    app = web.Application()
+    app = hide_versions(web.Application())
     app.router.add_get("/metrics", metrics_handler)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

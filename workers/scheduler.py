@@ -16,6 +16,7 @@ from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
 from infra import broker, metrics, progress, store
+from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
@@ -244,8 +245,18 @@ async def sample_backlogs(ctx: Context) -> None:
 async def every(
     interval_s: float, job: Callable[[Context], Awaitable[object]], ctx: Context
 ) -> None:
+    """Run `job` every `interval_s`; while a service it needs is down, wait with growing pauses
+    and one warning each, rather than crash and log a traceback five times a second."""
+    backoff = Backoff()
     while True:
-        await job(ctx)
+        try:
+            await job(ctx)
+        except Exception as exc:
+            if classify(exc) is not Fault.TRANSIENT:
+                raise
+            await backoff.wait(f"scheduler-{job.__name__}", exc)
+            continue
+        backoff.reset()
         await asyncio.sleep(interval_s)
 
 

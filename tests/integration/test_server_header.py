@@ -4,12 +4,14 @@ the Python and aiohttp versions (issue 12)."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from infra.httpserver import SERVER_NAME
+from tests.conftest import Receiver
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -48,3 +50,12 @@ async def test_a_request_that_never_reaches_the_app_names_no_versions(stack: Sta
     assert head.startswith("HTTP/1.") and " 400 " in head.split("\r\n", 1)[0], head
     assert f"Server: {SERVER_NAME}\r\n" in head, head
     assert "aiohttp" not in head.lower(), head
+
+
+async def test_juhes_own_requests_name_no_versions(merchant, receiver: Receiver) -> None:
+    """Webhooks (and channel calls, from the same sessions) say `User-Agent: juhe` only."""
+    _, created = await merchant.create_payment(
+        amount="1.00", currency="USD", merchant_order_id="ua-" + secrets.token_hex(4)
+    )
+    await receiver.wait_for(merchant.merchant_id, lambda e: e["data"]["id"] == created["id"])
+    assert receiver.user_agents == {SERVER_NAME}
