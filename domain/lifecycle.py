@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
 from domain import ledger
 from domain.commission import AgentTerms, split
@@ -30,6 +31,7 @@ class PaymentFacts:
     refund_reserved: int
     refunded_amount: int
     conversion: Conversion | None = None  # charged at the channel in another currency
+    channel_order_id: str | None = None  # None until the channel pool records the order
 
     @property
     def charged(self) -> tuple[str, int]:
@@ -60,33 +62,79 @@ _TARGET = {
 }
 
 
+class Confirmation(StrEnum):
+    """What the channel said, when asked, of an order its payment has not recorded yet."""
+
+    NOT_ASKED = "not_asked"
+    CONFIRMED = "confirmed"  # the channel has that order, and it is this payment's
+    DENIED = "denied"  # no such order there, or another payment's
+    UNAVAILABLE = "unavailable"  # the channel could not be asked
+
+
+# Results of callbacks that do not belong to the payment they name, or do not say it was paid
+# in full: never applied, always raised to operations.
+REFUSED = frozenset({"channel_mismatch", "order_mismatch", "amount_mismatch"})
+
+
+def refusal(
+    payment: PaymentFacts,
+    callback: ChannelCallback,
+    confirmation: Confirmation = Confirmation.NOT_ASKED,
+) -> str | None:
+    """Why a callback changes nothing (recorded as its result), or None when it applies.
+
+    A callback belongs to its payment only if it comes from the payment's channel and names
+    the payment's order. Both are checked first, whatever the payment's status, so a callback
+    signed with a leaked secret but naming another payment's order is refused and raised even
+    where it could change nothing. A callback may legitimately arrive before the channel pool
+    has recorded the order (the channel paid before its answer to the create reached us): it
+    applies only once the channel, asked about that order, says it is this payment's
+    (`Confirmation.CONFIRMED`); `unconfirmed` while nobody asked or the channel could not
+    answer, in which case the payment settles when the channel is asked at its expiry."""
+    if callback.channel != payment.channel:
+        return "channel_mismatch"
+    recorded = payment.channel_order_id
+    if recorded is not None and recorded != callback.channel_order_id:
+        return "order_mismatch"
+    target = _TARGET[callback.outcome]
+    if payment.status.value not in sources(target):
+        # Late, duplicate or out of order: the payment has moved on. A `paid` that arrives after
+        # the payment ended otherwise is kept for reconciliation, never posted twice.
+        return "stale"
+    if recorded is None and confirmation is not Confirmation.CONFIRMED:
+        return "order_mismatch" if confirmation is Confirmation.DENIED else "unconfirmed"
+    if target is PaymentStatus.SUCCEEDED:
+        # A paid callback must say what was paid, in what the channel was asked to charge: a
+        # part payment (or one without an amount) is never taken for the whole.
+        charged_currency, charged = payment.charged
+        if (
+            callback.amount is None
+            or callback.currency != charged_currency
+            or int(callback.amount) != charged
+        ):
+            return "amount_mismatch"
+    return None
+
+
 def on_callback(
     payment: PaymentFacts | None,
     callback: ChannelCallback,
     cost_rate: Rate,
     chain: Sequence[AgentTerms] = (),
+    confirmation: Confirmation = Confirmation.NOT_ASKED,
 ) -> CallbackEffect:
     """What a channel's word does to a payment; `cost_rate` is what the channel charges for
     it (its fee schedule's line for the method and the charged currency); `chain` is the
-    merchant's agents (top first) with the commission policies in force now."""
+    merchant's agents (top first) with the commission policies in force now; `confirmation`
+    what the channel said of the callback's order if the payment has none recorded yet."""
     if payment is None:
         return CallbackEffect("unknown_payment")
+    refused = refusal(payment, callback, confirmation)
+    if refused is not None:
+        return CallbackEffect(refused)
     target = _TARGET[callback.outcome]
-    if payment.status.value not in sources(target):
-        # Late, duplicate or out of order: the payment has moved on. A `paid` that arrives after
-        # the payment ended otherwise is kept for reconciliation, never posted twice.
-        return CallbackEffect("stale")
     if target is PaymentStatus.SUCCEEDED:
-        if callback.channel != payment.channel:
-            return CallbackEffect("channel_mismatch")
-        # An amount is only meaningful with its currency; a currency alone must still match.
-        charged_currency, charged = payment.charged
-        wrong_amount = callback.amount is not None and (
-            int(callback.amount) != charged or callback.currency != charged_currency
-        )
-        wrong_currency = callback.currency is not None and callback.currency != charged_currency
-        if wrong_amount or wrong_currency:
-            return CallbackEffect("amount_mismatch")
+        charged = payment.charged[1]
         fee = rate_fee(payment.amount, payment.fee_bps, payment.fee_fixed)
         cost = cost_rate.fee(charged)
         conversion = payment.conversion

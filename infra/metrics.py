@@ -67,6 +67,12 @@ channel_failovers = Counter(
 channel_calls = Counter(
     "juhe_channel_calls_total", "Calls to channels", ["channel", "operation", "outcome"]
 )
+callbacks_refused = Counter(
+    "juhe_callbacks_refused_total",
+    "Verified channel callbacks not applied: not the named payment's (alert on any), or not "
+    "yet confirmed",
+    ["channel", "reason"],
+)
 breaker_state = Gauge(
     "juhe_breaker_state",
     "Circuit breaker state (0 closed, 1 half-open, 2 open)",

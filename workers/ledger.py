@@ -4,10 +4,17 @@ journal entry each, and outbox events, for a whole batch in one transaction.
 Exactly-once comes from the database, not the transport: a callback is applied only if its
 (channel, event id) row is new, a payment only moves from the statuses its target allows, and
 a journal entry's (kind, ref) is unique. The decisions themselves are `domain.lifecycle`.
+
+A callback is applied only to the payment it belongs to: from the payment's channel, naming the
+payment's order. One that arrives before the channel pool has recorded the order is first
+confirmed by asking the channel about that order (`confirm_orders`); any other is refused,
+counted, logged and raised to operations, and acknowledged: retrying it cannot make it belong.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -16,24 +23,34 @@ import asyncpg
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
+from adapters.base import ChannelDeclined, ChannelTransientError
 from domain.channels import FREE
 from domain.fx import Conversion
 from domain.ledger import Posting, agent_lines
-from domain.lifecycle import PaymentFacts, on_callback, on_refund_outcome
+from domain.lifecycle import (
+    REFUSED,
+    Confirmation,
+    PaymentFacts,
+    on_callback,
+    on_refund_outcome,
+    refusal,
+)
 from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
-from infra import store
+from infra import metrics, store
 from infra.agents import ChainCache
 from workers.context import Context
 from workers.outcomes import publish_events
 from workers.runtime import Mailbox
 
 _commands = envelope_decoder(LedgerCommand)
+log = logging.getLogger("juhe.ledger")
 
-PAYMENT_WITH_PRICE = """SELECT p.*, m.fee_bps, m.fee_fixed_minor FROM payments p
-                        JOIN merchants m ON m.id = p.merchant_id
-                        WHERE p.id = ANY($1::text[]) ORDER BY p.id FOR UPDATE OF p"""
+_PAYMENTS = """SELECT p.*, m.fee_bps, m.fee_fixed_minor FROM payments p
+               JOIN merchants m ON m.id = p.merchant_id WHERE p.id = ANY($1::text[])"""
+PAYMENT_WITH_PRICE = _PAYMENTS + " ORDER BY p.id FOR UPDATE OF p"
+WITHOUT_ORDER = _PAYMENTS + " AND p.channel_order_id IS NULL"
 
 
 def facts(row: asyncpg.Record) -> PaymentFacts:
@@ -49,6 +66,7 @@ def facts(row: asyncpg.Record) -> PaymentFacts:
         refund_reserved=row["refund_reserved"],
         refunded_amount=row["refunded_amount"],
         conversion=Conversion.from_doc(orjson.loads(row["fx"])) if row["fx"] else None,
+        channel_order_id=row["channel_order_id"],
     )
 
 
@@ -59,6 +77,7 @@ class Written:
     payments: list[asyncpg.Record] = field(default_factory=list)
     refunds: list[asyncpg.Record] = field(default_factory=list)
     events: list[tuple[str, str]] = field(default_factory=list)
+    refused: list[tuple[ChannelCallback, str]] = field(default_factory=list)
 
 
 class LedgerActor:
@@ -71,16 +90,86 @@ class LedgerActor:
         callbacks = [c.callback for c in commands if c.callback]
         refunds = [c.refund for c in commands if c.refund]
         written = Written()
+        confirmations = await self.confirm_orders(callbacks) if callbacks else {}
         async with self.ctx.pg.acquire() as conn, conn.transaction():
             if callbacks:
-                await self.apply_callbacks(conn, callbacks, written)
+                await self.apply_callbacks(conn, callbacks, confirmations, written)
             for outcome in refunds:
                 await self.apply_refund(conn, outcome, written)
         await self.ctx.hot.put_many(written.payments, written.refunds)
         await publish_events(self.ctx, written.events)
+        await self.report_refused(written.refused)
+
+    async def confirm_orders(
+        self, callbacks: Sequence[ChannelCallback]
+    ) -> dict[tuple[str, str], Confirmation]:
+        """Ask the channel about the order of each callback that would apply to a payment with
+        no order recorded yet: the channel paid before its answer to our create was written
+        (a fast payer, a slow or lost answer). The channel's own API, called with our
+        credentials, says whether that order is this payment's, which a callback signed with
+        a leaked secret cannot fake. Asked once, within the channel's timeout, before the
+        transaction, so no row stays locked while a channel answers; a channel that cannot
+        answer leaves the callback `unconfirmed` rather than holding back every other callback
+        behind it with retries (the payment then settles when the channel is asked at its
+        expiry, as after a lost callback)."""
+        rows = await self.ctx.pg.fetch(WITHOUT_ORDER, sorted({c.payment_id for c in callbacks}))
+        payments = {r["id"]: facts(r) for r in rows}
+        asking = [
+            c
+            for c in callbacks
+            if c.payment_id in payments and refusal(payments[c.payment_id], c) == "unconfirmed"
+        ]
+        answers = await asyncio.gather(*(self.ask_channel(c) for c in asking))
+        return {(c.channel, c.event_id): a for c, a in zip(asking, answers, strict=True)}
+
+    async def ask_channel(self, callback: ChannelCallback) -> Confirmation:
+        adapter = self.ctx.channels.adapter(callback.channel)
+        if adapter is None:
+            return Confirmation.UNAVAILABLE
+        try:
+            state = await adapter.query_order(callback.payment_id, callback.channel_order_id)
+        except ChannelDeclined:  # no such order, or another payment's (the adapter checks)
+            return Confirmation.DENIED
+        except ChannelTransientError:
+            return Confirmation.UNAVAILABLE
+        if state.channel_order_id != callback.channel_order_id:
+            return Confirmation.DENIED
+        return Confirmation.CONFIRMED
+
+    async def report_refused(self, refused: Sequence[tuple[ChannelCallback, str]]) -> None:
+        """Counted and logged (ids only); those that do not belong to their payment, or claim
+        a part payment as paid, are also raised to operations, all at once."""
+        for c, reason in refused:
+            metrics.callbacks_refused.labels(c.channel, reason).inc()
+            log.warning(
+                "channel callback not applied",
+                extra={
+                    "payment_id": c.payment_id,
+                    "channel": c.channel,
+                    "event_id": c.event_id,
+                    "reason": reason,
+                },
+            )
+        await asyncio.gather(
+            *(
+                self.ctx.alerts.send(
+                    "callback.refused",
+                    payment_id=c.payment_id,
+                    channel=c.channel,
+                    event_id=c.event_id,
+                    reason=reason,
+                )
+                for c, reason in refused
+                if reason in REFUSED
+            )
+        )
 
     async def apply_callbacks(
-        self, conn: asyncpg.Connection, callbacks: Sequence[ChannelCallback], written: Written
+        self,
+        conn: asyncpg.Connection,
+        callbacks: Sequence[ChannelCallback],
+        confirmations: dict[tuple[str, str], Confirmation],
+        written: Written,
     ) -> None:
         fresh_keys = {
             (r["channel"], r["event_id"])
@@ -119,7 +208,8 @@ class LedgerActor:
             spec = self.ctx.channels.specs.get(c.channel)
             cost = spec.cost(method[c.payment_id], payment.charged[0]) if spec and payment else FREE
             chain = chains.get(chain_key[payment.id], ()) if payment else ()
-            effect = on_callback(payment, c, cost, chain)
+            confirmation = confirmations.get((c.channel, c.event_id), Confirmation.NOT_ASKED)
+            effect = on_callback(payment, c, cost, chain, confirmation)
             results.append(effect.result)
             if payment is None or effect.status is None:
                 continue
@@ -142,6 +232,7 @@ class LedgerActor:
         # Rows went in as `applied`, the usual result; only the others are rewritten (all in
         # this transaction, so nobody sees the interim value).
         other = [(c, r) for c, r in zip(fresh, results, strict=True) if r != "applied"]
+        written.refused += [(c, r) for c, r in other if r in REFUSED or r == "unconfirmed"]
         if other:
             await conn.execute(
                 """UPDATE channel_events e SET result = u.r

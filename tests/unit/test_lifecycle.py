@@ -22,7 +22,9 @@ from domain.ledger import (
     payment_succeeded,
 )
 from domain.lifecycle import (
+    REFUSED,
     CallbackEffect,
+    Confirmation,
     PaymentFacts,
     RefundEffect,
     on_callback,
@@ -47,6 +49,7 @@ def _payment(status: P = P.PROCESSING, **changes: object) -> PaymentFacts:
         fee_fixed=30,
         refund_reserved=0,
         refunded_amount=0,
+        channel_order_id="ord_1",
     )
     return replace(base, **changes)
 
@@ -87,10 +90,10 @@ def test_paid_succeeds_with_balanced_postings(status: P) -> None:
     assert isinstance(effect.postings, tuple)
 
 
-def test_paid_without_amount_is_accepted() -> None:
+def test_paid_without_amount_is_refused() -> None:
+    """A paid callback that does not say what was paid is never taken for the whole amount."""
     effect = on_callback(_payment(), _callback("paid", amount=None, currency=None), PRICE)
-    assert effect.result == "applied"
-    assert effect.status is P.SUCCEEDED
+    assert effect == CallbackEffect("amount_mismatch")
 
 
 @settings(max_examples=200)
@@ -152,23 +155,83 @@ def test_paid_amount_or_currency_mismatch(amount: str, currency: str | None) -> 
     assert effect.postings == ()
 
 
+@pytest.mark.parametrize("outcome", ["paid", "failed", "pending"])
 @pytest.mark.parametrize("payment_channel", ["other", None])
-def test_paid_channel_mismatch(payment_channel: str | None) -> None:
-    effect = on_callback(_payment(channel=payment_channel), _callback("paid"), PRICE)
+def test_channel_mismatch(outcome: str, payment_channel: str | None) -> None:
+    effect = on_callback(_payment(channel=payment_channel), _callback(outcome), PRICE)
     assert effect == CallbackEffect("channel_mismatch")
     assert effect.postings == ()
 
 
-def test_channel_mismatch_checked_before_amount() -> None:
-    effect = on_callback(_payment(channel="other"), _callback("paid", amount="1"), PRICE)
-    assert effect.result == "channel_mismatch"
-
-
-def test_stale_checked_before_mismatches() -> None:
-    effect = on_callback(
-        _payment(P.SUCCEEDED, channel="other"), _callback("paid", amount="1"), PRICE
+@pytest.mark.parametrize("outcome", ["paid", "failed", "pending"])
+def test_another_payments_order_is_refused(outcome: str) -> None:
+    """Signed by the channel's secret, naming this payment, but another payment's order."""
+    effect = on_callback(_payment(), _callback(outcome, channel_order_id="ord_2"), PRICE)
+    assert effect == CallbackEffect("order_mismatch")
+    confirmed = on_callback(
+        _payment(), _callback(outcome, channel_order_id="ord_2"), PRICE, (), Confirmation.CONFIRMED
     )
+    assert confirmed == effect, "the recorded order decides, whatever the channel was asked"
+
+
+def test_ownership_checked_before_stale_and_amount() -> None:
+    ended = _payment(P.CANCELED)
+    assert on_callback(ended, _callback("paid", channel="other"), PRICE).result == (
+        "channel_mismatch"
+    )
+    assert on_callback(ended, _callback("paid", channel_order_id="x"), PRICE).result == (
+        "order_mismatch"
+    )
+    wrong = _callback("paid", channel_order_id="x", amount="1")
+    assert on_callback(_payment(), wrong, PRICE).result == "order_mismatch"
+    assert on_callback(_payment(channel="other"), wrong, PRICE).result == "channel_mismatch"
+
+
+def test_stale_checked_before_amount() -> None:
+    effect = on_callback(_payment(P.SUCCEEDED), _callback("paid", amount="1"), PRICE)
     assert effect.result == "stale"
+
+
+# ------------------------------------------------------- before the order is recorded
+
+
+@pytest.mark.parametrize("outcome", ["paid", "failed", "pending"])
+def test_early_callback_applies_once_the_channel_confirms_its_order(outcome: str) -> None:
+    """The channel paid before its answer to the create was written: the payment is still
+    processing without an order, and the channel, asked, says the order is this payment's."""
+    early = _payment(P.PROCESSING, channel_order_id=None)
+    effect = on_callback(early, _callback(outcome), PRICE, (), Confirmation.CONFIRMED)
+    assert effect.result == "applied"
+    assert effect == on_callback(_payment(P.PROCESSING), _callback(outcome), PRICE)
+
+
+@pytest.mark.parametrize(
+    ("confirmation", "result"),
+    [
+        (Confirmation.NOT_ASKED, "unconfirmed"),
+        (Confirmation.UNAVAILABLE, "unconfirmed"),
+        (Confirmation.DENIED, "order_mismatch"),
+    ],
+)
+def test_early_callback_is_not_applied_unless_confirmed(
+    confirmation: Confirmation, result: str
+) -> None:
+    early = _payment(P.PROCESSING, channel_order_id=None)
+    effect = on_callback(early, _callback("paid"), PRICE, (), confirmation)
+    assert effect == CallbackEffect(result)
+    assert (result in REFUSED) is (confirmation is Confirmation.DENIED)
+
+
+def test_early_callback_for_an_ended_payment_is_stale_without_asking() -> None:
+    """Canceled before its order was recorded: nothing could change, so nothing is asked."""
+    ended = _payment(P.CANCELED, channel_order_id=None)
+    assert on_callback(ended, _callback("paid"), PRICE) == CallbackEffect("stale")
+
+
+def test_confirmed_early_paid_callback_still_checks_the_amount() -> None:
+    early = _payment(P.PROCESSING, channel_order_id=None)
+    effect = on_callback(early, _callback("paid", amount="5000"), PRICE, (), Confirmation.CONFIRMED)
+    assert effect == CallbackEffect("amount_mismatch")
 
 
 # ---------------------------------------------------------------------------- failed
