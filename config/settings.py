@@ -17,6 +17,7 @@ import msgspec
 import orjson
 
 from domain.fees import PriceBps, PriceFixed
+from domain.money import check_ceilings
 
 DEFAULTS = Path(__file__).with_name("default.toml")
 
@@ -96,6 +97,10 @@ class Scheduler(Base):
 class Payments(Base):
     default_expires_in_s: int
     max_expires_in_s: int
+    max_amount: dict[str, str]  # per currency, in major units
+
+    def __post_init__(self) -> None:
+        check_ceilings(self.max_amount)
 
 
 class Routing(Base):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
 # ISO 4217 exponents for fiat; the conventional smallest unit for crypto (satoshi, wei, USDT's 6).
 CURRENCIES: dict[str, int] = {
@@ -62,3 +63,27 @@ def format_amount(minor: int, currency: str) -> str:
     if places == 0:
         return f"{sign}{whole}"
     return f"{sign}{whole}.{fraction:0{places}d}"
+
+
+def check_ceilings(ceilings: Mapping[str, str]) -> None:
+    """The configured largest amount per currency (`payments.max_amount`): one for every
+    supported currency, each an amount that currency can hold. A currency without one stops
+    the process at start-up rather than take amounts without bound."""
+    missing = sorted(set(CURRENCIES) - set(ceilings))
+    if missing:
+        raise ValueError(f"payments.max_amount has no maximum for {', '.join(missing)}")
+    for currency, text in ceilings.items():
+        try:
+            ceiling = parse_amount(text, currency)
+        except AmountError as exc:
+            raise ValueError(f"payments.max_amount.{currency}: {exc}") from None
+        if ceiling <= 0:
+            raise ValueError(f"payments.max_amount.{currency} must be greater than zero")
+
+
+def check_ceiling(minor: int, currency: str, ceilings: Mapping[str, str]) -> None:
+    """AmountError `amount_too_large` above the currency's configured maximum (checked by
+    `check_ceilings`, so every supported currency has one)."""
+    ceiling = ceilings[currency]
+    if minor > parse_amount(ceiling, currency):
+        raise AmountError("amount_too_large", f"{currency} amounts are at most {ceiling}")

@@ -34,7 +34,7 @@ async def create_quote(request: web.Request) -> web.Response:
     caller = await identify(request, body)
     await require(request, caller.principal, "payments:create")
     req = decode(body, CreateQuote)
-    amount = amount_of(req.amount, req.currency)
+    amount = amount_of(req.amount, req.currency, e.settings.payments.max_amount)
     try:
         exponent(req.to_currency)
     except AmountError as exc:

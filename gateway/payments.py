@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -12,7 +13,7 @@ from aiohttp import web
 from domain.access import Principal, Realm
 from domain.ids import new_id
 from domain.messages import ChannelTask, PaymentIntent, decoder, encode
-from domain.money import AmountError, parse_amount
+from domain.money import AmountError, check_ceiling, parse_amount
 from domain.states import PaymentStatus
 from domain.views import payment_view
 from gateway.access import actor, idempotency_scope, identify, require, sees, visible
@@ -50,9 +51,12 @@ def not_found(kind: str) -> ApiError:
     return invalid("resource_missing", f"no such {kind}", "id", status=404)
 
 
-def amount_of(text: str, currency: str, param: str = "amount") -> int:
+def amount_of(text: str, currency: str, ceilings: Mapping[str, str], param: str = "amount") -> int:
+    """A request's amount in minor units: more than zero, and at most the currency's
+    configured maximum (`payments.max_amount`)."""
     try:
         amount = parse_amount(text, currency)
+        check_ceiling(amount, currency, ceilings)
     except AmountError as exc:
         raise invalid(
             exc.code, str(exc), "currency" if exc.code == "unsupported_currency" else param
@@ -80,8 +84,8 @@ async def create_payment(request: web.Request) -> web.Response:
         raise invalid(
             "method_not_enabled", f"{req.method} is not enabled for this merchant", "method"
         )
-    amount = amount_of(req.amount, req.currency)
     limits = e.settings.payments
+    amount = amount_of(req.amount, req.currency, limits.max_amount)
     expires_in = req.expires_in or limits.default_expires_in_s
     if expires_in > limits.max_expires_in_s:
         raise invalid(

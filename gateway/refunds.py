@@ -53,7 +53,11 @@ async def create_refund(request: web.Request) -> web.Response:
         currency = hot[b"currency"].decode()
         reserved = int(hot[b"refund_reserved"])
         left = int(hot[b"amount"]) - reserved
-        amount = left if req.amount is None else amount_of(req.amount, currency)
+        amount = (
+            left
+            if req.amount is None
+            else amount_of(req.amount, currency, e.settings.payments.max_amount)
+        )
         if amount <= 0 or amount > left:
             raise invalid(
                 "amount_exceeds_refundable",

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import orjson
 import pytest
 
 from adapters.registry import build_adapter
 from domain.access import Realm
+from gateway.client import MerchantClient, signed_headers
 from infra.channels import spec_from_config
 from infra.sealing import API_KEY, WEBHOOK
 from tests.conftest import Receiver, wait_status
@@ -25,6 +27,13 @@ FINAL_PAID = {"succeeded", "failed", "rejected", "expired", "canceled"}
 
 def order() -> str:
     return "ord_" + secrets.token_hex(6)
+
+
+def _signed(merchant: MerchantClient, path: str, later_s: int) -> dict[str, str]:
+    """Headers of an empty-bodied POST signed `later_s` seconds from now."""
+    return signed_headers(
+        merchant.key_id, merchant.secret, "POST", path, b"", time.time() + later_s
+    )
 
 
 async def test_payment_succeeds_posts_once_and_notifies(
@@ -147,9 +156,11 @@ async def test_cancel_unpaid_then_not_again(merchant, receiver: Receiver) -> Non
         amount="9.56", currency="USD", merchant_order_id=order()
     )
     await wait_status(merchant, created["id"], {"awaiting_payment"})
-    status, canceled = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    path = f"/api/v1/payments/{created['id']}/cancel"
+    status, canceled = await merchant.request("POST", path)
     assert status == 200 and canceled["status"] == "canceled"
-    status, again = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    # Signed afresh (within the same second, the same signature is a replay: 401).
+    status, again = await merchant.request("POST", path, headers=_signed(merchant, path, 1))
     assert status == 409 and again["error"]["code"] == "payment_not_cancelable"
     event = await receiver.wait_for(
         merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
@@ -565,6 +576,42 @@ async def test_bad_refund_input_is_400_and_writes_nothing(stack: Stack, merchant
     assert after["status"] == "succeeded"
 
 
+async def test_amounts_above_the_currencys_maximum_are_refused(stack: Stack, merchant) -> None:
+    """`payments.max_amount` bounds payments, refunds and FX quotes alike (the defaults: a
+    million dollars, 15 BTC, …); nothing is written for a refused create."""
+    ceilings = stack.settings.payments.max_amount
+    status, top = await merchant.create_payment(
+        amount=ceilings["USD"], currency="USD", merchant_order_id=order()
+    )
+    assert status == 201, top
+    for amount, currency in (("1000000.01", "USD"), ("9" * 30, "JPY"), ("15.00000001", "BTC")):
+        order_id = order()
+        status, error = await merchant.create_payment(
+            amount=amount, currency=currency, merchant_order_id=order_id
+        )
+        assert status == 400, error
+        assert error["error"]["code"] == "amount_too_large", error
+        assert error["error"]["param"] == "amount"
+        assert error["error"]["message"] == f"{currency} amounts are at most {ceilings[currency]}"
+        key = f"{stack.settings.redis.prefix}:order:{merchant.merchant_id}:{order_id}"
+        assert not await stack.redis.exists(key)
+    _, paid = await merchant.create_payment(
+        amount="1.00", currency="USD", merchant_order_id=order()
+    )
+    await wait_status(merchant, paid["id"], {"succeeded"})
+    for path, body in (
+        ("/api/v1/refunds", {"payment_id": paid["id"], "amount": "1000000.01"}),
+        ("/api/v1/fx/quotes", {"amount": "1000000.01", "currency": "USD", "to_currency": "EUR"}),
+    ):
+        status, error = await merchant.request("POST", path, body)
+        assert status == 400 and error["error"]["code"] == "amount_too_large", (path, error)
+        assert error["error"]["param"] == "amount"
+    assert (
+        await stack.pg.fetchval("SELECT count(*) FROM refunds WHERE payment_id = $1", paid["id"])
+        == 0
+    )
+
+
 async def test_unknown_ids_are_404(merchant) -> None:
     for method, path in (
         ("GET", "/api/v1/payments/pay_nope"),
@@ -585,8 +632,6 @@ async def test_malformed_json_is_400(merchant) -> None:
 
 @pytest.mark.parametrize("tamper", ["signature", "stale", "unknown_key", "missing"])
 async def test_bad_credentials_are_401(stack: Stack, merchant, http, tamper) -> None:
-    from gateway.client import signed_headers
-
     body = orjson.dumps({"amount": "1.00", "currency": "USD", "merchant_order_id": order()})
     headers = signed_headers(merchant.key_id, merchant.secret, "POST", "/api/v1/payments", body)
     if tamper == "signature":
@@ -879,7 +924,13 @@ async def test_concurrent_cancels_with_one_key_run_once(merchant) -> None:
     await wait_status(merchant, created["id"], {"awaiting_payment"})
     path = f"/api/v1/payments/{created['id']}/cancel"
     key = {"Idempotency-Key": "cancel-" + secrets.token_hex(4)}
-    answers = await asyncio.gather(*(merchant.request("POST", path, headers=key) for _ in range(4)))
+    # Four requests (each signed at its own second, or they would be replays of one another).
+    answers = await asyncio.gather(
+        *(
+            merchant.request("POST", path, headers={**key, **_signed(merchant, path, n)})
+            for n in range(4)
+        )
+    )
     codes = sorted(
         (status, body.get("status") or body["error"]["code"]) for status, body in answers
     )

@@ -120,3 +120,14 @@ def test_toml_overlay_unknown_key_raises(tmp_path: Path) -> None:
     overlay.write_text("[gateway]\ntypo_key = 1\n")
     with pytest.raises(msgspec.ValidationError):
         load_settings({"JUHE_CONFIG": str(overlay)})
+
+
+def test_every_currency_has_a_maximum_amount_and_a_bad_one_stops_the_start() -> None:
+    settings = load_settings({})
+    assert settings.payments.max_amount["USD"] == "1000000.00"
+    # a JSON object overrides some currencies and keeps the others
+    changed = load_settings({"JUHE_PAYMENTS__MAX_AMOUNT": '{"USD": "5000.00"}'})
+    assert changed.payments.max_amount["USD"] == "5000.00"
+    assert changed.payments.max_amount["EUR"] == settings.payments.max_amount["EUR"]
+    with pytest.raises(msgspec.ValidationError, match="decimal places"):
+        load_settings({"JUHE_PAYMENTS__MAX_AMOUNT": '{"USD": "5000.001"}'})

@@ -6,7 +6,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.money import CURRENCIES, AmountError, exponent, format_amount, parse_amount
+from domain.money import (
+    CURRENCIES,
+    AmountError,
+    check_ceiling,
+    check_ceilings,
+    exponent,
+    format_amount,
+    parse_amount,
+)
 
 # The whole part of an amount may have at most 30 digits.
 MAX_MINOR = {c: 10 ** (30 + places) - 1 for c, places in CURRENCIES.items()}
@@ -179,3 +187,34 @@ def test_exponents() -> None:
     assert exponent("BTC") == 8
     assert exponent("ETH") == 18
     assert exponent("USDT") == 6
+
+
+CEILINGS = {c: "1000" for c in CURRENCIES} | {"USD": "1000000.00"}
+
+
+def test_an_amount_up_to_its_currencys_maximum_is_taken_and_one_minor_unit_more_is_not() -> None:
+    check_ceiling(parse_amount("1000000.00", "USD"), "USD", CEILINGS)
+    with pytest.raises(AmountError) as info:
+        check_ceiling(parse_amount("1000000.01", "USD"), "USD", CEILINGS)
+    assert info.value.code == "amount_too_large"
+    assert str(info.value) == "USD amounts are at most 1000000.00"
+    with pytest.raises(AmountError):
+        check_ceiling(10**30 * 100, "USD", CEILINGS)
+    check_ceiling(1000 * 10**18, "ETH", CEILINGS)
+    with pytest.raises(AmountError):
+        check_ceiling(1000 * 10**18 + 1, "ETH", CEILINGS)
+
+
+def test_every_supported_currency_needs_a_maximum() -> None:
+    check_ceilings(CEILINGS)
+    with pytest.raises(ValueError, match="no maximum for KRW"):
+        check_ceilings({c: v for c, v in CEILINGS.items() if c != "KRW"})
+
+
+@pytest.mark.parametrize(
+    ("currency", "text", "why"),
+    [("USD", "1.001", "decimal places"), ("XYZ", "1", "not supported"), ("JPY", "0", "zero")],
+)
+def test_a_maximum_must_be_an_amount_its_currency_holds(currency: str, text: str, why: str) -> None:
+    with pytest.raises(ValueError, match=why):
+        check_ceilings({**CEILINGS, currency: text})
