@@ -189,9 +189,7 @@ async def identify(request: web.Request, body: bytes) -> Caller:
     e = edge(request)
     token = bearer(request)
     if token is None:
-        merchant, key = await authenticate(
-            request, body, e.merchants, e.settings.gateway.signature_tolerance_s
-        )
+        merchant, key = await authenticate(request, body, e)
         return Caller(key.principal, merchant)
     principal = await user_principal(e, token)
     merchant = None

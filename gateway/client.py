@@ -19,7 +19,7 @@ def signed_headers(
     return {
         "X-Juhe-Key": key_id,
         "X-Juhe-Timestamp": ts,
-        "X-Juhe-Signature": "v1=" + request_signature(secret.encode(), ts, method, path_qs, body),
+        "X-Juhe-Signature": "v2=" + request_signature(secret.encode(), ts, method, path_qs, body),
         "Content-Type": "application/json",
     }
 

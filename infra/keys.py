@@ -33,6 +33,10 @@ class Keys:
     def idempotency(self, merchant_id: str, key: str) -> str:
         return f"{self.prefix}:idem:{merchant_id}:{key}"
 
+    def signed_request(self, key_id: str, digest: str) -> str:
+        """A signed request that changed something, kept while its timestamp is valid."""
+        return f"{self.prefix}:signed:{key_id}:{digest}"
+
     def merchant_order(self, merchant_id: str, order_id: str) -> str:
         return f"{self.prefix}:order:{merchant_id}:{order_id}"
 

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import time
 
 import orjson
 import pytest
 
 from adapters.registry import build_adapter
 from domain.access import Realm
+from gateway.client import MerchantClient, signed_headers
 from infra.channels import spec_from_config
 from infra.sealing import API_KEY, WEBHOOK
 from tests.conftest import Receiver, wait_status
@@ -25,6 +27,14 @@ FINAL_PAID = {"succeeded", "failed", "rejected", "expired", "canceled"}
 
 def order() -> str:
     return "ord_" + secrets.token_hex(6)
+
+
+def _signed(merchant: MerchantClient, path: str, later_s: int, body: bytes = b"") -> dict[str, str]:
+    """Headers of a POST signed `later_s` seconds from now: a request of its own, where the
+    same request signed within the same second would be a replay (401 replayed_request)."""
+    return signed_headers(
+        merchant.key_id, merchant.secret, "POST", path, body, time.time() + later_s
+    )
 
 
 async def test_payment_succeeds_posts_once_and_notifies(
@@ -147,9 +157,10 @@ async def test_cancel_unpaid_then_not_again(merchant, receiver: Receiver) -> Non
         amount="9.56", currency="USD", merchant_order_id=order()
     )
     await wait_status(merchant, created["id"], {"awaiting_payment"})
-    status, canceled = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    path = f"/api/v1/payments/{created['id']}/cancel"
+    status, canceled = await merchant.request("POST", path)
     assert status == 200 and canceled["status"] == "canceled"
-    status, again = await merchant.request("POST", f"/api/v1/payments/{created['id']}/cancel")
+    status, again = await merchant.request("POST", path, headers=_signed(merchant, path, 1))
     assert status == 409 and again["error"]["code"] == "payment_not_cancelable"
     event = await receiver.wait_for(
         merchant.merchant_id, lambda e: e["data"]["id"] == created["id"]
@@ -397,7 +408,9 @@ async def test_idempotent_replay_and_conflict(stack: Stack, merchant) -> None:
         "POST", "/api/v1/payments", raw=changed, headers={"Idempotency-Key": key}
     )
     assert s3 == 409 and conflict["error"]["type"] == "idempotency_error"
-    s4, dup = await merchant.request("POST", "/api/v1/payments", body)
+    s4, dup = await merchant.request(
+        "POST", "/api/v1/payments", raw=raw, headers=_signed(merchant, "/api/v1/payments", 1, raw)
+    )
     assert s4 == 409 and dup["error"]["param"] == "merchant_order_id"
     await wait_status(merchant, first["id"], {"succeeded"})
     count = await stack.pg.fetchval(
@@ -621,8 +634,6 @@ async def test_malformed_json_is_400(merchant) -> None:
 
 @pytest.mark.parametrize("tamper", ["signature", "stale", "unknown_key", "missing"])
 async def test_bad_credentials_are_401(stack: Stack, merchant, http, tamper) -> None:
-    from gateway.client import signed_headers
-
     body = orjson.dumps({"amount": "1.00", "currency": "USD", "merchant_order_id": order()})
     headers = signed_headers(merchant.key_id, merchant.secret, "POST", "/api/v1/payments", body)
     if tamper == "signature":
@@ -915,7 +926,13 @@ async def test_concurrent_cancels_with_one_key_run_once(merchant) -> None:
     await wait_status(merchant, created["id"], {"awaiting_payment"})
     path = f"/api/v1/payments/{created['id']}/cancel"
     key = {"Idempotency-Key": "cancel-" + secrets.token_hex(4)}
-    answers = await asyncio.gather(*(merchant.request("POST", path, headers=key) for _ in range(4)))
+    # Four requests (each signed at its own second, or they would be replays of one another).
+    answers = await asyncio.gather(
+        *(
+            merchant.request("POST", path, headers={**key, **_signed(merchant, path, n)})
+            for n in range(4)
+        )
+    )
     codes = sorted(
         (status, body.get("status") or body["error"]["code"]) for status, body in answers
     )

@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 
 from domain.signing import (
     SignatureError,
+    replay_window_s,
+    request_digest,
     request_signature,
     signer,
     verify_request,
@@ -26,7 +28,7 @@ PATH = "/v1/payments?expand=refunds"
 BODY = b'{"amount":"12.34","currency":"USD"}'
 
 
-def _header(**changes: object) -> str:
+def _header(scheme: str = "v2", **changes: object) -> str:
     args: dict[str, object] = {
         "timestamp": TS,
         "method": METHOD,
@@ -34,7 +36,7 @@ def _header(**changes: object) -> str:
         "body": BODY,
     }
     args.update(changes)
-    return "v1=" + request_signature(SECRET, **args)  # type: ignore[arg-type]
+    return f"{scheme}=" + request_signature(SECRET, **args, scheme=scheme)  # type: ignore[arg-type]
 
 
 def _verify(header: str, **changes: object) -> None:
@@ -53,9 +55,48 @@ def _verify(header: str, **changes: object) -> None:
 
 
 def test_request_signature_is_hmac_sha256_of_documented_message() -> None:
-    expected = hmac.new(SECRET, f"{TS}.POST.{PATH}.".encode() + BODY, hashlib.sha256).hexdigest()
-    assert request_signature(SECRET, TS, "POST", PATH, BODY) == expected
-    assert len(expected) == 64
+    body_hash = hashlib.sha256(BODY).hexdigest()
+    v2 = f"v2\n{TS}\nPOST\n{PATH}\n{body_hash}".encode()
+    assert request_signature(SECRET, TS, "POST", PATH, BODY) == (
+        hmac.new(SECRET, v2, hashlib.sha256).hexdigest()
+    )
+    v1 = f"{TS}.POST.{PATH}.".encode() + BODY
+    assert request_signature(SECRET, TS, "POST", PATH, BODY, "v1") == (
+        hmac.new(SECRET, v1, hashlib.sha256).hexdigest()
+    )
+
+
+def test_v1_lets_a_dot_move_between_path_and_body_and_v2_does_not() -> None:
+    """The ambiguity v2 removes: `{ts}.{METHOD}.{path}.{body}` signs (/a.b, c) and (/a, b.c)
+    alike, so a v1 signature of one verifies for the other."""
+    signed, resplit = ("/api/v1/x.y", b"z"), ("/api/v1/x", b"y.z")
+    v1 = "v1=" + request_signature(SECRET, TS, METHOD, *signed, "v1")
+    _verify(v1, path_qs=resplit[0], body=resplit[1])
+    v2 = "v2=" + request_signature(SECRET, TS, METHOD, *signed)
+    _verify(v2, path_qs=signed[0], body=signed[1])
+    with pytest.raises(SignatureError) as info:
+        _verify(v2, path_qs=resplit[0], body=resplit[1])
+    assert info.value.code == "invalid_signature"
+    assert request_digest(TS, METHOD, *signed) != request_digest(TS, METHOD, *resplit)
+
+
+def test_a_header_may_carry_both_and_v2_decides() -> None:
+    v1, v2 = _header("v1"), _header("v2")
+    _verify(f"{v1},{v2}")
+    _verify(f"{v2}, {v1}")
+    _verify(f"{v2},v1={'0' * 64}")  # a wrong v1 beside a good v2 does no harm
+    _verify(f"{v1},v3=future")  # schemes we do not know are ignored
+    for header in (f"{v1},v2={'0' * 64}", f"{v2},{v2}", f"{v1},", "v3=future"):
+        with pytest.raises(SignatureError) as info:
+            _verify(header)
+        assert info.value.code == "invalid_signature", header
+
+
+def test_a_request_is_remembered_until_its_timestamp_leaves_the_window() -> None:
+    assert replay_window_s(NOW, NOW, 300) == 301
+    assert replay_window_s(NOW, NOW - 300, 300) == 601, "signed ahead of our clock"
+    assert replay_window_s(NOW, NOW + 299.5, 300) == 2
+    assert replay_window_s(NOW, NOW + 300, 300) == 1
 
 
 @given(
@@ -69,10 +110,11 @@ def test_bytes_secret_and_prekeyed_signer_agree(
     secret: bytes, ts: str, method: str, path: str, body: bytes
 ) -> None:
     keyed = signer(secret)
-    first = request_signature(keyed, ts, method, path, body)
-    assert first == request_signature(secret, ts, method, path, body)
-    # the pre-keyed signer is copied, never consumed: it gives the same answer again
-    assert request_signature(keyed, ts, method, path, body) == first
+    for scheme in ("v1", "v2"):
+        first = request_signature(keyed, ts, method, path, body, scheme)
+        assert first == request_signature(secret, ts, method, path, body, scheme)
+        # the pre-keyed signer is copied, never consumed: it gives the same answer again
+        assert request_signature(keyed, ts, method, path, body, scheme) == first
 
 
 def test_method_is_case_insensitive() -> None:
@@ -81,12 +123,13 @@ def test_method_is_case_insensitive() -> None:
     )
 
 
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
 @pytest.mark.parametrize("key", [SECRET, signer(SECRET)], ids=["bytes", "signer"])
-def test_verify_request_accepts_good_signature(key: object) -> None:
-    _verify(_header(), key=key)
+def test_verify_request_accepts_good_signature(key: object, scheme: str) -> None:
+    _verify(_header(scheme), key=key)
     # still inside the window on either side
-    _verify(_header(), key=key, now=float(NOW + 300))
-    _verify(_header(), key=key, now=float(NOW - 300))
+    _verify(_header(scheme), key=key, now=float(NOW + 300))
+    _verify(_header(scheme), key=key, now=float(NOW - 300))
 
 
 @pytest.mark.parametrize(
@@ -102,9 +145,10 @@ def test_verify_request_accepts_good_signature(key: object) -> None:
     ],
     ids=["body", "empty-body", "method", "path", "query", "timestamp", "key"],
 )
-def test_verify_request_rejects_tampering(changes: dict[str, object]) -> None:
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_verify_request_rejects_tampering(changes: dict[str, object], scheme: str) -> None:
     with pytest.raises(SignatureError) as info:
-        _verify(_header(), **changes)
+        _verify(_header(scheme), **changes)
     assert info.value.code == "invalid_signature"
 
 
@@ -122,17 +166,23 @@ def test_verify_request_rejects_invalid_timestamp(timestamp: str) -> None:
     assert info.value.code == "invalid_timestamp"
 
 
+_V1 = request_signature(SECRET, TS, METHOD, PATH, BODY, "v1")
+_V2 = request_signature(SECRET, TS, METHOD, PATH, BODY)
+
+
 @pytest.mark.parametrize(
     "header",
     [
-        request_signature(SECRET, TS, METHOD, PATH, BODY),  # no scheme
-        "v2=" + request_signature(SECRET, TS, METHOD, PATH, BODY),
-        "V1=" + request_signature(SECRET, TS, METHOD, PATH, BODY),
-        "v1=",
+        _V2,  # no scheme
+        "v2=" + _V1,
+        "v1=" + _V2,
+        "V2=" + _V2,
+        "v2=",
         "",
-        "v1=" + "0" * 64,
-        "v1=" + request_signature(SECRET, TS, METHOD, PATH, BODY).upper(),
-        "v1=" + request_signature(SECRET, TS, METHOD, PATH, BODY)[:-1],
+        "v2=" + "0" * 64,
+        "v2=" + _V2.upper(),
+        "v2=" + _V2[:-1],
+        "v1=" + _V1.upper(),
     ],
 )
 def test_verify_request_rejects_bad_header(header: str) -> None:
@@ -143,7 +193,7 @@ def test_verify_request_rejects_bad_header(header: str) -> None:
 
 def test_verify_request_non_ascii_header_is_invalid_signature() -> None:
     with pytest.raises(SignatureError) as info:
-        _verify("v1=\u00e9")
+        _verify("v2=\u00e9")
     assert info.value.code == "invalid_signature"
 
 
