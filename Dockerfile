@@ -6,6 +6,9 @@
 #   docker build -t juhe .
 #   docker run --rm -p 8080:8080 -e JUHE_GATEWAY__HOST=0.0.0.0 juhe            # gateway
 #   docker run --rm juhe worker ledger                                          # a worker pool
+#
+# The node's profile is production: it refuses to start with the secrets published in
+# config/default.toml, so give it your own (README, "Secrets and profiles"; docker-compose.yml).
 
 ARG PYTHON_IMAGE=python:3.11-slim
 

@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 services:
 	bash .ci/services.sh
 
+# The development profile (config/dev.toml) allows the secrets published in config/default.toml.
 run: $(STAMP) services
-	$(VENV)/bin/juhe up
+	JUHE_CONFIG=config/dev.toml $(VENV)/bin/juhe up
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: $(STAMP) services

@@ -55,12 +55,14 @@ def free_port_block(count: int) -> int:
 
 
 def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str, str]:
-    """Settings for a private node: its own database, prefixes and free ports. In `overrides`,
+    """Settings for a private node: its own database, prefixes and free ports, in the
+    development profile (it runs with the published demo secrets). In `overrides`,
     `{simulator_url}` stands for this node's simulator (for extra simulated channels)."""
     tag = f"t{name}{secrets.token_hex(3)}"
     gateway, simulator, metrics = free_port(), free_port(), free_port_block(6)
     simulator_url = f"http://127.0.0.1:{simulator}"
     return {
+        "JUHE_NODE__PROFILE": "development",
         "JUHE_POSTGRES__DSN": f"postgresql://postgres@127.0.0.1:5432/juhe_{tag}",
         "JUHE_REDIS__PREFIX": tag,
         "JUHE_RABBITMQ__PREFIX": tag,

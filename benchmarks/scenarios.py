@@ -453,7 +453,7 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
             started = time.perf_counter()
             for i in range(0, entries, size):
                 async with pool.acquire() as conn, conn.transaction():
-                    await actor.apply_callbacks(conn, callbacks[i : i + size], Written())
+                    await actor.apply_callbacks(conn, callbacks[i : i + size], {}, Written())
             rates[label] = entries / (time.perf_counter() - started)
         posted = await pool.fetchval("SELECT count(*) FROM journal_entries")
         assert posted == 2 * entries, posted
@@ -471,8 +471,8 @@ async def _awaiting_payments(pool: Any, merchant_id: str, count: int) -> list[Ch
     ids = [new_id("pay") for _ in range(count)]
     await pool.execute(
         """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
-                                 channel, created_at, expires_at)
-           SELECT id, $2, id, 1000, 'USD', 'awaiting_payment', 'sim', now(),
+                                 channel, channel_order_id, created_at, expires_at)
+           SELECT id, $2, id, 1000, 'USD', 'awaiting_payment', 'sim', 'SIM' || id, now(),
                   now() + interval '1 hour' FROM unnest($1::text[]) AS id""",
         ids,
         merchant_id,

@@ -12,6 +12,7 @@ import uvloop
 
 from cli import channels
 from config import Settings, load_settings
+from config.published import packaged, published_credentials, published_settings, refusal
 from domain.fees import PriceBps
 from domain.money import parse_amount
 from infra import db
@@ -19,6 +20,8 @@ from infra.logs import setup_logging
 from infra.secretbox import SecretBox
 
 DEMO_MERCHANT = "Demo merchant"
+# The commands that run (a part of) the node; the others are tools an operator fixes it with.
+NODE_COMMANDS = frozenset({"up", "migrate", "gateway", "worker", "simulator"})
 
 
 def _price_bps(text: str) -> int:
@@ -31,6 +34,29 @@ def _price_bps(text: str) -> int:
 
 def _box(settings: Settings) -> SecretBox:
     return SecretBox(settings.secrets.keys, settings.secrets.active)
+
+
+def _refuse(published: list[str]) -> None:
+    if published:
+        print(refusal(published), file=sys.stderr)
+        raise SystemExit(2)
+
+
+def check_settings(settings: Settings) -> None:
+    """Outside development, the node does not start with a secret from this repository in its
+    settings: anyone could sign its channels' callbacks or open what it seals."""
+    if settings.node.profile != "development":
+        _refuse(published_settings(settings, packaged()))
+
+
+def check_stored(settings: Settings) -> None:
+    """Nor with one in a channel's stored credentials: a database seeded from the defaults
+    (in development, say) keeps them whatever the settings say now."""
+    if settings.node.profile != "development":
+        from infra.channels import stored_credentials
+
+        stored = asyncio.run(stored_credentials(settings.postgres.dsn, _box(settings)))
+        _refuse(published_credentials(stored, packaged()))
 
 
 async def migrate(settings: Settings) -> dict[str, object]:
@@ -53,17 +79,20 @@ async def migrate(settings: Settings) -> dict[str, object]:
 
 def _migrate(settings: Settings) -> None:
     print(orjson.dumps(asyncio.run(migrate(settings))).decode())
+    check_stored(settings)
 
 
 def _gateway(settings: Settings, args: argparse.Namespace) -> None:
     from gateway.server import run
 
+    check_stored(settings)
     run(settings, args.processes or settings.gateway.processes)
 
 
 def _worker(settings: Settings, args: argparse.Namespace) -> None:
     from workers.pools import run_pool
 
+    check_stored(settings)
     setup_logging(args.pool, settings.logging.level)
     uvloop.run(run_pool(args.pool, settings))
 
@@ -238,6 +267,8 @@ def _channels(settings: Settings, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     settings = load_settings()
+    if args.command in NODE_COMMANDS:
+        check_settings(settings)
     match args.command:
         case "migrate":
             _migrate(settings)

@@ -26,6 +26,10 @@ class Base(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     pass
 
 
+class Node(Base):
+    profile: Literal["development", "production"]
+
+
 class Gateway(Base):
     host: str
     port: int
@@ -191,6 +195,7 @@ class Secrets(Base):
 
 
 class Settings(Base):
+    node: Node
     gateway: Gateway
     postgres: Postgres
     redis: Redis

@@ -24,7 +24,7 @@ from domain.channels import ChannelSpec, Credentials, FeeLine, FeeSchedule
 from domain.fees import Rate
 from infra import db, metrics
 from infra.sealing import CHANNEL_CREDENTIALS
-from infra.secretbox import SecretBox
+from infra.secretbox import SecretBox, SecretBoxError
 
 log = logging.getLogger("juhe.channels")
 
@@ -35,6 +35,12 @@ Conn = asyncpg.Connection | asyncpg.Pool
 
 def seal_credentials(box: SecretBox, code: str, credentials: Mapping[str, str]) -> str:
     return CHANNEL_CREDENTIALS.seal(box, code, orjson.dumps(dict(credentials)).decode())
+
+
+def credentials_of(row: asyncpg.Record, box: SecretBox) -> Credentials:
+    return Credentials(
+        orjson.loads(box.open(row["credentials"], CHANNEL_CREDENTIALS.context(row["code"])))
+    )
 
 
 def spec_of(row: asyncpg.Record, box: SecretBox) -> ChannelSpec:
@@ -51,9 +57,7 @@ def spec_of(row: asyncpg.Record, box: SecretBox) -> ChannelSpec:
         code=row["code"],
         adapter=row["adapter"],
         base_url=row["base_url"],
-        credentials=Credentials(
-            orjson.loads(box.open(row["credentials"], CHANNEL_CREDENTIALS.context(row["code"])))
-        ),
+        credentials=credentials_of(row, box),
         timeout_ms=row["timeout_ms"],
         retries=row["retries"],
         methods=frozenset(row["methods"]),
@@ -325,6 +329,23 @@ class ChannelRegistry:
                 extra={"version": version, "previous": previous, "channels": len(specs)},
             )
             return True
+
+
+async def stored_credentials(dsn: str, box: SecretBox) -> dict[str, Credentials]:
+    """Every channel's credentials that open with these keys, by code (for the start-up check
+    of published secrets); one that does not open here is not loaded by the registry either."""
+    conn = await db.connect(dsn)
+    try:
+        rows = await fetch_all(conn)
+    finally:
+        await conn.close()
+    opened: dict[str, Credentials] = {}
+    for row in rows:
+        try:
+            opened[row["code"]] = credentials_of(row, box)
+        except SecretBoxError:
+            continue
+    return opened
 
 
 async def seed_from_config(dsn: str, channels: Mapping[str, Channel], box: SecretBox) -> int:
