@@ -73,6 +73,8 @@ def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str,
         "JUHE_CHANNELS__SIM__BASE_URL": simulator_url,
         "JUHE_SUPERVISOR__METRICS_PORT_BASE": str(metrics),
         "JUHE_LOGGING__LEVEL": "WARNING",
+        # its merchants' webhook receivers listen on loopback, as in local development
+        "JUHE_NOTIFY__ALLOW_PRIVATE_TARGETS": "true",
         **{k: v.replace("{simulator_url}", simulator_url) for k, v in (overrides or {}).items()},
     }
 

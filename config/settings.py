@@ -87,6 +87,8 @@ class Notify(Base):
     concurrency: int
     timeout_ms: int
     retry_schedule_s: list[float]
+    # webhooks to loopback and private addresses: local development only (domain/targets.py)
+    allow_private_targets: bool
 
 
 class Scheduler(Base):

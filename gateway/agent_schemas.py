@@ -9,6 +9,7 @@ from msgspec import Meta
 
 from domain.fees import PriceBps, PriceFixed
 from gateway.identity_schemas import Email, Secret
+from gateway.schemas import NotifyUrl
 
 Name = Annotated[str, Meta(min_length=1, max_length=200)]
 GrantName = Literal["open_children", "suspend_children", "view_children", "set_rates"]
@@ -61,7 +62,7 @@ class SubMerchant(msgspec.Struct, forbid_unknown_fields=True, tag="merchant", ta
     platform's default price; setting fees takes the `set_rates` grant."""
 
     name: Name | None = None
-    notify_url: Url | None = None
+    notify_url: NotifyUrl | None = None
     currencies: list[Currency] = []
     fee_bps: PriceBps | None = None
     fee_fixed_minor: PriceFixed | None = None

@@ -31,7 +31,7 @@ from gateway.access import Keyring, PolicyCache
 from gateway.errors import ApiError, error_response
 from gateway.inputs import check_request
 from gateway.intake import Intake
-from gateway.state import EDGE, REQUEST_ID, Edge
+from gateway.state import ALLOW_PRIVATE_TARGETS, EDGE, REQUEST_ID, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
 from infra.channels import ChannelRegistry
@@ -67,6 +67,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     rid = given if _REQUEST_ID.fullmatch(given) else "req_" + random_hex(8)
     request[REQUEST_ID] = rid
     request_id.set(rid)
+    ALLOW_PRIVATE_TARGETS.set(request.app[EDGE].settings.notify.allow_private_targets)
     started = time.perf_counter()
     try:
         await check_request(request)

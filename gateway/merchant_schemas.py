@@ -10,6 +10,7 @@ from msgspec import Meta
 from domain.fees import PriceBps, PriceFixed
 from gateway.agent_schemas import Name, Url
 from gateway.identity_schemas import Email, Secret
+from gateway.schemas import NotifyUrl
 
 Currency = Annotated[str, Meta(pattern=r"^[A-Z]{3,5}$")]
 Method = Literal["card", "ewallet", "bank_transfer", "crypto"]
@@ -48,7 +49,7 @@ class RegisterMerchant(msgspec.Struct, forbid_unknown_fields=True):
     name: Name
     email: Email
     password: Secret  # the merchant owner's portal sign-in
-    notify_url: Url
+    notify_url: NotifyUrl
     currencies: Annotated[list[Currency], Meta(min_length=1)]
     legal: Legal
     owners: Annotated[list[Owner], Meta(min_length=1)]
@@ -93,7 +94,7 @@ class PaymentConfig(msgspec.Struct, forbid_unknown_fields=True):
     routing: list[RoutingRule] | None = None  # tried in order; the first that matches decides
     fee_bps: PriceBps | None = None
     fee_fixed_minor: PriceFixed | None = None
-    notify_url: Url | None = None
+    notify_url: NotifyUrl | None = None
     return_url: Url | None = None
     settlement: Settlement | None = None
 

@@ -14,6 +14,19 @@ AmountText = Annotated[
 ]
 CurrencyCode = Annotated[str, Meta(min_length=3, max_length=5, pattern=r"^[A-Z]{3,5}$")]
 Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
+# Where the notify pool POSTs webhooks. `gateway.state.decode` checks every top-level field of
+# this type with `domain.targets.check_target` (the `webhook_target` mark), so no handler can
+# forget to.
+NotifyUrl = Annotated[
+    str,
+    Meta(
+        max_length=2048,
+        pattern=r"^https?://",
+        description="Where webhooks are POSTed: http(s) to a public host, without credentials; "
+        "loopback, private, link-local and cloud-metadata hosts are refused (unsafe_url)",
+        extra={"webhook_target": True},
+    ),
+]
 
 
 class Customer(msgspec.Struct, forbid_unknown_fields=True):
@@ -29,7 +42,7 @@ class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
     method: Literal["card", "ewallet", "bank_transfer", "crypto"] | None = None
     description: Annotated[str, Meta(max_length=500)] | None = None
     customer: Customer | None = None
-    notify_url: Url | None = None
+    notify_url: NotifyUrl | None = None
     return_url: Url | None = None
     metadata: (
         Annotated[dict[str, Annotated[str, Meta(max_length=500)]], Meta(max_length=20)] | None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
+from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import cache
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar, get_args, get_origin, get_type_hints
 
 import aiohttp
 import asyncpg
@@ -15,6 +17,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from config import Settings
+from domain.targets import UnsafeTarget, check_target
 from gateway.errors import from_validation, invalid
 from gateway.intake import Intake
 from infra.alerts import OpsAlerts
@@ -58,12 +61,45 @@ def edge(request: web.Request) -> Edge:
     return request.app[EDGE]
 
 
+# Whether this request's notify URLs may name private hosts: `notify.allow_private_targets`,
+# set for each request by the edge middleware. Unset (any other caller) is the safe answer.
+ALLOW_PRIVATE_TARGETS: ContextVar[bool] = ContextVar("allow_private_targets", default=False)
+
+
 def decode(body: bytes, kind: type[T]) -> T:
-    """Decode and validate a JSON body; any problem is a 400 naming the field."""
+    """Decode and validate a JSON body; any problem is a 400 naming the field. A webhook
+    target (a `NotifyUrl` field) that Juhe must not POST to is `400 unsafe_url`."""
     try:
-        return msgspec.json.decode(body, type=kind)
+        value = msgspec.json.decode(body, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise from_validation(exc) from None
+    allow_private = ALLOW_PRIVATE_TARGETS.get()
+    for name in target_fields(type(value)):
+        if (url := getattr(value, name)) is not None:
+            try:
+                check_target(url, allow_private=allow_private)
+            except UnsafeTarget as exc:
+                raise invalid("unsafe_url", f"{name}: {exc}", name) from None
+    return value
+
+
+@cache
+def target_fields(kind: type) -> tuple[str, ...]:
+    """The fields of a request struct marked as webhook targets (`extra={"webhook_target":
+    True}` in their `Meta`), also inside `| None`."""
+    if not issubclass(kind, msgspec.Struct):
+        return ()
+
+    def marked(hint: Any) -> bool:
+        if get_origin(hint) is Annotated:
+            return any(
+                isinstance(m, msgspec.Meta) and (m.extra or {}).get("webhook_target")
+                for m in hint.__metadata__
+            )
+        return any(marked(arg) for arg in get_args(hint))
+
+    hints = get_type_hints(kind, include_extras=True)
+    return tuple(name for name in kind.__struct_fields__ if marked(hints[name]))
 
 
 def idempotency_key(request: web.Request) -> str | None:

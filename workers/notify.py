@@ -19,7 +19,9 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from domain.messages import Message, NotifyTask, envelope_decoder
 from domain.signing import webhook_signature
+from domain.targets import UnsafeTarget, delivery_target
 from infra import metrics
+from infra.egress import RefusedTarget, webhook_session
 from infra.sealing import WEBHOOK
 from workers.context import Context
 from workers.runtime import Mailbox
@@ -29,8 +31,10 @@ _tasks = envelope_decoder(NotifyTask)
 
 
 class NotifyActor:
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, http: aiohttp.ClientSession) -> None:
         self.ctx = ctx
+        self.http = http  # `infra.egress.webhook_session`: public addresses only
+        self.allow_private = ctx.settings.notify.allow_private_targets
         self.schedule = ctx.settings.notify.retry_schedule_s
         self.timeout = aiohttp.ClientTimeout(total=ctx.settings.notify.timeout_ms / 1000)
 
@@ -98,12 +102,18 @@ class NotifyActor:
         return "dead", None
 
     async def post(self, event: asyncpg.Record, request_id: str) -> Attempt:
+        """One delivery attempt. A target webhooks may not go to is a failed attempt like any
+        other (retried, then dead-lettered), so the merchant can fix the URL meanwhile."""
+        try:
+            delivery_target(event["url"], allow_private=self.allow_private)
+        except UnsafeTarget as exc:
+            return _refused(event, str(exc))
         body: bytes = event["payload"]
         secret = WEBHOOK.open(self.ctx.box, event["merchant_id"], event["webhook_secret"])
         signature = webhook_signature(secret.encode(), int(time.time()), body)
         started = time.perf_counter()
         try:
-            async with self.ctx.http.post(
+            async with self.http.post(
                 event["url"],
                 data=body,
                 headers={
@@ -117,6 +127,10 @@ class NotifyActor:
             ) as response:
                 await response.read()
                 return Attempt(response.status, None, _ms_since(started))
+        except aiohttp.ClientConnectorError as exc:
+            if isinstance(exc.os_error, RefusedTarget):
+                return _refused(event, str(exc.os_error))
+            return Attempt(None, type(exc).__name__, _ms_since(started))
         except (aiohttp.ClientError, TimeoutError) as exc:
             return Attempt(None, type(exc).__name__, _ms_since(started))
 
@@ -128,18 +142,28 @@ class Attempt:
     elapsed_ms: int
 
 
+def _refused(event: asyncpg.Record, reason: str) -> Attempt:
+    """Not connected to: the attempt records why (the merchant's own URL, no personal data)."""
+    log.warning(
+        "webhook target refused",
+        extra={"event_id": event["id"], "merchant_id": event["merchant_id"], "reason": reason},
+    )
+    return Attempt(None, f"unsafe_target: {reason}", 0)
+
+
 def _ms_since(started: float) -> int:
     return int((time.perf_counter() - started) * 1000)
 
 
 async def run(ctx: Context) -> None:
     s = ctx.settings.notify
-    actor = NotifyActor(ctx)
-    await Mailbox(
-        ctx,
-        "notify",
-        ctx.queues.notify,
-        actor.handle,
-        prefetch=s.prefetch,
-        actors=s.concurrency,
-    ).run()
+    async with webhook_session(s.allow_private_targets) as http:
+        actor = NotifyActor(ctx, http)
+        await Mailbox(
+            ctx,
+            "notify",
+            ctx.queues.notify,
+            actor.handle,
+            prefetch=s.prefetch,
+            actors=s.concurrency,
+        ).run()

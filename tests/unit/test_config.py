@@ -131,3 +131,9 @@ def test_every_currency_has_a_maximum_amount_and_a_bad_one_stops_the_start() -> 
     assert changed.payments.max_amount["EUR"] == settings.payments.max_amount["EUR"]
     with pytest.raises(msgspec.ValidationError, match="decimal places"):
         load_settings({"JUHE_PAYMENTS__MAX_AMOUNT": '{"USD": "5000.001"}'})
+
+
+def test_private_webhook_targets_are_refused_unless_a_development_setting_allows_them() -> None:
+    assert load_settings({}).notify.allow_private_targets is False
+    allowed = load_settings({"JUHE_NOTIFY__ALLOW_PRIVATE_TARGETS": "true"})
+    assert allowed.notify.allow_private_targets is True
