@@ -3,7 +3,7 @@ here and versioned in the database; every change is audited with its before and 
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 
@@ -17,18 +17,33 @@ class PlatformSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     # before its attempts wait, and the longest wait (also how long a failure is remembered).
     lockout_threshold: Annotated[int, msgspec.Meta(ge=3, le=100)] = 5
     lockout_s: Annotated[int, msgspec.Meta(ge=60, le=86_400)] = 900
-    mfa_required_for_merchants: bool = False
-    mfa_required_for_agents: bool = False
+    # Seed §7.1: every realm signs in with MFA. The platform may relax it for merchants' or
+    # agents' users (audited like every setting); platform users always need it.
+    mfa_required_merchant: bool = True
+    mfa_required_agent: bool = True
 
     def mfa_required(self, realm: str, org_requires: bool) -> bool:
-        if realm == "platform":
-            return True
+        """`org_requires`: the user's merchant demands MFA of its users even where the
+        platform relaxed it."""
         if realm == "merchant":
-            return org_requires or self.mfa_required_for_merchants
-        return org_requires or self.mfa_required_for_agents
+            return org_requires or self.mfa_required_merchant
+        if realm == "agent":
+            return org_requires or self.mfa_required_agent
+        return True
 
     @property
     def password_policy(self) -> PasswordPolicy:
         return PasswordPolicy(
             min_length=self.password_min_length, min_classes=self.password_min_classes
         )
+
+
+# Settings that no longer exist, dropped when a version that has them is read: MFA for
+# merchants' and agents' users was opt-in (default off, stored as false by every change); it
+# is now required unless relaxed by `mfa_required_merchant` / `mfa_required_agent`.
+_RETIRED = ("mfa_required_for_merchants", "mfa_required_for_agents")
+
+
+def stored(doc: dict[str, Any]) -> PlatformSettings:
+    """A version as stored, whichever settings existed when it was written."""
+    return msgspec.convert({k: v for k, v in doc.items() if k not in _RETIRED}, PlatformSettings)

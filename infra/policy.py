@@ -6,9 +6,7 @@ import asyncpg
 import msgspec
 import orjson
 
-from domain.policy import PlatformSettings
-
-_decode = msgspec.json.Decoder(PlatformSettings)
+from domain.policy import PlatformSettings, stored
 
 
 async def current(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, PlatformSettings]:
@@ -18,7 +16,7 @@ async def current(conn: asyncpg.Connection | asyncpg.Pool) -> tuple[int, Platfor
     )
     if row is None:
         return 0, PlatformSettings()
-    return row["version"], _decode.decode(row["doc"])
+    return row["version"], stored(orjson.loads(row["doc"]))
 
 
 async def save(

@@ -70,6 +70,14 @@ class Portal:
             self.access, self.refresh = body["access_token"], body["refresh_token"]
         return status, body
 
+    async def sign_in(self) -> None:
+        """A first sign-in: with the password, then MFA enrolment where it is required (every
+        realm, unless the platform relaxed it)."""
+        status, session = await self.login()
+        assert status == 200, session
+        if session["mfa_enrolment_required"]:
+            await self.enrol_mfa()
+
     async def enrol_mfa(self) -> dict[str, Any]:
         status, enrolment = await self.call("POST", "/api/v1/auth/mfa/enroll")
         assert status == 200, enrolment
@@ -110,10 +118,7 @@ async def make_user(
         await identity.set_roles(conn, user_id, roles)
     portal = Portal(stack, http, user_id, email)
     if sign_in:
-        status, session = await portal.login()
-        assert status == 200, session
-        if session["mfa_enrolment_required"]:
-            await portal.enrol_mfa()
+        await portal.sign_in()
     return portal
 
 

@@ -41,8 +41,7 @@ async def _register(stack: Stack, http, admin: Portal, tag: str) -> tuple[str, P
     for step in ("under_review", "approved", "active"):
         status, body = await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": step})
         assert status == 200 and body["status"] == step, body
-    status, _ = await owner.login()
-    assert status == 200
+    await owner.sign_in()
     return agent["id"], owner
 
 
@@ -55,8 +54,7 @@ async def _open_agent(parent: Portal, parent_id: str, tag: str, grants: list[str
     )
     assert status == 201, child
     owner = Portal(parent.stack, parent.http, "", email)
-    status, _ = await owner.login()
-    assert status == 200
+    await owner.sign_in()
     return child, owner
 
 
@@ -79,10 +77,10 @@ async def test_registration_review_and_activation(stack: Stack, http) -> None:
         token="",
     )
     assert status == 201
-    status, _ = await owner.login()
-    assert status == 200
+    await owner.sign_in()
     status, body = await owner.call("GET", f"/api/v1/agents/{agent['id']}")
     assert status == 403, "nothing to do until the platform activates the agent"
+    assert body["error"]["code"] == "permission_denied", body
     status, body = await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": "active"})
     assert status == 409 and body["error"]["code"] == "invalid_transition"
     for step in ("under_review", "approved", "active"):

@@ -18,7 +18,7 @@ from domain.credentials import PasswordRejected
 from domain.signin import Failures
 from domain.tokens import issue_access_token
 from gateway.client import MerchantClient
-from infra import audit, identity
+from infra import agents, audit, identity
 from infra.ratelimit import RateLimiter
 from tests.conftest import MerchantFactory, wait_status
 from tests.portal import PASSWORD, Portal, make_user, totp_code
@@ -230,7 +230,8 @@ async def test_a_stranger_cannot_lock_a_user_out(stack: Stack, http) -> None:
     # …but the user's usual client gets straight in, and a wrong guess from it is one failure.
     status, body = await user.login(password="Wrong-pass-42")
     assert status == 401 and body["error"]["code"] == "invalid_credentials"
-    status, session = await user.login()
+    assert user.totp_secret is not None
+    status, session = await user.login(totp=totp_code(user.totp_secret, 1))
     assert status == 200, session
     anomalies = await _audit(stack, "auth.anomaly", f"user:{user.user_id}")
     assert {r["after"]["reason"] for r in anomalies} == {"failure_burst"}
@@ -370,8 +371,7 @@ async def test_admin_manages_users_roles_and_settings(
     assert status == 409 and body["error"]["code"] == "email_taken"
 
     owner = Portal(stack, http, owner_view["id"], email)
-    status, _ = await owner.login()
-    assert status == 200
+    await owner.sign_in()
     # The owner manages the shop's users, but grants nothing beyond their own permissions.
     status, staff = await owner.call(
         "POST",
@@ -485,7 +485,8 @@ async def test_disabled_user_is_cut_off_at_once(stack: Stack, http) -> None:
     assert status == 401 and body["error"]["code"] == "invalid_credentials", "no account oracle"
     status, _ = await admin.call("POST", f"/api/v1/admin/users/{victim.user_id}/enable")
     assert status == 200
-    status, _ = await victim.login()
+    assert victim.totp_secret is not None
+    status, _ = await victim.login(totp=totp_code(victim.totp_secret, 1))
     assert status == 200
 
 
@@ -592,29 +593,89 @@ async def test_no_secret_reaches_the_logs(stack: Stack, http) -> None:
         assert secret and secret not in logged
 
 
-async def test_a_merchant_can_demand_mfa_of_its_users(
+async def test_merchant_and_agent_users_enrol_mfa_on_first_sign_in(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    """Seed §7.1: MFA for every realm (issue 12: merchant and agent users could work without
+    it). Signed in without it, a user may only enrol; no permission applies until then."""
+    assert stack.pg is not None
+    shop = await new_merchant()
+    agent_id = f"agt_mfa{time.time_ns()}"
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await agents.create_agent(
+            conn,
+            agent_id=agent_id,
+            name=agent_id,
+            email=f"{agent_id}@example.com",
+            parent_id=None,
+            status="active",
+            grants=[],
+        )
+    for realm, org, role, path in (
+        (Realm.MERCHANT, shop.merchant_id, "merchant_staff", "/api/v1/payments"),
+        (Realm.AGENT, agent_id, "agent_staff", f"/api/v1/agents/{agent_id}"),
+    ):
+        user = await make_user(stack, http, realm, org, [role], sign_in=False)
+        status, session = await user.login()
+        assert status == 200 and session["mfa"] is False, session
+        assert session["mfa_enrolment_required"] is True, realm
+        status, body = await user.call("GET", path)
+        assert status == 403 and body["error"]["code"] == "mfa_required", (realm, body)
+        status, me = await user.call("GET", "/api/v1/auth/me")
+        assert status == 200 and me["mfa"] is False and me["mfa_required"] is True
+        await user.enrol_mfa()
+        status, body = await user.call("GET", path)
+        assert status == 200, (realm, body)
+
+
+async def test_the_platform_may_relax_mfa_and_a_merchant_may_still_demand_it(
     stack: Stack, http, new_merchant: MerchantFactory
 ) -> None:
     assert stack.pg is not None
-    shop = await new_merchant()
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    strict, relaxed = await new_merchant(), await new_merchant()
     await stack.pg.execute(
-        "UPDATE merchants SET mfa_required = true WHERE id = $1", shop.merchant_id
+        "UPDATE merchants SET mfa_required = true WHERE id = $1", strict.merchant_id
     )
-    staff = await make_user(
-        stack, http, Realm.MERCHANT, shop.merchant_id, ["merchant_staff"], sign_in=False
+    status, current = await admin.call("GET", "/api/v1/admin/settings")
+    assert status == 200 and current["settings"]["mfa_required_merchant"] is True
+    change = {"version": current["version"], "settings": {"mfa_required_merchant": False}}
+    status, updated = await admin.call("PUT", "/api/v1/admin/settings", change)
+    assert status == 200, updated
+    try:
+        await asyncio.sleep(5.2)  # other gateway processes pick the change up within 5 s
+        staff = await make_user(
+            stack, http, Realm.MERCHANT, strict.merchant_id, ["merchant_staff"], sign_in=False
+        )
+        status, session = await staff.login()
+        assert status == 200 and session["mfa_enrolment_required"] is True
+        status, body = await staff.call("GET", "/api/v1/payments")
+        assert status == 403 and body["error"]["code"] == "mfa_required"
+        await staff.enrol_mfa()
+        status, _ = await staff.call("GET", "/api/v1/payments")
+        assert status == 200
+        other = await make_user(
+            stack, http, Realm.MERCHANT, relaxed.merchant_id, ["merchant_staff"], sign_in=False
+        )
+        status, session = await other.login()
+        assert status == 200 and session["mfa_enrolment_required"] is False
+        status, _ = await other.call("GET", "/api/v1/payments")
+        assert status == 200, "relaxed: no MFA needed"
+        agent_user = await make_user(stack, http, Realm.AGENT, "agt_none", [], sign_in=False)
+        status, session = await agent_user.login()
+        assert session["mfa_enrolment_required"] is True, "agents' users still need it"
+    finally:
+        restore = {"version": updated["version"], "settings": {"mfa_required_merchant": True}}
+        status, _ = await admin.call("PUT", "/api/v1/admin/settings", restore)
+        assert status == 200
+        await asyncio.sleep(5.2)
+    changes = await audit.query(
+        stack.pg, action="settings.update", actor=f"user:{admin.user_id}", limit=10
     )
-    status, session = await staff.login()
-    assert status == 200 and session["mfa_enrolment_required"] is True
-    status, body = await staff.call("GET", "/api/v1/payments")
-    assert status == 403 and body["error"]["code"] == "mfa_required"
-    await staff.enrol_mfa()
-    status, _ = await staff.call("GET", "/api/v1/payments")
-    assert status == 200
-    other = await make_user(
-        stack, http, Realm.MERCHANT, "mch_relaxed", ["merchant_staff"], sign_in=False
-    )
-    status, session = await other.login()
-    assert status == 200 and session["mfa_enrolment_required"] is False
+    assert [
+        (c["before"]["mfa_required_merchant"], c["after"]["mfa_required_merchant"])
+        for c in reversed(changes)
+    ] == [(True, False), (False, True)], "audited"
 
 
 async def _role(admin: Portal, permissions: list[str]) -> str:

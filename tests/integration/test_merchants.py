@@ -51,8 +51,7 @@ async def _register(stack: Stack, http) -> tuple[dict[str, Any], Portal]:
         "POST", "/api/v1/merchants/register", application(email), token=""
     )
     assert status == 201, merchant
-    status, _ = await owner.login()
-    assert status == 200
+    await owner.sign_in()
     return merchant, owner
 
 
@@ -252,7 +251,7 @@ async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack
     )
     for step in ("under_review", "approved", "active"):
         await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": step})
-    await agent_owner.login()
+    await agent_owner.sign_in()
     merchant_email = f"ref-{time.time_ns()}@example.com"
     status, merchant = await agent_owner.call(
         "POST",
