@@ -25,6 +25,8 @@ class PaymentIntent(Message, frozen=True, kw_only=True):
     currency: str
     method: str | None = None  # card, ewallet, bank_transfer, crypto
     description: str | None = None
+    # Sealed (infra.sealing CUSTOMER_EMAIL, CUSTOMER_IP, bound to the payment id) by the gateway:
+    # an intent sits in Redis (the hot copy, the stream) and RabbitMQ, so never in clear text.
     customer_email: str | None = None
     customer_ip: str | None = None
     customer_country: str | None = None

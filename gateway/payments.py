@@ -25,9 +25,10 @@ from gateway.intake import (
     RequestInProgress,
     fingerprint,
 )
-from gateway.schemas import CreatePayment
+from gateway.schemas import CreatePayment, Customer
 from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key, page_limit
 from infra import audit, store
+from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 
 _intent = decoder(PaymentIntent)
 JSON = "application/json"
@@ -92,17 +93,19 @@ async def create_payment(request: web.Request) -> web.Response:
             "invalid_field", f"expires_in must be at most {limits.max_expires_in_s}", "expires_in"
         )
     now = time.time()
+    payment_id, customer = new_id("pay"), req.customer or Customer()
     intent = PaymentIntent(
-        id=new_id("pay"),
+        id=payment_id,
         merchant_id=merchant.id,
         merchant_order_id=req.merchant_order_id,
         amount=str(amount),
         currency=req.currency,
         method=req.method,
         description=req.description,
-        customer_email=req.customer.email if req.customer else None,
-        customer_ip=req.customer.ip if req.customer else None,
-        customer_country=req.customer.country if req.customer else None,
+        # sealed now: every copy of the intent (Redis, RabbitMQ, the row) holds them so
+        customer_email=CUSTOMER_EMAIL.seal_optional(e.box, payment_id, customer.email),
+        customer_ip=CUSTOMER_IP.seal_optional(e.box, payment_id, customer.ip),
+        customer_country=customer.country,
         notify_url=req.notify_url,
         return_url=req.return_url,
         metadata=req.metadata,
@@ -173,7 +176,7 @@ async def make_durable(e: Edge, intent: PaymentIntent) -> None:
                 "Idempotency-Key to get its final answer",
             )
     elif mode == "database":
-        await store.insert_payments(e.pg, e.box, [intent])
+        await store.insert_payments(e.pg, [intent])
 
 
 async def wait_for_pay_data(e: Edge, payment_id: str, wait: str, doc: bytes) -> bytes:
@@ -334,7 +337,7 @@ async def cancel(e: Edge, who: Principal, by: audit.Actor, payment_id: str) -> R
         raise not_found("payment")
     async with e.pg.acquire() as conn, conn.transaction():
         if intent is not None:
-            await store.insert_payments(conn, e.box, [_intent.decode(intent)])
+            await store.insert_payments(conn, [_intent.decode(intent)])
         current = await conn.fetchrow(
             "SELECT merchant_id, status FROM payments WHERE id = $1 FOR UPDATE", payment_id
         )

@@ -28,6 +28,9 @@ class SealedColumn:
     def seal(self, box: SecretBox, row_id: str, plaintext: str) -> str:
         return box.seal(plaintext, self.context(row_id))
 
+    def seal_optional(self, box: SecretBox, row_id: str, plaintext: str | None) -> str | None:
+        return None if plaintext is None else self.seal(box, row_id, plaintext)
+
     def open(self, box: SecretBox, row_id: str, stored: str) -> str:
         return box.open_or_plain(stored, self.context(row_id))
 
@@ -38,7 +41,8 @@ TOTP_PENDING = SealedColumn("users", "id", "mfa_pending", "totp")
 SIGNING_KEY = SealedColumn("signing_keys", "kid", "private_pem", "signing_key")
 API_KEY = SealedColumn("api_keys", "key_id", "secret", "api_key")
 WEBHOOK = SealedColumn("merchants", "id", "webhook_secret", "webhook")
-# The customer's personal data a payment carries (used again only to re-drive it).
+# The customer's personal data a payment carries, sealed by the gateway before the intent is
+# written anywhere (Redis, RabbitMQ, PostgreSQL); opened only by the risk pool's blocklists.
 CUSTOMER_EMAIL = SealedColumn("payments", "id", "customer_email", "customer_email")
 CUSTOMER_IP = SealedColumn("payments", "id", "customer_ip", "customer_ip")
 COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK, CUSTOMER_EMAIL, CUSTOMER_IP)

@@ -21,8 +21,6 @@ from domain.ids import new_id
 from domain.ledger import Posting
 from domain.messages import PaymentIntent, RefundIntent
 from domain.states import PaymentStatus, RefundStatus, refund_sources, sources
-from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
-from infra.secretbox import SecretBox
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -40,10 +38,11 @@ def _ts(unix: float) -> datetime:
 
 
 async def insert_payments(
-    conn: Conn, box: SecretBox, intents: Sequence[PaymentIntent]
+    conn: Conn, intents: Sequence[PaymentIntent]
 ) -> tuple[set[str], set[str]]:
-    """Insert new payments, the customer's e-mail and IP sealed; return (ids now stored, ids
-    refused because their merchant order id was already taken by another payment)."""
+    """Insert new payments, the customer's e-mail and IP as the intents carry them (sealed by
+    the gateway); return (ids now stored, ids refused because their merchant order id was
+    already taken by another payment)."""
     if not intents:
         return set(), set()
     cols = [
@@ -54,8 +53,8 @@ async def insert_payments(
         [i.currency for i in intents],
         [i.method for i in intents],
         [i.description for i in intents],
-        [i.customer_email and CUSTOMER_EMAIL.seal(box, i.id, i.customer_email) for i in intents],
-        [i.customer_ip and CUSTOMER_IP.seal(box, i.id, i.customer_ip) for i in intents],
+        [i.customer_email for i in intents],
+        [i.customer_ip for i in intents],
         [i.notify_url for i in intents],
         [i.return_url for i in intents],
         [orjson.dumps(i.metadata).decode() if i.metadata else None for i in intents],

@@ -52,7 +52,7 @@ _task = decoder(ChannelTask)
 async def relay_payments(ctx: Context, raw: Sequence[bytes]) -> Outgoing:
     intents = [_payment.decode(r) for r in raw]
     async with ctx.pg.acquire() as conn:
-        stored, refused = await store.insert_payments(conn, ctx.box, intents)
+        stored, refused = await store.insert_payments(conn, intents)
     for payment_id in refused:
         # Redis lost the merchant-order guard (a flush or failover) and a duplicate got through;
         # the database kept the first one. Surface it rather than create a second payment.

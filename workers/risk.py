@@ -17,6 +17,8 @@ from domain.states import PaymentStatus
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
+from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
+from infra.secretbox import SecretBox
 from routing.breaker import CircuitBreakers
 from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
@@ -140,10 +142,11 @@ class RiskActor:
         envelope out per channel queue."""
         ctx = self.ctx
         intents = [i for message in batch for i in _intents.decode(message.body)]
+        customers = [customer(ctx.box, i) for i in intents]
         async with ctx.redis.pipeline(transaction=False) as pipe:
-            for intent in intents:
-                pipe.sismember(ctx.keys.blocked_ips(), intent.customer_ip or "")
-                pipe.sismember(ctx.keys.blocked_emails(), (intent.customer_email or "").lower())
+            for ip, email in customers:
+                pipe.sismember(ctx.keys.blocked_ips(), ip or "")
+                pipe.sismember(ctx.keys.blocked_emails(), (email or "").lower())
             flags = await pipe.execute()
         health = await self.health()
         routed: list[tuple[str, Message]] = []
@@ -151,9 +154,7 @@ class RiskActor:
         for n, intent in enumerate(intents):
             merchant = await self.merchants.merchant(intent.merchant_id)
             decision = assess(
-                RiskInput(
-                    intent.currency, int(intent.amount), intent.customer_ip, intent.customer_email
-                ),
+                RiskInput(intent.currency, int(intent.amount), *customers[n]),
                 merchant.limits if merchant else NO_LIMITS,
                 bool(flags[2 * n]),
                 bool(flags[2 * n + 1]),
@@ -198,6 +199,15 @@ class RiskActor:
                 )
                 routed.append((ctx.queues.channel(channel), task))
         await gather_all([*endings, ctx.publisher.send_many(routed)])
+
+
+def customer(box: SecretBox, intent: PaymentIntent) -> tuple[str | None, str | None]:
+    """The customer's IP and e-mail, which the intent carries sealed (older intents, from
+    before sealing at the gateway, in clear text: `open` takes those as they are)."""
+    return (
+        intent.customer_ip and CUSTOMER_IP.open(box, intent.id, intent.customer_ip),
+        intent.customer_email and CUSTOMER_EMAIL.open(box, intent.id, intent.customer_email),
+    )
 
 
 async def run(ctx: Context) -> None:

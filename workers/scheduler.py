@@ -18,8 +18,6 @@ from domain.views import payment_view
 from infra import broker, metrics, progress, store
 from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
-from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
-from infra.secretbox import SecretBox
 from routing.health import HealthBook
 from workers.context import Context
 from workers.outcomes import EXPIRED, publish_events
@@ -159,7 +157,7 @@ async def redrive_stuck(ctx: Context) -> int:
     for row in payments:
         rid = row["request_id"] or ""
         if row["status"] == PaymentStatus.PENDING:
-            outgoing.append((ctx.queues.risk, intent_of(row, ctx.box)))
+            outgoing.append((ctx.queues.risk, intent_of(row)))
         else:
             task = ChannelTask(
                 kind="create",
@@ -188,7 +186,7 @@ async def redrive_stuck(ctx: Context) -> int:
     return len(outgoing)
 
 
-def intent_of(row: asyncpg.Record, box: SecretBox) -> PaymentIntent:
+def intent_of(row: asyncpg.Record) -> PaymentIntent:
     return PaymentIntent(
         id=row["id"],
         merchant_id=row["merchant_id"],
@@ -198,9 +196,8 @@ def intent_of(row: asyncpg.Record, box: SecretBox) -> PaymentIntent:
         method=row["method"],
         customer_country=row["customer_country"],
         description=row["description"],
-        customer_email=row["customer_email"]
-        and CUSTOMER_EMAIL.open(box, row["id"], row["customer_email"]),
-        customer_ip=row["customer_ip"] and CUSTOMER_IP.open(box, row["id"], row["customer_ip"]),
+        customer_email=row["customer_email"],  # sealed, as the intent carries it
+        customer_ip=row["customer_ip"],
         notify_url=row["notify_url"],
         return_url=row["return_url"],
         metadata=orjson.loads(row["metadata"]) if row["metadata"] else None,

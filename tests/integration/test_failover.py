@@ -259,7 +259,7 @@ async def test_re_driven_payments_keep_their_country_and_fallbacks(
         )
 
     pending, processing = intent("rd-pending"), intent("rd-processing")
-    await store.insert_payments(stack.pg, stack.box, [pending, processing])
+    await store.insert_payments(stack.pg, [pending, processing])
     await stack.pg.execute(
         """UPDATE payments SET status = 'processing', channel = 'sim', fallbacks = 'sim_b'
            WHERE id = $1""",

@@ -846,7 +846,7 @@ async def test_lost_messages_are_redriven(stack: Stack, merchant) -> None:
         created_at=now,
         expires_at=now + 900,
     )
-    await store.insert_payments(stack.pg, stack.box, [intent])
+    await store.insert_payments(stack.pg, [intent])
     await stack.pg.execute(
         "UPDATE payments SET updated_at = now() - interval '1 minute' WHERE id = $1", intent.id
     )

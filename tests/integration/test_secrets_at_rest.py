@@ -4,14 +4,18 @@ the stored value is sealed and holds no plaintext, and it still works where it i
 from __future__ import annotations
 
 import asyncio
+import secrets
 
 import jwt
+import msgspec
 import pytest
 
 from cli.admin import rotate_signing_key
 from domain.access import Realm
+from domain.messages import PaymentIntent
 from gateway.client import MerchantClient
 from infra import identity
+from infra.keys import Keys
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP, SIGNING_KEY, TOTP, TOTP_PENDING
 from tests.conftest import MerchantFactory, Receiver, assert_sealed, wait_status
 from tests.portal import make_user, totp_code
@@ -131,3 +135,80 @@ async def test_a_customers_email_and_ip_are_sealed_with_the_payment(
     box = stack.box
     assert CUSTOMER_EMAIL.open(box, created["id"], row["customer_email"]) == email
     assert CUSTOMER_IP.open(box, created["id"], row["customer_ip"]) == ip
+
+
+async def _redis_contents(stack: Stack) -> bytes:
+    """Every key of the node's prefix with its value, whatever its type, as one blob."""
+    assert stack.redis is not None
+    redis, parts = stack.redis, []
+    async for key in redis.scan_iter(f"{stack.settings.redis.prefix}:*", count=1000):
+        kind = (await redis.type(key)).decode()
+        if kind == "string":
+            value: object = await redis.get(key)
+        elif kind == "hash":
+            value = await redis.hgetall(key)
+        elif kind == "stream":
+            value = await redis.xrange(key)
+        elif kind == "set":
+            value = await redis.smembers(key)
+        elif kind == "zset":
+            value = await redis.zrange(key, 0, -1, withscores=True)
+        elif kind == "list":
+            value = await redis.lrange(key, 0, -1)
+        else:
+            value = b""
+        parts.append(key + b" " + repr(value).encode())
+    return b"\n".join(parts)
+
+
+async def test_no_redis_key_holds_a_customers_email_or_ip_in_clear(
+    stack: Stack, new_merchant: MerchantFactory
+) -> None:
+    """The intent is sealed at the gateway, so the hot copy (kept for days), the stream entry
+    and the idempotency record carry the customer's e-mail and IP only sealed; the payment row
+    gets the same sealed values, and the risk pool still reads them (blocklists)."""
+    assert stack.pg is not None and stack.redis is not None
+    shop = await new_merchant()
+    email = f"private.{secrets.token_hex(4)}@example.com"
+    ip = f"2001:db8::{secrets.token_hex(2)}:{secrets.token_hex(2)}"
+    status, created = await shop.create_payment(
+        idempotency_key=secrets.token_hex(8),
+        amount="1.00",
+        currency="USD",
+        merchant_order_id="pii-" + secrets.token_hex(4),
+        customer={"email": email, "ip": ip},
+    )
+    assert status == 201, created
+    hot = await stack.redis.hget(Keys(stack.settings.redis.prefix).payment(created["id"]), "intent")
+    intent = msgspec.msgpack.decode(hot, type=PaymentIntent)
+    assert CUSTOMER_EMAIL.open(stack.box, created["id"], intent.customer_email or "") == email
+    assert CUSTOMER_IP.open(stack.box, created["id"], intent.customer_ip or "") == ip
+    for moment in ("at once", "after the payment ended"):
+        contents = await _redis_contents(stack)
+        assert created["id"].encode() in contents, "the scan saw the payment's keys"
+        for secret in (email, ip, email.split("@")[0]):
+            assert secret.encode() not in contents, (moment, secret)
+        await wait_status(shop, created["id"], {"succeeded"})
+    row = await stack.pg.fetchrow(
+        "SELECT customer_email, customer_ip FROM payments WHERE id = $1", created["id"]
+    )
+    assert_sealed(row["customer_email"], email)
+    assert CUSTOMER_EMAIL.open(stack.box, created["id"], row["customer_email"]) == email
+    assert CUSTOMER_IP.open(stack.box, created["id"], row["customer_ip"]) == ip
+
+
+async def test_a_blocked_email_is_still_rejected_though_it_travels_sealed(
+    stack: Stack, new_merchant: MerchantFactory
+) -> None:
+    assert stack.redis is not None
+    shop = await new_merchant()
+    email = f"Fraud.{secrets.token_hex(4)}@example.com"
+    await stack.redis.sadd(Keys(stack.settings.redis.prefix).blocked_emails(), email.lower())
+    _, created = await shop.create_payment(
+        amount="1.00",
+        currency="USD",
+        merchant_order_id="pii-" + secrets.token_hex(4),
+        customer={"email": email},
+    )
+    rejected = await wait_status(shop, created["id"], {"rejected"})
+    assert rejected["failure_code"] == "blocked_email"
