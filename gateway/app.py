@@ -28,6 +28,7 @@ from gateway import (
     sessions,
 )
 from gateway.access import Keyring, PolicyCache
+from gateway.cashier import STYLE as CASHIER_STYLE
 from gateway.errors import ApiError, error_response
 from gateway.inputs import check_request
 from gateway.intake import Intake
@@ -38,7 +39,7 @@ from infra.channels import ChannelRegistry
 from infra.faults import Fault, classify, describe
 from infra.fx import rate_source
 from infra.hotstore import HotStore
-from infra.httpserver import OUTGOING_HEADERS, hide_versions
+from infra.httpserver import OUTGOING_HEADERS, hide_versions, protect
 from infra.invalidation import follow
 from infra.keys import Keys
 from infra.logs import request_id
@@ -231,4 +232,4 @@ def create_app(settings: Settings) -> web.Application:
     r.add_get("/healthz", ops.healthz)
     r.add_get("/readyz", ops.readyz)
     r.add_get("/metrics", ops.metrics_endpoint)
-    return hide_versions(app)
+    return protect(hide_versions(app), styles=(CASHIER_STYLE,))

@@ -51,7 +51,7 @@ from aiohttp import web
 from adapters.simulator import wire
 from config.settings import Settings, Simulator
 from domain.money import AmountError, format_amount
-from infra.httpserver import hide_versions
+from infra.httpserver import hide_versions, protect
 
 log = logging.getLogger(__name__)
 
@@ -366,12 +366,15 @@ async def create_refund(request: web.Request) -> web.Response:
     return _json(200, wire.RefundCreated(refund_no=refund.refund_no, status="SUCCESS"))
 
 
+# The pay page's one stylesheet, allowed by its hash in the Content-Security-Policy
+# (infra.httpserver.protect): no inline style attributes, no script.
+STYLE = "body{font-family:sans-serif;max-width:28em;margin:3em auto}.amount{font-size:2em}"
 _PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>SimPay {order_no}</title></head>
-<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
+<html><head><meta charset="utf-8"><title>SimPay {order_no}</title><style>{style}</style></head>
+<body>
 <h1>SimPay</h1>
 <p>{subject}</p>
-<p style="font-size:2em">{amount} {currency}</p>
+<p class="amount">{amount} {currency}</p>
 <p>Order {order_no}: <strong>{status}</strong></p>
 {action}
 </body></html>
@@ -402,6 +405,7 @@ async def pay_page(request: web.Request) -> web.Response:
         currency=html.escape(order.currency),
         status=order.status,
         action=action,
+        style=STYLE,
     )
     return web.Response(text=page, content_type="text/html")
 
@@ -474,7 +478,7 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/_sim/webhooks", merchant_webhook_counts)
     app.router.add_put("/_sim/outages/{api_key}", start_outage)
     app.router.add_delete("/_sim/outages/{api_key}", end_outage)
-    return hide_versions(app)
+    return protect(hide_versions(app), styles=(STYLE,))
 
 
 async def serve(settings: Settings) -> None:
