@@ -3,13 +3,16 @@ checked (gateway.state.decode)."""
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import ipaddress
+import pkgutil
 import socket
 
 import msgspec
 import pytest
 
+import gateway
 from domain.targets import (
     UnsafeTarget,
     check_target,
@@ -17,7 +20,7 @@ from domain.targets import (
     inet_aton_address,
     public_address,
 )
-from gateway import agent_schemas, merchant_schemas, schemas
+from gateway import agent_schemas
 from gateway.errors import ApiError
 from gateway.state import ALLOW_PRIVATE_TARGETS, decode, target_fields
 
@@ -158,9 +161,15 @@ def test_public_addresses(address: str, public: bool) -> None:
 
 
 def _request_structs() -> list[type[msgspec.Struct]]:
+    """Every struct of every schema module of the gateway (`gateway.schemas`, `*_schemas`)."""
+    modules = [
+        importlib.import_module(f"gateway.{m.name}")
+        for m in pkgutil.iter_modules(gateway.__path__)
+        if m.name == "schemas" or m.name.endswith("_schemas")
+    ]
     return [
         kind
-        for module in (schemas, merchant_schemas, agent_schemas)
+        for module in modules
         for _, kind in inspect.getmembers(module, inspect.isclass)
         if issubclass(kind, msgspec.Struct) and kind.__module__ == module.__name__
     ]
