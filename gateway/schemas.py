@@ -10,7 +10,12 @@ from msgspec import Meta
 
 OrderId = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-.:/]+$")]
 AmountText = Annotated[
-    str, Meta(description='Decimal string in major units, e.g. "12.34"', examples=["12.34"])
+    str,
+    Meta(
+        description='Decimal string in major units, e.g. "12.34"; at most the currency\'s '
+        "configured maximum (payments.max_amount; above it 400 amount_too_large)",
+        examples=["12.34"],
+    ),
 ]
 CurrencyCode = Annotated[str, Meta(min_length=3, max_length=5, pattern=r"^[A-Z]{3,5}$")]
 Url = Annotated[str, Meta(max_length=2048, pattern=r"^https?://")]
