@@ -18,7 +18,6 @@ from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 
-import aio_pika
 import aiohttp
 import asyncpg
 import psutil
@@ -26,8 +25,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from config import Settings, load_settings
-from infra import db, redisclient
-from infra.broker import Queues
+from infra import db, redisclient, reset
 from infra.channels import seed_from_config
 from infra.secretbox import SecretBox
 
@@ -170,33 +168,11 @@ class LocalNode:
 
     async def stop(self) -> None:
         self._terminate()
-        codes = set(self.settings.channels)
         if self.pg:
-            codes |= {r["code"] for r in await self.pg.fetch("SELECT code FROM channels")}
             await self.pg.close()
-        await self._drop(codes)
-
-    async def _drop(self, channel_codes: set[str]) -> None:
-        name = self.settings.postgres.dsn.rsplit("/", 1)[1]
-        admin = await asyncpg.connect(self.settings.postgres.dsn.rsplit("/", 1)[0] + "/postgres")
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
         if self.redis:
-            keys = [k async for k in self.redis.scan_iter(f"{self.settings.redis.prefix}:*")]
-            if keys:
-                await self.redis.delete(*keys)
             await self.redis.aclose()
-        queues = Queues(self.settings.rabbitmq.prefix)
-        names = [queues.risk, queues.ledger, queues.notify, queues.dead]
-        names += [queues.channel(c) for c in sorted(channel_codes)]
-        names += [queues.notify_retry(d) for d in self.settings.notify.retry_schedule_s]
-        connection = await aio_pika.connect(self.settings.rabbitmq.url)
-        async with connection:
-            channel = await connection.channel()
-            for queue in names:
-                await channel.queue_delete(queue)
+        await reset.wipe(self.settings, await reset.channel_codes(self.settings))
 
 
 class RedisPair:

@@ -15,6 +15,7 @@ from config import Settings, load_settings
 from config.published import packaged, published_credentials, published_settings, refusal
 from domain.fees import PriceBps
 from domain.money import parse_amount
+from domain.targets import UnsafeTarget, check_target
 from infra import db
 from infra.logs import setup_logging
 from infra.secretbox import SecretBox
@@ -197,6 +198,26 @@ def _risk_block(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
+def _dev_reset(settings: Settings, args: argparse.Namespace) -> None:
+    """Empty a development node: its database, Redis keys and queues (stop it first; the next
+    `make run` starts from scratch). Never in production, and never without --yes."""
+    from infra import reset
+
+    if settings.node.profile != "development":
+        sys.exit("juhe dev reset: only for a development node (node.profile = development)")
+    if not args.yes:
+        sys.exit(
+            f"juhe dev reset: this deletes database {settings.postgres.dsn.rsplit('/', 1)[1]!r}, "
+            f"Redis keys {settings.redis.prefix}:* and queues {settings.rabbitmq.prefix}.*; "
+            "add --yes"
+        )
+
+    async def run() -> dict[str, int]:
+        return await reset.wipe(settings, await reset.channel_codes(settings))
+
+    print(orjson.dumps(asyncio.run(run())).decode())
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="juhe", description="Juhe aggregated payment gateway")
     sub = p.add_subparsers(dest="command", required=True)
@@ -223,6 +244,10 @@ def parser() -> argparse.ArgumentParser:
     block = rsub.add_parser("block", help="blocklist customer IPs or e-mails")
     block.add_argument("--ip", action="append")
     block.add_argument("--email", action="append")
+    dev = sub.add_parser("dev", help="development node tools")
+    dsub = dev.add_subparsers(dest="action", required=True)
+    wipe = dsub.add_parser("reset", help="empty the database, Redis keys and queues")
+    wipe.add_argument("--yes", action="store_true", help="really delete everything")
     admin = sub.add_parser("admin", help="identity administration")
     asub = admin.add_subparsers(dest="action", required=True)
     superuser = asub.add_parser(
@@ -281,6 +306,10 @@ def main(argv: list[str] | None = None) -> None:
         case "up":
             _up(settings)
         case "merchants":
+            try:  # here, not in _create_merchant: the demo merchant's sink is on loopback
+                check_target(args.notify_url, allow_private=settings.notify.allow_private_targets)
+            except UnsafeTarget as exc:
+                raise SystemExit(f"juhe merchants create: --notify-url: {exc}") from None
             print(orjson.dumps(asyncio.run(_create_merchant(settings, args))).decode())
         case "risk":
             _risk_block(settings, args)
@@ -288,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
             _admin(settings, args)
         case "channels":
             _channels(settings, args)
+        case "dev":
+            _dev_reset(settings, args)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "method": p.get("method"),
         "merchant_order_id": p["merchant_order_id"],
         "description": p.get("description"),
-        "metadata": p.get("metadata"),
+        "metadata": _json_field(p.get("metadata")),
         "channel": p.get("channel"),
         "pay_url": p.get("pay_url"),
         "qr_payload": p.get("qr_payload"),

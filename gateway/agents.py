@@ -55,7 +55,7 @@ _CURRENCY = re.compile(r"^([A-Z]{3,5}|\*)$")
 _CSV_FIELDS = ["created", "ref", "kind", "payment_id", "merchant_id", "currency", "amount"]
 
 
-def _view(row: asyncpg.Record) -> AgentView:
+def agent_view(row: asyncpg.Record) -> AgentView:
     return AgentView(
         id=row["id"],
         object="agent",
@@ -132,12 +132,12 @@ async def register(request: web.Request) -> web.Response:
             f"agent:{agent_id}",
             after={"name": req.name, "email": req.email},
         )
-    return json_answer(_view(row), 201)
+    return json_answer(agent_view(row), 201)
 
 
 async def get_agent(request: web.Request) -> web.Response:
     _, _, row = await _target(request, "agents:read")
-    return json_answer(_view(row))
+    return json_answer(agent_view(row))
 
 
 async def update_agent(request: web.Request) -> web.Response:
@@ -174,7 +174,7 @@ async def update_agent(request: web.Request) -> web.Response:
         if (value := getattr(req, field)) is not None:
             changes[field] = value
     if not changes:
-        return json_answer(_view(row))
+        return json_answer(agent_view(row))
     async with e.pg.acquire() as conn, conn.transaction():
         sets = ", ".join(f"{k} = ${n}" for n, k in enumerate(changes, start=2))
         updated = await conn.fetchrow(
@@ -189,7 +189,7 @@ async def update_agent(request: web.Request) -> web.Response:
             before={k: row[k] if k != "grants" else sorted(row[k]) for k in changes},
             after={**changes, **({"reason": req.reason} if req.reason else {})},
         )
-    return json_answer(_view(updated))
+    return json_answer(agent_view(updated))
 
 
 async def add_subordinate(request: web.Request) -> web.Response:
@@ -228,7 +228,7 @@ async def _sub_agent(
             )
             row = await agents.agent(conn, req.agent_id)
             assert row is not None
-            return json_answer(_view(row))
+            return json_answer(agent_view(row))
         if not (req.name and req.email and req.password):
             raise invalid("missing_field", "name, email and password open a sub-agent", "name")
         granted = set(req.grants)
@@ -252,7 +252,7 @@ async def _sub_agent(
             f"agent:{agent_id}",
             after={"parent_id": parent["id"], "name": req.name, "grants": sorted(granted)},
         )
-    return json_answer(_view(row), 201)
+    return json_answer(agent_view(row), 201)
 
 
 async def _sub_merchant(

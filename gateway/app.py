@@ -14,25 +14,13 @@ from aiohttp import web
 
 from config import Settings
 from domain.ids import random_hex
-from gateway import (
-    admin,
-    agents,
-    callbacks,
-    cashier,
-    channels,
-    fx,
-    merchants,
-    ops,
-    payments,
-    refunds,
-    sessions,
-)
 from gateway.access import Keyring, PolicyCache
 from gateway.cashier import STYLE as CASHIER_STYLE
 from gateway.errors import ApiError, error_response
 from gateway.inputs import check_request
 from gateway.intake import Intake
-from gateway.state import ALLOW_PRIVATE_TARGETS, EDGE, REQUEST_ID, Edge
+from gateway.routes import ROUTES, add_routes, check_query
+from gateway.state import ALLOW_PRIVATE_TARGETS, EDGE, REQUEST_ID, ROUTE_TABLE, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
 from infra.channels import ChannelRegistry
@@ -72,6 +60,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     started = time.perf_counter()
     try:
         await check_request(request)
+        check_query(request)
         response = await handler(request)
     except ApiError as exc:
         response = exc.response()
@@ -173,63 +162,6 @@ def create_app(settings: Settings) -> web.Application:
         await pg.close()
 
     app.cleanup_ctx.append(lifecycle)
-    r = app.router
-    r.add_post("/api/v1/payments", payments.create_payment)
-    r.add_get("/api/v1/payments", payments.list_payments)
-    r.add_get("/api/v1/payments/{id}", payments.get_payment)
-    r.add_post("/api/v1/payments/{id}/cancel", payments.cancel_payment)
-    r.add_get("/api/v1/payments/{id}/attempts", payments.payment_attempts)
-    r.add_post("/api/v1/payments/callback/{channel}", callbacks.channel_callback)
-    r.add_post("/api/v1/fx/quotes", fx.create_quote)
-    r.add_get("/api/v1/fx/quotes/{id}", fx.get_quote)
-    r.add_post("/api/v1/refunds", refunds.create_refund)
-    r.add_get("/api/v1/refunds/{id}", refunds.get_refund)
-    r.add_post("/api/v1/events/{id}/resend", ops.resend_event)
-    r.add_get("/api/v1/openapi.json", ops.openapi)
-    r.add_post("/api/v1/auth/login", sessions.login)
-    r.add_post("/api/v1/auth/refresh", sessions.refresh)
-    r.add_post("/api/v1/auth/logout", sessions.logout)
-    r.add_post("/api/v1/auth/mfa/enroll", sessions.mfa_enroll)
-    r.add_post("/api/v1/auth/mfa/verify", sessions.mfa_verify)
-    r.add_get("/api/v1/auth/me", sessions.me)
-    r.add_get("/api/v1/admin/users", admin.list_users)
-    r.add_post("/api/v1/admin/users", admin.create_user)
-    r.add_post("/api/v1/admin/users/{id}/disable", admin.disable_user)
-    r.add_post("/api/v1/admin/users/{id}/enable", admin.enable_user)
-    r.add_put("/api/v1/admin/users/{id}/roles", admin.assign_roles)
-    r.add_get("/api/v1/admin/roles", admin.list_roles)
-    r.add_put("/api/v1/admin/roles/{id}", admin.put_role)
-    r.add_get("/api/v1/admin/settings", admin.get_settings)
-    r.add_put("/api/v1/admin/settings", admin.put_settings)
-    r.add_get("/api/v1/admin/audit", admin.list_audit)
-    r.add_get("/api/v1/admin/audit/verify", admin.verify_audit)
-    r.add_post("/api/v1/admin/merchants/{id}/keys", admin.create_api_key)
-    r.add_get("/api/v1/admin/channels", channels.list_channels)
-    r.add_post("/api/v1/admin/channels", channels.post_channel)
-    r.add_get("/api/v1/admin/channels/{code}", channels.get_channel)
-    r.add_patch("/api/v1/admin/channels/{code}", channels.patch_channel)
-    r.add_post("/api/v1/admin/channels/{code}/enable", channels.enable_channel)
-    r.add_post("/api/v1/admin/channels/{code}/disable", channels.disable_channel)
-    r.add_post("/api/v1/admin/channels/{code}/switch-over", channels.post_switch_over)
-    r.add_delete("/api/v1/admin/channels/{code}/switch-over", channels.delete_switch_over)
-    r.add_post("/api/v1/merchants/register", merchants.register)
-    r.add_get("/api/v1/merchants/{id}", merchants.get_merchant)
-    r.add_put("/api/v1/merchants/{id}", merchants.update_merchant)
-    r.add_put("/api/v1/merchants/{id}/payment-config", merchants.payment_config)
-    r.add_get("/api/v1/merchants/{id}/transactions", merchants.transactions)
-    r.add_get("/api/v1/merchants/{id}/keys", merchants.list_keys)
-    r.add_post("/api/v1/merchants/{id}/keys/{keyId}/rotate", merchants.rotate_key)
-    r.add_post("/api/v1/merchants/{id}/keys/{keyId}/revoke", merchants.revoke_key)
-    r.add_post("/api/v1/agents/register", agents.register)
-    r.add_get("/api/v1/agents/{id}", agents.get_agent)
-    r.add_put("/api/v1/agents/{id}", agents.update_agent)
-    r.add_post("/api/v1/agents/{id}/subordinates", agents.add_subordinate)
-    r.add_put("/api/v1/agents/{id}/policies/{currency}", agents.put_policy)
-    r.add_put("/api/v1/agents/{id}/merchants/{merchantId}/pricing", agents.price_merchant)
-    r.add_get("/api/v1/agents/{id}/commissions", agents.commissions)
-    r.add_get("/checkout/{id}", cashier.checkout)
-    r.add_post("/checkout/{id}/card", cashier.submit_card)
-    r.add_get("/healthz", ops.healthz)
-    r.add_get("/readyz", ops.readyz)
-    r.add_get("/metrics", ops.metrics_endpoint)
+    add_routes(app)
+    app[ROUTE_TABLE] = ROUTES
     return protect(hide_versions(app), styles=(CASHIER_STYLE,))

@@ -80,14 +80,19 @@ def _sealed_account(e: Edge, merchant_id: str, account: BankAccount) -> str:
     )
 
 
+MERCHANT_SQL = """SELECT m.*, k.legal, k.owners, k.documents, k.bank_account_last4
+               FROM merchants m LEFT JOIN merchant_kyc k ON k.merchant_id = m.id"""
+
+
 async def _view(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: str) -> dict[str, Any]:
-    row = await conn.fetchrow(
-        """SELECT m.*, k.legal, k.owners, k.documents, k.bank_account_last4
-           FROM merchants m LEFT JOIN merchant_kyc k ON k.merchant_id = m.id WHERE m.id = $1""",
-        merchant_id,
-    )
+    row = await conn.fetchrow(MERCHANT_SQL + " WHERE m.id = $1", merchant_id)
     if row is None:
         raise invalid("resource_missing", "no such merchant", "merchantId", status=404)
+    return merchant_view(row)
+
+
+def merchant_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A merchant as its owner and the platform read it: the bank account by its last four."""
     config = orjson.loads(row["config"])
     return {
         "id": row["id"],

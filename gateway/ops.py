@@ -1,4 +1,4 @@
-"""Operations endpoints: liveness, readiness, metrics, the OpenAPI document, webhook resend."""
+"""Operations endpoints: liveness, readiness, metrics, the OpenAPI document."""
 
 from __future__ import annotations
 
@@ -7,10 +7,9 @@ import asyncio
 import orjson
 from aiohttp import web
 
-from gateway.access import identify, require, visible
 from gateway.openapi import document
-from gateway.payments import json_response, not_found
-from gateway.state import edge
+from gateway.payments import json_response
+from gateway.state import ROUTE_TABLE, edge
 from infra import metrics
 
 
@@ -42,30 +41,6 @@ async def metrics_endpoint(_: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return json_response(document(edge(request).settings.gateway.public_url))
-
-
-async def resend_event(request: web.Request) -> web.Response:
-    """Send a webhook event again (dead-lettered or not) with a fresh retry schedule; the
-    scheduler's next outbox sweep hands it to the notify pool."""
-    e = edge(request)
-    body = await request.read()
-    caller = await identify(request, body)
-    who = caller.principal
-    await require(request, who, "events:resend")
-    event_id = request.match_info["id"]
-    owner = await e.pg.fetchval("SELECT merchant_id FROM webhook_events WHERE id = $1", event_id)
-    if owner is None or not await visible(e, who, owner):
-        raise not_found("event")
-    row = await e.pg.fetchrow(
-        """UPDATE webhook_events SET status = 'pending', attempts = 0,
-                  next_attempt_at = 'epoch', delivered_at = NULL
-           WHERE id = $1 RETURNING id, type, status""",
-        event_id,
-    )
     return json_response(
-        orjson.dumps(
-            {"id": row["id"], "object": "event", "type": row["type"], "status": row["status"]}
-        ),
-        202,
+        document(edge(request).settings.gateway.public_url, request.app[ROUTE_TABLE])
     )

@@ -26,7 +26,15 @@ from gateway.intake import (
     fingerprint,
 )
 from gateway.schemas import CreatePayment, Customer
-from gateway.state import REQUEST_ID, Edge, decode, edge, idempotency_key, page_limit
+from gateway.state import (
+    REQUEST_ID,
+    Edge,
+    decode,
+    edge,
+    idempotency_key,
+    known_cursor,
+    page_limit,
+)
 from infra import audit, store
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 
@@ -278,12 +286,16 @@ async def list_payments(request: web.Request) -> web.Response:
             b'{"object":"list","data":[' + b",".join(docs) + b'],"has_more":false}'
         )
     limit = page_limit(request, 10)
-    after = request.query.get("starting_after")
+    after = await known_cursor(
+        request, e.pg, "SELECT 1 FROM payments WHERE id = $1 AND merchant_id = $2", merchant_id
+    )
     rows = await e.pg.fetch(
         """SELECT * FROM payments WHERE merchant_id = $1 AND ($2::text IS NULL OR id < $2)
-           ORDER BY id DESC LIMIT $3""",
+             AND ($3::text IS NULL OR status = $3)
+           ORDER BY id DESC LIMIT $4""",
         merchant_id,
         after,
+        request.query.get("status"),
         limit + 1,
     )
     url = e.settings.gateway.public_url

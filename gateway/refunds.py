@@ -14,9 +14,23 @@ from domain.views import refund_view
 from gateway.access import actor, idempotency_scope, identify, require, sees, visible
 from gateway.errors import invalid
 from gateway.intake import IdempotencyConflict, RefundPlan, fingerprint
-from gateway.payments import amount_of, idempotency_conflict, json_response, not_found
+from gateway.payments import (
+    amount_of,
+    idempotency_conflict,
+    json_response,
+    listed_merchant,
+    not_found,
+)
 from gateway.schemas import CreateRefund
-from gateway.state import REQUEST_ID, decode, edge, idempotency_key
+from gateway.state import (
+    REQUEST_ID,
+    decode,
+    edge,
+    idempotency_key,
+    json_answer,
+    known_cursor,
+    page_limit,
+)
 from infra import audit, store
 
 
@@ -132,3 +146,27 @@ async def get_refund(request: web.Request) -> web.Response:
         raise not_found("refund")
     await e.hot.put_refund(row)
     return json_response(orjson.dumps(refund_view(row)))
+
+
+async def list_refunds(request: web.Request) -> web.Response:
+    e = edge(request)
+    who = (await identify(request, b"")).principal
+    await require(request, who, "refunds:read")
+    merchant_id = await listed_merchant(request, who)
+    limit = page_limit(request, 20)
+    after = await known_cursor(
+        request, e.pg, "SELECT 1 FROM refunds WHERE id = $1 AND merchant_id = $2", merchant_id
+    )
+    rows = await e.pg.fetch(
+        """SELECT * FROM refunds
+           WHERE merchant_id = $1 AND ($2::text IS NULL OR status = $2)
+             AND ($3::text IS NULL OR payment_id = $3) AND ($4::text IS NULL OR id < $4)
+           ORDER BY id DESC LIMIT $5""",
+        merchant_id,
+        request.query.get("status"),
+        request.query.get("payment_id"),
+        after,
+        limit + 1,
+    )
+    data = [refund_view(r) for r in rows[:limit]]
+    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})

@@ -54,6 +54,8 @@ class Edge:
 
 T = TypeVar("T")
 EDGE = web.AppKey("edge", Edge)
+# the route table the app was built from (gateway.routes), for the OpenAPI document
+ROUTE_TABLE: web.AppKey[tuple[Any, ...]] = web.AppKey("routes", tuple)
 REQUEST_ID = web.RequestKey("request_id", str)
 
 
@@ -124,9 +126,26 @@ def page_limit(request: web.Request, default: int) -> int:
     return limit
 
 
+async def known_cursor(
+    request: web.Request, conn: asyncpg.Pool | asyncpg.Connection, exists: str, *scope: Any
+) -> str | None:
+    """`starting_after` of a list, checked to name an item the list could have shown (`exists`
+    takes it as $1, then `scope`): a cursor that names nothing is a 400, not the first page."""
+    after = request.query.get("starting_after")
+    if after is not None and await conn.fetchval(exists, after, *scope) is None:
+        raise invalid(
+            "invalid_cursor", "starting_after names no item of this list", "starting_after"
+        )
+    return after
+
+
 def json_answer(value: Any, status: int = 200) -> web.Response:
     """A msgspec struct or plain data as a JSON response."""
-    body = msgspec.json.encode(value) if isinstance(value, msgspec.Struct) else orjson.dumps(value)
+    body = (
+        msgspec.json.encode(value)
+        if isinstance(value, msgspec.Struct)
+        else orjson.dumps(value, default=msgspec.to_builtins)  # structs inside lists
+    )
     return web.Response(body=body, status=status, content_type="application/json")
 
 

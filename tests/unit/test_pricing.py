@@ -14,6 +14,7 @@ from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED
 from gateway.agent_schemas import MerchantPricing, PutPolicy, SubMerchant
 from gateway.merchant_schemas import PaymentConfig
 from gateway.openapi import document
+from gateway.routes import ROUTES
 
 
 def caller(realm: Realm, *grants: Grant) -> Principal:
@@ -91,7 +92,7 @@ def test_the_default_price_in_the_config_has_the_same_bounds() -> None:
 
 
 def test_the_openapi_document_states_the_bounds() -> None:
-    schemas = orjson.loads(document("http://127.0.0.1"))["components"]["schemas"]
+    schemas = orjson.loads(document("http://127.0.0.1", ROUTES))["components"]["schemas"]
     assert schemas["MerchantPricing"]["properties"]["fee_bps"]["maximum"] == MAX_PRICE_BPS
     assert schemas["PutPolicy"]["properties"]["rate_fixed"]["maximum"] == MAX_PRICE_FIXED
     described = schemas["PutPolicy"]["properties"]["share_bps"]["description"]

@@ -1,0 +1,1023 @@
+"""Every HTTP route in one table. The router, the query-string check and the OpenAPI document
+are all made from it, so a route cannot exist without being documented, and a query parameter
+the document does not name is refused (`400 unknown_parameter`) rather than silently ignored.
+
+Answers and bodies are msgspec structs where the handler uses one, else a JSON Schema given
+here (`gateway.openapi` renders both).
+"""
+
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+
+from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED
+from domain.states import PaymentStatus, RefundStatus
+from gateway import (
+    admin,
+    agents,
+    callbacks,
+    cashier,
+    channels,
+    events,
+    fx,
+    merchants,
+    ops,
+    payments,
+    refunds,
+    reviews,
+    sessions,
+)
+from gateway import agent_schemas as ags
+from gateway import channel_schemas as chs
+from gateway import identity_schemas as ids
+from gateway import merchant_schemas as mss
+from gateway.errors import invalid
+from gateway.schemas import CreatePayment, CreateRefund, Payment, PaymentList, Refund
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# signed: a merchant's signed request or a portal user's bearer token; bearer: portal users
+# only; none: anyone (sign-in, registration, the cashier); channel: verified by its adapter
+Auth = Literal["signed", "bearer", "none", "channel"]
+Schema = type | types.UnionType | dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    schema: Mapping[str, Any]
+    description: str = ""
+
+    def check(self, raw: str) -> None:
+        """A value of the documented type, or the documented 400 naming the parameter."""
+        kind = self.schema.get("type")
+        if kind == "integer":
+            try:
+                value = int(raw)
+            except ValueError:
+                raise invalid(
+                    "invalid_field", f"{self.name} must be an integer", self.name
+                ) from None
+            low, high = self.schema.get("minimum"), self.schema.get("maximum")
+            if (low is not None and value < low) or (high is not None and value > high):
+                raise invalid(
+                    "invalid_field", f"{self.name} must be between {low} and {high}", self.name
+                )
+        elif (allowed := self.schema.get("enum")) is not None and raw not in allowed:
+            raise invalid(
+                "invalid_field", f"{self.name} must be one of {', '.join(allowed)}", self.name
+            )
+        elif len(raw) > self.schema.get("maxLength", 255):
+            raise invalid("invalid_field", f"{self.name} is too long", self.name)
+        elif (pattern := self.schema.get("pattern")) and not re.search(pattern, raw):
+            raise invalid("invalid_field", f"{self.name} is not of the documented form", self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    operation_id: str
+    summary: str
+    auth: Auth
+    status: int = 200
+    answer: Schema | None = None  # None: no JSON body (or not JSON)
+    body: Schema | None = None
+    query: tuple[Param, ...] = ()
+    idempotent: bool = False  # takes an Idempotency-Key
+    errors: tuple[int, ...] = (400, 401, 403, 404, 429)
+    content_type: str = "application/json"
+    tag: str = "payments"
+    description: str = ""
+
+    def check_query(self, query: Mapping[str, str]) -> None:
+        known = {p.name: p for p in self.query}
+        for name, raw in query.items():
+            param = known.get(name)
+            if param is None:
+                raise invalid("unknown_parameter", f"unknown query parameter {name!r}", name)
+            param.check(raw)
+
+
+# --- query parameters shared by lists -------------------------------------------------------
+
+_MAX_TS = 253_402_300_799  # 9999-12-31, what PostgreSQL and Python both hold
+LIMIT = Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size (1–100)")
+AFTER = Param(
+    "starting_after",
+    {"type": "string", "maxLength": 64},
+    "cursor: the id of the last item of the previous page (400 `invalid_cursor` if unknown)",
+)
+SINCE = Param("since", {"type": "integer", "minimum": 0, "maximum": _MAX_TS}, "unix seconds, from")
+UNTIL = Param("until", {"type": "integer", "minimum": 0, "maximum": _MAX_TS}, "unix seconds, to")
+CSV = Param("format", {"type": "string", "enum": ["json", "csv"]}, "csv: the whole selection")
+CURRENCY = Param("currency", {"type": "string", "pattern": "^[A-Z]{3,5}$", "maxLength": 5})
+MERCHANT = Param(
+    "merchant_id", {"type": "string", "maxLength": 64}, "whose (platform users; required)"
+)
+PAYMENT_STATUS = Param("status", {"type": "string", "enum": [s.value for s in PaymentStatus]})
+REFUND_STATUS = Param("status", {"type": "string", "enum": [s.value for s in RefundStatus]})
+REVIEW_STATUS = Param(
+    "status",
+    {
+        "type": "string",
+        "enum": ["submitted", "under_review", "approved", "active", "rejected", "suspended"],
+    },
+)
+SEARCH = Param("q", {"type": "string", "maxLength": 100}, "name or e-mail contains")
+PAGE = (LIMIT, AFTER)
+# Said on every operation that changes money terms.
+PRICING = (
+    f"Money terms are set by the platform, or by an agent above with `set_rates` (else 403 "
+    f"`grant_missing`); bps at most {MAX_PRICE_BPS} (20 %), fixed parts at most "
+    f"{MAX_PRICE_FIXED} minor units."
+)
+
+
+def obj(object_name: str | None = None, **properties: Any) -> dict[str, Any]:
+    """An object schema naming its usual fields (more may appear)."""
+    props = dict(properties)
+    if object_name:
+        props["object"] = {"const": object_name}
+    return {"type": "object", "properties": props, "required": ["object"] if object_name else []}
+
+
+def list_of(item: Schema) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "object": {"const": "list"},
+            "data": {"type": "array", "items": item},
+            "has_more": {"type": "boolean"},
+        },
+        "required": ["object", "data", "has_more"],
+    }
+
+
+STR = {"type": "string"}
+NSTR = {"type": ["string", "null"]}
+INT = {"type": "integer"}
+NINT = {"type": ["integer", "null"]}
+BOOL = {"type": "boolean"}
+ANY_OBJ = {"type": "object"}
+
+MERCHANT_VIEW = obj(
+    "merchant",
+    id=STR,
+    name=STR,
+    email=NSTR,
+    status=STR,
+    agent_id=NSTR,
+    currencies={"type": "array", "items": STR},
+    fee_bps=INT,
+    fee_fixed_minor=INT,
+    notify_url=NSTR,
+    return_url=NSTR,
+    config=ANY_OBJ,
+    kyc={"type": ["object", "null"]},
+    created=INT,
+)
+KEY_VIEW = obj(
+    "api_key",
+    key_id=STR,
+    merchant_id=STR,
+    permissions={"type": ["array", "null"], "items": STR},
+    created=NINT,
+    last_used=NINT,
+    expires_at=NINT,
+    revoked_at=NINT,
+)
+ATTEMPT = obj("payment_attempt", attempt=INT, channel=STR, outcome=STR, failure_code=NSTR, at=INT)
+FX_QUOTE = obj(
+    "fx_quote",
+    id=STR,
+    amount=STR,
+    currency=STR,
+    to_currency=STR,
+    converted_amount=STR,
+    rate=STR,
+    mid_rate=STR,
+    spread_bps=INT,
+    expires_at=INT,
+)
+EVENT = obj(
+    "event", id=STR, type=STR, created=INT, data=ANY_OBJ, status=STR, attempts=INT, delivered=NINT
+)
+AUDIT_RECORD = obj(None, seq=INT, action=STR, actor=STR, target=NSTR, hash=STR, prev_hash=STR)
+COMMISSIONS = {
+    "type": "object",
+    "properties": {
+        "object": {"const": "list"},
+        "data": {"type": "array", "items": ANY_OBJ},
+        "totals": ANY_OBJ,
+    },
+    "required": ["object", "data"],
+}
+HEALTH = obj(None, status=STR)
+READY = obj(None, ready=BOOL, checks=ANY_OBJ)
+RESENT = obj("event", id=STR, type=STR, status=STR)
+CARD = obj("card_submission", payment_id=STR)
+PRICED = obj("merchant", id=STR, fee_bps=INT, fee_fixed_minor=INT)
+OPENED = obj("merchant", agent_id=STR)
+VERIFIED = obj(None, ok=BOOL)
+CHANNELS = obj("list", data={"type": "array", "items": {"$ref": "ChannelView"}})
+
+ROUTES: tuple[Route, ...] = (
+    # --- payments, refunds, events: merchants' signed API -----------------------------------
+    Route(
+        "POST",
+        "/api/v1/payments",
+        payments.create_payment,
+        "createPayment",
+        "Create a payment",
+        "signed",
+        201,
+        Payment,
+        CreatePayment,
+        (Param("wait_ms", {"type": "integer", "minimum": 0, "maximum": 10_000}),),
+        idempotent=True,
+        errors=(400, 401, 403, 409, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/api/v1/payments",
+        payments.list_payments,
+        "listPayments",
+        "List payments (newest first), or find one by merchant_order_id",
+        "signed",
+        200,
+        PaymentList,
+        query=(*PAGE, PAYMENT_STATUS, MERCHANT, Param("merchant_order_id", {"type": "string"})),
+    ),
+    Route(
+        "GET",
+        "/api/v1/payments/{id}",
+        payments.get_payment,
+        "getPayment",
+        "Retrieve a payment",
+        "signed",
+        200,
+        Payment,
+    ),
+    Route(
+        "POST",
+        "/api/v1/payments/{id}/cancel",
+        payments.cancel_payment,
+        "cancelPayment",
+        "Cancel an unpaid payment",
+        "signed",
+        200,
+        Payment,
+        idempotent=True,
+        errors=(400, 401, 403, 404, 409, 429),
+    ),
+    Route(
+        "GET",
+        "/api/v1/payments/{id}/attempts",
+        payments.payment_attempts,
+        "listPaymentAttempts",
+        "The channels a payment was tried at, in order",
+        "signed",
+        200,
+        list_of(ATTEMPT),
+    ),
+    Route(
+        "POST",
+        "/api/v1/payments/callback/{channel}",
+        callbacks.channel_callback,
+        "channelCallback",
+        "Channel callback (signed by the channel, verified by its adapter)",
+        "channel",
+        200,
+        None,
+        errors=(400, 401, 404),
+        content_type="text/plain",
+        tag="channels",
+    ),
+    Route(
+        "POST",
+        "/api/v1/refunds",
+        refunds.create_refund,
+        "createRefund",
+        "Refund a payment, fully or partly",
+        "signed",
+        201,
+        Refund,
+        CreateRefund,
+        idempotent=True,
+        errors=(400, 401, 403, 404, 409, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/api/v1/refunds",
+        refunds.list_refunds,
+        "listRefunds",
+        "List refunds (newest first)",
+        "signed",
+        200,
+        list_of({"$ref": "Refund"}),
+        query=(*PAGE, REFUND_STATUS, MERCHANT, Param("payment_id", {"type": "string"})),
+    ),
+    Route(
+        "GET",
+        "/api/v1/refunds/{id}",
+        refunds.get_refund,
+        "getRefund",
+        "Retrieve a refund",
+        "signed",
+        200,
+        Refund,
+    ),
+    Route(
+        "GET",
+        "/api/v1/events",
+        events.list_events,
+        "listEvents",
+        "Webhook events (newest first), with their delivery status",
+        "signed",
+        200,
+        list_of(EVENT),
+        query=(
+            *PAGE,
+            MERCHANT,
+            Param("type", {"type": "string", "maxLength": 64}),
+            Param("status", {"type": "string", "enum": ["pending", "delivered", "dead"]}),
+        ),
+    ),
+    Route(
+        "GET",
+        "/api/v1/events/{id}",
+        events.get_event,
+        "getEvent",
+        "A webhook event, as sent, with its delivery status",
+        "signed",
+        200,
+        EVENT,
+    ),
+    Route(
+        "POST",
+        "/api/v1/events/{id}/resend",
+        events.resend_event,
+        "resendEvent",
+        "Send a webhook event again (dead-lettered or not), with a fresh retry schedule",
+        "signed",
+        202,
+        RESENT,
+    ),
+    Route(
+        "POST",
+        "/api/v1/fx/quotes",
+        fx.create_quote,
+        "createFxQuote",
+        "Quote and lock a conversion",
+        "signed",
+        201,
+        FX_QUOTE,
+        fx.CreateQuote,
+        errors=(400, 401, 403, 429, 503),
+    ),
+    Route(
+        "GET",
+        "/api/v1/fx/quotes/{id}",
+        fx.get_quote,
+        "getFxQuote",
+        "Retrieve a quote while it is locked",
+        "signed",
+        200,
+        FX_QUOTE,
+    ),
+    # --- portal users ------------------------------------------------------------------------
+    Route(
+        "POST",
+        "/api/v1/auth/login",
+        sessions.login,
+        "login",
+        "Sign in (with `totp` when MFA applies)",
+        "none",
+        200,
+        ids.Session,
+        ids.Login,
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/refresh",
+        sessions.refresh,
+        "refreshSession",
+        "Rotate a refresh token",
+        "none",
+        200,
+        ids.Session,
+        ids.Refresh,
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/logout",
+        sessions.logout,
+        "logout",
+        "End the session",
+        "bearer",
+        204,
+        None,
+        ids.Logout,
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/mfa/enroll",
+        sessions.mfa_enroll,
+        "enrollMfa",
+        "Start TOTP enrolment",
+        "bearer",
+        200,
+        ids.MfaEnrolment,
+        tag="identity",
+    ),
+    Route(
+        "POST",
+        "/api/v1/auth/mfa/verify",
+        sessions.mfa_verify,
+        "verifyMfa",
+        "Confirm enrolment; a new session that passed MFA",
+        "bearer",
+        200,
+        ids.Session,
+        ids.MfaCode,
+        tag="identity",
+    ),
+    Route(
+        "GET",
+        "/api/v1/auth/me",
+        sessions.me,
+        "getMe",
+        "The signed-in user",
+        "bearer",
+        200,
+        ids.Me,
+        tag="identity",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/users",
+        admin.list_users,
+        "listUsers",
+        "List users",
+        "bearer",
+        200,
+        list_of({"$ref": "UserView"}),
+        query=(
+            *PAGE,
+            Param("realm", {"type": "string", "enum": ["platform", "merchant", "agent"]}),
+            Param("org_id", {"type": "string", "maxLength": 64}),
+        ),
+        tag="admin",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users",
+        admin.create_user,
+        "createUser",
+        "Create a user",
+        "bearer",
+        201,
+        ids.UserView,
+        ids.CreateUser,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="admin",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users/{id}/disable",
+        admin.disable_user,
+        "disableUser",
+        "Disable a user",
+        "bearer",
+        200,
+        ids.UserView,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="admin",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/users/{id}/enable",
+        admin.enable_user,
+        "enableUser",
+        "Enable a user",
+        "bearer",
+        200,
+        ids.UserView,
+        tag="admin",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/users/{id}/roles",
+        admin.assign_roles,
+        "assignRoles",
+        "Assign roles",
+        "bearer",
+        200,
+        ids.UserView,
+        ids.AssignRoles,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/roles",
+        admin.list_roles,
+        "listRoles",
+        "List roles",
+        "bearer",
+        200,
+        list_of({"$ref": "RoleView"}),
+        tag="admin",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/roles/{id}",
+        admin.put_role,
+        "putRole",
+        "Create or replace a custom role",
+        "bearer",
+        200,
+        ids.RoleView,
+        ids.PutRole,
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/settings",
+        admin.get_settings,
+        "getSettings",
+        "Platform settings",
+        "bearer",
+        200,
+        ids.SettingsView,
+        tag="admin",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/settings",
+        admin.put_settings,
+        "putSettings",
+        "Change platform settings (with the version read)",
+        "bearer",
+        200,
+        ids.SettingsView,
+        ids.PutSettings,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/audit",
+        admin.list_audit,
+        "listAudit",
+        "Query the audit log, newest first",
+        "bearer",
+        200,
+        list_of(AUDIT_RECORD),
+        query=(
+            LIMIT,
+            Param("starting_after", {"type": "integer", "minimum": 0}, "the last seq seen"),
+            Param("action", {"type": "string", "maxLength": 100}, "an action or its prefix"),
+            Param("actor", {"type": "string", "maxLength": 100}),
+            Param("target", {"type": "string", "maxLength": 100}),
+            SINCE,
+            UNTIL,
+        ),
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/audit/verify",
+        admin.verify_audit,
+        "verifyAudit",
+        "Verify the audit hash chain",
+        "bearer",
+        200,
+        VERIFIED,
+        tag="admin",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/merchants/{id}/keys",
+        admin.create_api_key,
+        "createApiKey",
+        "Create a merchant API key (the secret is shown once)",
+        "bearer",
+        201,
+        ids.ApiKeyCreated,
+        ids.CreateApiKey,
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/merchants",
+        reviews.list_merchants,
+        "listMerchants",
+        "Merchants, for reviewers (newest first)",
+        "bearer",
+        200,
+        list_of(MERCHANT_VIEW),
+        query=(*PAGE, REVIEW_STATUS, SEARCH, Param("agent_id", {"type": "string"})),
+        tag="admin",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/agents",
+        reviews.list_agents,
+        "listAgents",
+        "Agents, for reviewers (newest first)",
+        "bearer",
+        200,
+        list_of({"$ref": "AgentView"}),
+        query=(*PAGE, REVIEW_STATUS, SEARCH),
+        tag="admin",
+    ),
+    # --- channels -----------------------------------------------------------------------------
+    Route(
+        "GET",
+        "/api/v1/admin/channels",
+        channels.list_channels,
+        "listChannels",
+        "List channels and switch-overs",
+        "bearer",
+        200,
+        CHANNELS,
+        tag="channels",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/channels",
+        channels.post_channel,
+        "createChannel",
+        "Create a channel (credentials are stored encrypted and never returned)",
+        "bearer",
+        201,
+        chs.ChannelView,
+        chs.CreateChannel,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="channels",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/channels/{code}",
+        channels.get_channel,
+        "getChannel",
+        "A channel, with today's routed volume and whether routing may use it",
+        "bearer",
+        200,
+        chs.ChannelView,
+        tag="channels",
+    ),
+    Route(
+        "PATCH",
+        "/api/v1/admin/channels/{code}",
+        channels.patch_channel,
+        "updateChannel",
+        "Change a channel (only the fields given; `version` for a conflict check)",
+        "bearer",
+        200,
+        chs.ChannelView,
+        chs.UpdateChannel,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="channels",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/channels/{code}/enable",
+        channels.enable_channel,
+        "enableChannel",
+        "Enable a channel",
+        "bearer",
+        200,
+        chs.ChannelView,
+        tag="channels",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/channels/{code}/disable",
+        channels.disable_channel,
+        "disableChannel",
+        "Disable: routing stops at once; work already on the channel finishes",
+        "bearer",
+        200,
+        chs.ChannelView,
+        tag="channels",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/channels/{code}/switch-over",
+        channels.post_switch_over,
+        "switchOverChannel",
+        "Move a merchant's (or everyone's) traffic for this channel to another",
+        "bearer",
+        201,
+        chs.SwitchOverView,
+        chs.SwitchOver,
+        tag="channels",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/admin/channels/{code}/switch-over",
+        channels.delete_switch_over,
+        "endSwitchOver",
+        "End a switch-over",
+        "bearer",
+        200,
+        chs.SwitchOverView,
+        query=(Param("merchant_id", {"type": "string", "maxLength": 64}, "default `*`"),),
+        tag="channels",
+    ),
+    # --- merchants ----------------------------------------------------------------------------
+    Route(
+        "POST",
+        "/api/v1/merchants/register",
+        merchants.register,
+        "registerMerchant",
+        "Apply as a merchant, with KYC (the API keys are shown once)",
+        "none",
+        201,
+        MERCHANT_VIEW,
+        mss.RegisterMerchant,
+        errors=(400, 403, 404, 409, 429),
+        tag="merchants",
+    ),
+    Route(
+        "GET",
+        "/api/v1/merchants/{id}",
+        merchants.get_merchant,
+        "getMerchant",
+        "Retrieve a merchant",
+        "bearer",
+        200,
+        MERCHANT_VIEW,
+        tag="merchants",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/merchants/{id}",
+        merchants.update_merchant,
+        "updateMerchant",
+        "Update or review a merchant",
+        "bearer",
+        200,
+        MERCHANT_VIEW,
+        mss.UpdateMerchant,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="merchants",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/merchants/{id}/payment-config",
+        merchants.payment_config,
+        "putPaymentConfig",
+        "Payment configuration: fees, currencies, methods, channels, routing, URLs, settlement",
+        "bearer",
+        200,
+        MERCHANT_VIEW,
+        mss.PaymentConfig,
+        tag="merchants",
+        description=PRICING,
+    ),
+    Route(
+        "GET",
+        "/api/v1/merchants/{id}/transactions",
+        merchants.transactions,
+        "listTransactions",
+        "A merchant's payments, filtered (CSV with format=csv)",
+        "bearer",
+        200,
+        PaymentList,
+        query=(*PAGE, PAYMENT_STATUS, CURRENCY, SINCE, UNTIL, CSV),
+        tag="merchants",
+    ),
+    Route(
+        "GET",
+        "/api/v1/merchants/{id}/keys",
+        merchants.list_keys,
+        "listApiKeys",
+        "API keys, with their last use",
+        "bearer",
+        200,
+        list_of(KEY_VIEW),
+        tag="merchants",
+    ),
+    Route(
+        "POST",
+        "/api/v1/merchants/{id}/keys/{keyId}/rotate",
+        merchants.rotate_key,
+        "rotateApiKey",
+        "Rotate a key with an overlap (the new secret is shown once)",
+        "bearer",
+        201,
+        KEY_VIEW,
+        mss.RotateKey,
+        tag="merchants",
+    ),
+    Route(
+        "POST",
+        "/api/v1/merchants/{id}/keys/{keyId}/revoke",
+        merchants.revoke_key,
+        "revokeApiKey",
+        "Revoke a key",
+        "bearer",
+        200,
+        KEY_VIEW,
+        tag="merchants",
+    ),
+    # --- agents -------------------------------------------------------------------------------
+    Route(
+        "POST",
+        "/api/v1/agents/register",
+        agents.register,
+        "registerAgent",
+        "Apply as an agent",
+        "none",
+        201,
+        ags.AgentView,
+        ags.RegisterAgent,
+        errors=(400, 404, 409, 429),
+        tag="agents",
+    ),
+    Route(
+        "GET",
+        "/api/v1/agents/{id}",
+        agents.get_agent,
+        "getAgent",
+        "Retrieve an agent",
+        "bearer",
+        200,
+        ags.AgentView,
+        tag="agents",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/agents/{id}",
+        agents.update_agent,
+        "updateAgent",
+        "Update, review, suspend or re-grant an agent",
+        "bearer",
+        200,
+        ags.AgentView,
+        ags.UpdateAgent,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="agents",
+    ),
+    Route(
+        "POST",
+        "/api/v1/agents/{id}/subordinates",
+        agents.add_subordinate,
+        "addSubordinate",
+        "Open or attach a sub-agent (`type: agent`) or a merchant (`type: merchant`)",
+        "bearer",
+        201,
+        {"oneOf": [{"$ref": "AgentView"}, OPENED]},
+        ags.SubAgent | ags.SubMerchant,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="agents",
+        description=PRICING,
+    ),
+    Route(
+        "PUT",
+        "/api/v1/agents/{id}/policies/{currency}",
+        agents.put_policy,
+        "putCommissionPolicy",
+        "Set an agent's commission policy for a currency",
+        "bearer",
+        200,
+        ags.PolicyView,
+        ags.PutPolicy,
+        tag="agents",
+        description=PRICING,
+    ),
+    Route(
+        "PUT",
+        "/api/v1/agents/{id}/merchants/{merchantId}/pricing",
+        agents.price_merchant,
+        "priceMerchant",
+        "Price a merchant under the agent",
+        "bearer",
+        200,
+        PRICED,
+        ags.MerchantPricing,
+        tag="agents",
+        description=PRICING,
+    ),
+    Route(
+        "GET",
+        "/api/v1/agents/{id}/commissions",
+        agents.commissions,
+        "listCommissions",
+        "Commission records and totals (CSV with format=csv)",
+        "bearer",
+        200,
+        COMMISSIONS,
+        query=(*PAGE, CURRENCY, SINCE, UNTIL, CSV),
+        tag="agents",
+    ),
+    # --- the customer's pages, operations -----------------------------------------------------
+    Route(
+        "GET",
+        "/checkout/{id}",
+        cashier.checkout,
+        "checkoutPage",
+        "The hosted cashier page (HTML)",
+        "none",
+        200,
+        None,
+        errors=(400, 404),
+        content_type="text/html",
+        tag="cashier",
+    ),
+    Route(
+        "POST",
+        "/checkout/{id}/card",
+        cashier.submit_card,
+        "submitCard",
+        "The customer's tokenised card, from the cashier page",
+        "none",
+        202,
+        CARD,
+        cashier.CardSubmission,
+        errors=(400, 404, 409),
+        tag="cashier",
+    ),
+    Route(
+        "GET",
+        "/api/v1/openapi.json",
+        ops.openapi,
+        "getOpenApi",
+        "This document",
+        "none",
+        200,
+        ANY_OBJ,
+        errors=(),
+        tag="operations",
+    ),
+    Route(
+        "GET",
+        "/healthz",
+        ops.healthz,
+        "healthz",
+        "Liveness",
+        "none",
+        200,
+        HEALTH,
+        errors=(),
+        tag="operations",
+    ),
+    Route(
+        "GET",
+        "/readyz",
+        ops.readyz,
+        "readyz",
+        "Readiness: Redis and PostgreSQL answer (503 naming what is down)",
+        "none",
+        200,
+        READY,
+        errors=(503,),
+        tag="operations",
+    ),
+    Route(
+        "GET",
+        "/metrics",
+        ops.metrics_endpoint,
+        "metrics",
+        "Prometheus metrics of every process of the node",
+        "none",
+        200,
+        None,
+        errors=(),
+        content_type="text/plain",
+        tag="operations",
+    ),
+)
+
+BY_ROUTE: dict[tuple[str, str], Route] = {(r.method, r.path): r for r in ROUTES}
+
+
+def add_routes(app: web.Application) -> None:
+    for route in ROUTES:
+        if route.method == "GET":
+            app.router.add_get(route.path, route.handler)  # HEAD too
+        else:
+            app.router.add_route(route.method, route.path, route.handler)
+
+
+def check_query(request: web.Request) -> None:
+    """Refuse a query parameter the route does not document, or a value of the wrong type."""
+    if not request.query:
+        return
+    resource = request.match_info.route.resource
+    route = BY_ROUTE.get((request.method, resource.canonical)) if resource else None
+    if route is not None:
+        route.check_query(request.query)
