@@ -21,6 +21,8 @@ class PlatformSettings(msgspec.Struct, forbid_unknown_fields=True, frozen=True, 
     # agents' users (audited like every setting); platform users always need it.
     mfa_required_merchant: bool = True
     mfa_required_agent: bool = True
+    # Whether what an agent opens (a sub-agent, a merchant) is active at once, without review.
+    agent_opens_active: bool = False
 
     def mfa_required(self, realm: str, org_requires: bool) -> bool:
         """`org_requires`: the user's merchant demands MFA of its users even where the

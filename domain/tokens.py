@@ -130,19 +130,29 @@ def read_access_token(
     )
 
 
-def new_refresh_token() -> tuple[str, str, str]:
-    """(token id, the token to hand out, the digest to store)."""
-    token_id = new_id("rt")
+def new_secret_token(kind: str) -> tuple[str, str, str]:
+    """(token id, the token to hand out: `{id}.{secret}`, the digest to store). Only the digest
+    is kept, so the database holds nothing that works as the token."""
+    token_id = new_id(kind)
     secret = secrets.token_urlsafe(32)
-    return token_id, f"{token_id}.{secret}", refresh_digest(secret)
+    return token_id, f"{token_id}.{secret}", token_digest(secret)
+
+
+def split_secret_token(token: str, kind: str) -> tuple[str, str] | None:
+    """(token id, digest of its secret) of a token of this kind, or None if it is not one."""
+    token_id, dot, secret = token.partition(".")
+    if not dot or not token_id.startswith(kind + "_") or not secret:
+        return None
+    return token_id, token_digest(secret)
+
+
+def token_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_refresh_token() -> tuple[str, str, str]:
+    return new_secret_token("rt")
 
 
 def split_refresh_token(token: str) -> tuple[str, str] | None:
-    token_id, dot, secret = token.partition(".")
-    if not dot or not token_id.startswith("rt_") or not secret:
-        return None
-    return token_id, refresh_digest(secret)
-
-
-def refresh_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+    return split_secret_token(token, "rt")

@@ -99,6 +99,21 @@ class PolicyView(msgspec.Struct):
     version: int
 
 
+class CreateInvitation(msgspec.Struct, forbid_unknown_fields=True):
+    """How long the invitation works: a week unless said, at most 30 days."""
+
+    expires_in: Annotated[int, Meta(ge=60, le=30 * 86_400)] = 7 * 86_400
+
+
+class InvitationView(msgspec.Struct):
+    object: Literal["agent_invitation"]
+    id: str
+    agent_id: str
+    token: str  # shown once; a registration's `invitation`
+    expires_at: int
+    created: int
+
+
 class MerchantPricing(msgspec.Struct, forbid_unknown_fields=True):
     """A merchant's price, set by its agents with `set_rates` (or the platform)."""
 

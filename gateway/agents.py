@@ -3,14 +3,14 @@ policies, merchants' pricing, and commission reports.
 
 An agent reaches only its own subtree, and below itself only what its parent granted it:
 opening children, suspending them, seeing their data, setting their rates. The platform reviews
-and activates agents and may move any subtree. Every change is audited.
+and activates agents, and what agents open, and may move any subtree. Every change is audited.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -23,11 +23,14 @@ from domain.commission import Mode, PricingError
 from domain.fees import Rate
 from domain.ids import new_id
 from domain.money import format_amount
-from domain.onboarding import Onboarding, can_move, platform_only
+from domain.onboarding import Onboarding, can_move, opened_status, platform_only
+from domain.tokens import new_secret_token
 from gateway.access import actor, client_ip, identify, require, require_grant, require_pricing
 from gateway.admin import require_strong_password
 from gateway.agent_schemas import (
     AgentView,
+    CreateInvitation,
+    InvitationView,
     MerchantPricing,
     PolicyView,
     PutPolicy,
@@ -203,13 +206,19 @@ async def add_subordinate(request: web.Request) -> web.Response:
         raise _forbidden("platform_only", "moving existing agents or merchants is the platform's")
     if attaching is None:
         await require_grant(request, who, Grant.OPEN_CHILDREN)
+    status = opened_status(who.realm, (await e.policy.get()).agent_opens_active)
     if isinstance(req, SubAgent):
-        return await _sub_agent(request, e, who, parent, req)
-    return await _sub_merchant(request, e, who, parent, req)
+        return await _sub_agent(request, e, who, parent, req, status)
+    return await _sub_merchant(request, e, who, parent, req, status)
 
 
 async def _sub_agent(
-    request: web.Request, e: Edge, who: Principal, parent: asyncpg.Record, req: SubAgent
+    request: web.Request,
+    e: Edge,
+    who: Principal,
+    parent: asyncpg.Record,
+    req: SubAgent,
+    status: Onboarding,
 ) -> web.Response:
     async with e.pg.acquire() as conn, conn.transaction():
         if req.agent_id is not None:
@@ -241,7 +250,7 @@ async def _sub_agent(
             name=req.name,
             email=req.email,
             parent_id=parent["id"],
-            status=Onboarding.ACTIVE.value,
+            status=status.value,
             grants=sorted(granted),
         )
         await _new_owner_user(e, conn, agent_id, req.email, req.password)
@@ -250,13 +259,23 @@ async def _sub_agent(
             actor(request, who),
             "agent.open",
             f"agent:{agent_id}",
-            after={"parent_id": parent["id"], "name": req.name, "grants": sorted(granted)},
+            after={
+                "parent_id": parent["id"],
+                "name": req.name,
+                "grants": sorted(granted),
+                "status": status.value,
+            },
         )
     return json_answer(agent_view(row), 201)
 
 
 async def _sub_merchant(
-    request: web.Request, e: Edge, who: Principal, parent: asyncpg.Record, req: SubMerchant
+    request: web.Request,
+    e: Edge,
+    who: Principal,
+    parent: asyncpg.Record,
+    req: SubMerchant,
+    status: Onboarding,
 ) -> web.Response:
     async with e.pg.acquire() as conn, conn.transaction():
         if req.merchant_id is not None:
@@ -265,7 +284,7 @@ async def _sub_merchant(
                 is None
             ):
                 raise invalid("resource_missing", "no such merchant", "merchant_id", status=404)
-            merchant_id, answer = req.merchant_id, {"id": req.merchant_id}
+            merchant_id, answer, opened = req.merchant_id, {"id": req.merchant_id}, {}
         else:
             if not (req.name and req.notify_url and req.currencies):
                 raise invalid(
@@ -281,18 +300,58 @@ async def _sub_merchant(
                 currencies=req.currencies,
                 fee_bps=price.bps,
                 fee_fixed_minor=price.fixed,
+                status=status.value,
             )
-            merchant_id = created.id
-            answer = dataclasses.asdict(created)
+            merchant_id, opened = created.id, {"status": status.value}
+            answer = {**dataclasses.asdict(created), **opened}
         await agents.place_merchant(conn, merchant_id, parent["id"])
         await audit.append(
             conn,
             actor(request, who),
             "merchant.place",
             f"merchant:{merchant_id}",
-            after={"agent_id": parent["id"]},
+            after={"agent_id": parent["id"], **opened},
         )
     return json_answer({"object": "merchant", "agent_id": parent["id"], **answer}, 201)
+
+
+async def create_invitation(request: web.Request) -> web.Response:
+    """An invitation to apply as a merchant under this agent (the registration's
+    `invitation`), for an agent that may open children: single use, with an expiry, stored
+    only as a digest; the token is shown once."""
+    body = await request.read()
+    e, who, row = await _target(request, "agents:write", body)
+    await require_grant(request, who, Grant.OPEN_CHILDREN)
+    req = decode(body, CreateInvitation) if body else CreateInvitation()
+    if row["status"] != Onboarding.ACTIVE:
+        raise invalid("agent_inactive", "only an active agent invites merchants", status=409)
+    invitation_id, token, digest = new_secret_token("inv")
+    expires_at = datetime.now(UTC) + timedelta(seconds=req.expires_in)
+    async with e.pg.acquire() as conn, conn.transaction():
+        created = await agents.create_invitation(
+            conn,
+            invitation_id=invitation_id,
+            agent_id=row["id"],
+            digest=digest,
+            created_by=who.actor,
+            expires_at=expires_at,
+        )
+        await audit.append(
+            conn,
+            actor(request, who),
+            "agent.invite",
+            f"agent:{row['id']}",
+            after={"invitation": invitation_id, "expires_at": int(expires_at.timestamp())},
+        )
+    view = InvitationView(
+        "agent_invitation",
+        invitation_id,
+        row["id"],
+        token,
+        int(expires_at.timestamp()),
+        int(created["created_at"].timestamp()),
+    )
+    return json_answer(view, 201)
 
 
 async def _opening_price(request: web.Request, e: Edge, who: Principal, req: SubMerchant) -> Rate:

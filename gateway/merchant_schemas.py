@@ -56,7 +56,10 @@ class RegisterMerchant(msgspec.Struct, forbid_unknown_fields=True):
     documents: list[Document]
     bank_account: BankAccount
     return_url: Url | None = None
-    agent_id: str | None = None  # apply under an agent (a referral)
+    # Apply under an agent: with that agent's invitation (its token); agent_id is optional
+    # beside it and must then be the invitation's agent.
+    invitation: Annotated[str, Meta(max_length=200)] | None = None
+    agent_id: str | None = None
 
 
 class UpdateMerchant(msgspec.Struct, forbid_unknown_fields=True):

@@ -1,11 +1,11 @@
 """Merchant endpoints (seed §4.2): registration with KYC review, profile, payment
 configuration, transactions, and API keys.
 
-A merchant registers itself (optionally under an agent) and may take payments only once the
-platform has reviewed and activated it. KYC goes in as submitted; the bank account is sealed
-(infra.secretbox) and shown only by its last four digits. Fees, currencies, methods and
-channels are the platform's or the merchant's agents' to set; URLs and settlement the merchant's
-too. Every change is audited.
+A merchant registers itself (under an agent only with that agent's invitation) and may take
+payments only once the platform has reviewed and activated it. KYC goes in as submitted; the
+bank account is sealed (infra.secretbox) and shown only by its last four digits. Fees,
+currencies, methods and channels are the platform's or the merchant's agents' to set; URLs and
+settlement the merchant's too. Every change is audited.
 """
 
 from __future__ import annotations
@@ -24,7 +24,14 @@ from domain.access import Principal, Realm
 from domain.agents import Grant
 from domain.fees import Rate
 from domain.ids import new_id
-from domain.onboarding import Onboarding, can_move, platform_only
+from domain.onboarding import (
+    Onboarding,
+    ReferralRefused,
+    can_move,
+    platform_only,
+    referring_agent,
+)
+from domain.tokens import split_secret_token
 from domain.views import payment_view
 from gateway.access import (
     actor,
@@ -128,10 +135,7 @@ async def register(request: web.Request) -> web.Response:
     merchant_id, webhook_secret = new_id("mch"), "whsec_" + secrets.token_urlsafe(32)
     fees = e.settings.fees
     async with e.pg.acquire() as conn, conn.transaction():
-        if req.agent_id is not None:
-            agent = await agents.agent(conn, req.agent_id)
-            if agent is None or agent["status"] != Onboarding.ACTIVE:
-                raise invalid("resource_missing", "no such active agent", "agent_id", status=404)
+        agent_id = await _referrer(conn, req, merchant_id)
         await conn.execute(
             """INSERT INTO merchants (id, name, email, notify_url, return_url, currencies, fee_bps,
                                       fee_fixed_minor, webhook_secret, status, agent_id)
@@ -145,7 +149,7 @@ async def register(request: web.Request) -> web.Response:
             fees.merchant_bps,
             fees.merchant_fixed_minor,
             WEBHOOK.seal(e.box, merchant_id, webhook_secret),
-            req.agent_id,
+            agent_id,
         )
         await conn.execute(
             """INSERT INTO merchant_kyc (merchant_id, legal, owners, documents, bank_account,
@@ -169,19 +173,37 @@ async def register(request: web.Request) -> web.Response:
         )
         if user_id is None:
             raise email_taken()
-        if req.agent_id is not None:
+        if agent_id is not None:
             await agents.bump(conn)
         await audit.append(
             conn,
             audit.Actor(f"user:{user_id}", "merchant", client_ip(request), request.get(REQUEST_ID)),
             "merchant.register",
             f"merchant:{merchant_id}",
-            after={"name": req.name, "email": req.email, "agent_id": req.agent_id},
+            after={"name": req.name, "email": req.email, "agent_id": agent_id},
         )
         view = await _view(conn, merchant_id)
     # The keys are shown once; they work when the merchant is active.
     answer = {**view, "key_id": key_id, "secret": secret, "webhook_secret": webhook_secret}
     return json_answer(answer, 201)
+
+
+async def _referrer(
+    conn: asyncpg.Connection, req: RegisterMerchant, merchant_id: str
+) -> str | None:
+    """The agent a merchant applies under: the one whose invitation it carries, which is used
+    up here (in the registration's transaction, so a refused registration leaves it unused)."""
+    parts = split_secret_token(req.invitation, "inv") if req.invitation is not None else None
+    invited_by = await agents.redeem_invitation(conn, *parts, merchant_id) if parts else None
+    try:
+        agent_id = referring_agent(req.agent_id, req.invitation is not None, invited_by)
+    except ReferralRefused as exc:
+        raise ApiError(403, "permission_error", exc.code, exc.message, exc.param) from None
+    if agent_id is not None:
+        agent = await agents.agent(conn, agent_id)
+        if agent is None or agent["status"] != Onboarding.ACTIVE:
+            raise invalid("agent_inactive", "the inviting agent is not active", "invitation", 409)
+    return agent_id
 
 
 async def _target(

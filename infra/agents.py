@@ -101,6 +101,44 @@ async def place_merchant(conn: asyncpg.Connection, merchant_id: str, agent_id: s
     await bump(conn)
 
 
+# Invitations ---------------------------------------------------------------------------------
+
+
+async def create_invitation(
+    conn: Conn,
+    *,
+    invitation_id: str,
+    agent_id: str,
+    digest: str,
+    created_by: str,
+    expires_at: datetime,
+) -> asyncpg.Record:
+    return await conn.fetchrow(
+        """INSERT INTO agent_invitations (id, agent_id, digest, created_by, expires_at)
+           VALUES ($1, $2, $3, $4, $5) RETURNING *""",
+        invitation_id,
+        agent_id,
+        digest,
+        created_by,
+        expires_at,
+    )
+
+
+async def redeem_invitation(
+    conn: asyncpg.Connection, invitation_id: str, digest: str, merchant_id: str
+) -> str | None:
+    """Use an invitation for this merchant, once: its agent, or None if it is unknown, used or
+    expired. In the registration's transaction, so a refused registration leaves it unused."""
+    return await conn.fetchval(
+        """UPDATE agent_invitations SET used_at = now(), merchant_id = $3
+           WHERE id = $1 AND digest = $2 AND used_at IS NULL AND expires_at > now()
+           RETURNING agent_id""",
+        invitation_id,
+        digest,
+        merchant_id,
+    )
+
+
 # Policies ------------------------------------------------------------------------------------
 
 

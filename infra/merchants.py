@@ -213,8 +213,10 @@ async def create_merchant(
     fee_fixed_minor: int = 0,
     min_amount: dict[str, int] | None = None,
     max_amount: dict[str, int] | None = None,
+    status: str = "active",
 ) -> NewMerchant:
-    """A merchant and its first API key; both secrets are stored sealed and shown once."""
+    """A merchant and its first API key; both secrets are stored sealed and shown once. The key
+    works once the merchant is `active`."""
     created = NewMerchant(
         id=new_id("mch"),
         key_id=new_id("key"),
@@ -224,8 +226,8 @@ async def create_merchant(
     await conn.execute(
         """WITH m AS (
                INSERT INTO merchants (id, name, notify_url, currencies, fee_bps, fee_fixed_minor,
-                                      min_amount, max_amount, webhook_secret)
-               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9) RETURNING id)
+                                      min_amount, max_amount, webhook_secret, status)
+               VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8::jsonb, $9, $12) RETURNING id)
            INSERT INTO api_keys (key_id, merchant_id, secret) SELECT $10, id, $11 FROM m""",
         created.id,
         name,
@@ -238,5 +240,6 @@ async def create_merchant(
         WEBHOOK.seal(box, created.id, created.webhook_secret),
         created.key_id,
         API_KEY.seal(box, created.key_id, created.secret),
+        status,
     )
     return created

@@ -18,7 +18,7 @@ from gateway.client import MerchantClient
 from infra import agents, audit
 from tests.conftest import Receiver, wait_status
 from tests.portal import PASSWORD, Portal, make_user
-from tests.stack import Stack
+from tests.stack import TEST_SETTINGS, Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -45,14 +45,25 @@ async def _register(stack: Stack, http, admin: Portal, tag: str) -> tuple[str, P
     return agent["id"], owner
 
 
-async def _open_agent(parent: Portal, parent_id: str, tag: str, grants: list[str]):
+async def _review(admin: Portal, kind: str, child_id: str) -> None:
+    """The platform's review of what an agent opened: submitted to active."""
+    for step in ("under_review", "approved", "active"):
+        status, body = await admin.call("PUT", f"/api/v1/{kind}/{child_id}", {"status": step})
+        assert status == 200 and body["status"] == step, body
+
+
+async def _open_agent(
+    parent: Portal, parent_id: str, tag: str, grants: list[str], admin: Portal
+) -> tuple[dict[str, Any], Portal]:
+    """A sub-agent opened by `parent`, reviewed and activated by the platform."""
     email = _email(tag)
     status, child = await parent.call(
         "POST",
         f"/api/v1/agents/{parent_id}/subordinates",
         {"type": "agent", "name": tag, "email": email, "password": PASSWORD, "grants": grants},
     )
-    assert status == 201, child
+    assert status == 201 and child["status"] == "submitted", child
+    await _review(admin, "agents", child["id"])
     owner = Portal(parent.stack, parent.http, "", email)
     await owner.sign_in()
     return child, owner
@@ -103,9 +114,9 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     a_id, a = await _register(stack, http, admin, "top")
     all_grants = ["open_children", "suspend_children", "view_children", "set_rates"]
-    b, b_owner = await _open_agent(a, a_id, "middle", all_grants)
+    b, b_owner = await _open_agent(a, a_id, "middle", all_grants, admin)
     c, c_owner = await _open_agent(
-        b_owner, b["id"], "bottom", ["open_children", "view_children", "set_rates"]
+        b_owner, b["id"], "bottom", ["open_children", "view_children", "set_rates"], admin
     )
     assert c["path"] == [a_id, b["id"], c["id"]]
 
@@ -135,6 +146,7 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
         "POST", f"/api/v1/agents/{c['id']}/subordinates", {**merchant, "fee_bps": 250}
     )
     assert status == 201 and shop["agent_id"] == c["id"], shop
+    await _review(admin, "merchants", shop["id"])
     await stack.pg.execute(
         "UPDATE merchants SET notify_url = $2 WHERE id = $1",
         shop["id"],
@@ -235,7 +247,7 @@ async def _csv(who: Portal, path: str) -> tuple[int, str]:
 async def test_grants_limit_what_a_parent_lets_a_child_do(stack: Stack, http) -> None:
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     a_id, a = await _register(stack, http, admin, "granter")
-    b, b_owner = await _open_agent(a, a_id, "limited", ["view_children"])
+    b, b_owner = await _open_agent(a, a_id, "limited", ["view_children"], admin)
     status, body = await b_owner.call(
         "POST",
         f"/api/v1/agents/{b['id']}/subordinates",
@@ -266,10 +278,103 @@ async def test_grants_limit_what_a_parent_lets_a_child_do(stack: Stack, http) ->
         {"type": "agent", "name": "x", "email": _email("x"), "password": PASSWORD},
     )
     assert status == 201
+    await _review(admin, "agents", c["id"])
     status, body = await b_owner.call("PUT", f"/api/v1/agents/{c['id']}", {"status": "suspended"})
     assert status == 403 and body["error"]["code"] == "grant_missing"
     status, body = await a.call("PUT", f"/api/v1/agents/{c['id']}", {"status": "suspended"})
     assert status == 200 and body["status"] == "suspended", "the grandparent holds the grant"
+
+
+_SHOP = {
+    "type": "merchant",
+    "name": "Opened shop",
+    "notify_url": "http://placeholder.invalid/",
+    "currencies": ["USD"],
+}
+
+
+async def test_what_an_agent_opens_waits_for_the_platforms_review(stack: Stack, http) -> None:
+    """Issue 12: a merchant an agent opened took a 1,000.00 USD payment at once, without the
+    platform's KYC review. What an agent opens starts `submitted` and is reviewed like an
+    application; what the platform opens (it is the reviewer) is active."""
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "opener")
+    subordinates = f"/api/v1/agents/{a_id}/subordinates"
+    email = _email("opened")
+    status, sub = await a.call(
+        "POST",
+        subordinates,
+        {"type": "agent", "name": "opened", "email": email, "password": PASSWORD},
+    )
+    assert status == 201 and sub["status"] == "submitted", sub
+    status, shop = await a.call("POST", subordinates, _SHOP)
+    assert status == 201 and shop["status"] == "submitted", shop
+    client = MerchantClient(stack.url, shop["key_id"], shop["secret"], http)
+    status, body = await client.create_payment(
+        amount="1000.00", currency="USD", merchant_order_id="opened-1"
+    )
+    assert status == 403 and body["error"]["code"] == "merchant_inactive", body
+    sub_owner = Portal(stack, http, "", email)
+    await sub_owner.sign_in()
+    status, body = await sub_owner.call("GET", f"/api/v1/agents/{sub['id']}")
+    assert status == 403, "nothing to do until the platform activates it"
+    for kind, child in (("agents", sub["id"]), ("merchants", shop["id"])):
+        status, body = await a.call("PUT", f"/api/v1/{kind}/{child}", {"status": "under_review"})
+        assert status == 403 and body["error"]["code"] == "platform_only", body
+        await _review(admin, kind, child)
+    await asyncio.sleep(float(TEST_SETTINGS["JUHE_GATEWAY__MERCHANT_CACHE_TTL_S"]) + 0.2)
+    status, body = await client.create_payment(
+        amount="1000.00", currency="USD", merchant_order_id="opened-2"
+    )
+    assert status == 201, body
+    status, body = await sub_owner.call("GET", f"/api/v1/agents/{sub['id']}")
+    assert status == 200 and body["status"] == "active", body
+    opened = await audit.query(stack.pg, action="agent.open", target=f"agent:{sub['id']}")
+    assert opened[0]["after"]["status"] == "submitted"
+    placed = await audit.query(stack.pg, action="merchant.place", target=f"merchant:{shop['id']}")
+    assert placed[0]["after"] == {"agent_id": a_id, "status": "submitted"}
+    status, own = await admin.call("POST", subordinates, _SHOP)
+    assert status == 201 and own["status"] == "active", own
+
+
+async def test_the_platform_may_let_agents_activate_what_they_open(stack: Stack, http) -> None:
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    a_id, a = await _register(stack, http, admin, "trusted")
+    status, current = await admin.call("GET", "/api/v1/admin/settings")
+    assert status == 200 and current["settings"]["agent_opens_active"] is False
+    change = {"version": current["version"], "settings": {"agent_opens_active": True}}
+    status, updated = await admin.call("PUT", "/api/v1/admin/settings", change)
+    assert status == 200, updated
+    try:
+        await asyncio.sleep(5.2)  # other gateway processes pick the change up within 5 s
+        subordinates = f"/api/v1/agents/{a_id}/subordinates"
+        status, shop = await a.call("POST", subordinates, _SHOP)
+        assert status == 201 and shop["status"] == "active", shop
+        client = MerchantClient(stack.url, shop["key_id"], shop["secret"], http)
+        status, body = await client.create_payment(
+            amount="10.00", currency="USD", merchant_order_id="trusted-1"
+        )
+        assert status == 201, body
+        status, sub = await a.call(
+            "POST",
+            subordinates,
+            {"type": "agent", "name": "t", "email": _email("t"), "password": PASSWORD},
+        )
+        assert status == 201 and sub["status"] == "active", sub
+    finally:
+        restore = {"version": updated["version"], "settings": {"agent_opens_active": False}}
+        status, _ = await admin.call("PUT", "/api/v1/admin/settings", restore)
+        assert status == 200
+        await asyncio.sleep(5.2)
+    changes = await audit.query(
+        stack.pg, action="settings.update", actor=f"user:{admin.user_id}", limit=10
+    )
+    assert [
+        (c["before"]["agent_opens_active"], c["after"]["agent_opens_active"])
+        for c in reversed(changes)
+    ] == [(False, True), (True, False)], "audited"
 
 
 async def test_money_terms_take_set_rates_and_stay_in_bounds(stack: Stack, http) -> None:
@@ -280,8 +385,8 @@ async def test_money_terms_take_set_rates_and_stay_in_bounds(stack: Stack, http)
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     a_id, a = await _register(stack, http, admin, "pricer")
     assert (await _policy(admin, a_id, 100))[0] == 200
-    b, b_owner = await _open_agent(a, a_id, "no-rates", ["open_children", "view_children"])
-    c, c_owner = await _open_agent(b_owner, b["id"], "grandchild", ["open_children"])
+    b, b_owner = await _open_agent(a, a_id, "no-rates", ["open_children", "view_children"], admin)
+    c, c_owner = await _open_agent(b_owner, b["id"], "grandchild", ["open_children"], admin)
     merchant = {
         "type": "merchant",
         "name": "Priced shop",
@@ -361,8 +466,8 @@ async def test_moving_a_subtree_is_one_audited_operation(stack: Stack, http) -> 
     a_id, a = await _register(stack, http, admin, "from")
     x_id, _ = await _register(stack, http, admin, "to")
     grants = ["open_children", "view_children"]
-    b, b_owner = await _open_agent(a, a_id, "branch", grants)
-    c, _ = await _open_agent(b_owner, b["id"], "leaf", grants)
+    b, b_owner = await _open_agent(a, a_id, "branch", grants, admin)
+    c, _ = await _open_agent(b_owner, b["id"], "leaf", grants, admin)
     status, body = await a.call(
         "POST", f"/api/v1/agents/{x_id}/subordinates", {"type": "agent", "agent_id": b["id"]}
     )

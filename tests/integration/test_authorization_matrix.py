@@ -408,6 +408,13 @@ ENDPOINTS = [
         },
     ),
     Endpoint(
+        "POST",
+        "/api/v1/agents/{id}/invitations",
+        "agents:write",
+        "kid",
+        lambda w: f"/api/v1/agents/{w.kid}/invitations",
+    ),
+    Endpoint(
         "PUT",
         "/api/v1/agents/{id}/policies/{currency}",
         "agents:write",

@@ -238,12 +238,11 @@ async def test_keys_rotate_with_overlap_and_revoke(stack: Stack, http, new_merch
     assert {"key.rotate", "key.revoke"} <= actions
 
 
-async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack, http) -> None:
-    assert stack.pg is not None
-    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+async def _agent(stack: Stack, http, admin: Portal) -> tuple[str, Portal]:
+    """A top agent, reviewed and activated, its owner signed in."""
     email = f"agent-{time.time_ns()}@example.com"
-    agent_owner = Portal(stack, http, "", email)
-    _, agent = await agent_owner.call(
+    owner = Portal(stack, http, "", email)
+    _, agent = await owner.call(
         "POST",
         "/api/v1/agents/register",
         {"name": "Referrer", "email": email, "password": PASSWORD},
@@ -251,15 +250,30 @@ async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack
     )
     for step in ("under_review", "approved", "active"):
         await admin.call("PUT", f"/api/v1/agents/{agent['id']}", {"status": step})
-    await agent_owner.sign_in()
+    await owner.sign_in()
+    return agent["id"], owner
+
+
+async def _invite(agent: Portal, agent_id: str, **body: Any) -> str:
+    status, invitation = await agent.call(
+        "POST", f"/api/v1/agents/{agent_id}/invitations", body or None
+    )
+    assert status == 201 and invitation["agent_id"] == agent_id, invitation
+    return invitation["token"]
+
+
+async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack, http) -> None:
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    agent_id, agent_owner = await _agent(stack, http, admin)
     merchant_email = f"ref-{time.time_ns()}@example.com"
     status, merchant = await agent_owner.call(
         "POST",
         "/api/v1/merchants/register",
-        application(merchant_email, agent_id=agent["id"]),
+        application(merchant_email, invitation=await _invite(agent_owner, agent_id)),
         token="",
     )
-    assert status == 201 and merchant["agent_id"] == agent["id"]
+    assert status == 201 and merchant["agent_id"] == agent_id, merchant
+    assert merchant["status"] == "submitted", "reviewed like any application"
     status, body = await agent_owner.call("GET", f"/api/v1/merchants/{merchant['id']}")
     assert status == 200 and body["kyc"]["bank_account"] == "****3000"
     status, body = await agent_owner.call(
@@ -269,13 +283,75 @@ async def test_a_merchant_applying_under_an_agent_is_in_its_subtree(stack: Stack
     other = await make_user(stack, http, Realm.MERCHANT, "mch_elsewhere", ["merchant_owner"])
     status, _ = await other.call("GET", f"/api/v1/merchants/{merchant['id']}")
     assert status == 403
-    status, body = await Portal(stack, http, "", "x@example.com").call(
-        "POST",
-        "/api/v1/merchants/register",
-        application("y@example.com", agent_id="agt_nope"),
-        token="",
+
+
+async def test_applying_under_an_agent_takes_its_invitation(stack: Stack, http) -> None:
+    """Issue 12: anyone could register a merchant under any active agent's id. It takes that
+    agent's invitation now: single use, with an expiry, stored only as a digest."""
+    assert stack.pg is not None
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    agent_id, agent = await _agent(stack, http, admin)
+    rival_id, rival = await _agent(stack, http, admin)
+    anon = Portal(stack, http, "", "")
+
+    async def apply(**referral: str) -> tuple[int, Any, str]:
+        email = f"inv-{time.time_ns()}@example.com"
+        status, body = await anon.call(
+            "POST", "/api/v1/merchants/register", application(email, **referral), token=""
+        )
+        return status, body, email
+
+    async def refused(code: str, param: str, **referral: str) -> None:
+        status, body, email = await apply(**referral)
+        assert status == 403 and body["error"]["code"] == code, (referral, body)
+        assert body["error"]["type"] == "permission_error" and body["error"]["param"] == param
+        assert stack.pg is not None
+        assert not await stack.pg.fetchval("SELECT count(*) FROM users WHERE email = $1", email)
+
+    await refused("invitation_required", "agent_id", agent_id=agent_id)
+    await refused("invitation_required", "agent_id", agent_id="agt_nope")
+    token = await _invite(agent, agent_id)
+    invitation_id, secret = token.split(".", 1)
+    stored = await stack.pg.fetchrow("SELECT * FROM agent_invitations WHERE id = $1", invitation_id)
+    assert secret not in orjson.dumps(dict(stored), default=str).decode(), "kept as a digest"
+    await refused("invalid_invitation", "invitation", invitation=token, agent_id=rival_id)
+    await refused("invalid_invitation", "invitation", invitation=f"{invitation_id}.guess")
+    await refused("invalid_invitation", "invitation", invitation="not-a-token")
+    status, merchant, _ = await apply(invitation=token, agent_id=agent_id)
+    assert status == 201 and merchant["agent_id"] == agent_id, "the refusals left it unused"
+    await refused("invalid_invitation", "invitation", invitation=token)  # used up
+    used = await stack.pg.fetchrow("SELECT * FROM agent_invitations WHERE id = $1", invitation_id)
+    assert used["used_at"] is not None and used["merchant_id"] == merchant["id"]
+
+    expiring = await _invite(rival, rival_id, expires_in=60)
+    await stack.pg.execute(
+        "UPDATE agent_invitations SET expires_at = now() - interval '1 second' WHERE id = $1",
+        expiring.split(".", 1)[0],
     )
-    assert status == 404 and body["error"]["param"] == "agent_id"
+    await refused("invalid_invitation", "invitation", invitation=expiring)
+    status, merchant, _ = await apply(invitation=await _invite(rival, rival_id))
+    assert status == 201 and merchant["agent_id"] == rival_id, "agent_id may be left out"
+    records = await audit.query(stack.pg, action="agent.invite", target=f"agent:{rival_id}")
+    assert len(records) == 2 and all(token not in orjson.dumps(r).decode() for r in records)
+
+    # Inviting takes the open_children grant, an active agent, and reach over it.
+    status, body = await agent.call("POST", f"/api/v1/agents/{rival_id}/invitations")
+    assert status == 403 and body["error"]["type"] == "permission_error", body
+    status, body = await agent.call(
+        "POST", f"/api/v1/agents/{agent_id}/invitations", {"expires_in": 31 * 86_400}
+    )
+    assert status == 400 and body["error"]["param"] == "expires_in", body
+    status, _ = await admin.call("PUT", f"/api/v1/agents/{agent_id}", {"grants": []})
+    assert status == 200
+    status, body = await agent.call("POST", f"/api/v1/agents/{agent_id}/invitations")
+    assert status == 403 and body["error"]["code"] == "grant_missing", body
+    late = await _invite(rival, rival_id)
+    status, _ = await admin.call("PUT", f"/api/v1/agents/{rival_id}", {"status": "suspended"})
+    assert status == 200
+    status, body = await admin.call("POST", f"/api/v1/agents/{rival_id}/invitations")
+    assert status == 409 and body["error"]["code"] == "agent_inactive", body
+    status, body, _ = await apply(invitation=late)
+    assert status == 409 and body["error"]["code"] == "agent_inactive", body
 
 
 async def test_only_enabled_methods_are_taken(stack: Stack, http, new_merchant) -> None:

@@ -12,10 +12,12 @@ from domain.tokens import (
     issue_access_token,
     load_public,
     new_refresh_token,
+    new_secret_token,
     new_signing_key,
     read_access_token,
-    refresh_digest,
     split_refresh_token,
+    split_secret_token,
+    token_digest,
 )
 
 KEY = new_signing_key()
@@ -85,6 +87,10 @@ def test_expiry_is_judged_by_the_given_clock() -> None:
 def test_refresh_tokens_split_into_id_and_digest() -> None:
     token_id, value, digest = new_refresh_token()
     assert split_refresh_token(value) == (token_id, digest)
-    assert refresh_digest(value.split(".", 1)[1]) == digest
-    for bad in ("", "rt_only", "xx_1.secret", "rt_1."):
+    assert token_digest(value.split(".", 1)[1]) == digest
+    for bad in ("", "rt_only", "xx_1.secret", "rt_1.", "inv_1.secret"):
         assert split_refresh_token(bad) is None
+    invitation_id, value, digest = new_secret_token("inv")
+    assert invitation_id.startswith("inv_") and digest not in value
+    assert split_secret_token(value, "inv") == (invitation_id, digest)
+    assert split_secret_token(value, "rt") is None
