@@ -284,15 +284,16 @@ class RefundBurst(SignedMerchant):
         amount = safe_amount(10_000, 100_000)
         if not (payment := self.create_payment(amount)) or not self.wait_succeeded(payment.id):
             return
-        body = orjson.dumps(
-            {
-                "payment_id": payment.id,
-                "amount": format_amount(amount // 5, CURRENCY),
-                "reason": "locust burst",
-            }
-        )
 
-        def refund(_: int) -> Reply | None:
+        def refund(n: int) -> Reply | None:
+            # Refunds of their own: the same signed request again would be a replay (401).
+            body = orjson.dumps(
+                {
+                    "payment_id": payment.id,
+                    "amount": format_amount(amount // 5, CURRENCY),
+                    "reason": f"locust burst {n}",
+                }
+            )
             return self.call(
                 "POST", REFUNDS, body, name=REFUNDS, expect=201, idempotency_key=unique("refund")
             )
