@@ -232,6 +232,7 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("up", help="migrate, then run everything under one supervisor")
     merchants = sub.add_parser("merchants", help="merchant administration")
     msub = merchants.add_subparsers(dest="action", required=True)
+    msub.add_parser("demo", help="the demo merchant's id and keys (as `make run` prints them)")
     create = msub.add_parser("create", help="create a merchant and its first API key")
     create.add_argument("--name", required=True)
     create.add_argument("--notify-url", required=True)
@@ -305,6 +306,8 @@ def main(argv: list[str] | None = None) -> None:
             _simulator(settings)
         case "up":
             _up(settings)
+        case "merchants" if args.action == "demo":
+            print(orjson.dumps(asyncio.run(demo_merchant(settings))).decode())
         case "merchants":
             try:  # here, not in _create_merchant: the demo merchant's sink is on loopback
                 check_target(args.notify_url, allow_private=settings.notify.allow_private_targets)

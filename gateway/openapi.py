@@ -31,7 +31,8 @@ _DESCRIPTIONS = {
     202: "Accepted",
     204: "No content",
     400: "Invalid request: the documented error shape, naming the parameter",
-    401: "Not authenticated",
+    401: "Not authenticated (missing_credentials, invalid_key, invalid_signature, "
+    "stale_timestamp, replayed_request, …)",
     403: "Not permitted",
     404: "No such object (or not yours)",
     409: "Conflict with the object's state, or an Idempotency-Key reused with another body",
@@ -51,9 +52,12 @@ _SIGNING = (
     "`v2\\n{timestamp}\\n{METHOD}\\n{path_and_query}\\n{hex sha256(raw_body)}` (newlines "
     "between the parts, the body by its hash, so no part can move into another). The older "
     "`v1=<hex>` over `{timestamp}.{METHOD}.{path_and_query}.{raw_body}` still verifies; a "
-    "header may carry both (`v1=…,v2=…`), and then v2 decides. A request that changes "
-    "something is taken once: the same signed request again is `401 replayed_request`, unless "
-    "it carries an Idempotency-Key on record for that request, which replays its answer."
+    "header may carry both (`v1=…,v2=…`), and then v2 decides; other schemes are ignored. A "
+    "request that changes something (POST, PUT, PATCH, DELETE) is taken once while its "
+    "timestamp is valid: the same signed request again is `401 replayed_request`, unless it "
+    "carries an Idempotency-Key on record for that very request, which then answers it (the "
+    "first answer, or `409 request_in_progress` while the first still runs). Two identical "
+    "requests signed in the same second are one request: sign a later timestamp to repeat one."
 )
 WEBHOOK_TYPES = (
     "payment.succeeded",
@@ -213,7 +217,15 @@ def document(server_url: str, routes: Sequence[Route]) -> bytes:
             "components": {
                 "schemas": components,
                 "securitySchemes": {
-                    "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+                    "bearer": {
+                        "type": "http",
+                        "scheme": "bearer",
+                        "bearerFormat": "JWT",
+                        "description": "A portal user's access token. Until the user has "
+                        "enrolled MFA (required in every realm by default), it reaches only "
+                        "/auth/mfa/enroll, /auth/mfa/verify, /auth/me and /auth/logout; anything "
+                        "else is 403 mfa_required.",
+                    },
                     "juheKey": {**header, "name": "X-Juhe-Key"},
                     "juheTimestamp": {**header, "name": "X-Juhe-Timestamp"},
                     "juheSignature": {
