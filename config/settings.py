@@ -18,6 +18,7 @@ import orjson
 
 from domain.fees import PriceBps, PriceFixed
 from domain.money import check_ceilings
+from domain.settlement import check_cycle
 
 DEFAULTS = Path(__file__).with_name("default.toml")
 
@@ -98,6 +99,18 @@ class Scheduler(Base):
     redrive_after_s: float
     check_every_s: float
     check_for_s: float
+
+
+class Settlement(Base):
+    """Defaults for entities without their own cycle, and how often the job runs."""
+
+    merchant_cycle: str
+    agent_cycle: str
+    interval_s: float
+
+    def __post_init__(self) -> None:
+        check_cycle(self.merchant_cycle)
+        check_cycle(self.agent_cycle)
 
 
 class Payments(Base):
@@ -208,6 +221,7 @@ class Settings(Base):
     ledger: Ledger
     notify: Notify
     scheduler: Scheduler
+    settlement: Settlement
     payments: Payments
     breaker: Breaker
     routing: Routing

@@ -32,11 +32,13 @@ from gateway import (
     refunds,
     reviews,
     sessions,
+    settlements,
 )
 from gateway import agent_schemas as ags
 from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
+from gateway import settlement_schemas as sts
 from gateway.errors import invalid
 from gateway.schemas import CreatePayment, CreateRefund, Payment, PaymentList, Refund
 
@@ -129,6 +131,9 @@ REVIEW_STATUS = Param(
         "type": "string",
         "enum": ["submitted", "under_review", "approved", "active", "rejected", "suspended"],
     },
+)
+ENTITY = Param(
+    "entity", {"type": "string", "maxLength": 64}, "a merchant or agent id (platform users)"
 )
 SEARCH = Param("q", {"type": "string", "maxLength": 100}, "name or e-mail contains")
 PAGE = (LIMIT, AFTER)
@@ -936,6 +941,73 @@ ROUTES: tuple[Route, ...] = (
         COMMISSIONS,
         query=(*PAGE, CURRENCY, SINCE, UNTIL, CSV),
         tag="agents",
+    ),
+    # --- balances and settlement -----------------------------------------------------------
+    Route(
+        "GET",
+        "/api/v1/balances",
+        settlements.get_balances,
+        "getBalances",
+        "Pending, available, reserved and paid out, per currency (the caller's own)",
+        "signed",
+        200,
+        sts.Balances,
+        query=(ENTITY,),
+        tag="settlement",
+    ),
+    Route(
+        "GET",
+        "/api/v1/settlements/{entityId}",
+        settlements.list_statements,
+        "listSettlements",
+        "A merchant's or agent's settlement statements (newest first)",
+        "signed",
+        200,
+        sts.StatementList,
+        query=(*PAGE, CURRENCY),
+        tag="settlement",
+    ),
+    Route(
+        "GET",
+        "/api/v1/settlements/{entityId}/{settlementId}",
+        settlements.get_statement,
+        "getSettlement",
+        "A statement with its lines, paginated (all lines as CSV with format=csv)",
+        "signed",
+        200,
+        sts.StatementDetail,
+        query=(
+            LIMIT,
+            Param("starting_after", {"type": "integer", "minimum": 0}, "the last line id seen"),
+            CSV,
+        ),
+        tag="settlement",
+        description="PDF statements are a later step.",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/settlements/run",
+        settlements.run_settlements,
+        "runSettlements",
+        "Release what is due and close ended periods as of `until` (idempotent; audited)",
+        "bearer",
+        200,
+        sts.SettlementRun,
+        sts.RunSettlements,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="settlement",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/settlements/terms/{entityId}",
+        settlements.put_terms,
+        "putSettlementTerms",
+        "An entity's settlement cycle override and rolling reserve (audited)",
+        "bearer",
+        200,
+        sts.TermsView,
+        sts.PutTerms,
+        tag="settlement",
     ),
     # --- the customer's pages, operations -----------------------------------------------------
     Route(

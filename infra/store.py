@@ -189,14 +189,17 @@ async def add_events(
 
 
 async def post_entries(
-    conn: asyncpg.Connection, entries: Sequence[tuple[str, str, Sequence[Posting]]]
-) -> None:
+    conn: asyncpg.Connection,
+    entries: Sequence[tuple[str, str, Sequence[Posting]]],
+    at: datetime | None = None,
+) -> dict[tuple[str, str], int]:
     """Write journal entries (kind, ref, netted postings, as `domain.ledger` builds them) and
-    move balances, in the caller's
-    transaction. Balances are netted per account across the whole batch and updated in one
-    statement in a fixed account order, so concurrent batches cannot deadlock on them."""
+    move balances, in the caller's transaction; returns each entry's id by (kind, ref).
+    Balances are netted per account across the whole batch and updated in one statement in a
+    fixed account order, so concurrent batches cannot deadlock on them. `at` dates the entries
+    (the settlement job's clock) instead of now."""
     if not entries:
-        return
+        return {}
     totals: dict[tuple[str, str], int] = defaultdict(int)
     for _, _, postings in entries:
         for p in postings:
@@ -215,10 +218,12 @@ async def post_entries(
     )
     account_ids = {(r["name"], r["currency"]): r["id"] for r in accounts}
     ids = await conn.fetch(
-        """INSERT INTO journal_entries (kind, ref)
-           SELECT * FROM unnest($1::text[], $2::text[]) RETURNING id, kind, ref""",
+        """INSERT INTO journal_entries (kind, ref, created_at)
+           SELECT k, r, COALESCE($3, now()) FROM unnest($1::text[], $2::text[]) AS u(k, r)
+           RETURNING id, kind, ref""",
         [kind for kind, _, _ in entries],
         [ref for _, ref, _ in entries],
+        at,
     )
     entry_ids = {(r["kind"], r["ref"]): r["id"] for r in ids}
     entry_col, account_col, amount_col = [], [], []
@@ -234,6 +239,7 @@ async def post_entries(
         account_col,
         amount_col,
     )
+    return entry_ids
 
 
 async def record_commissions(

@@ -19,6 +19,8 @@ TEST_SETTINGS = {
     "JUHE_SCHEDULER__OUTBOX_GRACE_S": "2",
     "JUHE_SCHEDULER__REDRIVE_AFTER_S": "4",
     "JUHE_SCHEDULER__CHECK_EVERY_S": "1",
+    # tests drive the settlement job with their own clock (infra.settlement.run)
+    "JUHE_SETTLEMENT__INTERVAL_S": "3600",
     "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
     "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
     "JUHE_POSTGRES__POOL_MAX": "5",

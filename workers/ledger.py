@@ -36,9 +36,10 @@ from domain.lifecycle import (
     refusal,
 )
 from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
+from domain.settlement import redirect_released
 from domain.states import PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
-from infra import metrics, store
+from infra import metrics, settlement, store
 from infra.agents import ChainCache
 from workers.context import Context
 from workers.outcomes import publish_events
@@ -311,7 +312,9 @@ class LedgerActor:
             effect.payment_status.value if effect.payment_status else None,
         )
         if effect.postings:
-            await store.post_entries(conn, [("refund", refund["id"], effect.postings)])
+            released = await settlement.released_entities(conn, payment.id)
+            postings = redirect_released(effect.postings, released)
+            await store.post_entries(conn, [("refund", refund["id"], postings)])
             await store.record_commissions(
                 conn,
                 "refund",

@@ -1,5 +1,6 @@
-"""Scheduler: expires unpaid payments, re-publishes outbox events whose message was lost, and
-samples backlogs (stream length and lag, queue depth, outbox) for the dashboards."""
+"""Scheduler: expires unpaid payments, re-publishes outbox events whose message was lost,
+settles (releases what is due, closes ended statement periods), and samples backlogs (stream
+length and lag, queue depth, outbox) for the dashboards."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import orjson
 from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
-from infra import broker, metrics, progress, store
+from infra import broker, metrics, progress, settlement, store
 from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
 from routing.health import HealthBook
@@ -207,6 +208,12 @@ def intent_of(row: asyncpg.Record) -> PaymentIntent:
     )
 
 
+async def settle(ctx: Context) -> None:
+    """The settlement job at the wall clock (`infra.settlement.run`: locked, so one scheduler
+    at a time, and a no-op when re-run)."""
+    await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
+
+
 async def sample_backlogs(ctx: Context) -> None:
     for name in STREAMS:
         key = ctx.keys.stream(name)
@@ -264,3 +271,5 @@ async def run(ctx: Context) -> None:
             group.create_task(
                 supervise(f"scheduler-{job.__name__}", lambda j=job: every(interval, j, ctx))
             )
+        every_s = ctx.settings.settlement.interval_s
+        group.create_task(supervise("scheduler-settle", lambda: every(every_s, settle, ctx)))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -20,7 +21,7 @@ from domain.agents import ALL_GRANTS
 from gateway.app import create_app
 from gateway.openapi import document
 from gateway.routes import ROUTES
-from infra import agents, channels
+from infra import agents, channels, settlement
 from infra.channels import spec_from_config
 from infra.merchants import add_api_key
 from tests.conftest import MerchantFactory, wait_status
@@ -61,6 +62,7 @@ class World:
     spare_keys: tuple[str, str]  # merchant A keys to rotate and to revoke
     quote: str  # merchant A's FX quote
     channel: str  # a disabled channel the channel endpoints act on
+    statement: str = ""  # merchant A's settlement statement
 
 
 @dataclass(frozen=True)
@@ -437,6 +439,43 @@ ENDPOINTS = [
         "kid",
         lambda w: f"/api/v1/agents/{w.kid}/commissions",
     ),
+    Endpoint(
+        "GET",
+        "/api/v1/balances",
+        "settlements:read",
+        "shop",
+        lambda w: f"/api/v1/balances?entity={w.shop}",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/settlements/{entityId}",
+        "settlements:read",
+        "shop",
+        lambda w: f"/api/v1/settlements/{w.shop}",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/settlements/{entityId}/{settlementId}",
+        "settlements:read",
+        "shop",
+        lambda w: f"/api/v1/settlements/{w.shop}/{w.statement}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/settlements/run",
+        "settlements:approve",
+        "platform",
+        lambda w: "/api/v1/admin/settlements/run",
+        lambda w: {"entity": w.shop},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/settlements/terms/{entityId}",
+        "settlements:approve",
+        "platform",
+        lambda w: f"/api/v1/admin/settlements/terms/{w.shop}",
+        lambda w: {"cycle": "T+1"},
+    ),
 ]
 
 
@@ -545,6 +584,13 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         spare,
         fx_quote["id"],
         spare_channel,
+    )
+    # Merchant A's payment released and its period closed, on a clock well ahead.
+    ahead = datetime.now(UTC) + timedelta(days=40)
+    for now in (ahead, ahead + timedelta(days=40)):
+        await settlement.run(stack.pg, stack.settings, now, entity_id=shop.merchant_id)
+    world.statement = await stack.pg.fetchval(
+        "SELECT id FROM settlement_statements WHERE entity_id = $1", shop.merchant_id
     )
     return world, callers
 

@@ -1,0 +1,257 @@
+"""Balances and settlement statements (issue 13, part A).
+
+A merchant sees its own; an agent its own, and its subtree's merchants' with `view_children`;
+platform users with `settlements:read` anyone's. Running settlements and setting an entity's
+terms take `settlements:approve` (finance, platform admins) and are audited. Statements are PDF
+in a later step; CSV (`format=csv`) now.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+import asyncpg
+import msgspec
+from aiohttp import web
+
+from domain.access import Owner, Principal, Realm
+from domain.money import format_amount
+from domain.settlement import TOTALS, Entity
+from gateway.access import actor, identify, merchant_owner, require
+from gateway.errors import ApiError, invalid
+from gateway.settlement_schemas import (
+    Balances,
+    BalanceView,
+    LinePage,
+    LineView,
+    PutTerms,
+    RunSettlements,
+    SettlementRun,
+    StatementDetail,
+    StatementList,
+    StatementView,
+    TermsView,
+)
+from gateway.state import (
+    Edge,
+    csv_answer,
+    decode,
+    edge,
+    int_query,
+    json_answer,
+    known_cursor,
+    page_limit,
+)
+from infra import audit, settlement
+
+_LINE_CSV = ["id", "entry_id", "kind", "ref", "at", "payment_id", "merchant_id", *TOTALS, "net"]
+
+
+def _unknown(param: str) -> ApiError:
+    return invalid("resource_missing", "no such merchant or agent", param, status=404)
+
+
+async def _entity(
+    request: web.Request, who: Principal, entity_id: str, permission: str, param: str
+) -> Entity:
+    """The merchant or agent named, once the caller may act on it: the permission first, so
+    an unknown id tells nothing to someone who could not read it anyway."""
+    e = edge(request)
+    found = await settlement.entity(e.pg, entity_id)
+    if found is None:
+        await require(request, who, permission)
+        raise _unknown(param)
+    owner = (
+        await merchant_owner(e, entity_id)
+        if found.kind == "merchant"
+        else Owner(Realm.AGENT, entity_id)
+    )
+    await require(request, who, permission, owner)
+    return found
+
+
+def _amount(value: int, currency: str) -> str:
+    return format_amount(value, currency)
+
+
+def _ts(value: datetime) -> int:
+    return int(value.timestamp())
+
+
+def statement_view(r: asyncpg.Record) -> StatementView:
+    c = r["currency"]
+    return StatementView(
+        id=r["id"],
+        entity_id=r["entity_id"],
+        entity_kind=r["entity_kind"],
+        currency=c,
+        cycle=r["cycle"],
+        period_start=_ts(r["period_start"]),
+        period_end=_ts(r["period_end"]),
+        status=r["status"],
+        **{name: _amount(r[name], c) for name in (*TOTALS, "net")},
+        carried_from=r["carried_from"],
+        line_count=r["line_count"],
+        created=_ts(r["created_at"]),
+    )
+
+
+def line_view(r: asyncpg.Record) -> LineView:
+    c = r["currency"]
+    return LineView(
+        id=r["id"],
+        entry_id=r["entry_id"],
+        kind=r["kind"],
+        ref=r["ref"],
+        at=_ts(r["at"]),
+        payment_id=r["payment_id"],
+        merchant_id=r["merchant_id"],
+        **{name: _amount(r[name], c) for name in (*TOTALS, "net")},
+    )
+
+
+async def get_balances(request: web.Request) -> web.Response:
+    """The caller's own balances per currency; platform users name the entity."""
+    who = (await identify(request, b"")).principal
+    entity_id = request.query.get("entity")
+    if entity_id is None:
+        if who.realm is Realm.PLATFORM or who.org_id is None:
+            await require(request, who, "settlements:read")
+            raise invalid("missing_parameter", "entity is required for platform users", "entity")
+        entity_id = who.org_id
+    target = await _entity(request, who, entity_id, "settlements:read", "entity")
+    rows = await settlement.entity_balances(edge(request).pg, target)
+    data = [
+        BalanceView(
+            "balance",
+            currency,
+            _amount(b.pending, currency),
+            _amount(b.available, currency),
+            _amount(b.reserved, currency),
+            _amount(b.paid_out, currency),
+        )
+        for currency, b in rows.items()
+    ]
+    return json_answer(Balances("balances", target.id, target.kind, data))
+
+
+async def list_statements(request: web.Request) -> web.Response:
+    e = edge(request)
+    who = (await identify(request, b"")).principal
+    target = await _entity(
+        request, who, request.match_info["entityId"], "settlements:read", "entityId"
+    )
+    limit = page_limit(request, 20)
+    after = await known_cursor(
+        request,
+        e.pg,
+        "SELECT 1 FROM settlement_statements WHERE id = $1 AND entity_id = $2",
+        target.id,
+    )
+    rows = await settlement.statements(
+        e.pg, target.id, after, limit + 1, request.query.get("currency")
+    )
+    data = [statement_view(r) for r in rows[:limit]]
+    return json_answer(StatementList("list", data, len(rows) > limit))
+
+
+async def get_statement(request: web.Request) -> web.Response:
+    """A statement with its lines, a page at a time (`starting_after` a line id), or all of
+    them as CSV."""
+    e = edge(request)
+    who = (await identify(request, b"")).principal
+    target = await _entity(
+        request, who, request.match_info["entityId"], "settlements:read", "entityId"
+    )
+    row = await settlement.statement(e.pg, target.id, request.match_info["settlementId"])
+    if row is None:
+        raise invalid("resource_missing", "no such settlement", "settlementId", status=404)
+    if request.query.get("format") == "csv":
+        lines = await settlement.lines(e.pg, row["id"], None, None)
+        records = [
+            {
+                **{name: _amount(r[name], r["currency"]) for name in (*TOTALS, "net")},
+                **{k: r[k] for k in ("id", "entry_id", "kind", "ref", "payment_id", "merchant_id")},
+                "at": _ts(r["at"]),
+            }
+            for r in lines
+        ]
+        return csv_answer(records, _LINE_CSV, f"{row['id']}.csv")
+    limit = page_limit(request, 50)
+    after = int_query(request, "starting_after")
+    if after is not None:
+        await known_cursor(
+            request,
+            e.pg,
+            "SELECT 1 FROM settlement_lines WHERE id = $1::text::bigint AND statement_id = $2",
+            row["id"],
+        )
+    lines = await settlement.lines(e.pg, row["id"], after, limit + 1)
+    page = LinePage("list", [line_view(r) for r in lines[:limit]], len(lines) > limit)
+    return json_answer(StatementDetail(statement_view(row), page))
+
+
+async def run_settlements(request: web.Request) -> web.Response:
+    """Settle as of `until`; audited. 409 while another run holds the lock."""
+    e = edge(request)
+    body = await request.read()
+    who = (await identify(request, body)).principal
+    await require(request, who, "settlements:approve")
+    req = decode(body or b"{}", RunSettlements)
+    wall = int(time.time())
+    until = wall if req.until is None else req.until
+    if until > wall:
+        raise invalid("invalid_field", "until may not be in the future", "until")
+    if req.entity is not None:
+        await _entity(request, who, req.entity, "settlements:approve", "entity")
+    result = await settlement.run(
+        e.pg, e.settings, datetime.fromtimestamp(until, UTC), entity_id=req.entity
+    )
+    if result is None:
+        raise invalid(
+            "settlement_running", "another settlement run is in progress; retry", status=409
+        )
+    await audit.append(
+        e.pg,
+        actor(request, who),
+        "settlement.run",
+        req.entity or "*",
+        after={"until": until, **result.doc()},
+    )
+    return json_answer(
+        SettlementRun(
+            "settlement_run",
+            until,
+            req.entity,
+            result.released,
+            result.reserve_released,
+            result.statements,
+        )
+    )
+
+
+async def put_terms(request: web.Request) -> web.Response:
+    """An entity's cycle override and rolling reserve; audited with before and after."""
+    e: Edge = edge(request)
+    body = await request.read()
+    who = (await identify(request, body)).principal
+    target = await _entity(
+        request, who, request.match_info["entityId"], "settlements:approve", "entityId"
+    )
+    req = decode(body, PutTerms)
+    async with e.pg.acquire() as conn, conn.transaction():
+        before = await settlement.put_terms(
+            conn, target.id, req.cycle, req.reserve_bps, req.reserve_days
+        )
+        await audit.append(
+            conn,
+            actor(request, who),
+            "settlement.terms",
+            target.id,
+            before=before,
+            after=msgspec.to_builtins(req),
+        )
+    return json_answer(
+        TermsView("settlement_terms", target.id, req.cycle, req.reserve_bps, req.reserve_days)
+    )

@@ -1,0 +1,441 @@
+"""Settlement's SQL: the job that releases funds and closes statements, and the reads behind
+the balance and statement routes. The decisions are `domain.settlement`'s; this module fetches
+plain data for it and writes what it returns.
+
+The job runs in one transaction under a PostgreSQL advisory lock taken with `try`, so two
+schedulers (or a scheduler and an operator's run) never run it at once: the second returns None
+and changes nothing. Every write is also guarded by a unique key (a release per entity and
+source entry, a statement per entity, currency and period, a line per entity, currency and
+entry), so a re-run for the same clock is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import asyncpg
+
+from config import Settings
+from domain.ids import new_id
+from domain.settlement import (
+    INTERNAL,
+    RELEASE,
+    TOTALS,
+    Balance,
+    Draft,
+    Entity,
+    Line,
+    Movement,
+    Previous,
+    Release,
+    Source,
+    StatementStatus,
+    Terms,
+    account_of,
+    balances,
+    close,
+    due,
+    line_of,
+    release,
+    reserve_release,
+    statement_sources,
+)
+from infra import store
+
+Conn = asyncpg.Connection | asyncpg.Pool
+LOCK = "juhe.settlement"
+_ENTITY = "split_part(a.name, ':', 2)"
+
+
+@dataclass
+class RunResult:
+    released: int = 0
+    reserve_released: int = 0
+    statements: list[str] = field(default_factory=list)
+
+    def doc(self) -> dict[str, object]:
+        return {
+            "released": self.released,
+            "reserve_released": self.reserve_released,
+            "statements": self.statements,
+        }
+
+
+async def entity(conn: Conn, entity_id: str) -> Entity | None:
+    """A merchant or an agent by id."""
+    row = await conn.fetchrow(
+        """SELECT 'merchant' AS kind FROM merchants WHERE id = $1
+           UNION ALL SELECT 'agent' FROM agents WHERE id = $1 LIMIT 1""",
+        entity_id,
+    )
+    return Entity(row["kind"], entity_id) if row else None
+
+
+async def terms(conn: Conn, entities: Iterable[Entity], settings: Settings) -> dict[Entity, Terms]:
+    """Each entity's cycle and reserve: the terms row, else the merchant's own configured cycle,
+    else the configured default for its kind."""
+    wanted = sorted(set(entities))
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        """SELECT u.kind, u.id,
+                  COALESCE(t.cycle, m.config -> 'settlement' ->> 'cycle') AS cycle,
+                  COALESCE(t.reserve_bps, 0) AS bps, COALESCE(t.reserve_days, 0) AS days
+           FROM unnest($1::text[], $2::text[]) AS u(kind, id)
+           LEFT JOIN settlement_terms t ON t.entity_id = u.id
+           LEFT JOIN merchants m ON u.kind = 'merchant' AND m.id = u.id""",
+        [e.kind for e in wanted],
+        [e.id for e in wanted],
+    )
+    s = settings.settlement
+    default = {"merchant": s.merchant_cycle, "agent": s.agent_cycle}
+    return {
+        Entity(r["kind"], r["id"]): Terms(r["cycle"] or default[r["kind"]], r["bps"], r["days"])
+        for r in rows
+    }
+
+
+async def _sources(conn: asyncpg.Connection, entity_id: str | None) -> list[Source]:
+    """Postings to entities' pending accounts not yet released, each with the capture time of
+    the payment it belongs to (a refund's is its payment's)."""
+    rows = await conn.fetch(
+        f"""SELECT e.id, a.name, a.currency, p.amount,
+                   COALESCE(pe.created_at, e.created_at) AS anchor
+            FROM ledger_accounts a
+            JOIN postings p ON p.account_id = a.id
+            JOIN journal_entries e ON e.id = p.entry_id
+            LEFT JOIN refunds r ON e.kind = 'refund' AND r.id = e.ref
+            LEFT JOIN journal_entries pe ON pe.kind = 'payment' AND pe.ref = r.payment_id
+            WHERE (a.name LIKE 'merchant:%:pending' OR a.name LIKE 'agent:%:commission')
+              AND e.kind <> ALL($2::text[])
+              AND ($1::text IS NULL OR {_ENTITY} = $1)
+              AND NOT EXISTS (SELECT 1 FROM settlement_releases s
+                              WHERE s.source_entry_id = e.id AND s.entity_id = {_ENTITY})
+            ORDER BY e.id""",
+        entity_id,
+        list(INTERNAL),
+    )
+    out = []
+    for r in rows:
+        owner = account_of(r["name"])
+        if owner is not None:
+            out.append(Source(r["id"], owner[0], r["currency"], r["amount"], r["anchor"]))
+    return out
+
+
+async def _due_holds(
+    conn: asyncpg.Connection, entity_id: str | None, now: datetime
+) -> list[Release]:
+    rows = await conn.fetch(
+        """SELECT entry_id, entity_kind, entity_id, currency, held FROM settlement_releases
+           WHERE held > 0 AND hold_released_by IS NULL AND hold_until <= $1
+             AND ($2::text IS NULL OR entity_id = $2)
+           ORDER BY entry_id""",
+        now,
+        entity_id,
+    )
+    return [
+        reserve_release(
+            Entity(r["entity_kind"], r["entity_id"]), r["currency"], r["entry_id"], r["held"]
+        )
+        for r in rows
+    ]
+
+
+async def _movements(
+    conn: asyncpg.Connection, entity_id: str | None
+) -> dict[tuple[Entity, str], list[Movement]]:
+    """Entries that moved an entity's available or reserve and are in none of its statements."""
+    rows = await conn.fetch(
+        f"""SELECT e.id, e.kind, e.ref, e.created_at, a.name, a.currency, p.amount,
+                   se.kind AS source_kind, se.ref AS source_ref
+            FROM ledger_accounts a
+            JOIN postings p ON p.account_id = a.id
+            JOIN journal_entries e ON e.id = p.entry_id
+            LEFT JOIN settlement_releases s ON s.entry_id = e.id AND e.kind = '{RELEASE}'
+            LEFT JOIN journal_entries se ON se.id = s.source_entry_id
+            WHERE (a.name LIKE 'merchant:%:available' OR a.name LIKE 'merchant:%:reserve'
+                   OR a.name LIKE 'agent:%:available' OR a.name LIKE 'agent:%:reserve')
+              AND ($1::text IS NULL OR {_ENTITY} = $1)
+              AND NOT EXISTS (SELECT 1 FROM settlement_lines l
+                              WHERE l.entry_id = e.id AND l.entity_id = {_ENTITY}
+                                AND l.currency = a.currency)
+            ORDER BY e.id""",
+        entity_id,
+    )
+    refs = {(r["source_kind"] or r["kind"], r["source_ref"] or r["ref"]) for r in rows}
+    facts = await _facts(conn, refs)
+    rows_of: dict[tuple[Entity, str, int], asyncpg.Record] = {}
+    moved: dict[tuple[Entity, str, int], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for r in rows:
+        owner = account_of(r["name"])
+        if owner is not None:
+            key = (owner[0], r["currency"], r["id"])
+            rows_of[key] = r
+            moved[key][owner[1]] -= r["amount"]  # what the entity is owed
+    out: dict[tuple[Entity, str], list[Movement]] = defaultdict(list)
+    for key, r in rows_of.items():
+        kind, ref = r["source_kind"] or r["kind"], r["source_ref"] or r["ref"]
+        amount, payment_id, merchant_id = facts.get((kind, ref), (0, None, None))
+        out[key[:2]].append(
+            Movement(
+                entry_id=r["id"],
+                kind=r["kind"],
+                ref=r["ref"],
+                at=r["created_at"],
+                available=moved[key]["available"],
+                reserve=moved[key]["reserve"],
+                source_kind=r["source_kind"],
+                source_ref=r["source_ref"],
+                amount=amount,
+                payment_id=payment_id,
+                merchant_id=merchant_id,
+            )
+        )
+    return out
+
+
+async def _facts(
+    conn: asyncpg.Connection, refs: set[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[int, str | None, str | None]]:
+    """(amount, payment id, merchant id) of the payments and refunds lines stand for."""
+    payments = sorted(ref for kind, ref in refs if kind == "payment")
+    refunds = sorted(ref for kind, ref in refs if kind == "refund")
+    rows = await conn.fetch(
+        """SELECT 'payment' AS kind, id, amount, id AS payment_id, merchant_id
+           FROM payments WHERE id = ANY($1::text[])
+           UNION ALL
+           SELECT 'refund', id, amount, payment_id, merchant_id
+           FROM refunds WHERE id = ANY($2::text[])""",
+        payments,
+        refunds,
+    )
+    return {(r["kind"], r["id"]): (r["amount"], r["payment_id"], r["merchant_id"]) for r in rows}
+
+
+async def _previous(
+    conn: asyncpg.Connection, entity_id: str | None
+) -> dict[tuple[str, str], Previous]:
+    rows = await conn.fetch(
+        """SELECT DISTINCT ON (entity_id, currency) entity_id, currency, id, period_end, net,
+                  status
+           FROM settlement_statements WHERE ($1::text IS NULL OR entity_id = $1)
+           ORDER BY entity_id, currency, period_end DESC""",
+        entity_id,
+    )
+    return {
+        (r["entity_id"], r["currency"]): Previous(
+            r["id"], r["period_end"], r["net"], StatementStatus(r["status"])
+        )
+        for r in rows
+    }
+
+
+async def run(
+    pg: asyncpg.Pool, settings: Settings, now: datetime, entity_id: str | None = None
+) -> RunResult | None:
+    """Release what is due at `now`, give back reserves held long enough, and close every
+    period that has ended by `now` (for one entity, or all). None when another run holds the
+    lock. `now` is a parameter so tests and operators drive the clock, never the wall."""
+    async with pg.acquire() as conn, conn.transaction():
+        if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", LOCK):
+            return None
+        result = RunResult()
+        sources = await _sources(conn, entity_id)
+        known = await terms(conn, {s.entity for s in sources}, settings)
+        releases = [release(s, known[s.entity], now) for s in due(sources, known, now)]
+        holds = await _due_holds(conn, entity_id, now)
+        ids = await store.post_entries(
+            conn, [(r.kind, r.ref, r.postings) for r in (*releases, *holds)], at=now
+        )
+        await _record_releases(conn, releases, holds, ids)
+        result.released, result.reserve_released = len(releases), len(holds)
+        movements = await _movements(conn, entity_id)
+        cycles = await terms(conn, {who for who, _ in movements}, settings)
+        previous = await _previous(conn, entity_id)
+        drafts = [
+            draft
+            for (who, currency), moved in sorted(movements.items())
+            for draft in close(
+                who,
+                currency,
+                cycles[who].cycle,
+                [line_of(who, m) for m in moved],
+                previous.get((who.id, currency)),
+                now,
+                lambda: new_id("stl"),
+            )
+        ]
+        await _insert_statements(conn, drafts, cycles)
+        result.statements = [d.id for d in drafts]
+        return result
+
+
+async def _record_releases(
+    conn: asyncpg.Connection,
+    releases: Sequence[Release],
+    holds: Sequence[Release],
+    ids: dict[tuple[str, str], int],
+) -> None:
+    await conn.executemany(
+        """INSERT INTO settlement_releases (entry_id, entity_kind, entity_id, currency,
+                                            source_entry_id, held, hold_until)
+           VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+        [
+            (
+                ids[(r.kind, r.ref)],
+                r.entity.kind,
+                r.entity.id,
+                r.currency,
+                r.source_entry_id,
+                r.held,
+                r.hold_until,
+            )
+            for r in releases
+        ],
+    )
+    await conn.executemany(
+        """UPDATE settlement_releases SET hold_released_by = $2
+           WHERE entry_id = $1 AND hold_released_by IS NULL""",
+        [(h.source_entry_id, ids[(h.kind, h.ref)]) for h in holds],
+    )
+
+
+async def _insert_statements(
+    conn: asyncpg.Connection, drafts: Sequence[Draft], cycles: dict[Entity, Terms]
+) -> None:
+    for d in drafts:
+        carried = next((line.ref for line in d.lines if line.kind == "carried"), None)
+        await conn.execute(
+            f"""INSERT INTO settlement_statements (id, entity_kind, entity_id, currency, cycle,
+                    period_start, period_end, status, {", ".join(TOTALS)}, net, carried_from,
+                    line_count)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                        $17, $18)""",
+            d.id,
+            d.entity.kind,
+            d.entity.id,
+            d.currency,
+            cycles[d.entity].cycle,
+            d.start,
+            d.end,
+            d.status.value,
+            *(d.totals[name] for name in TOTALS),
+            d.net,
+            carried,
+            len(d.lines),
+        )
+        columns = ["statement_id", "entity_id", "currency", "entry_id", "kind", "ref", "at"]
+        columns += [*TOTALS, "net", "payment_id", "merchant_id"]
+        await conn.executemany(
+            f"""INSERT INTO settlement_lines ({", ".join(columns)})
+                VALUES ({", ".join(f"${n}" for n in range(1, len(columns) + 1))})""",
+            [_line_record(d, line) for line in d.lines],
+        )
+
+
+def _line_record(d: Draft, line: Line) -> tuple[object, ...]:
+    return (
+        d.id,
+        d.entity.id,
+        d.currency,
+        line.entry_id or None,
+        line.kind,
+        line.ref,
+        line.at,
+        *(getattr(line, name) for name in TOTALS),
+        line.net,
+        line.payment_id,
+        line.merchant_id,
+    )
+
+
+async def released_entities(conn: asyncpg.Connection, payment_id: str) -> list[Entity]:
+    """Whose share of a payment's entry was already released: a refund reverses theirs from
+    available instead of pending."""
+    rows = await conn.fetch(
+        """SELECT s.entity_kind, s.entity_id FROM settlement_releases s
+           JOIN journal_entries e ON e.id = s.source_entry_id
+           WHERE e.kind = 'payment' AND e.ref = $1""",
+        payment_id,
+    )
+    return [Entity(r["entity_kind"], r["entity_id"]) for r in rows]
+
+
+async def entity_balances(conn: Conn, who: Entity) -> dict[str, Balance]:
+    rows = await conn.fetch(
+        "SELECT name, currency, balance FROM ledger_accounts WHERE name = ANY($1::text[])",
+        [who.account(b) for b in ("pending", "available", "reserve", "paid_out")],
+    )
+    return balances(who, [(r["name"], r["currency"], r["balance"]) for r in rows])
+
+
+async def statements(
+    conn: Conn, entity_id: str, after: str | None, limit: int, currency: str | None
+) -> list[asyncpg.Record]:
+    """Newest first; `after` is a statement id (ids sort by time)."""
+    return await conn.fetch(
+        """SELECT * FROM settlement_statements
+           WHERE entity_id = $1 AND ($2::text IS NULL OR id < $2)
+             AND ($4::text IS NULL OR currency = $4)
+           ORDER BY id DESC LIMIT $3""",
+        entity_id,
+        after,
+        limit,
+        currency,
+    )
+
+
+async def statement(conn: Conn, entity_id: str, statement_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT * FROM settlement_statements WHERE id = $1 AND entity_id = $2",
+        statement_id,
+        entity_id,
+    )
+
+
+async def lines(
+    conn: Conn, statement_id: str, after: int | None, limit: int | None
+) -> list[asyncpg.Record]:
+    """In order; `after` is a line id."""
+    return await conn.fetch(
+        """SELECT * FROM settlement_lines WHERE statement_id = $1
+             AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+        statement_id,
+        after,
+        limit,
+    )
+
+
+async def mark_paid(conn: Conn, statement_id: str) -> asyncpg.Record | None:
+    """closed → paid, for the payout work; None unless the statement was closed."""
+    return await conn.fetchrow(
+        """UPDATE settlement_statements SET status = 'paid'
+           WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
+        statement_id,
+        statement_sources(StatementStatus.PAID),
+    )
+
+
+async def put_terms(
+    conn: asyncpg.Connection, entity_id: str, cycle: str | None, bps: int, days: int
+) -> dict[str, object] | None:
+    """Set an entity's terms; returns what they were (None: the defaults)."""
+    before = await conn.fetchrow(
+        "SELECT cycle, reserve_bps, reserve_days FROM settlement_terms WHERE entity_id = $1",
+        entity_id,
+    )
+    await conn.execute(
+        """INSERT INTO settlement_terms (entity_id, cycle, reserve_bps, reserve_days)
+           VALUES ($1, $2, $3, $4)
+           ON CONFLICT (entity_id) DO UPDATE SET cycle = $2, reserve_bps = $3, reserve_days = $4,
+                                                 updated_at = now()""",
+        entity_id,
+        cycle,
+        bps,
+        days,
+    )
+    return dict(before) if before else None
