@@ -292,6 +292,8 @@ def test_statements_and_balances_account_for_every_minor_unit(
             ref_eid = book.post("refund", rid, now, redirect_released(reversal, released))
             book.anchors[ref_eid] = book.anchors[eid]
             book.facts[("refund", rid)] = part
+            # A refund draws on whatever holds its payment's money: pending never goes below 0.
+            assert all(b.pending >= 0 for e in entities for b in book.balance(e).values())
         elif s[0] == "wait":
             now += timedelta(hours=s[1])
         elif s[0] == "settle":
