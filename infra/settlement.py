@@ -41,7 +41,6 @@ from domain.settlement import (
     line_of,
     release,
     reserve_release,
-    statement_sources,
 )
 from infra import store
 
@@ -407,16 +406,6 @@ async def lines(
         statement_id,
         after,
         limit,
-    )
-
-
-async def mark_paid(conn: Conn, statement_id: str) -> asyncpg.Record | None:
-    """closed → paid, for the payout work; None unless the statement was closed."""
-    return await conn.fetchrow(
-        """UPDATE settlement_statements SET status = 'paid'
-           WHERE id = $1 AND status = ANY($2::text[]) RETURNING *""",
-        statement_id,
-        statement_sources(StatementStatus.PAID),
     )
 
 
