@@ -177,3 +177,47 @@ class OrderCanceling(Protocol):
     merchant, or expired) cannot be paid late. `ChannelDeclined` when it was paid already."""
 
     async def cancel_order(self, payment_id: str, channel_order_id: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutDestination:
+    """Where a payout goes: a bank account (`number`, `holder`, `bank_name`) or a crypto wallet
+    (`number` is the address, `bank_name` the network)."""
+
+    kind: str  # "bank_account" | "crypto_wallet"
+    number: str
+    holder: str | None = None
+    bank_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutRequest:
+    withdrawal_id: str  # the idempotency key at the channel: a resend never pays twice
+    amount: int
+    currency: str
+    destination: PayoutDestination
+    callback_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutState:
+    channel_payout_id: str
+    status: str  # "processing" | "paid" | "failed" | "returned"
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@runtime_checkable
+class PayoutSending(Protocol):
+    """A channel that pays money out. `payout` answers the channel's state of the payout (a
+    refused destination is `ChannelDeclined`); `query_payout` is `ChannelDeclined`
+    ("not_found") when the channel never received it, so it may be sent; a payout callback
+    only names the withdrawal, whose state is then asked for."""
+
+    async def payout(self, request: PayoutRequest) -> PayoutState: ...
+
+    async def query_payout(self, withdrawal_id: str) -> PayoutState: ...
+
+    def parse_payout_callback(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        """(event id, withdrawal id) once the signature is verified; else `CallbackRejected`."""
+        ...

@@ -23,6 +23,8 @@ from adapters.base import (
     ChannelTransientError,
     OrderRequest,
     OrderState,
+    PayoutRequest,
+    PayoutState,
     RefundRequest,
     RefundResult,
     exchange,
@@ -45,6 +47,12 @@ _OUTCOMES: dict[wire.EventKind, Literal["paid", "failed", "pending"]] = {
     "order.paid": "paid",
     "order.failed": "failed",
     "order.pending": "pending",
+}
+_PAYOUT_STATUSES: dict[wire.PayoutStatus, str] = {
+    "PROCESSING": "processing",
+    "PAID": "paid",
+    "FAILED": "failed",
+    "RETURNED": "returned",
 }
 _ACK = CallbackAck(status=200, body=b"success", content_type="text/plain")
 
@@ -119,6 +127,45 @@ class SimulatorAdapter:
             "POST", self._base / "v1" / "refunds", payload, wire.RefundCreated
         )
         return RefundResult(channel_refund_id=created.refund_no)
+
+    async def payout(self, request: PayoutRequest) -> PayoutState:
+        d = request.destination
+        payload = wire.CreatePayout(
+            payout_ref=request.withdrawal_id,
+            amount_minor=str(request.amount),
+            currency=request.currency,
+            account=wire.PayoutAccount(
+                kind=d.kind,  # type: ignore[arg-type]
+                number=d.number,
+                holder=d.holder,
+                bank_name=d.bank_name,
+            ),
+            notify_url=request.callback_url,
+        )
+        view = await self._call("POST", self._base / "v1" / "payouts", payload, wire.PayoutView)
+        return self._payout_state(view, request.withdrawal_id)
+
+    async def query_payout(self, withdrawal_id: str) -> PayoutState:
+        url = (self._base / "v1" / "payouts").with_query(payout_ref=withdrawal_id)
+        return self._payout_state(
+            await self._call("GET", url, None, wire.PayoutView), withdrawal_id
+        )
+
+    def _payout_state(self, view: wire.PayoutView, withdrawal_id: str) -> PayoutState:
+        if view.payout_ref != withdrawal_id:
+            raise ChannelDeclined("payout_mismatch", f"{self.code}: payout of another withdrawal")
+        return PayoutState(view.payout_no, _PAYOUT_STATUSES[view.status], view.failure_code)
+
+    def parse_payout_callback(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        try:
+            wire.verify_callback(self._secret, headers, body, time.time())
+        except wire.SignatureInvalid as exc:
+            raise CallbackRejected("invalid_signature", str(exc)) from None
+        try:
+            event = msgspec.json.decode(body, type=wire.PayoutEvent)
+        except msgspec.DecodeError as exc:
+            raise CallbackRejected("invalid_payload", str(exc)) from None
+        return event.event_id, event.payout_ref
 
     def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback:
         try:

@@ -28,6 +28,20 @@ Each merchant account has a personality (``simulator.personalities``, by api_key
 answers with a card payment page, ``ewallet`` (the default) adds a QR payload, and
 ``bank_transfer`` gives a virtual account to transfer to.
 
+Payouts (``POST /v1/payouts``, ``GET /v1/payouts?payout_ref=…``; `payout_ref` is the idempotency
+key) are paid ``simulator.pay_delay_ms`` after they are taken, announced by a signed
+``payout.paid`` callback; their test amounts, by ``int(amount_minor) % 100``:
+
+=====  ====================================================================================
+ 61    the account is refused: HTTP 402 ``ACCOUNT_REJECTED``, no payout
+ 62    the answer comes only after ``simulator.timeout_delay_ms`` (the payout is still taken)
+ 63    taken, then fails: ``payout.failed``
+ 64    paid, then returned by the bank ``simulator.pay_delay_ms`` later: ``payout.returned``
+=====  ====================================================================================
+
+``GET /_sim/payouts`` lists every payout with the number of requests that created or repeated
+it, so tests can tell a payout was sent once.
+
 ``PUT /_sim/outages/{api_key}`` makes every create for that merchant account answer 503 until
 ``DELETE /_sim/outages/{api_key}``: a channel made to fail, for failover demos and tests.
 """
@@ -61,6 +75,8 @@ CALLBACK_TIMEOUT_S = 10.0
 # The amount endings (cents) with a behaviour of their own; load generators avoid them.
 TEST_AMOUNTS = range(51, 60)
 DECLINED, SLOW, FLAKY, TWICE, OUT_OF_ORDER, NEVER_PAID, FAILS, DOWN, SILENT = TEST_AMOUNTS
+PAYOUT_TEST_AMOUNTS = range(61, 65)
+ACCOUNT_REJECTED, PAYOUT_SLOW, PAYOUT_FAILS, PAYOUT_RETURNED = PAYOUT_TEST_AMOUNTS
 
 
 @dataclass(slots=True)
@@ -100,6 +116,28 @@ class Refund:
 
 
 @dataclass(slots=True)
+class Payout:
+    payout_no: str
+    api_key: str
+    payout_ref: str
+    amount: int
+    currency: str
+    notify_url: str
+    status: wire.PayoutStatus = "PROCESSING"
+    requests: int = 1
+
+    def view(self) -> wire.PayoutView:
+        return wire.PayoutView(
+            payout_no=self.payout_no,
+            payout_ref=self.payout_ref,
+            status=self.status,
+            amount_minor=str(self.amount),
+            currency=self.currency,
+            failure_code="payout_failed" if self.status == "FAILED" else None,
+        )
+
+
+@dataclass(slots=True)
 class Sandbox:
     """All simulator state, plus the background tasks that must not outlive the app."""
 
@@ -108,6 +146,7 @@ class Sandbox:
     orders: dict[str, Order] = field(default_factory=dict)
     order_refs: dict[tuple[str, str], str] = field(default_factory=dict)  # (api_key, ref) → no
     refunds: dict[tuple[str, str], Refund] = field(default_factory=dict)  # (api_key, ref)
+    payouts: dict[tuple[str, str], Payout] = field(default_factory=dict)  # (api_key, ref)
     failed_once: set[tuple[str, str]] = field(default_factory=set)
     outages: set[str] = field(default_factory=set)  # accounts whose creates answer 503
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -144,12 +183,36 @@ class Sandbox:
 
     async def _announce(self, order: Order, events: list[wire.CallbackEvent]) -> None:
         for event in events:
-            await self._deliver(order, event)
+            await self._deliver(order.api_key, order.notify_url, order.order_no, event)
 
-    async def _deliver(self, order: Order, event: wire.CallbackEvent) -> None:
+    async def pay_out(self, payout: Payout) -> None:
+        """Pay (or fail) a payout after the delay, and a returned one back after another."""
+        await asyncio.sleep(self.settings.pay_delay_ms / 1000)
+        payout.status = "FAILED" if payout.amount % 100 == PAYOUT_FAILS else "PAID"
+        await self._payout_event(payout)
+        if payout.amount % 100 == PAYOUT_RETURNED:
+            await asyncio.sleep(self.settings.pay_delay_ms / 1000)
+            payout.status = "RETURNED"
+            await self._payout_event(payout)
+
+    async def _payout_event(self, payout: Payout) -> None:
+        event = wire.PayoutEvent(
+            event_id=_new_id("evt_"),
+            event=f"payout.{payout.status.lower()}",  # type: ignore[arg-type]
+            payout_no=payout.payout_no,
+            payout_ref=payout.payout_ref,
+            amount_minor=str(payout.amount),
+            currency=payout.currency,
+            ts=int(time.time()),
+        )
+        await self._deliver(payout.api_key, payout.notify_url, payout.payout_no, event)
+
+    async def _deliver(
+        self, api_key: str, url: str, about: str, event: wire.CallbackEvent | wire.PayoutEvent
+    ) -> None:
         assert self.session is not None, "callbacks are sent only while the app runs"
         body = msgspec.json.encode(event)
-        secret = self.accounts[order.api_key]
+        secret = self.accounts[api_key]
         for attempt, delay in enumerate((0.0, *RETRY_DELAYS_S), start=1):
             await asyncio.sleep(delay)
             headers = {
@@ -157,7 +220,7 @@ class Sandbox:
                 **wire.callback_headers(secret, body, time.time()),
             }
             try:
-                async with self.session.post(order.notify_url, data=body, headers=headers) as resp:
+                async with self.session.post(url, data=body, headers=headers) as resp:
                     if resp.status == 200 and (await resp.text()).strip() == "success":
                         return
                     outcome = f"HTTP {resp.status}"
@@ -166,13 +229,11 @@ class Sandbox:
             log.info(
                 "callback %s for %s attempt %d: %s",
                 event.event_id,
-                order.order_no,
+                about,
                 attempt,
                 outcome,
             )
-        log.warning(
-            "giving up callback %s (%s) for order %s", event.event_id, event.event, order.order_no
-        )
+        log.warning("giving up callback %s (%s) for %s", event.event_id, event.event, about)
 
     def schedule_payment(self, order: Order) -> None:
         self.spawn(self._pay_after_delay(order))
@@ -366,6 +427,51 @@ async def create_refund(request: web.Request) -> web.Response:
     return _json(200, wire.RefundCreated(refund_no=refund.refund_no, status="SUCCESS"))
 
 
+async def create_payout(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX]
+    try:
+        body = msgspec.json.decode(await request.read(), type=wire.CreatePayout)
+    except msgspec.DecodeError as exc:
+        return _error(400, "BAD_REQUEST", str(exc))
+    amount = int(body.amount_minor)
+    if amount % 100 == ACCOUNT_REJECTED:
+        return _error(402, "ACCOUNT_REJECTED", "the bank refused the account")
+    key = (_account(request), body.payout_ref)
+    payout = sandbox.payouts.get(key)
+    if payout is None:
+        payout = Payout(
+            _new_id("SIMP"), key[0], body.payout_ref, amount, body.currency, body.notify_url
+        )
+        sandbox.payouts[key] = payout
+        sandbox.spawn(sandbox.pay_out(payout))
+    elif (payout.amount, payout.currency) != (amount, body.currency):
+        return _error(409, "DUPLICATE_REF", "payout_ref was used for a different payout")
+    else:
+        payout.requests += 1
+    if amount % 100 == PAYOUT_SLOW:
+        await asyncio.sleep(sandbox.settings.timeout_delay_ms / 1000)
+    return _json(200, payout.view())
+
+
+async def find_payout(request: web.Request) -> web.Response:
+    payout = request.app[SANDBOX].payouts.get(
+        (_account(request), request.query.get("payout_ref", ""))
+    )
+    if payout is None:
+        return _error(404, "NOT_FOUND", "no such payout")
+    return _json(200, payout.view())
+
+
+async def list_payouts(request: web.Request) -> web.Response:
+    """Every payout taken, by payout_ref, with how many requests asked for it (tests)."""
+    return web.json_response(
+        {
+            p.payout_ref: {"payout_no": p.payout_no, "status": p.status, "requests": p.requests}
+            for p in request.app[SANDBOX].payouts.values()
+        }
+    )
+
+
 # The pay page's one stylesheet, allowed by its hash in the Content-Security-Policy
 # (infra.httpserver.protect): no inline style attributes, no script.
 STYLE = "body{font-family:sans-serif;max-width:28em;margin:3em auto}.amount{font-size:2em}"
@@ -470,6 +576,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/v1/orders/{order_no}", get_order)
     app.router.add_post("/v1/orders/{order_no}/cancel", cancel_order)
     app.router.add_post("/v1/refunds", create_refund)
+    app.router.add_post("/v1/payouts", create_payout)
+    app.router.add_get("/v1/payouts", find_payout)
+    app.router.add_get("/_sim/payouts", list_payouts)
     app.router.add_get("/pay/{order_no}", pay_page)
     app.router.add_post("/pay/{order_no}/confirm", confirm_payment)
     app.router.add_get("/_sim/health", health)

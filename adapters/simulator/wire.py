@@ -104,6 +104,50 @@ class CallbackEvent(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
+PayoutStatus = Literal["PROCESSING", "PAID", "FAILED", "RETURNED"]
+PayoutEventKind = Literal["payout.paid", "payout.failed", "payout.returned"]
+
+
+class PayoutAccount(msgspec.Struct, frozen=True, kw_only=True):
+    kind: Literal["bank_account", "crypto_wallet"]
+    number: Reference
+    holder: str | None = None
+    bank_name: str | None = None
+
+
+class CreatePayout(msgspec.Struct, frozen=True, kw_only=True):
+    """Body of ``POST /v1/payouts``; `payout_ref` is the idempotency key."""
+
+    payout_ref: Reference
+    amount_minor: PositiveMinor
+    currency: Currency
+    account: PayoutAccount
+    notify_url: HttpUrl
+
+
+class PayoutView(msgspec.Struct, frozen=True, kw_only=True):
+    """Answer of ``POST /v1/payouts`` and ``GET /v1/payouts?payout_ref=…``."""
+
+    payout_no: str
+    payout_ref: str
+    status: PayoutStatus
+    amount_minor: PositiveMinor
+    currency: str
+    failure_code: str | None = None
+
+
+class PayoutEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """What the simulator POSTs to a payout's notify_url, signed like order callbacks."""
+
+    event_id: Reference
+    event: PayoutEventKind
+    payout_no: str
+    payout_ref: str
+    amount_minor: PositiveMinor
+    currency: str
+    ts: int
+
+
 class SignatureInvalid(Exception):
     """A signed message was refused; the text says why and is safe to log or return."""
 
