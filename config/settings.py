@@ -113,6 +113,20 @@ class Settlement(Base):
         check_cycle(self.agent_cycle)
 
 
+class Withdrawals(Base):
+    """Rules for entities without their own (per currency, major units; a currency not named
+    has a minimum of one minor unit, no fixed fee, no daily limit and no approval), the channel
+    payouts go through, and when the scheduler hands a stuck withdrawal back to it."""
+
+    channel: str
+    min_amount: dict[str, str]
+    fee_fixed: dict[str, str]
+    fee_bps: int
+    daily_limit: dict[str, str]
+    approval_above: dict[str, str]
+    redrive_after_s: float
+
+
 class Payments(Base):
     default_expires_in_s: int
     max_expires_in_s: int
@@ -222,6 +236,7 @@ class Settings(Base):
     notify: Notify
     scheduler: Scheduler
     settlement: Settlement
+    withdrawals: Withdrawals
     payments: Payments
     breaker: Breaker
     routing: Routing

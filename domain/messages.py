@@ -63,7 +63,7 @@ class ChannelCallback(Message, frozen=True, kw_only=True):
 
 
 class ChannelTask(Message, frozen=True, kw_only=True):
-    kind: Literal["create", "refund", "confirm", "check", "cancel"]
+    kind: Literal["create", "refund", "confirm", "check", "cancel", "payout"]
     id: str
     channel: str
     # For a create: where the payment goes next if this channel declines it or has no order.

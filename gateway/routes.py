@@ -18,6 +18,7 @@ from aiohttp import web
 
 from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED
 from domain.states import PaymentStatus, RefundStatus
+from domain.withdrawals import WithdrawalStatus
 from gateway import (
     admin,
     agents,
@@ -33,12 +34,14 @@ from gateway import (
     reviews,
     sessions,
     settlements,
+    withdrawals,
 )
 from gateway import agent_schemas as ags
 from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
 from gateway import settlement_schemas as sts
+from gateway import withdrawal_schemas as wds
 from gateway.errors import invalid
 from gateway.schemas import CreatePayment, CreateRefund, Payment, PaymentList, Refund
 
@@ -1008,6 +1011,127 @@ ROUTES: tuple[Route, ...] = (
         sts.TermsView,
         sts.PutTerms,
         tag="settlement",
+    ),
+    # --- withdrawals and payouts ----------------------------------------------------------------
+    Route(
+        "POST",
+        "/api/v1/payout-accounts",
+        withdrawals.add_payout_account,
+        "addPayoutAccount",
+        "Register a bank account or crypto wallet to withdraw to (details sealed; audited)",
+        "bearer",
+        201,
+        wds.PayoutAccountView,
+        wds.AddPayoutAccount,
+        tag="withdrawals",
+    ),
+    Route(
+        "GET",
+        "/api/v1/payout-accounts",
+        withdrawals.list_payout_accounts,
+        "listPayoutAccounts",
+        "The caller's payout accounts (platform users name the entity), numbers masked",
+        "bearer",
+        200,
+        wds.PayoutAccountList,
+        query=(ENTITY,),
+        tag="withdrawals",
+    ),
+    Route(
+        "POST",
+        "/api/v1/withdrawals",
+        withdrawals.create_withdrawal,
+        "createWithdrawal",
+        "Withdraw from the available balance: amount + fee held at once, then paid out",
+        "bearer",
+        201,
+        wds.Withdrawal,
+        wds.CreateWithdrawal,
+        idempotent=True,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="withdrawals",
+        description="The Idempotency-Key is required (400 `missing_idempotency_key`). Refused "
+        "with 400 `amount_too_small`, `insufficient_funds` or `daily_limit_exceeded`; above the "
+        "entity's `approval_above` the withdrawal is `pending_approval`.",
+    ),
+    Route(
+        "GET",
+        "/api/v1/withdrawals",
+        withdrawals.list_withdrawals,
+        "listWithdrawals",
+        "Withdrawals, newest first (platform users name the entity)",
+        "bearer",
+        200,
+        wds.WithdrawalList,
+        query=(
+            *PAGE,
+            ENTITY,
+            CURRENCY,
+            Param("status", {"type": "string", "enum": [s.value for s in WithdrawalStatus]}),
+        ),
+        tag="withdrawals",
+    ),
+    Route(
+        "GET",
+        "/api/v1/withdrawals/{id}",
+        withdrawals.get_withdrawal,
+        "getWithdrawal",
+        "A withdrawal (another entity's is 404)",
+        "bearer",
+        200,
+        wds.Withdrawal,
+        tag="withdrawals",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/withdrawals/{id}/approve",
+        withdrawals.approve_withdrawal,
+        "approveWithdrawal",
+        "Approve a withdrawal waiting for it: not its requester, with a reason (audited)",
+        "bearer",
+        200,
+        wds.Withdrawal,
+        wds.Decide,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="withdrawals",
+    ),
+    Route(
+        "POST",
+        "/api/v1/admin/withdrawals/{id}/reject",
+        withdrawals.reject_withdrawal,
+        "rejectWithdrawal",
+        "Reject a withdrawal waiting for approval; the funds go back (audited)",
+        "bearer",
+        200,
+        wds.Withdrawal,
+        wds.Decide,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="withdrawals",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/admin/withdrawals/rules/{entityId}",
+        withdrawals.put_rules,
+        "putWithdrawalRules",
+        "An entity's minimum, fee, daily limit and approval threshold in a currency (audited)",
+        "bearer",
+        200,
+        wds.RulesView,
+        wds.PutRules,
+        tag="withdrawals",
+    ),
+    Route(
+        "POST",
+        "/api/v1/payouts/callback/{channel}",
+        withdrawals.payout_callback,
+        "payoutCallback",
+        "A channel's payout callback (signed by the channel; a trigger to ask it)",
+        "channel",
+        200,
+        None,
+        errors=(400, 401, 404),
+        content_type="text/plain",
+        tag="channels",
     ),
     # --- the customer's pages, operations -----------------------------------------------------
     Route(

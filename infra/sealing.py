@@ -49,7 +49,8 @@ COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK, CUSTOMER_EMAIL, CU
 # Sealed since they were first stored: never plaintext, but resealed with the rest.
 BANK_ACCOUNT = SealedColumn("merchant_kyc", "merchant_id", "bank_account", None)
 CHANNEL_CREDENTIALS = SealedColumn("channels", "code", "credentials", "channel")
-EVERY_COLUMN = (*COLUMNS, BANK_ACCOUNT, CHANNEL_CREDENTIALS)
+PAYOUT_ACCOUNT = SealedColumn("payout_accounts", "id", "details", "payout_account")
+EVERY_COLUMN = (*COLUMNS, BANK_ACCOUNT, CHANNEL_CREDENTIALS, PAYOUT_ACCOUNT)
 
 
 Conn = asyncpg.Connection | asyncpg.Pool

@@ -21,6 +21,8 @@ from domain.ids import new_id
 from domain.ledger import Posting
 from domain.messages import PaymentIntent, RefundIntent
 from domain.states import PaymentStatus, RefundStatus, refund_sources, sources
+from domain.withdrawals import WithdrawalStatus
+from domain.withdrawals import sources as withdrawal_sources
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -138,6 +140,14 @@ async def transition_refund(
 ) -> asyncpg.Record | None:
     return await _transition(
         conn, "refunds", refund_id, target.value, refund_sources(target), changes
+    )
+
+
+async def transition_withdrawal(
+    conn: Conn, withdrawal_id: str, target: WithdrawalStatus, **changes: Any
+) -> asyncpg.Record | None:
+    return await _transition(
+        conn, "withdrawals", withdrawal_id, target.value, withdrawal_sources(target), changes
     )
 
 

@@ -45,6 +45,7 @@ from routing.health import HealthBook
 from routing.volume import DailyVolume
 from workers.context import Context
 from workers.outcomes import EXPIRED, end_payment, publish_events
+from workers.payouts import pay_out
 from workers.runtime import Mailbox, gather_all
 
 T = TypeVar("T")
@@ -75,10 +76,11 @@ class ChannelActor:
             raise ChannelTransientError("channel_unavailable", f"channel {self.code} not loaded")
         return adapter
 
-    def _retrying(self) -> tenacity.AsyncRetrying:
+    def _retrying(self, retries: bool) -> tenacity.AsyncRetrying:
         spec = self.ctx.channels.specs.get(self.code)
+        attempts = max(1, spec.retries if spec and retries else 1)
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(max(1, spec.retries if spec else 1)),
+            stop=tenacity.stop_after_attempt(attempts),
             wait=tenacity.wait_exponential(multiplier=0.05, max=1.0),
             retry=tenacity.retry_if_exception_type(ChannelTransientError),
             reraise=True,
@@ -93,17 +95,26 @@ class ChannelActor:
                 *(self.confirm(t) for t in tasks if t.kind == "confirm"),
                 *(self.check(t) for t in tasks if t.kind == "check"),
                 *(self.cancel(t) for t in tasks if t.kind == "cancel"),
+                *(pay_out(self, t) for t in tasks if t.kind == "payout"),
             ]
         )
 
-    async def call(self, operation: str, call: Callable[[A], Awaitable[T]], argument: A) -> T:
-        """One logical channel call: breaker gate, retries, health accounting."""
+    async def call(
+        self,
+        operation: str,
+        call: Callable[[A], Awaitable[T]],
+        argument: A,
+        *,
+        retries: bool = True,
+    ) -> T:
+        """One logical channel call: breaker gate, retries (unless the call must be asked
+        about before it is made again: a payout), health accounting."""
         if not await self.breakers.allow(self.code):
             metrics.channel_calls.labels(self.code, operation, "breaker_open").inc()
             raise ChannelTransientError("channel_unavailable", "the channel's breaker is open")
         started = time.perf_counter()
         try:
-            result = await self._retrying()(call, argument)
+            result = await self._retrying(retries)(call, argument)
         except ChannelTransientError:
             await self._account(operation, "transient", started)
             raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
@@ -16,7 +17,7 @@ import orjson
 from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
-from infra import broker, metrics, progress, settlement, store
+from infra import broker, metrics, progress, settlement, store, withdrawals
 from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
 from routing.health import HealthBook
@@ -214,6 +215,19 @@ async def settle(ctx: Context) -> None:
     await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
 
 
+async def redrive_withdrawals(ctx: Context) -> None:
+    """Withdrawals left requested, sending or sent (a message lost before the relay, a
+    callback lost): handed to their channel's pool again, which asks the channel first."""
+    w = ctx.settings.withdrawals
+    rows = await withdrawals.stale(ctx.pg, w.redrive_after_s)
+    by_channel: dict[str, list[ChannelTask]] = defaultdict(list)
+    for r in rows:
+        channel = r["channel"] or w.channel
+        by_channel[channel].append(ChannelTask(kind="payout", id=r["id"], channel=channel))
+    for channel, tasks in by_channel.items():
+        await ctx.publisher.send(ctx.queues.channel(channel), tasks)
+
+
 async def sample_backlogs(ctx: Context) -> None:
     for name in STREAMS:
         key = ctx.keys.stream(name)
@@ -267,7 +281,15 @@ async def every(
 async def run(ctx: Context) -> None:
     interval = ctx.settings.scheduler.interval_ms / 1000
     async with asyncio.TaskGroup() as group:
-        for job in (expire_due, check_due, sweep_outbox, redrive_stuck, sample_backlogs):
+        jobs = (
+            expire_due,
+            check_due,
+            sweep_outbox,
+            redrive_stuck,
+            redrive_withdrawals,
+            sample_backlogs,
+        )
+        for job in jobs:
             group.create_task(
                 supervise(f"scheduler-{job.__name__}", lambda j=job: every(interval, j, ctx))
             )

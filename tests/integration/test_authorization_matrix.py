@@ -18,10 +18,11 @@ import pytest_asyncio
 from config import load_settings
 from domain.access import BUILTIN_ROLES, Realm
 from domain.agents import ALL_GRANTS
+from domain.settlement import Entity
 from gateway.app import create_app
 from gateway.openapi import document
 from gateway.routes import ROUTES
-from infra import agents, channels, settlement
+from infra import agents, channels, settlement, withdrawals
 from infra.channels import spec_from_config
 from infra.merchants import add_api_key
 from tests.conftest import MerchantFactory, wait_status
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 # Reached without a portal session (channels, browsers, probes) or by any signed-in user.
 PUBLIC = {
     ("POST", "/api/v1/payments/callback/{channel}"),
+    ("POST", "/api/v1/payouts/callback/{channel}"),
     ("GET", "/checkout/{id}"),
     ("POST", "/checkout/{id}/card"),
     ("GET", "/healthz"),
@@ -63,6 +65,8 @@ class World:
     quote: str  # merchant A's FX quote
     channel: str  # a disabled channel the channel endpoints act on
     statement: str = ""  # merchant A's settlement statement
+    payout_account: str = ""  # merchant A's bank account to withdraw to
+    withdrawal: str = ""  # merchant A's withdrawal, rejected (so decisions are 409)
 
 
 @dataclass(frozen=True)
@@ -476,6 +480,73 @@ ENDPOINTS = [
         lambda w: f"/api/v1/admin/settlements/terms/{w.shop}",
         lambda w: {"cycle": "T+1"},
     ),
+    Endpoint(
+        "POST",
+        "/api/v1/payout-accounts",
+        "withdrawals:create",
+        "shop",
+        lambda w: "/api/v1/payout-accounts",
+        lambda w: {"kind": "crypto_wallet", "number": "0x52908400098527886E0F", "entity": w.shop},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/payout-accounts",
+        "settlements:read",
+        "shop",
+        lambda w: f"/api/v1/payout-accounts?entity={w.shop}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/withdrawals",
+        "withdrawals:create",
+        "shop",
+        lambda w: "/api/v1/withdrawals",
+        # without an Idempotency-Key: 400 once the caller may, so nothing moves
+        lambda w: {
+            "amount": "10.00",
+            "currency": "USD",
+            "payout_account_id": w.payout_account,
+            "entity": w.shop,
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/withdrawals",
+        "settlements:read",
+        "shop",
+        lambda w: f"/api/v1/withdrawals?entity={w.shop}",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/withdrawals/{id}",
+        "settlements:read",
+        "hidden",
+        lambda w: f"/api/v1/withdrawals/{w.withdrawal}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/withdrawals/{id}/approve",
+        "settlements:approve",
+        "platform",
+        lambda w: f"/api/v1/admin/withdrawals/{w.withdrawal}/approve",
+        lambda w: {"reason": "matrix"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/admin/withdrawals/{id}/reject",
+        "settlements:approve",
+        "platform",
+        lambda w: f"/api/v1/admin/withdrawals/{w.withdrawal}/reject",
+        lambda w: {"reason": "matrix"},
+    ),
+    Endpoint(
+        "PUT",
+        "/api/v1/admin/withdrawals/rules/{entityId}",
+        "settlements:approve",
+        "platform",
+        lambda w: f"/api/v1/admin/withdrawals/rules/{w.shop}",
+        lambda w: {"currency": "USD", "min_amount": "10.00"},
+    ),
 ]
 
 
@@ -591,6 +662,20 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         await settlement.run(stack.pg, stack.settings, now, entity_id=shop.merchant_id)
     world.statement = await stack.pg.fetchval(
         "SELECT id FROM settlement_statements WHERE entity_id = $1", shop.merchant_id
+    )
+    shop_entity = Entity("merchant", shop.merchant_id)
+    account = await withdrawals.add_account(
+        stack.pg, stack.box, shop_entity, "bank_account", {"number": "DE89370400440532013000"}
+    )
+    world.payout_account = account["id"]
+    world.withdrawal = await stack.pg.fetchval(
+        """INSERT INTO withdrawals (id, entity_kind, entity_id, payout_account_id, currency,
+               amount, fee, status, idempotency_key, fingerprint, requested_by)
+           VALUES ($1, 'merchant', $2, $3, 'USD', 1000, 0, 'rejected', $1, '-', 'usr_matrix')
+           RETURNING id""",
+        f"wd_matrix{time.time_ns()}",
+        shop.merchant_id,
+        account["id"],
     )
     return world, callers
 
