@@ -11,6 +11,13 @@ from gateway.errors import ApiError, invalid
 from gateway.state import REQUEST_ID, edge
 
 
+def callback_refused(exc: CallbackRejected) -> ApiError:
+    """A callback that failed its adapter's verification (401) or could not be read (400)."""
+    status = 401 if exc.code == "invalid_signature" else 400
+    kind = "authentication_error" if status == 401 else "invalid_request_error"
+    return ApiError(status, kind, exc.code, exc.message)
+
+
 async def channel_callback(request: web.Request) -> web.Response:
     e = edge(request)
     channel = request.match_info["channel"]
@@ -21,9 +28,7 @@ async def channel_callback(request: web.Request) -> web.Response:
     try:
         callback = adapter.parse_callback(request.headers, body)
     except CallbackRejected as exc:
-        status = 401 if exc.code == "invalid_signature" else 400
-        kind = "authentication_error" if status == 401 else "invalid_request_error"
-        raise ApiError(status, kind, exc.code, exc.message) from None
+        raise callback_refused(exc) from None
     # A duplicate is answered like the first: the channel only needs to know we have it. An
     # event about nothing we track (None) is acknowledged too, or the channel would resend it.
     if callback is not None:

@@ -28,6 +28,7 @@ from domain.withdrawals import (
     decide,
 )
 from gateway.access import actor, identify, require, visible
+from gateway.callbacks import callback_refused
 from gateway.errors import ApiError, invalid
 from gateway.intake import fingerprint
 from gateway.payments import idempotency_conflict
@@ -117,14 +118,18 @@ async def add_payout_account(request: web.Request) -> web.Response:
     return json_answer(_account_view(row), 201)
 
 
-async def list_payout_accounts(request: web.Request) -> web.Response:
-    e = edge(request)
-    who = (await identify(request, b"")).principal
+async def _read_for(request: web.Request, who: Principal) -> Entity:
+    """Whose list is read: `?entity=`, else the caller's own merchant or agent."""
     entity_id = request.query.get("entity") or who.org_id
     if entity_id is None:
         await require(request, who, "settlements:read")
         raise invalid("missing_parameter", "entity is required for platform users", "entity")
-    target = await _entity(request, who, entity_id, "settlements:read", "entity")
+    return await _entity(request, who, entity_id, "settlements:read", "entity")
+
+
+async def list_payout_accounts(request: web.Request) -> web.Response:
+    e = edge(request)
+    target = await _read_for(request, (await identify(request, b"")).principal)
     rows = await withdrawals.accounts(e.pg, target.id)
     return json_answer(PayoutAccountList("list", [_account_view(r) for r in rows], False))
 
@@ -220,12 +225,7 @@ async def get_withdrawal(request: web.Request) -> web.Response:
 
 async def list_withdrawals(request: web.Request) -> web.Response:
     e = edge(request)
-    who = (await identify(request, b"")).principal
-    entity_id = request.query.get("entity") or who.org_id
-    if entity_id is None:
-        await require(request, who, "settlements:read")
-        raise invalid("missing_parameter", "entity is required for platform users", "entity")
-    target = await _entity(request, who, entity_id, "settlements:read", "entity")
+    target = await _read_for(request, (await identify(request, b"")).principal)
     limit = page_limit(request, 20)
     after = await known_cursor(
         request, e.pg, "SELECT 1 FROM withdrawals WHERE id = $1 AND entity_id = $2", target.id
@@ -358,9 +358,7 @@ async def payout_callback(request: web.Request) -> web.Response:
             request.headers, await request.read()
         )
     except CallbackRejected as exc:
-        status = 401 if exc.code == "invalid_signature" else 400
-        kind = "authentication_error" if status == 401 else "invalid_request_error"
-        raise ApiError(status, kind, exc.code, exc.message) from None
+        raise callback_refused(exc) from None
     task = ChannelTask(
         kind="payout", id=withdrawal_id, channel=channel, request_id=request[REQUEST_ID]
     )

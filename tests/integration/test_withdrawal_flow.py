@@ -122,6 +122,12 @@ async def test_a_withdrawal_is_held_then_paid_out(
         raise AssertionError("no withdrawal.succeeded webhook in the outbox")
     status, listed = await owner.call("GET", "/api/v1/withdrawals?status=succeeded&currency=USD")
     assert status == 200 and [x["id"] for x in listed["data"]] == [w["id"]], listed
+    # A payout callback is verified by the channel's adapter before it triggers anything.
+    for channel, want in (("sim", 401), ("nosuch", 404)):
+        async with http.post(
+            f"{stack.url}/api/v1/payouts/callback/{channel}", data=b'{"event":"payout.paid"}'
+        ) as response:
+            assert response.status == want, await response.text()
     await assert_ledger_invariants(stack.pg)
 
 
