@@ -125,6 +125,15 @@ def check(rules: Rules, amount: int, available: int, today: int) -> Decision:
     return Decision(charged, needs)
 
 
+def check_statement(status: str, currency: str, net: int, amount: int, wanted: str) -> None:
+    """A withdrawal paying a statement pays exactly its net, in its currency, once it is
+    closed (not carried, not paid)."""
+    if status != "closed":
+        raise Refused("settlement_not_payable", f"the statement is {status}", "settlement_id")
+    if (amount, wanted) != (net, currency):
+        raise Refused("amount_mismatch", "a statement is paid its net, in its currency")
+
+
 class DecisionRefused(ValueError):
     def __init__(self, code: str, message: str, status: int) -> None:
         super().__init__(message)

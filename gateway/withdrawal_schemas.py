@@ -44,12 +44,14 @@ class PayoutAccountList(msgspec.Struct):
 
 class CreateWithdrawal(msgspec.Struct, forbid_unknown_fields=True):
     """`amount` is what reaches the account; the fee is taken on top from available.
-    `entity`: platform users only (a withdrawal on an entity's behalf)."""
+    `entity`: platform users only (a withdrawal on an entity's behalf). `settlement_id`: pay a
+    closed statement, its net in its currency (it becomes `paid` with the payout)."""
 
     amount: AmountText
     currency: CurrencyCode
     payout_account_id: Annotated[str, Meta(min_length=1, max_length=64)]
     entity: EntityId | None = None
+    settlement_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
 
 
 class Withdrawal(msgspec.Struct, kw_only=True):
@@ -67,6 +69,7 @@ class Withdrawal(msgspec.Struct, kw_only=True):
     decision_reason: str | None
     failure_code: str | None
     failure_message: str | None
+    settlement_id: str | None
     created: int
     updated: int
 

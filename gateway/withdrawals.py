@@ -174,6 +174,7 @@ async def create_withdrawal(request: web.Request) -> web.Response:
                     fingerprint=fp,
                     requested_by=who.id,
                     request_id=request.get(REQUEST_ID),
+                    settlement_id=req.settlement_id,
                 )
                 if new:
                     await audit.append(
@@ -188,8 +189,16 @@ async def create_withdrawal(request: web.Request) -> web.Response:
                         },
                     )
         except Refused as exc:
-            raise invalid(exc.code, exc.message, exc.param) from None
-        except asyncpg.UniqueViolationError:
+            status = {"resource_missing": 404, "settlement_not_payable": 409}.get(exc.code, 400)
+            raise invalid(exc.code, exc.message, exc.param, status) from None
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name == "withdrawals_settlement_once":
+                raise invalid(
+                    "settlement_not_payable",
+                    "another withdrawal is paying this statement",
+                    "settlement_id",
+                    409,
+                ) from None
             raise idempotency_conflict() from None
     if row["fingerprint"] != fp:
         raise idempotency_conflict()

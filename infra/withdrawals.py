@@ -19,14 +19,16 @@ import orjson
 from config import Settings
 from domain.ids import new_id
 from domain.money import format_amount, parse_amount
-from domain.settlement import Entity
+from domain.settlement import Entity, StatementStatus, statement_sources
 from domain.withdrawals import (
     HOLD,
     Decision,
+    Refused,
     Rules,
     Step,
     WithdrawalStatus,
     check,
+    check_statement,
     postings,
 )
 from infra import store
@@ -56,6 +58,7 @@ def view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "decision_reason": row["decision_reason"],
         "failure_code": row["failure_code"],
         "failure_message": row["failure_message"],
+        "settlement_id": row["settlement_id"],
         "created": int(row["created_at"].timestamp()),
         "updated": int(row["updated_at"].timestamp()),
     }
@@ -172,6 +175,7 @@ async def request(
     fingerprint: str,
     requested_by: str,
     request_id: str | None,
+    settlement_id: str | None = None,
 ) -> tuple[asyncpg.Record, bool]:
     """In the caller's transaction: the withdrawal, held, and whether it is new (False: the
     Idempotency-Key's earlier one). Raises `domain.withdrawals.Refused`."""
@@ -195,6 +199,18 @@ async def request(
         midnight,
         list(_COUNTED),
     )
+    if settlement_id is not None:
+        statement = await conn.fetchrow(
+            "SELECT status, currency, net FROM settlement_statements WHERE id = $1 "
+            "AND entity_id = $2",
+            settlement_id,
+            who.id,
+        )
+        if statement is None:
+            raise Refused("resource_missing", "no such settlement", "settlement_id")
+        check_statement(
+            statement["status"], statement["currency"], int(statement["net"]), amount, currency
+        )
     decision: Decision = check(
         await rules(conn, who.id, currency, settings), amount, int(owed or 0), int(today)
     )
@@ -203,8 +219,9 @@ async def request(
     )
     row = await conn.fetchrow(
         """INSERT INTO withdrawals (id, entity_kind, entity_id, payout_account_id, currency,
-               amount, fee, status, idempotency_key, fingerprint, requested_by, request_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) RETURNING *""",
+               amount, fee, status, idempotency_key, fingerprint, requested_by, request_id,
+               settlement_id)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *""",
         new_id("wd"),
         who.kind,
         who.id,
@@ -217,6 +234,7 @@ async def request(
         fingerprint,
         requested_by,
         request_id,
+        settlement_id,
     )
     await store.post_entries(
         conn, [(HOLD, row["id"], postings(HOLD, who, currency, amount, decision.fee))]
@@ -270,6 +288,13 @@ async def move(
         who = Entity(moved["entity_kind"], moved["entity_id"])
         lines = postings(step.entry, who, moved["currency"], moved["amount"], moved["fee"])
         await store.post_entries(conn, [(step.entry, moved["id"], lines)])
+    if step.target is WithdrawalStatus.SUCCEEDED and moved["settlement_id"] is not None:
+        await conn.execute(
+            "UPDATE settlement_statements SET status = $2 WHERE id = $1 AND status = ANY($3)",
+            moved["settlement_id"],
+            StatementStatus.PAID.value,
+            statement_sources(StatementStatus.PAID),
+        )
     events: list[tuple[str, str]] = []
     if step.event is not None and moved["entity_kind"] == "merchant":
         # Agents have no webhook endpoint; they read their withdrawals.

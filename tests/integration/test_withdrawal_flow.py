@@ -19,8 +19,10 @@ import pytest
 
 from domain.access import Realm
 from domain.ledger import Posting
+from domain.settlement import period
 from infra import store
 from tests.conftest import MerchantFactory
+from tests.integration.test_settlement_flow import settle
 from tests.invariants import assert_ledger_invariants
 from tests.portal import Portal, make_user
 from tests.stack import Stack
@@ -183,6 +185,36 @@ async def test_bad_input_is_refused_and_changes_nothing(
     assert status == 404 and body["error"]["code"] == "resource_missing", body
     status, body = await owner.call("GET", f"/api/v1/withdrawals?entity={other_mid}")
     assert status == 403 and body["error"]["type"] == "permission_error", body
+
+
+async def test_a_withdrawal_pays_a_closed_statement(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    mid, owner, _, account = await setup(stack, http, new_merchant, 25_000)
+    assert stack.pg is not None
+    funded = await stack.pg.fetchval(
+        """SELECT max(e.created_at) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id WHERE a.name = $1""",
+        f"merchant:{mid}:available",
+    )
+    closed = await settle(stack, period("T+1", funded)[1], mid)
+    assert len(closed.statements) == 1, closed
+    sid = closed.statements[0]
+    payload = {"currency": "USD", "payout_account_id": account, "settlement_id": sid}
+    for extra, want, code in (
+        ({"amount": "249.99"}, 400, "amount_mismatch"),
+        ({"amount": "250.00", "settlement_id": "stl_nope"}, 404, "resource_missing"),
+    ):
+        status, body = await withdraw(owner, {**payload, **extra})
+        assert (status, body["error"]["code"]) == (want, code), body
+    status, w = await withdraw(owner, {**payload, "amount": "250.00"})
+    assert status == 201 and w["settlement_id"] == sid, w
+    await wait_withdrawal(owner, w["id"], {"succeeded"})
+    status, statement = await owner.call("GET", f"/api/v1/settlements/{mid}/{sid}")
+    assert status == 200 and statement["statement"]["status"] == "paid", statement
+    await fund(stack, mid, 25_000)
+    status, body = await withdraw(owner, {**payload, "amount": "250.00"})
+    assert (status, body["error"]["code"]) == (409, "settlement_not_payable"), body
 
 
 async def test_concurrent_withdrawals_never_overdraw(

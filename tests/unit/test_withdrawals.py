@@ -22,6 +22,7 @@ from domain.withdrawals import (
     Rules,
     WithdrawalStatus,
     check,
+    check_statement,
     decide,
     fee,
     postings,
@@ -58,6 +59,19 @@ def test_rules_are_sane() -> None:
     for bad in ({"min_amount": 0}, {"fee_fixed": -1}, {"fee_bps": 10_001}, {"daily_limit": -1}):
         with pytest.raises(ValueError):
             Rules(**bad)  # type: ignore[arg-type]
+
+
+def test_a_statement_is_paid_its_net_once_closed() -> None:
+    check_statement("closed", "USD", 9_750, 9_750, "USD")
+    for status, net, amount, currency, code in (
+        ("carried", -100, 100, "USD", "settlement_not_payable"),
+        ("paid", 9_750, 9_750, "USD", "settlement_not_payable"),
+        ("closed", 9_750, 9_749, "USD", "amount_mismatch"),
+        ("closed", 9_750, 9_750, "EUR", "amount_mismatch"),
+    ):
+        with pytest.raises(Refused) as refused:
+            check_statement(status, "USD", net, amount, currency)
+        assert refused.value.code == code
 
 
 def test_maker_checker() -> None:
