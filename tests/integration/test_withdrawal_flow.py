@@ -1,8 +1,9 @@
 """Withdrawals against a real node: a payout account, a withdrawal held at once and paid out by
-the simulator (its callback, the ledger, the webhook), bad input refused in the documented shape
-with nothing changed, concurrent requests that never overdraw, maker–checker, a rejected
-account and a later failure that give the funds back, a timeout asked about before any resend,
-a returned payout, and a payout sent exactly once while the channel pool is SIGKILLed."""
+the simulator (its callback, the ledger, the webhook), a statement paid, an agent's wallet,
+bad input refused in the documented shape with nothing changed, concurrent requests that never
+overdraw, maker–checker, a rejected account and a later failure that give the funds back, a
+timeout asked about before any resend, a returned payout, a lost hand-over re-driven, and a
+payout sent exactly once while the channel pool is SIGKILLed."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ import pytest
 
 from domain.access import Realm
 from domain.ledger import Posting
-from domain.settlement import period
-from infra import store
+from domain.settlement import Entity, period
+from infra import agents, store, withdrawals
 from tests.conftest import MerchantFactory
 from tests.integration.test_settlement_flow import settle
 from tests.invariants import assert_ledger_invariants
@@ -215,6 +216,64 @@ async def test_a_withdrawal_pays_a_closed_statement(
     await fund(stack, mid, 25_000)
     status, body = await withdraw(owner, {**payload, "amount": "250.00"})
     assert (status, body["error"]["code"]) == (409, "settlement_not_payable"), body
+
+
+async def test_an_agent_withdraws_its_commission_to_a_wallet(stack: Stack, http) -> None:
+    assert stack.pg is not None
+    agent_id = f"agt_wd{time.time_ns()}"
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await agents.create_agent(
+            conn,
+            agent_id=agent_id,
+            name=agent_id,
+            email=f"{agent_id}@example.com",
+            parent_id=None,
+            status="active",
+            grants=[],
+        )
+    owner = await make_user(stack, http, Realm.AGENT, agent_id, ["agent_owner"])
+    wallet = {"kind": "crypto_wallet", "number": "TQn9Y2khEsLJW1ChVWFMSMeRDow5KcbLSE"}
+    status, account = await owner.call("POST", "/api/v1/payout-accounts", wallet)
+    assert status == 201 and account["entity_id"] == agent_id, account
+    lines = [
+        Posting("test:funding", "USD", 5_000),
+        Posting(f"agent:{agent_id}:available", "USD", -5_000),
+    ]
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await store.post_entries(conn, [("adjustment", f"fund:{agent_id}", lines)])
+    status, w = await withdraw(
+        owner, {"amount": "50.00", "currency": "USD", "payout_account_id": account["id"]}
+    )
+    assert status == 201 and w["entity_kind"] == "agent", w
+    await wait_withdrawal(owner, w["id"], {"succeeded"})
+    b = await balance(owner)
+    assert (b["available"], b["paid_out"]) == ("0.00", "50.00"), b
+
+
+async def test_a_lost_hand_over_is_redriven(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    """A withdrawal whose task never reached the pool (the gateway died after its commit)."""
+    mid, owner, _, account = await setup(stack, http, new_merchant, 10_000)
+    assert stack.pg is not None
+    async with stack.pg.acquire() as conn, conn.transaction():
+        row, _ = await withdrawals.request(
+            conn,
+            stack.settings,
+            Entity("merchant", mid),
+            account_id=account,
+            currency="USD",
+            amount=2_000,
+            key="lost",
+            fingerprint="-",
+            requested_by="usr_test",
+            request_id=None,
+        )
+        await conn.execute(
+            "UPDATE withdrawals SET updated_at = now() - interval '1 hour' WHERE id = $1",
+            row["id"],
+        )
+    await wait_withdrawal(owner, row["id"], {"succeeded"})
 
 
 async def test_concurrent_withdrawals_never_overdraw(
