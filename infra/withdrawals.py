@@ -307,6 +307,18 @@ async def move(
     return moved, events
 
 
+async def lease(conn: Conn, withdrawal_id: str, lease_s: float) -> asyncpg.Record | None:
+    """The right to send a `sending` withdrawal again, taken by one caller at a time: the
+    claim, or the last lease, touched it more than `lease_s` ago (longer than a call lasts)."""
+    return await conn.fetchrow(
+        """UPDATE withdrawals SET version = version + 1, updated_at = now()
+           WHERE id = $1 AND status = 'sending'
+             AND updated_at < now() - make_interval(secs => $2) RETURNING *""",
+        withdrawal_id,
+        lease_s,
+    )
+
+
 async def stale(conn: Conn, older_than_s: float, limit: int = 500) -> list[asyncpg.Record]:
     """Withdrawals the payout pool has not touched for a while: a lost message or callback."""
     return await conn.fetch(

@@ -7,7 +7,8 @@ A payout is sent at most once per withdrawal, whatever crashes:
 - it is sent only by whoever moves it `requested → sending` (a guarded UPDATE), with the
   withdrawal id as the channel's idempotency key;
 - a withdrawal found `sending` (a crash after the claim, a timeout, a redelivery) is asked
-  about first, and sent only if the channel says it never received it;
+  about first, and sent only if the channel says it never received it, by whoever then takes
+  its lease (`infra.withdrawals.lease`), so two deliveries at once never both send it;
 - a transient failure is never retried here: the message goes back to the queue, and its next
   delivery asks first.
 
@@ -24,6 +25,7 @@ import asyncpg
 
 from adapters.base import (
     ChannelDeclined,
+    ChannelTransientError,
     PayoutDestination,
     PayoutRequest,
     PayoutSending,
@@ -66,9 +68,21 @@ async def pay_out(actor: ChannelActor, task: ChannelTask) -> None:
             except ChannelDeclined as exc:
                 if exc.code != "not_found" or row["status"] != WithdrawalStatus.SENDING:
                     raise
-                # Claimed, then a crash or a timeout before the channel received it.
-                state = await _send(actor, row)
+                # Claimed, then a crash or a timeout before the channel received it; or
+                # another delivery's send is still on its way.
+                leased = await withdrawals.lease(ctx.pg, row["id"], _lease_s(actor))
+                if leased is None:
+                    raise ChannelTransientError(
+                        "payout_in_flight", "the payout is being sent; asked again later"
+                    ) from None
+                state = await _send(actor, leased)
     await _apply(actor, row, state)
+
+
+def _lease_s(actor: ChannelActor) -> float:
+    """Twice the channel's timeout: longer than any send still in flight can last."""
+    spec = actor.ctx.channels.specs.get(actor.code)
+    return 2 * (spec.timeout_ms if spec else 30_000) / 1000
 
 
 async def _send(actor: ChannelActor, row: asyncpg.Record) -> PayoutState:
