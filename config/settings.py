@@ -155,6 +155,7 @@ class Simulator(Base):
     pay_delay_ms: int
     latency_ms: int
     timeout_delay_ms: int
+    state_file: str  # where the state is kept across a clean restart; "" keeps none
     # by merchant account (api_key); an account not named is an e-wallet
     personalities: dict[str, Literal["card", "ewallet", "bank_transfer"]] = {}
 

@@ -1,4 +1,5 @@
-"""Forgetting a node: its database, its Redis keys and its RabbitMQ queues, all of them.
+"""Forgetting a node: its database, its Redis keys, its RabbitMQ queues and its simulator's
+kept state, all of them.
 
 The test and benchmark nodes do it when they stop; `juhe dev reset` does it to a development
 node, so the next `make run` starts from an empty database as on a new machine."""
@@ -6,6 +7,7 @@ node, so the next `make run` starts from an empty database as on a new machine."
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
 
 import aio_pika
 import asyncpg
@@ -57,4 +59,18 @@ async def wipe(settings: Settings, codes: Iterable[str]) -> dict[str, int]:
         channel = await connection.channel()
         for queue in names:
             await channel.queue_delete(queue)
-    return {"databases": dropped, "redis_keys": len(keys), "queues": len(names)}
+    kept = _forget(settings.simulator.state_file)
+    return {
+        "databases": dropped,
+        "redis_keys": len(keys),
+        "queues": len(names),
+        "simulator_state": int(kept),
+    }
+
+
+def _forget(path: str) -> bool:
+    """Remove the simulator's kept state, if it has any; whether there was some."""
+    if not path or not Path(path).exists():
+        return False
+    Path(path).unlink()
+    return True

@@ -5,7 +5,9 @@ It knows the merchant accounts of the channels configured with ``adapter = "simu
 is paid ``simulator.pay_delay_ms`` after creation and an ``order.paid`` callback is sent to its
 notify_url; a customer can also pay at once on the page ``GET /pay/{order_no}``. Callbacks are
 redelivered until the receiver answers 200 ``success`` (at most 5 retries, after 0.2, 0.5, 1, 2
-and 4 s). Every API response is delayed by ``simulator.latency_ms``. State lives in memory.
+and 4 s). Every API response is delayed by ``simulator.latency_ms``. State lives in memory, and
+in ``simulator.state_file`` across a clean restart (orders not yet paid are paid after it,
+callbacks not yet taken are sent again).
 Reusing a merchant_ref or refund_ref for a different amount answers 409 ``DUPLICATE_REF``.
 
 Test amounts, chosen by ``int(amount_minor) % 100`` (this sandbox's "test cards"):
@@ -51,11 +53,14 @@ from __future__ import annotations
 import asyncio
 import html
 import logging
+import os
 import secrets
+import signal
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -92,6 +97,7 @@ class Order:
     created_at: int
     status: wire.OrderStatus = "PENDING"
     refunded: int = 0
+    notified: bool = False  # its final callback was taken (by a 200 `success`)
 
     @property
     def magic(self) -> int:
@@ -162,15 +168,7 @@ class Sandbox:
         if order.status != "PENDING":
             return
         order.status = "FAILED" if order.magic == FAILS else "PAID"
-        event = wire.CallbackEvent(
-            event_id=_new_id("evt_"),
-            event="order.failed" if order.status == "FAILED" else "order.paid",
-            order_no=order.order_no,
-            merchant_ref=order.merchant_ref,
-            amount_minor=str(order.amount),
-            currency=order.currency,
-            ts=int(time.time()),
-        )
+        event = _final_event(order)
         events = [] if order.magic == SILENT else [event]
         if order.magic == TWICE:
             events.append(event)
@@ -182,8 +180,11 @@ class Sandbox:
         self.spawn(self._announce(order, events))
 
     async def _announce(self, order: Order, events: list[wire.CallbackEvent]) -> None:
-        for event in events:
+        delivered = [
             await self._deliver(order.api_key, order.notify_url, order.order_no, event)
+            for event in events
+        ]
+        order.notified = all(delivered)
 
     async def pay_out(self, payout: Payout) -> None:
         """Pay (or fail) a payout after the delay, and a returned one back after another."""
@@ -209,7 +210,8 @@ class Sandbox:
 
     async def _deliver(
         self, api_key: str, url: str, about: str, event: wire.CallbackEvent | wire.PayoutEvent
-    ) -> None:
+    ) -> bool:
+        """Send a callback until it is taken; False once the retries are spent."""
         assert self.session is not None, "callbacks are sent only while the app runs"
         body = msgspec.json.encode(event)
         secret = self.accounts[api_key]
@@ -222,7 +224,7 @@ class Sandbox:
             try:
                 async with self.session.post(url, data=body, headers=headers) as resp:
                     if resp.status == 200 and (await resp.text()).strip() == "success":
-                        return
+                        return True
                     outcome = f"HTTP {resp.status}"
             except (aiohttp.ClientError, TimeoutError) as exc:
                 outcome = type(exc).__name__
@@ -234,6 +236,7 @@ class Sandbox:
                 outcome,
             )
         log.warning("giving up callback %s (%s) for %s", event.event_id, event.event, about)
+        return False
 
     def schedule_payment(self, order: Order) -> None:
         self.spawn(self._pay_after_delay(order))
@@ -246,6 +249,8 @@ class Sandbox:
         self.session = aiohttp.ClientSession(
             timeout=aiohttp.ClientTimeout(total=CALLBACK_TIMEOUT_S)
         )
+        if self.settings.state_file:
+            self.resume(self.settings.state_file)
 
     async def stop(self, _app: web.Application) -> None:
         tasks = list(self.tasks)
@@ -254,6 +259,78 @@ class Sandbox:
         await asyncio.gather(*tasks, return_exceptions=True)
         if self.session is not None:
             await self.session.close()
+        if self.settings.state_file:
+            self.save(self.settings.state_file)
+
+    def save(self, path: str) -> None:
+        """Keep the state for the next start, written atomically (a torn file loses it all).
+
+        A real channel keeps its orders while the gateway in front of it restarts; the simulator
+        runs under the node's own supervisor, so without this a node stopped and started again
+        would find every order its customers had not paid yet forgotten, and those payments
+        could only expire. A crash loses what happened since the last start, as a sandbox may."""
+        snapshot = Snapshot(
+            orders=list(self.orders.values()),
+            refunds=[(key, ref, refund) for (key, ref), refund in self.refunds.items()],
+            payouts=list(self.payouts.values()),
+            failed_once=sorted(self.failed_once),
+            outages=sorted(self.outages),
+        )
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(target.name + ".partial")
+        partial.write_bytes(msgspec.json.encode(snapshot))
+        os.replace(partial, target)
+
+    def resume(self, path: str) -> None:
+        """Take the saved state back and carry on where the stop cut in: pay what was due to
+        be paid, announce what was not yet taken, finish payouts under way."""
+        try:
+            snapshot = msgspec.json.decode(Path(path).read_bytes(), type=Snapshot)
+        except FileNotFoundError:
+            return
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            log.warning("simulator state unreadable, starting empty: %s", exc)
+            return
+        for order in snapshot.orders:
+            self.orders[order.order_no] = order
+            self.order_refs[(order.api_key, order.merchant_ref)] = order.order_no
+            if order.status == "PENDING" and order.magic != NEVER_PAID:
+                self.schedule_payment(order)
+            elif order.status in ("PAID", "FAILED") and not order.notified:
+                # a silent order's callback is lost on purpose, before or after a restart
+                events = [] if order.magic == SILENT else [_final_event(order)]
+                self.spawn(self._announce(order, events))
+        self.refunds.update({(key, ref): refund for key, ref, refund in snapshot.refunds})
+        for payout in snapshot.payouts:
+            self.payouts[(payout.api_key, payout.payout_ref)] = payout
+            if payout.status == "PROCESSING":
+                self.spawn(self.pay_out(payout))
+        self.failed_once.update((key, ref) for key, ref in snapshot.failed_once)
+        self.outages.update(snapshot.outages)
+        log.info(
+            "simulator state resumed: %d orders, %d payouts", len(self.orders), len(self.payouts)
+        )
+
+
+class Snapshot(msgspec.Struct, frozen=True):
+    orders: list[Order]
+    refunds: list[tuple[str, str, Refund]]  # (api_key, refund_ref, refund)
+    payouts: list[Payout]
+    failed_once: list[tuple[str, str]]
+    outages: list[str]
+
+
+def _final_event(order: Order) -> wire.CallbackEvent:
+    return wire.CallbackEvent(
+        event_id=_new_id("evt_"),
+        event="order.failed" if order.status == "FAILED" else "order.paid",
+        order_no=order.order_no,
+        merchant_ref=order.merchant_ref,
+        amount_minor=str(order.amount),
+        currency=order.currency,
+        ts=int(time.time()),
+    )
 
 
 SANDBOX = web.AppKey("sandbox", Sandbox)
@@ -291,7 +368,10 @@ async def api_middleware(request: web.Request, handler: Handler) -> web.StreamRe
     secret = sandbox.accounts.get(api_key) if scheme == "Bearer" else None
     if secret is None:
         return _error(401, "AUTH_FAILED", "unknown or missing API key")
-    body = await request.read()
+    try:
+        body = await request.read()
+    except ConnectionResetError:  # the client went away mid-request (its pool was stopped)
+        return _error(400, "BAD_REQUEST", "the request was cut off")
     try:
         wire.verify_api(
             secret, request.headers, request.method, request.raw_path, body, time.time()
@@ -591,13 +671,18 @@ def create_app(settings: Settings) -> web.Application:
 
 
 async def serve(settings: Settings) -> None:
-    """Run the simulator on ``simulator.host:port`` until cancelled."""
+    """Run the simulator on ``simulator.host:port`` until SIGTERM or SIGINT, then stop cleanly
+    (which is when its state is saved)."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
     try:
         site = web.TCPSite(runner, settings.simulator.host, settings.simulator.port)
         await site.start()
         log.info("simulator listening on %s:%d", settings.simulator.host, settings.simulator.port)
-        await asyncio.Event().wait()
+        await stop.wait()
     finally:
         await runner.cleanup()

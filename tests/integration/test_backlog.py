@@ -1,7 +1,9 @@
 """Issue 11, scenario 2, at a smaller scale: a burst far above the pools' rate, then the whole
-node stopped and started again mid-drain. Every payment still reaches its final status, each is
-posted and announced once, no work is re-driven while it is only waiting in the backlog (the
-test node re-drives after 4 s, far shorter than the drain), and the log holds no error."""
+node stopped and started again mid-drain, its simulated channel with it (which keeps the orders
+its customers had not paid yet, as a real channel would). Every payment still reaches its final
+status, each is posted and announced once, no work is re-driven while it is only waiting in the
+backlog (the test node re-drives after 4 s, far shorter than the drain), and the log holds no
+error."""
 
 from __future__ import annotations
 
@@ -47,7 +49,8 @@ async def test_a_burst_then_a_restart_drains_without_amplification() -> None:
             "JUHE_CHANNEL__PREFETCH": "2",
             "JUHE_SIMULATOR__LATENCY_MS": "300",
             "JUHE_CHANNELS__SIM__TIMEOUT_MS": "3000",
-            "JUHE_SIMULATOR__PAY_DELAY_MS": "50",
+            # customers take a second to pay: orders are open at the channel when it restarts
+            "JUHE_SIMULATOR__PAY_DELAY_MS": "1000",
         },
     )
     try:
@@ -91,6 +94,10 @@ async def test_a_burst_then_a_restart_drains_without_amplification() -> None:
         await asyncio.sleep(5)
         before_restart = await final_count()
         assert before_restart < BURST, "no backlog formed: the test proves nothing"
+        open_at_channel = await stack.pg.fetchval(
+            "SELECT count(*) FROM payments WHERE id = ANY($1) AND status = 'awaiting_payment'", ids
+        )
+        assert open_at_channel > 0, "no order was open at the channel: the restart proves less"
         await stack.restart(down_s=3)
 
         for _ in range(360):

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import aiohttp
+import msgspec
 import orjson
 import pytest
 from aiohttp import web
@@ -462,3 +463,42 @@ async def test_personalities_show_the_customer_different_ways_to_pay(
     if created.bank_transfer:
         assert created.bank_transfer.reference == created.channel_order_id
         assert created.bank_transfer.account_number.isdigit()
+
+
+async def test_a_clean_restart_keeps_orders_and_pays_them_after(
+    settings: Settings, receiver: Receiver, session: aiohttp.ClientSession, tmp_path
+) -> None:
+    """Stopped before an order was paid, the simulator takes it back from its state file and
+    pays it after it starts again; an order paid but not yet announced is announced then, and
+    an order never to be paid stays unpaid."""
+    state_file = str(tmp_path / "sim.json")
+    kept = msgspec.structs.replace(
+        settings,
+        simulator=msgspec.structs.replace(
+            settings.simulator, state_file=state_file, pay_delay_ms=1000
+        ),
+    )
+    first = TestServer(create_app(kept), host="127.0.0.1")
+    await first.start_server()
+    channel = replace(
+        spec_from_config("sim", settings.channels["sim"]), base_url=str(first.make_url("/"))
+    )
+    waiting, never = order(receiver, 1000), order(receiver, 1056)
+    created = await SimulatorAdapter(channel, session).create_order(waiting)
+    await SimulatorAdapter(channel, session).create_order(never)
+    port = first.port
+    await first.close()  # a clean stop, before the pay delay
+    assert (tmp_path / "sim.json").exists()
+    assert receiver.deliveries[waiting.payment_id] == []
+
+    second = TestServer(create_app(kept), host="127.0.0.1", port=port)
+    await second.start_server()
+    try:
+        adapter = SimulatorAdapter(channel, session)
+        state = await adapter.query_order(waiting.payment_id, created.channel_order_id)
+        assert state.status == "pending"  # the order survived the restart
+        [delivery] = await receiver.wait(waiting.payment_id, 1)
+        assert adapter.parse_callback(delivery.headers, delivery.body).outcome == "paid"
+        assert receiver.deliveries[never.payment_id] == []
+    finally:
+        await second.close()
