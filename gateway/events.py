@@ -10,7 +10,7 @@ from aiohttp import web
 
 from gateway.access import identify, require, visible
 from gateway.payments import json_response, listed_merchant, not_found
-from gateway.state import edge, json_answer, known_cursor, page_limit
+from gateway.state import edge, json_answer, known_cursor, page_answer, page_limit
 
 
 def event_view(row: asyncpg.Record) -> dict[str, Any]:
@@ -47,8 +47,7 @@ async def list_events(request: web.Request) -> web.Response:
         after,
         limit + 1,
     )
-    data = [event_view(r) for r in rows[:limit]]
-    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
+    return page_answer(rows, limit, event_view)
 
 
 async def get_event(request: web.Request) -> web.Response:

@@ -27,8 +27,8 @@ from gateway.state import (
     decode,
     edge,
     idempotency_key,
-    json_answer,
     known_cursor,
+    page_answer,
     page_limit,
 )
 from infra import audit, store
@@ -168,5 +168,4 @@ async def list_refunds(request: web.Request) -> web.Response:
         after,
         limit + 1,
     )
-    data = [refund_view(r) for r in rows[:limit]]
-    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
+    return page_answer(rows, limit, refund_view)

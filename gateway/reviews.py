@@ -9,7 +9,7 @@ from domain.access import PLATFORM_OWNED
 from gateway.access import identify, require
 from gateway.agents import agent_view
 from gateway.merchants import MERCHANT_SQL, merchant_view
-from gateway.state import edge, json_answer, known_cursor, page_limit
+from gateway.state import edge, known_cursor, page_answer, page_limit
 
 
 def _like(request: web.Request) -> str | None:
@@ -40,8 +40,7 @@ async def list_merchants(request: web.Request) -> web.Response:
         after,
         limit + 1,
     )
-    data = [merchant_view(r) for r in rows[:limit]]
-    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
+    return page_answer(rows, limit, merchant_view)
 
 
 async def list_agents(request: web.Request) -> web.Response:
@@ -61,5 +60,4 @@ async def list_agents(request: web.Request) -> web.Response:
         after,
         limit + 1,
     )
-    data = [agent_view(r) for r in rows[:limit]]
-    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
+    return page_answer(rows, limit, agent_view)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cache
@@ -137,6 +138,12 @@ async def known_cursor(
             "invalid_cursor", "starting_after names no item of this list", "starting_after"
         )
     return after
+
+
+def page_answer(rows: Sequence[Any], limit: int, view: Callable[[Any], Any]) -> web.Response:
+    """One page of a list: `rows` fetched with `limit + 1`, so the extra one says there is more."""
+    data = [view(r) for r in rows[:limit]]
+    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
 
 
 def json_answer(value: Any, status: int = 200) -> web.Response:

@@ -41,6 +41,7 @@ from gateway.state import (
     idempotency_key,
     json_answer,
     known_cursor,
+    page_answer,
     page_limit,
 )
 from gateway.withdrawal_schemas import (
@@ -247,8 +248,7 @@ async def list_withdrawals(request: web.Request) -> web.Response:
         request.query.get("status"),
         request.query.get("currency"),
     )
-    data = [withdrawals.view(r) for r in rows[:limit]]
-    return json_answer({"object": "list", "data": data, "has_more": len(rows) > limit})
+    return page_answer(rows, limit, withdrawals.view)
 
 
 async def _decide(request: web.Request, approve: bool) -> web.Response:
