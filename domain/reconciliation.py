@@ -1,0 +1,123 @@
+"""Reconciliation with a channel (對帳): the channel's statement lines against Juhe's records.
+
+Pure: facts in, matches and discrepancies out. A channel line is matched on the channel's
+reference (a payment's `channel_order_id`, a refund's `channel_refund_id`), else on Juhe's own
+id (the merchant_ref the channel was given). Each Juhe record is claimed by one line at most: a
+second line for a claimed record is a `duplicate`. A matched pair is compared on amount,
+currency, status and fee, one discrepancy per field that differs. A Juhe record the channel
+should have listed (it succeeded, in the window) but no line claimed is `missing_at_channel`;
+records outside the window are only there to be found by a line (looked up by reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+SUCCEEDED = "succeeded"
+
+
+class Kind(StrEnum):
+    MISSING_IN_JUHE = "missing_in_juhe"  # the channel has it, Juhe does not
+    MISSING_AT_CHANNEL = "missing_at_channel"  # Juhe has it, the channel's file does not
+    AMOUNT = "amount_mismatch"
+    CURRENCY = "currency_mismatch"
+    STATUS = "status_mismatch"
+    FEE = "fee_mismatch"  # the channel's fee against the cost Juhe posted
+    DUPLICATE = "duplicate"  # a second line for a record already claimed
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """One transaction as one side knows it; statuses are Juhe's words (`succeeded`, `failed`,
+    `pending`), the channel's mapped by its adapter. `expected`: Juhe's record belongs in the
+    channel's file (succeeded inside the window); a channel line is always expected."""
+
+    type: str  # "payment" | "refund"
+    reference: str  # the channel's id for it
+    juhe_id: str  # the payment or refund id
+    amount: int
+    currency: str
+    status: str
+    fee: int = 0
+    expected: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Discrepancy:
+    kind: Kind
+    type: str
+    reference: str
+    juhe_id: str
+    channel_value: str | None  # the compared field as each side has it; None: no record
+    juhe_value: str | None
+
+
+@dataclass(slots=True)
+class Tally:
+    """How many lines and their amounts, per currency."""
+
+    count: int = 0
+    amounts: dict[str, int] = field(default_factory=dict)
+
+    def add(self, line: Line) -> None:
+        self.count += 1
+        self.amounts[line.currency] = self.amounts.get(line.currency, 0) + line.amount
+
+
+@dataclass(slots=True)
+class Outcome:
+    channel: Tally = field(default_factory=Tally)  # every line of the file
+    juhe: Tally = field(default_factory=Tally)  # every record expected in it
+    matched: Tally = field(default_factory=Tally)  # pairs that agree on every field
+    discrepancies: list[Discrepancy] = field(default_factory=list)
+
+
+_COMPARED = (
+    (Kind.AMOUNT, "amount"),
+    (Kind.CURRENCY, "currency"),
+    (Kind.STATUS, "status"),
+    (Kind.FEE, "fee"),
+)
+
+
+def reconcile(channel: Iterable[Line], juhe: Sequence[Line]) -> Outcome:
+    """Match the channel's lines against Juhe's records; see the module docstring."""
+    by_reference = {(r.type, r.reference): r for r in juhe if r.reference}
+    by_id = {(r.type, r.juhe_id): r for r in juhe}
+    claimed: set[tuple[str, str]] = set()
+    out = Outcome()
+    for line in channel:
+        out.channel.add(line)
+        record = by_reference.get((line.type, line.reference)) or by_id.get(
+            (line.type, line.juhe_id)
+        )
+        if record is None:
+            out.discrepancies.append(_gap(Kind.MISSING_IN_JUHE, line, str(line.amount), None))
+            continue
+        key = (record.type, record.juhe_id)
+        if key in claimed:
+            out.discrepancies.append(_gap(Kind.DUPLICATE, line, str(line.amount), None))
+            continue
+        claimed.add(key)
+        differences = [
+            _gap(kind, record, str(getattr(line, name)), str(getattr(record, name)))
+            for kind, name in _COMPARED
+            if getattr(line, name) != getattr(record, name)
+        ]
+        out.discrepancies += differences
+        if not differences:
+            out.matched.add(line)
+    for record in juhe:
+        if record.expected:
+            out.juhe.add(record)
+            if (record.type, record.juhe_id) not in claimed:
+                out.discrepancies.append(
+                    _gap(Kind.MISSING_AT_CHANNEL, record, None, str(record.amount))
+                )
+    return out
+
+
+def _gap(kind: Kind, line: Line, channel: str | None, juhe: str | None) -> Discrepancy:
+    return Discrepancy(kind, line.type, line.reference, line.juhe_id, channel, juhe)

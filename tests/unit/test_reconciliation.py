@@ -1,0 +1,106 @@
+"""The pure matcher: exactly the injected discrepancies, none missed, none invented."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from domain.reconciliation import Discrepancy, Kind, Line, reconcile
+
+
+def line(n: int, **changes: object) -> Line:
+    base = Line("payment", f"SIM{n}", f"pay_{n}", 1000 + n, "USD", "succeeded", 12)
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def found(channel: list[Line], juhe: list[Line]) -> set[tuple[Kind, str]]:
+    return {(d.kind, d.juhe_id) for d in reconcile(channel, juhe).discrepancies}
+
+
+def test_agreeing_sides_match_with_their_totals() -> None:
+    records = [line(1), line(2, type="refund", fee=0), line(3, currency="JPY")]
+    out = reconcile(records, records)
+    assert out.discrepancies == []
+    assert out.matched.count == out.channel.count == out.juhe.count == 3
+    assert out.matched.amounts == {"USD": 2003, "JPY": 1003}
+
+
+def test_each_mismatch_is_one_discrepancy_with_both_values() -> None:
+    juhe = [line(1)]
+    channel = [line(1, amount=999, fee=30)]
+    assert reconcile(channel, juhe).discrepancies == [
+        Discrepancy(Kind.AMOUNT, "payment", "SIM1", "pay_1", "999", "1001"),
+        Discrepancy(Kind.FEE, "payment", "SIM1", "pay_1", "30", "12"),
+    ]
+
+
+def test_missing_lines_on_either_side() -> None:
+    assert found([line(2)], [line(1)]) == {
+        (Kind.MISSING_IN_JUHE, "pay_2"),
+        (Kind.MISSING_AT_CHANNEL, "pay_1"),
+    }
+
+
+def test_a_record_is_claimed_once() -> None:
+    out = reconcile([line(1), line(1)], [line(1)])
+    assert [d.kind for d in out.discrepancies] == [Kind.DUPLICATE]
+    assert out.matched.count == 1 and out.channel.count == 2
+
+
+def test_falls_back_to_juhe_id_and_finds_unexpected_records_by_reference() -> None:
+    # Juhe never learnt the channel's order number; and one it thinks failed, outside the day.
+    juhe = [line(1, reference=""), line(2, status="failed", expected=False)]
+    assert found([line(1), line(2)], juhe) == {(Kind.STATUS, "pay_2")}
+    assert found([], juhe) == {(Kind.MISSING_AT_CHANNEL, "pay_1")}
+
+
+def test_payment_and_refund_with_one_reference_are_separate() -> None:
+    records = [line(1), line(1, type="refund", juhe_id="re_1", fee=0)]
+    assert found(records, records) == set()
+
+
+MUTATIONS = {
+    Kind.AMOUNT: lambda r: replace(r, amount=r.amount + 1),
+    Kind.CURRENCY: lambda r: replace(r, currency="EUR"),
+    Kind.STATUS: lambda r: replace(r, status="failed"),
+    Kind.FEE: lambda r: replace(r, fee=r.fee + 7),
+}
+INJECTIONS = st.sampled_from(
+    [None, Kind.MISSING_AT_CHANNEL, Kind.DUPLICATE, *MUTATIONS]  # None: left alone
+)
+
+
+@given(
+    st.lists(st.tuples(INJECTIONS, st.sampled_from(["payment", "refund"])), max_size=30),
+    st.integers(min_value=0, max_value=5),
+    st.randoms(use_true_random=False),
+)
+def test_finds_exactly_the_injected_discrepancies(
+    plan: list[tuple[Kind | None, str]], extra: int, rnd: random.Random
+) -> None:
+    juhe = [line(n, type=t) for n, (_, t) in enumerate(plan)]
+    channel: list[Line] = []
+    injected: set[tuple[Kind, str]] = set()
+    for record, (kind, _) in zip(juhe, plan, strict=True):
+        if kind is Kind.MISSING_AT_CHANNEL:
+            injected.add((kind, record.juhe_id))
+            continue
+        channel.append(MUTATIONS[kind](record) if kind in MUTATIONS else record)
+        if kind is Kind.DUPLICATE:
+            channel.append(record)
+        if kind is not None:
+            injected.add((kind, record.juhe_id))
+    for n in range(extra):  # lines Juhe never heard of
+        channel.append(line(1000 + n))
+        injected.add((Kind.MISSING_IN_JUHE, f"pay_{1000 + n}"))
+    rnd.shuffle(channel)
+    out = reconcile(channel, juhe)
+    assert len(out.discrepancies) == len(injected)
+    assert {(d.kind, d.juhe_id) for d in out.discrepancies} == injected
+    assert out.channel.count == len(channel)
+    assert out.juhe.count == len(juhe)
+    untouched = [r for r, (k, _) in zip(juhe, plan, strict=True) if k in (None, Kind.DUPLICATE)]
+    assert out.matched.count == len(untouched)
