@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date
 from typing import Protocol, TypeVar, runtime_checkable
 
 import aiohttp
@@ -16,6 +17,7 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from domain.messages import ChannelCallback
+from domain.reconciliation import Line
 
 
 class ChannelError(Exception):
@@ -221,3 +223,16 @@ class PayoutSending(Protocol):
     def parse_payout_callback(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
         """(event id, withdrawal id) once the signature is verified; else `CallbackRejected`."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    content: bytes  # the file as the channel published it: its hash names the run
+    lines: tuple[Line, ...]  # in Juhe's words (types, statuses), as `domain.reconciliation` reads
+
+
+@runtime_checkable
+class StatementPublishing(Protocol):
+    """A channel that publishes a daily statement of its merchant account (UTC days)."""
+
+    async def statement(self, day: date) -> Statement: ...

@@ -6,8 +6,11 @@ No retries here: the caller retries `ChannelTransientError` with the same idempo
 
 from __future__ import annotations
 
+import csv
+import io
 import time
 from collections.abc import Mapping
+from datetime import date
 from typing import ClassVar, Literal, TypeVar
 
 import aiohttp
@@ -15,6 +18,7 @@ import msgspec
 from yarl import URL
 
 from adapters.base import (
+    Answer,
     BankTransfer,
     CallbackAck,
     CallbackRejected,
@@ -27,11 +31,13 @@ from adapters.base import (
     PayoutState,
     RefundRequest,
     RefundResult,
+    Statement,
     exchange,
 )
 from adapters.simulator import wire
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback
+from domain.reconciliation import Line
 
 T = TypeVar("T")
 
@@ -186,6 +192,27 @@ class SimulatorAdapter:
             currency=event.currency,
         )
 
+    async def statement(self, day: date) -> Statement:
+        """The day's statement; a file we cannot read is `ChannelDeclined` ("bad_statement")."""
+        got = await self._send("GET", self._base / "v1" / "statements" / day.isoformat(), None)
+        try:
+            rows = list(csv.DictReader(io.StringIO(got.body.decode())))
+            lines = tuple(
+                Line(
+                    type=row["type"],
+                    reference=row["order_no"],
+                    juhe_id=row["merchant_ref"],
+                    amount=int(row["amount_minor"]),
+                    currency=row["currency"],
+                    status="succeeded" if row["status"] == "SUCCESS" else "failed",
+                    fee=int(row["fee_minor"]),
+                )
+                for row in rows
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ChannelDeclined("bad_statement", f"{self.code}: {exc}") from None
+        return Statement(got.body, lines)
+
     def callback_ack(self) -> CallbackAck:
         return _ACK
 
@@ -195,6 +222,10 @@ class SimulatorAdapter:
     async def _call(
         self, method: str, url: URL, payload: msgspec.Struct | None, answer: type[T]
     ) -> T:
+        got = await self._send(method, url, payload)
+        return got.decode(self.code, answer, f"{method} {url.path}")
+
+    async def _send(self, method: str, url: URL, payload: msgspec.Struct | None) -> Answer:
         """One signed request; the channel's answer is mapped onto our error classes."""
         body = b"" if payload is None else msgspec.json.encode(payload)
         headers = wire.api_headers(
@@ -220,4 +251,4 @@ class SimulatorAdapter:
             except msgspec.DecodeError:
                 raise ChannelDeclined(f"http_{status}", f"{self.code}: HTTP {status}") from None
             raise ChannelDeclined(error.code.lower(), error.message)
-        return got.decode(self.code, answer, f"{method} {url.path}")
+        return got

@@ -46,20 +46,29 @@ it, so tests can tell a payout was sent once.
 
 ``PUT /_sim/outages/{api_key}`` makes every create for that merchant account answer 503 until
 ``DELETE /_sim/outages/{api_key}``: a channel made to fail, for failover demos and tests.
+
+``GET /v1/statements/{YYYY-MM-DD}`` is the account's daily statement (CSV,
+`wire.STATEMENT_COLUMNS`): its paid orders and refunds created that day (UTC), each order's fee
+the channel's configured cost (`cost_bps`, `cost_fixed_minor`).
+``PUT /_sim/statements/{api_key}/discrepancies`` (a JSON list of `wire.StatementFault`) puts
+discrepancies into the account's statements, for reconciliation tests; ``DELETE`` removes them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import csv
 import html
+import io
 import logging
 import os
 import secrets
 import signal
 import time
 import zlib
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +78,7 @@ from aiohttp import web
 
 from adapters.simulator import wire
 from config.settings import Settings, Simulator
+from domain.fees import Rate
 from domain.money import AmountError, format_amount
 from infra.httpserver import hide_versions, protect
 
@@ -98,6 +108,7 @@ class Order:
     status: wire.OrderStatus = "PENDING"
     refunded: int = 0
     notified: bool = False  # its final callback was taken (by a 200 `success`)
+    paid_at: int | None = None
 
     @property
     def magic(self) -> int:
@@ -119,6 +130,7 @@ class Refund:
     refund_no: str
     order_no: str
     amount: int
+    created_at: int = 0
 
 
 @dataclass(slots=True)
@@ -155,6 +167,8 @@ class Sandbox:
     payouts: dict[tuple[str, str], Payout] = field(default_factory=dict)  # (api_key, ref)
     failed_once: set[tuple[str, str]] = field(default_factory=set)
     outages: set[str] = field(default_factory=set)  # accounts whose creates answer 503
+    costs: dict[str, Rate] = field(default_factory=dict)  # api_key → the channel's fee
+    faults: dict[str, list[wire.StatementFault]] = field(default_factory=dict)  # by api_key
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     session: aiohttp.ClientSession | None = None
 
@@ -168,6 +182,7 @@ class Sandbox:
         if order.status != "PENDING":
             return
         order.status = "FAILED" if order.magic == FAILS else "PAID"
+        order.paid_at = int(time.time())
         event = _final_event(order)
         events = [] if order.magic == SILENT else [event]
         if order.magic == TWICE:
@@ -502,7 +517,7 @@ async def create_refund(request: web.Request) -> web.Response:
         return _error(422, "REFUND_EXCEEDS", "refund exceeds the amount left to refund")
     order.refunded += amount
     order.status = "REFUNDED" if order.refunded == order.amount else "PARTIALLY_REFUNDED"
-    refund = Refund(refund_no=_new_id("SIMR"), order_no=order.order_no, amount=amount)
+    refund = Refund(_new_id("SIMR"), order.order_no, amount, int(time.time()))
     sandbox.refunds[key] = refund
     return _json(200, wire.RefundCreated(refund_no=refund.refund_no, status="SUCCESS"))
 
@@ -550,6 +565,70 @@ async def list_payouts(request: web.Request) -> web.Response:
             for p in request.app[SANDBOX].payouts.values()
         }
     )
+
+
+SETTLED = ("PAID", "PARTIALLY_REFUNDED", "REFUNDED")
+
+
+def statement_rows(sandbox: Sandbox, api_key: str, day: datetime) -> Iterator[list[str]]:
+    """The account's statement lines for the UTC day starting at `day`, with its faults."""
+    start, end = day.timestamp(), (day + timedelta(days=1)).timestamp()
+    cost = sandbox.costs.get(api_key, Rate(0))
+    rows: list[tuple[str, list[str]]] = []  # (merchant_ref, row)
+    for o in sandbox.orders.values():
+        if o.api_key == api_key and start <= o.created_at < end and o.status in SETTLED:
+            row = [o.order_no, o.merchant_ref, "payment", str(o.amount), o.currency]
+            row += [str(cost.fee(o.amount)), "SUCCESS", str(o.created_at), str(o.paid_at or "")]
+            rows.append((o.merchant_ref, row))
+    for (key, ref), r in sandbox.refunds.items():
+        if key == api_key and start <= r.created_at < end:
+            currency = sandbox.orders[r.order_no].currency
+            row = [r.refund_no, ref, "refund", str(r.amount), currency, "0", "SUCCESS"]
+            rows.append((ref, [*row, str(r.created_at), str(r.created_at)]))
+    faults = sandbox.faults.get(api_key, [])
+    for ref, row in rows:
+        mine = {f.kind: f for f in faults if f.merchant_ref == ref}
+        if "omit" in mine:
+            continue
+        if "amount" in mine:
+            row[3] = str(int(row[3]) + mine["amount"].delta)
+        if "fee" in mine:
+            row[5] = str(int(row[5]) + mine["fee"].delta)
+        if "status" in mine:
+            row[6] = "FAILED"
+        yield from [row, row] if "duplicate" in mine else [row]
+    for f in (f for f in faults if f.kind == "extra"):  # a stable order_no: the same file
+        order_no = f"SIMX{zlib.crc32(f'{api_key}:{f.merchant_ref}'.encode()):010d}"
+        row = [order_no, f.merchant_ref, "payment", f.amount_minor, f.currency]
+        fee = str(cost.fee(int(f.amount_minor)))
+        yield [*row, fee, "SUCCESS", str(int(start)), str(int(start))]
+
+
+async def get_statement(request: web.Request) -> web.Response:
+    try:
+        day = datetime.strptime(request.match_info["day"], "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        return _error(400, "BAD_REQUEST", "the day is YYYY-MM-DD")
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(wire.STATEMENT_COLUMNS)
+    writer.writerows(statement_rows(request.app[SANDBOX], _account(request), day))
+    return web.Response(text=out.getvalue(), content_type="text/csv")
+
+
+async def put_statement_faults(request: web.Request) -> web.Response:
+    """Put discrepancies into an account's statements (tests); they replace earlier ones."""
+    try:
+        faults = msgspec.json.decode(await request.read(), type=list[wire.StatementFault])
+    except msgspec.DecodeError as exc:
+        return _error(400, "BAD_REQUEST", str(exc))
+    request.app[SANDBOX].faults[request.match_info["api_key"]] = faults
+    return web.json_response({"discrepancies": len(faults)})
+
+
+async def delete_statement_faults(request: web.Request) -> web.Response:
+    request.app[SANDBOX].faults.pop(request.match_info["api_key"], None)
+    return web.json_response({"discrepancies": 0})
 
 
 # The pay page's one stylesheet, allowed by its hash in the Content-Security-Policy
@@ -646,7 +725,12 @@ def create_app(settings: Settings) -> web.Application:
     }
     if not accounts:
         raise ValueError('no channel with adapter = "simulator" is configured')
-    sandbox = Sandbox(settings=settings.simulator, accounts=accounts)
+    costs = {
+        channel.api_key: Rate(channel.cost_bps, channel.cost_fixed_minor)
+        for channel in settings.channels.values()
+        if channel.adapter == "simulator"
+    }
+    sandbox = Sandbox(settings=settings.simulator, accounts=accounts, costs=costs)
     app = web.Application(middlewares=[api_middleware])
     app[SANDBOX] = sandbox
     app.on_startup.append(sandbox.start)
@@ -659,6 +743,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_post("/v1/payouts", create_payout)
     app.router.add_get("/v1/payouts", find_payout)
     app.router.add_get("/_sim/payouts", list_payouts)
+    app.router.add_get("/v1/statements/{day}", get_statement)
+    app.router.add_put("/_sim/statements/{api_key}/discrepancies", put_statement_faults)
+    app.router.add_delete("/_sim/statements/{api_key}/discrepancies", delete_statement_faults)
     app.router.add_get("/pay/{order_no}", pay_page)
     app.router.add_post("/pay/{order_no}/confirm", confirm_payment)
     app.router.add_get("/_sim/health", health)

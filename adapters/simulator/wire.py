@@ -148,6 +148,38 @@ class PayoutEvent(msgspec.Struct, frozen=True, kw_only=True):
     ts: int
 
 
+# ``GET /v1/statements/{YYYY-MM-DD}``: the account's settled orders and refunds created that day
+# (UTC), as CSV with this header; a refund's merchant_ref is its refund_ref, its order_no the
+# refund_no; times are unix seconds.
+STATEMENT_COLUMNS = (
+    "order_no",
+    "merchant_ref",
+    "type",
+    "amount_minor",
+    "currency",
+    "fee_minor",
+    "status",
+    "created_at",
+    "paid_at",
+)
+StatementType = Literal["payment", "refund"]
+StatementStatus = Literal["SUCCESS", "FAILED"]
+FaultKind = Literal["extra", "omit", "amount", "status", "fee", "duplicate"]
+
+
+class StatementFault(msgspec.Struct, frozen=True, kw_only=True):
+    """A discrepancy to put into an account's statements (``PUT /_sim/statements/{api_key}/
+    discrepancies``, a list of these; tests): `omit` drops the line of `merchant_ref`, `amount`
+    and `fee` add `delta` to it, `status` reports it FAILED, `duplicate` lists it twice, `extra`
+    adds a payment nobody asked for (`amount_minor`, `currency`) to every statement."""
+
+    kind: FaultKind
+    merchant_ref: Reference
+    delta: int = 1
+    amount_minor: PositiveMinor = "100"
+    currency: Currency = "USD"
+
+
 class SignatureInvalid(Exception):
     """A signed message was refused; the text says why and is safe to log or return."""
 
