@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from domain.ledger import PLATFORM_FEE_REVENUE, PLATFORM_FX, PLATFORM_ROUNDING
+from domain.withdrawals import PLATFORM_WITHDRAWAL_FEES
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +69,21 @@ class RefundRow:
     amount: int
 
 
+# The report's money lines, in the order the CSV and the PDF show them.
+AMOUNTS = (
+    "volume",
+    "refunds",
+    "gross_fees",
+    "fee_revenue",
+    "commission",
+    "channel_cost",
+    "fx_result",
+    "rounding",
+    "withdrawal_fees",
+    "net_revenue",
+)
+
+
 @dataclass(slots=True)
 class DailyReport:
     currency: str
@@ -81,7 +97,8 @@ class DailyReport:
     channel_cost: int = 0
     fx_result: int = 0  # the FX account's position in this currency (credit positive)
     rounding: int = 0
-    net_revenue: int = 0  # fee revenue + FX + rounding − channel cost
+    withdrawal_fees: int = 0
+    net_revenue: int = 0  # fee revenue + withdrawal fees + FX + rounding − channel cost
 
     @property
     def gross_fees(self) -> int:
@@ -96,6 +113,8 @@ def _platform_side(account: str) -> str | None:
         return "fx_result"
     if account == PLATFORM_ROUNDING:
         return "rounding"
+    if account == PLATFORM_WITHDRAWAL_FEES:
+        return "withdrawal_fees"
     if account.startswith("agent:") and account.endswith(":commission"):
         return "commission"
     if account.startswith("channel:") and account.endswith(":cost"):
@@ -132,5 +151,7 @@ def daily_report(
         r.refund_count += f.count
         r.refunds += f.amount
     for r in reports.values():
-        r.net_revenue = r.fee_revenue + r.fx_result + r.rounding - r.channel_cost
+        r.net_revenue = (
+            r.fee_revenue + r.withdrawal_fees + r.fx_result + r.rounding - r.channel_cost
+        )
     return [reports[c] for c in sorted(reports)]

@@ -17,6 +17,7 @@ from typing import Any, Literal
 from aiohttp import web
 
 from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED
+from domain.money import CURRENCIES
 from domain.states import PaymentStatus, RefundStatus
 from domain.withdrawals import WithdrawalStatus
 from gateway import (
@@ -31,6 +32,7 @@ from gateway import (
     ops,
     payments,
     refunds,
+    reports,
     reviews,
     sessions,
     settlements,
@@ -40,6 +42,7 @@ from gateway import agent_schemas as ags
 from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
+from gateway import report_schemas as rps
 from gateway import settlement_schemas as sts
 from gateway import withdrawal_schemas as wds
 from gateway.errors import invalid
@@ -138,6 +141,8 @@ REVIEW_STATUS = Param(
 ENTITY = Param(
     "entity", {"type": "string", "maxLength": 64}, "a merchant or agent id (platform users)"
 )
+REPORT_CURRENCY = Param("currency", {"type": "string", "enum": sorted(CURRENCIES)})
+DAY_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
 SEARCH = Param("q", {"type": "string", "maxLength": 100}, "name or e-mail contains")
 PAGE = (LIMIT, AFTER)
 # Said on every operation that changes money terms.
@@ -1011,6 +1016,42 @@ ROUTES: tuple[Route, ...] = (
         sts.TermsView,
         sts.PutTerms,
         tag="settlement",
+    ),
+    # --- reports: the platform's books -----------------------------------------------------
+    Route(
+        "GET",
+        "/api/v1/admin/reports/trial-balance",
+        reports.get_trial_balance,
+        "getTrialBalance",
+        "Every ledger account's balance per currency, with totals that are zero per currency",
+        "bearer",
+        200,
+        rps.TrialBalanceView,
+        query=(
+            Param("at", SINCE.schema, "unix seconds: the balances as of then (default now)"),
+            CSV,
+        ),
+        tag="reports",
+        description="Platform users with `settlements:read`.",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/reports/daily",
+        reports.get_daily,
+        "getDailyReport",
+        "The platform's day (UTC) per currency: volume, fees, costs, commission, FX, net",
+        "bearer",
+        200,
+        rps.DailyList,
+        query=(
+            Param("day", {"type": "string", "pattern": DAY_PATTERN}, "YYYY-MM-DD (required)"),
+            REPORT_CURRENCY,
+            CSV,
+        ),
+        tag="reports",
+        description="Platform users with `settlements:read`. Derived from the day's postings: "
+        "fee revenue from `platform:fee_revenue`, commission from `agent:<id>:commission`, "
+        "channel cost from `channel:<code>:cost`, FX from `platform:fx`.",
     ),
     # --- withdrawals and payouts ----------------------------------------------------------------
     Route(

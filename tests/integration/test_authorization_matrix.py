@@ -481,6 +481,20 @@ ENDPOINTS = [
         lambda w: {"cycle": "T+1"},
     ),
     Endpoint(
+        "GET",
+        "/api/v1/admin/reports/trial-balance",
+        "settlements:read",
+        "platform",
+        lambda w: "/api/v1/admin/reports/trial-balance",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/reports/daily",
+        "settlements:read",
+        "platform",
+        lambda w: "/api/v1/admin/reports/daily?day=2026-01-01",
+    ),
+    Endpoint(
         "POST",
         "/api/v1/payout-accounts",
         "withdrawals:create",

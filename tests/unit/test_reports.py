@@ -13,6 +13,7 @@ from domain.reports import (
     daily_report,
     trial_balance,
 )
+from domain.withdrawals import PLATFORM_WITHDRAWAL_FEES
 
 
 def _balances(entries: Iterable[list[Posting]]) -> list[AccountBalance]:
@@ -43,7 +44,12 @@ def _paid() -> list[list[Posting]]:
         charge=("EUR", 4_700),
     )
     refund = proportional_reversal(first, 2_500, 10_000)
-    return [first, second, refund]
+    withdrawal = [
+        Posting("merchant:m1:available", "CNY", 1_020),
+        Posting("merchant:m1:paid_out", "CNY", -1_000),
+        Posting(PLATFORM_WITHDRAWAL_FEES, "CNY", -20),
+    ]
+    return [first, second, refund, withdrawal]
 
 
 def test_trial_balance_sums_to_zero_per_currency() -> None:
@@ -79,7 +85,8 @@ def test_daily_report_derives_each_line_from_its_accounts() -> None:
     assert (cny.fee_revenue, cny.commission, cny.channel_cost) == (187, 37, 75)
     assert cny.gross_fees == 224
     assert (cny.payment_count, cny.volume, cny.refund_count, cny.refunds) == (1, 10_000, 1, 2_500)
-    assert cny.net_revenue == cny.fee_revenue + cny.rounding - cny.channel_cost
+    assert cny.withdrawal_fees == 20
+    assert cny.net_revenue == cny.fee_revenue + 20 + cny.rounding - cny.channel_cost
     usd, eur = by["USD"], by["EUR"]
     assert usd.fee_revenue == 150 and usd.fx_result == -5_000
     assert eur.channel_cost == 40 and eur.fx_result == 4_700 and eur.volume == 0
