@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 import orjson
 import uvloop
 
-from cli import channels
+from cli import channels, recon
 from config import Settings, load_settings
 from config.published import packaged, published_credentials, published_settings, refusal
 from domain.fees import PriceBps
@@ -262,6 +264,7 @@ def parser() -> argparse.ArgumentParser:
         help="seal every stored secret with the active key (after adding and activating one)",
     )
     channels.add_parser(sub)
+    recon.add_parser(sub)
     return p
 
 
@@ -279,13 +282,18 @@ def _admin(settings: Settings, args: argparse.Namespace) -> None:
     print(orjson.dumps(result).decode())
 
 
-def _channels(settings: Settings, args: argparse.Namespace) -> None:
+def _api_command(
+    settings: Settings,
+    args: argparse.Namespace,
+    run: Callable[[Settings, argparse.Namespace], Awaitable[Any]],
+) -> None:
+    """A command that answers what the API would: its JSON, or the API's refusal (exit 2)."""
     from gateway.errors import ApiError
 
     try:
-        result = asyncio.run(channels.run(settings, args))
+        result = asyncio.run(run(settings, args))
     except ApiError as exc:
-        print(f"juhe channels: {exc.code}: {exc.message}", file=sys.stderr)
+        print(f"juhe {args.command}: {exc.code}: {exc.message}", file=sys.stderr)
         raise SystemExit(2) from None
     print(orjson.dumps(result).decode())
 
@@ -319,7 +327,9 @@ def main(argv: list[str] | None = None) -> None:
         case "admin":
             _admin(settings, args)
         case "channels":
-            _channels(settings, args)
+            _api_command(settings, args, channels.run)
+        case "recon":
+            _api_command(settings, args, recon.run)
         case "dev":
             _dev_reset(settings, args)
 

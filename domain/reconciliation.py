@@ -16,6 +16,14 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 SUCCEEDED = "succeeded"
+_PAID = frozenset({"succeeded", "partially_refunded", "refunded"})
+_OPEN = frozenset({"pending", "processing", "awaiting_payment"})
+
+
+def outcome_of(status: str) -> str:
+    """A Juhe payment or refund status in a statement's words: the money moved or it did not
+    (a refunded payment was still paid: its refunds are lines of their own)."""
+    return SUCCEEDED if status in _PAID else "pending" if status in _OPEN else "failed"
 
 
 class Kind(StrEnum):

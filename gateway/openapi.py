@@ -37,6 +37,7 @@ _DESCRIPTIONS = {
     404: "No such object (or not yours)",
     409: "Conflict with the object's state, or an Idempotency-Key reused with another body",
     429: "Too many requests (see Retry-After)",
+    502: "The channel refused what Juhe asked of it, or answered what Juhe cannot read",
     503: "A service Juhe needs is unavailable; retry (see Retry-After)",
 }
 _IDEMPOTENCY = {

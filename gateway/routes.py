@@ -31,6 +31,7 @@ from gateway import (
     merchants,
     ops,
     payments,
+    reconciliation,
     refunds,
     reports,
     reviews,
@@ -42,6 +43,7 @@ from gateway import agent_schemas as ags
 from gateway import channel_schemas as chs
 from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
+from gateway import reconciliation_schemas as rcs
 from gateway import report_schemas as rps
 from gateway import settlement_schemas as sts
 from gateway import withdrawal_schemas as wds
@@ -1054,6 +1056,62 @@ ROUTES: tuple[Route, ...] = (
         "channel cost from `channel:<code>:cost`, FX from `platform:fx`.",
     ),
     # --- withdrawals and payouts ----------------------------------------------------------------
+    # --- reconciliation with channels ---------------------------------------------------------
+    Route(
+        "POST",
+        "/api/v1/admin/reconciliation/runs",
+        reconciliation.run_reconciliation,
+        "runReconciliation",
+        "Fetch a channel's daily statement and reconcile it (idempotent per file; audited)",
+        "bearer",
+        201,
+        rcs.RunView,
+        rcs.RunReconciliation,
+        errors=(400, 401, 403, 404, 429, 502, 503),
+        tag="reconciliation",
+        description="The same file again answers 200 with its earlier run (`replayed`), "
+        "unchanged. An unknown channel is 404 `unknown_channel`, one without statements 400 "
+        "`statements_unsupported`, a future day 400 `invalid_field`.",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/reconciliation/runs",
+        reconciliation.list_runs,
+        "listReconciliationRuns",
+        "Reconciliation runs, newest first",
+        "bearer",
+        200,
+        rcs.RunList,
+        query=PAGE,
+        tag="reconciliation",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/reconciliation/runs/{id}",
+        reconciliation.get_run,
+        "getReconciliationRun",
+        "A reconciliation run: its counts and sums per side",
+        "bearer",
+        200,
+        rcs.RunView,
+        tag="reconciliation",
+    ),
+    Route(
+        "GET",
+        "/api/v1/admin/reconciliation/discrepancies",
+        reconciliation.list_discrepancies,
+        "listReconciliationDiscrepancies",
+        "Discrepancies found by reconciliation, oldest first",
+        "bearer",
+        200,
+        rcs.DiscrepancyList,
+        query=(
+            *PAGE,
+            Param("status", {"type": "string", "enum": list(rcs.DISCREPANCY_STATUSES)}),
+            Param("run", {"type": "string"}, "only this run's"),
+        ),
+        tag="reconciliation",
+    ),
     Route(
         "POST",
         "/api/v1/payout-accounts",

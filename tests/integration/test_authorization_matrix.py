@@ -8,13 +8,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
 import pytest
 import pytest_asyncio
 
+from adapters.base import Statement
 from config import load_settings
 from domain.access import BUILTIN_ROLES, Realm
 from domain.agents import ALL_GRANTS
@@ -22,7 +23,7 @@ from domain.settlement import Entity
 from gateway.app import create_app
 from gateway.openapi import document
 from gateway.routes import ROUTES
-from infra import agents, channels, settlement, withdrawals
+from infra import agents, audit, channels, reconciliation, settlement, withdrawals
 from infra.channels import spec_from_config
 from infra.merchants import add_api_key
 from tests.conftest import MerchantFactory, wait_status
@@ -67,6 +68,7 @@ class World:
     statement: str = ""  # merchant A's settlement statement
     payout_account: str = ""  # merchant A's bank account to withdraw to
     withdrawal: str = ""  # merchant A's withdrawal, rejected (so decisions are 409)
+    recon_run: str = ""  # a reconciliation run (of an empty statement)
 
 
 @dataclass(frozen=True)
@@ -496,6 +498,35 @@ ENDPOINTS = [
     ),
     Endpoint(
         "POST",
+        "/api/v1/admin/reconciliation/runs",
+        "settlements:approve",
+        "platform",
+        lambda w: "/api/v1/admin/reconciliation/runs",
+        lambda w: {"channel": "sim", "day": "2999-01-01"},  # allowed: 400, changes nothing
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/reconciliation/runs",
+        "settlements:read",
+        "platform",
+        lambda w: "/api/v1/admin/reconciliation/runs",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/reconciliation/runs/{id}",
+        "settlements:read",
+        "platform",
+        lambda w: f"/api/v1/admin/reconciliation/runs/{w.recon_run}",
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/admin/reconciliation/discrepancies",
+        "settlements:read",
+        "platform",
+        lambda w: "/api/v1/admin/reconciliation/discrepancies?status=open",
+    ),
+    Endpoint(
+        "POST",
         "/api/v1/payout-accounts",
         "withdrawals:create",
         "shop",
@@ -691,6 +722,11 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         shop.merchant_id,
         account["id"],
     )
+    empty = Statement(f"matrix {time.time_ns()}".encode(), ())
+    run, _ = await reconciliation.run(
+        stack.pg, "sim", date(2000, 1, 1), empty, audit.Actor("test:matrix", "platform")
+    )
+    world.recon_run = run["id"]
     return world, callers
 
 

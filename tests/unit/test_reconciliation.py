@@ -8,7 +8,7 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.reconciliation import Discrepancy, Kind, Line, reconcile
+from domain.reconciliation import Discrepancy, Kind, Line, outcome_of, reconcile
 
 
 def line(n: int, **changes: object) -> Line:
@@ -104,3 +104,11 @@ def test_finds_exactly_the_injected_discrepancies(
     assert out.juhe.count == len(juhe)
     untouched = [r for r, (k, _) in zip(juhe, plan, strict=True) if k in (None, Kind.DUPLICATE)]
     assert out.matched.count == len(untouched)
+
+
+def test_statuses_in_a_statements_words() -> None:
+    assert [outcome_of(s) for s in ("refunded", "processing", "expired")] == [
+        "succeeded",
+        "pending",
+        "failed",
+    ]

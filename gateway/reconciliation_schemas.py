@@ -1,0 +1,75 @@
+"""Request and response shapes of reconciliation runs and their discrepancies. Run totals are
+decimal strings in major units per currency; a discrepancy's values are each side's field as
+compared (amounts and fees in minor units); times are unix seconds."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from domain.reconciliation import Kind
+
+Day = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a UTC day, YYYY-MM-DD")]
+ChannelCode = Annotated[str, Meta(min_length=1, max_length=64)]
+DiscrepancyStatus = Literal["open", "resolved", "ignored"]
+DISCREPANCY_STATUSES = ("open", "resolved", "ignored")
+
+
+class RunReconciliation(msgspec.Struct, forbid_unknown_fields=True):
+    """Fetch the channel's statement for the day and reconcile it."""
+
+    channel: ChannelCode
+    day: Day
+
+
+class Tally(msgspec.Struct):
+    count: int
+    amounts: dict[str, str]  # currency → total, major units
+
+
+class RunView(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["reconciliation_run"] = "reconciliation_run"
+    channel: str
+    day: str
+    file_sha256: str
+    status: Literal["matched", "discrepancies"]
+    channel_lines: Tally  # every line of the channel's file
+    juhe_records: Tally  # every record of Juhe's expected in it
+    matched: Tally  # pairs that agree on every field
+    discrepancies: int
+    actor: str
+    created: int
+    replayed: bool = False  # this file was reconciled before: the earlier run, unchanged
+
+
+class RunList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[RunView]
+    has_more: bool
+
+
+class DiscrepancyView(msgspec.Struct, kw_only=True):
+    id: str
+    object: Literal["reconciliation_discrepancy"] = "reconciliation_discrepancy"
+    run_id: str
+    kind: Kind
+    type: Literal["payment", "refund"]
+    reference: str  # the channel's id
+    juhe_id: str
+    channel_value: str | None
+    juhe_value: str | None
+    status: DiscrepancyStatus
+    action: Literal["ignore", "adjust"] | None
+    reason: str | None
+    resolved_by: str | None
+    resolved_at: int | None
+    created: int
+
+
+class DiscrepancyList(msgspec.Struct):
+    object: Literal["list"]
+    data: list[DiscrepancyView]
+    has_more: bool

@@ -1,0 +1,180 @@
+"""Reconciliation runs in PostgreSQL: Juhe's side of a channel's day, the run and its
+discrepancies (the matching itself is `domain.reconciliation`).
+
+A run is named by (channel, day, the file's SHA-256): the same file again answers the run it
+made and writes nothing; the insert's unique key settles two at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, date, datetime, time, timedelta
+
+import asyncpg
+import orjson
+
+from adapters.base import ChannelError, Statement, StatementPublishing
+from domain.ids import new_id
+from domain.ledger import channel_cost
+from domain.reconciliation import Line, Outcome, outcome_of, reconcile
+from infra import audit
+from infra.channels import ChannelRegistry
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+class StatementUnavailable(ChannelError):
+    """No statement to reconcile: an unknown channel, or one that publishes none."""
+
+
+async def fetch(registry: ChannelRegistry, channel: str, day: date) -> Statement:
+    """The channel's statement for the day, through its adapter."""
+    adapter = registry.adapter(channel)
+    if adapter is None:
+        raise StatementUnavailable("unknown_channel", f"no channel {channel!r}")
+    if not isinstance(adapter, StatementPublishing):
+        raise StatementUnavailable(
+            "statements_unsupported", f"channel {channel!r} publishes no statements"
+        )
+    return await adapter.statement(day)
+
+
+async def juhe_lines(conn: Conn, channel: str, day: date, lines: Sequence[Line]) -> list[Line]:
+    """Juhe's payments and refunds through `channel` created on `day` (UTC), and any other a
+    statement line names (by the channel's reference or Juhe's id, whatever its day or status,
+    so that "failed here, paid there" is found). A payment's fee is the cost Juhe posted."""
+    start = datetime.combine(day, time(), UTC)
+    end = start + timedelta(days=1)
+    refs = [line.reference for line in lines]
+    ids = [line.juhe_id for line in lines]
+    rows = await conn.fetch(
+        """SELECT 'payment' AS type, p.id, p.channel_order_id AS reference, p.amount, p.currency,
+                  p.status, p.created_at,
+                  coalesce((SELECT po.amount FROM journal_entries e
+                              JOIN postings po ON po.entry_id = e.id
+                              JOIN ledger_accounts a ON a.id = po.account_id
+                             WHERE e.kind = 'payment' AND e.ref = p.id AND a.name = $6), 0) AS fee
+             FROM payments p
+            WHERE p.channel = $1 AND ((p.created_at >= $2 AND p.created_at < $3)
+                  OR p.channel_order_id = ANY($4) OR p.id = ANY($5))
+           UNION ALL
+           SELECT 'refund', r.id, r.channel_refund_id, r.amount, r.currency, r.status,
+                  r.created_at, 0
+             FROM refunds r JOIN payments p ON p.id = r.payment_id
+            WHERE p.channel = $1 AND ((r.created_at >= $2 AND r.created_at < $3)
+                  OR r.channel_refund_id = ANY($4) OR r.id = ANY($5))""",
+        channel,
+        start,
+        end,
+        refs,
+        ids,
+        channel_cost(channel),
+    )
+    out = []
+    for r in rows:
+        status = outcome_of(r["status"])
+        out.append(
+            Line(
+                type=r["type"],
+                reference=r["reference"] or "",
+                juhe_id=r["id"],
+                amount=int(r["amount"]),
+                currency=r["currency"],
+                status=status,
+                fee=int(r["fee"]),
+                expected=status == "succeeded" and start <= r["created_at"] < end,
+            )
+        )
+    return out
+
+
+def _sums(amounts: dict[str, int]) -> str:
+    return orjson.dumps({c: str(v) for c, v in sorted(amounts.items())}).decode()
+
+
+async def run(
+    pg: asyncpg.Pool, channel: str, day: date, statement: Statement, actor: audit.Actor
+) -> tuple[asyncpg.Record, bool]:
+    """Reconcile one statement file and audit it (`reconciliation.run`): (the run, True) when
+    this call made it, (the earlier run of the same file, False) otherwise."""
+    digest = hashlib.sha256(statement.content).hexdigest()
+    same = "SELECT * FROM recon_runs WHERE channel = $1 AND day = $2 AND file_sha256 = $3"
+    earlier = await pg.fetchrow(same, channel, day, digest)
+    if earlier is not None:
+        return earlier, False
+    async with pg.acquire() as conn, conn.transaction():
+        juhe = await juhe_lines(conn, channel, day, statement.lines)
+        out: Outcome = reconcile(statement.lines, juhe)
+        row = await conn.fetchrow(
+            """INSERT INTO recon_runs (id, channel, day, file_sha256, status, channel_count,
+                   juhe_count, matched_count, channel_sums, juhe_sums, matched_sums,
+                   discrepancies, actor)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               ON CONFLICT (channel, day, file_sha256) DO NOTHING RETURNING *""",
+            new_id("rcn"),
+            channel,
+            day,
+            digest,
+            "discrepancies" if out.discrepancies else "matched",
+            out.channel.count,
+            out.juhe.count,
+            out.matched.count,
+            _sums(out.channel.amounts),
+            _sums(out.juhe.amounts),
+            _sums(out.matched.amounts),
+            len(out.discrepancies),
+            actor.id,
+        )
+        if row is None:  # another run of this file committed first
+            return await conn.fetchrow(same, channel, day, digest), False
+        await conn.executemany(
+            """INSERT INTO recon_discrepancies (id, run_id, kind, type, reference, juhe_id,
+                   channel_value, juhe_value) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+            [
+                (
+                    new_id("rcd"),
+                    row["id"],
+                    d.kind.value,
+                    d.type,
+                    d.reference,
+                    d.juhe_id,
+                    d.channel_value,
+                    d.juhe_value,
+                )
+                for d in out.discrepancies
+            ],
+        )
+        summary = {"channel": channel, "day": day.isoformat(), "file_sha256": digest}
+        summary |= {"lines": out.channel.count, "discrepancies": len(out.discrepancies)}
+        await audit.append(conn, actor, "reconciliation.run", row["id"], after=summary)
+    return row, True
+
+
+async def runs(conn: Conn, after: str | None, limit: int) -> list[asyncpg.Record]:
+    """Runs, newest first (ids are time-ordered)."""
+    return await conn.fetch(
+        "SELECT * FROM recon_runs WHERE $1::text IS NULL OR id < $1 ORDER BY id DESC LIMIT $2",
+        after,
+        limit,
+    )
+
+
+async def get_run(conn: Conn, run_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM recon_runs WHERE id = $1", run_id)
+
+
+async def discrepancies(
+    conn: Conn, after: str | None, limit: int, status: str | None, run_id: str | None
+) -> list[asyncpg.Record]:
+    """Discrepancies in id order, optionally of one status or one run."""
+    return await conn.fetch(
+        """SELECT * FROM recon_discrepancies
+            WHERE ($1::text IS NULL OR id > $1) AND ($2::text IS NULL OR status = $2)
+              AND ($3::text IS NULL OR run_id = $3)
+            ORDER BY id LIMIT $4""",
+        after,
+        status,
+        run_id,
+        limit,
+    )

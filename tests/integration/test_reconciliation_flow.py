@@ -1,0 +1,169 @@
+"""Reconciliation against a real node: payments and a refund through the simulator agree with
+its statement; the discrepancies injected into it are found, exactly; the same file again
+changes nothing; the command line runs the same; bad input is a 4xx that changes nothing."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import pytest
+
+from cli import recon
+from domain.access import Realm
+from tests.conftest import MerchantFactory, wait_status
+from tests.portal import Portal, make_user
+from tests.stack import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+RUNS = "/api/v1/admin/reconciliation/runs"
+
+
+async def counts(stack: Stack) -> tuple[int, int, int]:
+    assert stack.pg is not None
+    row = await stack.pg.fetchrow(
+        """SELECT (SELECT count(*) FROM recon_runs) AS runs,
+                  (SELECT count(*) FROM recon_discrepancies) AS found,
+                  (SELECT count(*) FROM audit_log WHERE action = 'reconciliation.run') AS audited"""
+    )
+    return row["runs"], row["found"], row["audited"]
+
+
+async def found(finance: Portal, run_id: str) -> set[tuple[str, str]]:
+    status, page = await finance.call(
+        "GET", f"/api/v1/admin/reconciliation/discrepancies?run={run_id}&limit=100"
+    )
+    assert status == 200 and not page["has_more"], page
+    return {(d["kind"], d["juhe_id"]) for d in page["data"]}
+
+
+async def test_finds_exactly_the_injected_discrepancies(
+    stack: Stack, http: aiohttp.ClientSession, new_merchant: MerchantFactory
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    paid = []
+    for n in range(6):
+        _, pay = await shop.create_payment(
+            amount=f"{10 + n}.0{n}", currency="USD", merchant_order_id=f"rc-{n}"
+        )
+        paid.append(pay["id"])
+    for pid in paid:
+        await wait_status(shop, pid, {"succeeded"})
+    _, refund = await shop.request(
+        "POST", "/api/v1/refunds", {"payment_id": paid[0], "amount": "1.00"}
+    )
+    for _ in range(300):
+        settled = await stack.pg.fetchval(
+            "SELECT count(*) FROM refunds WHERE id = $1 AND status = 'succeeded'", refund["id"]
+        )
+        posted = await stack.pg.fetchval(
+            "SELECT count(*) FROM journal_entries WHERE kind = 'payment' AND ref = ANY($1)", paid
+        )
+        if settled and posted == len(paid):
+            break
+        await asyncio.sleep(0.05)
+    day = datetime.now(UTC).date().isoformat()
+
+    # Both sides agree: every line matched.
+    status, clean = await finance.call("POST", RUNS, {"channel": "sim", "day": day})
+    assert status == 201, clean
+    assert clean["status"] == "matched" and clean["discrepancies"] == 0, clean
+    assert clean["matched"] == clean["channel_lines"] == clean["juhe_records"], clean
+    assert clean["matched"]["count"] == 7  # six payments and the refund
+
+    # The channel's file, with one discrepancy of each kind.
+    sim = stack.settings.simulator
+    api_key = stack.settings.channels["sim"].api_key
+    injected = [
+        {"kind": "extra", "merchant_ref": "pay_ghost", "amount_minor": "777", "currency": "USD"},
+        {"kind": "omit", "merchant_ref": paid[1]},
+        {"kind": "amount", "merchant_ref": paid[2], "delta": 5},
+        {"kind": "status", "merchant_ref": paid[3]},
+        {"kind": "fee", "merchant_ref": paid[4], "delta": 3},
+        {"kind": "duplicate", "merchant_ref": paid[5]},
+    ]
+    url = f"http://{sim.host}:{sim.port}/_sim/statements/{api_key}/discrepancies"
+    async with http.put(url, json=injected) as resp:
+        assert resp.status == 200
+    try:
+        status, run = await finance.call("POST", RUNS, {"channel": "sim", "day": day})
+        assert status == 201, run
+        assert run["status"] == "discrepancies" and run["discrepancies"] == 6, run
+        assert await found(finance, run["id"]) == {
+            ("missing_in_juhe", "pay_ghost"),
+            ("missing_at_channel", paid[1]),
+            ("amount_mismatch", paid[2]),
+            ("status_mismatch", paid[3]),
+            ("fee_mismatch", paid[4]),
+            ("duplicate", paid[5]),
+        }
+        assert run["matched"]["count"] == 3  # paid[0], its refund, paid[5] (its first line)
+
+        # The same file again: the same run, nothing written.
+        before = await counts(stack)
+        status, again = await finance.call("POST", RUNS, {"channel": "sim", "day": day})
+        assert status == 200 and again["replayed"] and again["id"] == run["id"], again
+        cli = await recon.run(stack.settings, argparse.Namespace(channel="sim", day=day))
+        assert cli["id"] == run["id"] and cli["replayed"], cli
+        assert await counts(stack) == before
+
+        status, one = await finance.call("GET", f"{RUNS}/{run['id']}")
+        assert status == 200 and one["file_sha256"] == run["file_sha256"], one
+        status, listed = await finance.call("GET", f"{RUNS}?limit=2")
+        assert status == 200 and [r["id"] for r in listed["data"]] == [run["id"], clean["id"]]
+        status, still_open = await finance.call(
+            "GET", "/api/v1/admin/reconciliation/discrepancies?status=open&limit=100"
+        )
+        assert status == 200 and len(still_open["data"]) == 6, still_open
+    finally:
+        async with http.delete(url) as resp:
+            assert resp.status == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        ({"channel": "sim", "day": "2026-13-01"}, 400, "invalid_field", "day"),
+        ({"channel": "sim", "day": "01/12/2026"}, 400, "invalid_field", "day"),
+        ({"channel": "sim", "day": "2999-01-01"}, 400, "invalid_field", "day"),
+        ({"day": "2026-01-01"}, 400, "invalid_field", "channel"),
+        ({"channel": "sim", "day": "2026-01-01", "x": 1}, 400, None, None),
+        ({"channel": "nope", "day": "2026-01-01"}, 404, "unknown_channel", "channel"),
+    ],
+)
+async def test_bad_input_is_refused_and_changes_nothing(
+    stack: Stack,
+    http: aiohttp.ClientSession,
+    body: dict[str, Any],
+    status: int,
+    code: str | None,
+    param: str | None,
+) -> None:
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    before = await counts(stack)
+    got, answer = await finance.call("POST", RUNS, body)
+    assert got == status, answer
+    error = answer["error"]
+    assert error["type"] == "invalid_request_error", error
+    if code is not None:
+        assert (error["code"], error.get("param")) == (code, param), error
+    assert await counts(stack) == before
+
+
+async def test_lists_refuse_unknown_cursors_and_statuses(
+    stack: Stack, http: aiohttp.ClientSession
+) -> None:
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    for path, param in (
+        (f"{RUNS}?starting_after=rcn_nope", "starting_after"),
+        ("/api/v1/admin/reconciliation/discrepancies?status=lost", "status"),
+    ):
+        got, answer = await finance.call("GET", path)
+        assert got == 400 and answer["error"]["param"] == param, answer
+    got, answer = await finance.call("GET", f"{RUNS}/rcn_nope")
+    assert got == 404 and answer["error"]["code"] == "resource_missing", answer
