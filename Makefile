@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench soak lint services clean
+.PHONY: run test bench soak lint services clean pdf-tools
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,8 +19,18 @@ services:
 run: $(STAMP) services
 	JUHE_CONFIG=config/dev.toml $(VENV)/bin/juhe up
 
+# PDFs embed a Traditional Chinese font (fonts-arphic-bsmi00lp, config settlement.pdf_font);
+# their tests read them back with pdftotext (poppler-utils). Debian's packages, where missing.
+PDF_FONT := /usr/share/fonts/truetype/arphic-bsmi00lp/bsmi00lp.ttf
+pdf-tools:
+	@{ [ -f $(PDF_FONT) ] && command -v pdftotext >/dev/null; } || \
+	  apt-get install -y -qq fonts-arphic-bsmi00lp poppler-utils >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null 2>&1 && \
+	   apt-get install -y -qq fonts-arphic-bsmi00lp poppler-utils >/dev/null 2>&1) || \
+	  echo "make: fonts-arphic-bsmi00lp or poppler-utils could not be installed; PDF tests skip"
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
-test: $(STAMP) services
+test: $(STAMP) services pdf-tools
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 

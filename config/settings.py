@@ -107,6 +107,8 @@ class Settlement(Base):
     merchant_cycle: str
     agent_cycle: str
     interval_s: float
+    # a TrueType font with Traditional Chinese glyphs, embedded in PDF statements and reports
+    pdf_font: str = "/usr/share/fonts/truetype/arphic-bsmi00lp/bsmi00lp.ttf"
 
     def __post_init__(self) -> None:
         check_cycle(self.merchant_cycle)

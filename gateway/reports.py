@@ -1,5 +1,5 @@
 """The platform's financial reports (issue 13, part D): a trial balance at any time and the
-daily report per currency, as JSON or CSV. Platform users with `settlements:read` only; the
+daily report per currency, as JSON, CSV or PDF. Platform users with `settlements:read` only; the
 arithmetic is domain/reports.py's."""
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from domain.money import format_amount
 from domain.reports import AMOUNTS, DailyReport, daily_report, trial_balance
 from gateway.access import identify, require
 from gateway.errors import invalid
+from gateway.pdf import pdf_answer, render
 from gateway.report_schemas import (
     AccountLine,
     ChannelVolume,
@@ -26,6 +27,20 @@ from gateway.state import csv_answer, edge, int_query, json_answer
 from infra import reports
 
 _PLATFORM = Owner(Realm.PLATFORM, None)  # platform-only: no merchant or agent owns it
+# The daily report's labels, Traditional Chinese first (the PDF).
+DAILY_LABELS = {
+    "volume": "交易量 Volume",
+    "refunds": "退款 Refunds",
+    "gross_fees": "手續費總額 Gross fees",
+    "fee_revenue": "手續費收入 Fee revenue",
+    "commission": "代理佣金 Commission",
+    "channel_cost": "通道成本 Channel cost",
+    "fx_result": "匯兌損益 FX result",
+    "rounding": "尾差 Rounding",
+    "withdrawal_fees": "提現手續費 Withdrawal fees",
+    "net_revenue": "平台淨收入 Net revenue",
+}
+DAILY_TITLE = "每日財務報表 Daily financial report"
 
 
 async def _platform_reader(request: web.Request) -> Principal:
@@ -120,10 +135,41 @@ async def load_daily(request: web.Request) -> tuple[date, list[DailyReport]]:
     return day, found
 
 
+def daily_pdf(font: str, day: date, found: list[DailyReport]) -> bytes:
+    """The day as a PDF: volume per channel and method, then a row per currency."""
+    facts = [("日期 Day", f"{day.isoformat()} (UTC)")] + [
+        (
+            f"通道 {v.channel} / {v.method}",
+            f"{v.count} · {format_amount(v.volume, v.currency)} {v.currency}",
+        )
+        for r in found
+        for v in r.by_channel
+    ]
+    columns = [
+        "幣別 Currency",
+        "筆數 Payments",
+        "退款筆數 Refunds",
+        *(DAILY_LABELS[name] for name in AMOUNTS),
+    ]
+    rows = [
+        [
+            r.currency,
+            str(r.payment_count),
+            str(r.refund_count),
+            *(format_amount(getattr(r, name), r.currency) for name in AMOUNTS),
+        ]
+        for r in found
+    ]
+    return render(font, DAILY_TITLE, facts, columns, rows)
+
+
 async def get_daily(request: web.Request) -> web.Response:
     """The platform's day per currency: volume by channel and method, fees, costs, net."""
     await _platform_reader(request)
     day, found = await load_daily(request)
+    if request.query.get("format") == "pdf":
+        body = daily_pdf(edge(request).settings.settlement.pdf_font, day, found)
+        return pdf_answer(body, f"daily-{day.isoformat()}.pdf")
     if request.query.get("format") == "csv":
         rows = [
             {

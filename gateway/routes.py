@@ -127,6 +127,11 @@ AFTER = Param(
 SINCE = Param("since", {"type": "integer", "minimum": 0, "maximum": _MAX_TS}, "unix seconds, from")
 UNTIL = Param("until", {"type": "integer", "minimum": 0, "maximum": _MAX_TS}, "unix seconds, to")
 CSV = Param("format", {"type": "string", "enum": ["json", "csv"]}, "csv: the whole selection")
+EXPORT = Param(
+    "format",
+    {"type": "string", "enum": ["json", "csv", "pdf"]},
+    "csv: the whole selection; pdf: a document in Traditional Chinese and English",
+)
 CURRENCY = Param("currency", {"type": "string", "pattern": "^[A-Z]{3,5}$", "maxLength": 5})
 MERCHANT = Param(
     "merchant_id", {"type": "string", "maxLength": 64}, "whose (platform users; required)"
@@ -989,10 +994,12 @@ ROUTES: tuple[Route, ...] = (
         query=(
             LIMIT,
             Param("starting_after", {"type": "integer", "minimum": 0}, "the last line id seen"),
-            CSV,
+            EXPORT,
         ),
+        errors=(400, 401, 403, 404, 429, 503),
         tag="settlement",
-        description="PDF statements are a later step.",
+        description="`format=pdf` is the statement as a PDF (503 `pdf_unavailable` when the "
+        "configured font is missing).",
     ),
     Route(
         "POST",
@@ -1041,15 +1048,16 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/admin/reports/daily",
         reports.get_daily,
         "getDailyReport",
-        "The platform's day (UTC) per currency: volume, fees, costs, commission, FX, net",
+        "The platform's day (UTC) per currency: volume, fees, costs, commission, FX and net",
         "bearer",
         200,
         rps.DailyList,
         query=(
             Param("day", {"type": "string", "pattern": DAY_PATTERN}, "YYYY-MM-DD (required)"),
             REPORT_CURRENCY,
-            CSV,
+            EXPORT,
         ),
+        errors=(400, 401, 403, 404, 429, 503),
         tag="reports",
         description="Platform users with `settlements:read`. Derived from the day's postings: "
         "fee revenue from `platform:fee_revenue`, commission from `agent:<id>:commission`, "

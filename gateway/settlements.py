@@ -2,8 +2,8 @@
 
 A merchant sees its own; an agent its own, and its subtree's merchants' with `view_children`;
 platform users with `settlements:read` anyone's. Running settlements and setting an entity's
-terms take `settlements:approve` (finance, platform admins) and are audited. Statements are PDF
-in a later step; CSV (`format=csv`) now.
+terms take `settlements:approve` (finance, platform admins) and are audited. A statement is
+also CSV (`format=csv`, its lines) and PDF (`format=pdf`, bilingual Traditional Chinese).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from domain.money import format_amount
 from domain.settlement import TOTALS, Entity
 from gateway.access import actor, identify, merchant_owner, require
 from gateway.errors import ApiError, invalid
+from gateway.pdf import pdf_answer, render
 from gateway.settlement_schemas import (
     Balances,
     BalanceView,
@@ -46,6 +47,18 @@ from gateway.state import (
 from infra import audit, settlement
 
 _LINE_CSV = ["id", "entry_id", "kind", "ref", "at", "payment_id", "merchant_id", *TOTALS, "net"]
+# Statement labels, Traditional Chinese first (the PDF).
+LABELS = {
+    "gross": "交易總額 Gross",
+    "refunds": "退款 Refunds",
+    "fees": "手續費 Fees",
+    "commission": "佣金 Commission",
+    "reserve": "保證金 Reserve",
+    "adjustments": "調整 Adjustments",
+    "carried": "結轉 Carried",
+    "net": "淨額 Net",
+}
+STATEMENT_TITLE = "結算單 Settlement statement"
 
 
 def _unknown(param: str) -> ApiError:
@@ -111,6 +124,31 @@ def line_view(r: asyncpg.Record) -> LineView:
     )
 
 
+def when(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def statement_pdf(font: str, row: asyncpg.Record, lines: list[asyncpg.Record]) -> bytes:
+    """The statement as a PDF: its facts and totals, then every line."""
+    c = row["currency"]
+    amounts = (*TOTALS, "net")
+    facts = [
+        ("結算單號 Statement", row["id"]),
+        ("對象 Entity", f"{row['entity_kind']} {row['entity_id']}"),
+        ("幣別 Currency", c),
+        ("期間 Period", f"{when(row['period_start'])} – {when(row['period_end'])}"),
+        ("週期 Cycle", row["cycle"]),
+        ("狀態 Status", row["status"]),
+        *((LABELS[name], _amount(row[name], c)) for name in amounts),
+    ]
+    columns = ["時間 At", "類型 Kind", "參考 Ref", *(LABELS[name] for name in amounts)]
+    table = [
+        [when(r["at"]), r["kind"], r["ref"], *(_amount(r[name], c) for name in amounts)]
+        for r in lines
+    ]
+    return render(font, STATEMENT_TITLE, facts, columns, table)
+
+
 async def get_balances(request: web.Request) -> web.Response:
     """The caller's own balances per currency; platform users name the entity."""
     who = (await identify(request, b"")).principal
@@ -158,7 +196,7 @@ async def list_statements(request: web.Request) -> web.Response:
 
 async def get_statement(request: web.Request) -> web.Response:
     """A statement with its lines, a page at a time (`starting_after` a line id), or all of
-    them as CSV."""
+    them as CSV or PDF."""
     e = edge(request)
     who = (await identify(request, b"")).principal
     target = await _entity(
@@ -167,7 +205,13 @@ async def get_statement(request: web.Request) -> web.Response:
     row = await settlement.statement(e.pg, target.id, request.match_info["settlementId"])
     if row is None:
         raise invalid("resource_missing", "no such settlement", "settlementId", status=404)
-    if request.query.get("format") == "csv":
+    export = request.query.get("format")
+    if export == "pdf":
+        body = statement_pdf(
+            e.settings.settlement.pdf_font, row, await settlement.lines(e.pg, row["id"], None, None)
+        )
+        return pdf_answer(body, f"{row['id']}.pdf")
+    if export == "csv":
         lines = await settlement.lines(e.pg, row["id"], None, None)
         records = [
             {

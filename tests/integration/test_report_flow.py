@@ -18,6 +18,7 @@ import pytest
 from domain.access import Realm
 from tests.conftest import MerchantFactory, wait_status
 from tests.invariants import assert_ledger_invariants
+from tests.pdf import pdf_text
 from tests.portal import make_user
 from tests.stack import Stack
 
@@ -101,6 +102,14 @@ async def test_trial_balance_and_daily_report(
     assert [(r["currency"], r["volume"], r["fee_revenue"]) for r in rows] == [
         ("USD", "140.00", "3.25")
     ]
+
+    async with http.get(
+        f"{stack.url}/api/v1/admin/reports/daily?day={day.isoformat()}&format=pdf",
+        headers={"Authorization": f"Bearer {finance.access}"},
+    ) as response:
+        assert response.status == 200 and response.content_type == "application/pdf"
+        text = pdf_text(await response.read())
+    assert "每日財務報表" in text and "140.00" in text and "3.25" in text, text
 
     status, body = await owner.call("GET", "/api/v1/admin/reports/trial-balance")
     assert status == 403 and body["error"]["type"] == "permission_error", body

@@ -17,6 +17,7 @@ from infra import settlement
 from infra.settlement import RunResult
 from tests.conftest import MerchantFactory, wait_status
 from tests.invariants import assert_ledger_invariants
+from tests.pdf import pdf_text
 from tests.portal import make_user
 from tests.stack import Stack
 
@@ -127,6 +128,13 @@ async def test_pending_becomes_available_and_closes_into_a_statement(
     ) as response:
         assert response.status == 200 and response.content_type == "text/csv"
         assert (await response.text()).splitlines()[0].startswith("id,entry_id,kind,ref")
+    async with http.get(
+        f"{stack.url}/api/v1/settlements/{mid}/{listed['data'][0]['id']}?format=pdf",
+        headers={"Authorization": f"Bearer {owner.access}"},
+    ) as response:
+        assert response.status == 200 and response.content_type == "application/pdf"
+        text = pdf_text(await response.read())
+    assert "結算單" in text and "87.75" in text, text
 
     # Others' statements and balances are refused; bad input is the documented 4xx.
     for path in (
@@ -143,7 +151,7 @@ async def test_pending_becomes_available_and_closes_into_a_statement(
         (
             owner,
             "GET",
-            f"/api/v1/settlements/{mid}/{closed.statements[0]}?format=pdf",
+            f"/api/v1/settlements/{mid}/{closed.statements[0]}?format=xml",
             None,
             400,
             "invalid_field",
