@@ -59,6 +59,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     VIRTUAL_ENV=/opt/venv \
     PATH=/opt/venv/bin:$PATH
 
+# The font PDF statements and reports embed (settlement.pdf_font): Traditional Chinese glyphs.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-arphic-bsmi00lp \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN groupadd --system --gid 10001 juhe \
     && useradd --system --uid 10001 --gid juhe --no-create-home --home-dir /app \
         --shell /usr/sbin/nologin juhe
