@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from domain.ledger import Posting, ensure_balanced
+
 SUCCEEDED = "succeeded"
 _PAID = frozenset({"succeeded", "partially_refunded", "refunded"})
 _OPEN = frozenset({"pending", "processing", "awaiting_payment"})
@@ -129,3 +131,12 @@ def reconcile(channel: Iterable[Line], juhe: Sequence[Line]) -> Outcome:
 
 def _gap(kind: Kind, line: Line, channel: str | None, juhe: str | None) -> Discrepancy:
     return Discrepancy(kind, line.type, line.reference, line.juhe_id, channel, juhe)
+
+
+def adjustment(debit: str, credit: str, currency: str, amount: int) -> list[Posting]:
+    """The balanced entry that settles a discrepancy: `amount` from `credit` to `debit`."""
+    if debit == credit or amount <= 0:
+        raise ValueError("an adjustment moves a positive amount between two accounts")
+    postings = [Posting(debit, currency, amount), Posting(credit, currency, -amount)]
+    ensure_balanced(postings)
+    return postings

@@ -13,11 +13,15 @@ from aiohttp import web
 
 from adapters.base import ChannelDeclined, ChannelError
 from domain.access import Owner, Principal, Realm
+from domain.ledger import Posting
 from domain.money import format_amount
+from domain.reconciliation import adjustment
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
+from gateway.payments import amount_of
 from gateway.reconciliation_schemas import (
     DiscrepancyView,
+    ResolveDiscrepancy,
     RunReconciliation,
     RunView,
     Tally,
@@ -69,6 +73,7 @@ def discrepancy_view(r: asyncpg.Record) -> DiscrepancyView:
         reason=r["reason"],
         resolved_by=r["resolved_by"],
         resolved_at=_ts(r["resolved_at"]),
+        entry_id=r["entry_id"],
         created=int(r["created_at"].timestamp()),
     )
 
@@ -145,3 +150,41 @@ async def list_discrepancies(request: web.Request) -> web.Response:
         e.pg, after, limit + 1, request.query.get("status"), request.query.get("run")
     )
     return page_answer(rows, limit, discrepancy_view)
+
+
+async def resolve_discrepancy(request: web.Request) -> web.Response:
+    """Ignore an open discrepancy, or adjust it with a balanced entry; with a reason, audited.
+    409 when it is no longer open."""
+    e = edge(request)
+    body = await request.read()
+    who = (await identify(request, body)).principal
+    await require(request, who, "settlements:approve", _PLATFORM)
+    req = decode(body, ResolveDiscrepancy)
+    postings: list[Posting] = []
+    if (req.action == "adjust") != (req.adjustment is not None):
+        raise invalid(
+            "invalid_field", "adjust takes an adjustment, and only adjust does", "adjustment"
+        )
+    if (a := req.adjustment) is not None:
+        ceilings = e.settings.payments.max_amount
+        amount = amount_of(a.amount, a.currency, ceilings, "adjustment.amount")
+        try:
+            postings = adjustment(a.debit, a.credit, a.currency, amount)
+        except ValueError as exc:
+            raise invalid("invalid_field", str(exc), "adjustment") from None
+    try:
+        row = await reconciliation.resolve(
+            e.pg,
+            request.match_info["id"],
+            req.action,
+            req.reason,
+            postings,
+            actor(request, who),
+        )
+    except reconciliation.NotOpen as exc:
+        raise invalid(
+            "discrepancy_closed", f"the discrepancy is {exc} already", status=409
+        ) from None
+    if row is None:
+        raise invalid("resource_missing", "no such discrepancy", "id", status=404)
+    return json_answer(discrepancy_view(row))

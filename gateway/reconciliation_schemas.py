@@ -24,6 +24,32 @@ class RunReconciliation(msgspec.Struct, forbid_unknown_fields=True):
     day: Day
 
 
+AccountName = Annotated[
+    str,
+    Meta(
+        pattern=r"^(channel|merchant|agent|platform):[A-Za-z0-9_.:-]{1,120}$",
+        description="a ledger account, e.g. channel:sim:clearing or platform:reconciliation",
+    ),
+]
+
+
+class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
+    """A balanced entry: `amount` (major units) from `credit` to `debit`."""
+
+    debit: AccountName
+    credit: AccountName
+    amount: Annotated[str, Meta(max_length=80)]
+    currency: Annotated[str, Meta(pattern=r"^[A-Z]{3,5}$")]
+
+
+class ResolveDiscrepancy(msgspec.Struct, forbid_unknown_fields=True):
+    """`ignore` closes it as it is; `adjust` posts the adjustment and resolves it."""
+
+    action: Literal["ignore", "adjust"]
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]
+    adjustment: Adjustment | None = None
+
+
 class Tally(msgspec.Struct):
     count: int
     amounts: dict[str, str]  # currency → total, major units
@@ -66,6 +92,7 @@ class DiscrepancyView(msgspec.Struct, kw_only=True):
     reason: str | None
     resolved_by: str | None
     resolved_at: int | None
+    entry_id: int | None  # the adjustment's journal entry
     created: int
 
 

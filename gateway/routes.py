@@ -1122,6 +1122,22 @@ ROUTES: tuple[Route, ...] = (
     ),
     Route(
         "POST",
+        "/api/v1/admin/reconciliation/discrepancies/{id}/resolve",
+        reconciliation.resolve_discrepancy,
+        "resolveReconciliationDiscrepancy",
+        "Ignore a discrepancy, or adjust it with a balanced entry; with a reason (audited)",
+        "bearer",
+        200,
+        rcs.DiscrepancyView,
+        rcs.ResolveDiscrepancy,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="reconciliation",
+        description="`adjust` posts `adjustment.amount` from `credit` to `debit` (journal kind "
+        "`recon_adjustment`, ref the discrepancy id); 409 `discrepancy_closed` once it is "
+        "resolved or ignored.",
+    ),
+    Route(
+        "POST",
         "/api/v1/payout-accounts",
         withdrawals.add_payout_account,
         "addPayoutAccount",

@@ -16,12 +16,13 @@ import orjson
 
 from adapters.base import ChannelError, Statement, StatementPublishing
 from domain.ids import new_id
-from domain.ledger import channel_cost
+from domain.ledger import Posting, channel_cost
 from domain.reconciliation import Line, Outcome, outcome_of, reconcile
-from infra import audit
+from infra import audit, store
 from infra.channels import ChannelRegistry
 
 Conn = asyncpg.Connection | asyncpg.Pool
+ADJUSTMENT = "recon_adjustment"  # journal entry kind; its ref is the discrepancy id
 
 
 class StatementUnavailable(ChannelError):
@@ -178,3 +179,52 @@ async def discrepancies(
         run_id,
         limit,
     )
+
+
+class NotOpen(Exception):
+    """The discrepancy was resolved or ignored already."""
+
+
+async def resolve(
+    pg: asyncpg.Pool,
+    discrepancy_id: str,
+    action: str,
+    reason: str,
+    postings: Sequence[Posting],
+    actor: audit.Actor,
+) -> asyncpg.Record | None:
+    """Close an open discrepancy (`ignore`: ignored; `adjust`: resolved, with its balanced
+    entry), audited, in one transaction; None when there is no such discrepancy."""
+    async with pg.acquire() as conn, conn.transaction():
+        found = await conn.fetchrow(
+            "SELECT status FROM recon_discrepancies WHERE id = $1 FOR UPDATE", discrepancy_id
+        )
+        if found is None:
+            return None
+        if found["status"] != "open":
+            raise NotOpen(found["status"])
+        entry_id = None
+        if postings:
+            ids = await store.post_entries(conn, [(ADJUSTMENT, discrepancy_id, postings)])
+            entry_id = ids[(ADJUSTMENT, discrepancy_id)]
+        row = await conn.fetchrow(
+            """UPDATE recon_discrepancies
+                  SET status = $2, action = $3, reason = $4, resolved_by = $5,
+                      resolved_at = now(), entry_id = $6
+                WHERE id = $1 AND status = 'open' RETURNING *""",
+            discrepancy_id,
+            "ignored" if action == "ignore" else "resolved",
+            action,
+            reason,
+            actor.id,
+            entry_id,
+        )
+        after = {"status": row["status"], "action": action, "reason": reason}
+        after |= {
+            "entry_id": entry_id,
+            "postings": [[p.account, p.currency, str(p.amount)] for p in postings],
+        }
+        await audit.append(
+            conn, actor, "reconciliation.resolve", discrepancy_id, {"status": "open"}, after
+        )
+        return row

@@ -527,6 +527,14 @@ ENDPOINTS = [
     ),
     Endpoint(
         "POST",
+        "/api/v1/admin/reconciliation/discrepancies/{id}/resolve",
+        "settlements:approve",
+        "platform",
+        lambda w: "/api/v1/admin/reconciliation/discrepancies/rcd_matrix/resolve",
+        lambda w: {"action": "ignore"},  # allowed: 400 (no reason), changes nothing
+    ),
+    Endpoint(
+        "POST",
         "/api/v1/payout-accounts",
         "withdrawals:create",
         "shop",

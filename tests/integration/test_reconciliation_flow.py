@@ -120,9 +120,70 @@ async def test_finds_exactly_the_injected_discrepancies(
             "GET", "/api/v1/admin/reconciliation/discrepancies?status=open&limit=100"
         )
         assert status == 200 and len(still_open["data"]) == 6, still_open
+        await resolve(stack, finance, still_open["data"], paid[4], paid[5])
     finally:
         async with http.delete(url) as resp:
             assert resp.status == 200
+
+
+async def resolve(
+    stack: Stack, finance: Portal, open_: list[dict[str, Any]], fee_of: str, twice: str
+) -> None:
+    """The fee mismatch adjusted by a balanced entry, the duplicate ignored, each once."""
+    assert stack.pg is not None
+    by_id = {d["juhe_id"]: d["id"] for d in open_}
+    base = "/api/v1/admin/reconciliation/discrepancies"
+    fee = {"debit": "channel:sim:cost", "credit": "channel:sim:clearing", "currency": "USD"}
+    for body, code in (
+        ({"action": "adjust", "reason": "r"}, "invalid_field"),
+        ({"action": "ignore", "reason": "r", "adjustment": {**fee, "amount": "0.03"}}, None),
+        ({"action": "adjust", "reason": "r", "adjustment": {**fee, "amount": "0.001"}}, None),
+        (
+            {
+                "action": "adjust",
+                "reason": "r",
+                "adjustment": {**fee, "credit": fee["debit"], "amount": "0.03"},
+            },
+            None,
+        ),
+        ({"action": "close", "reason": "r"}, None),
+        ({"action": "ignore", "reason": ""}, None),
+    ):
+        got, answer = await finance.call("POST", f"{base}/{by_id[fee_of]}/resolve", body)
+        assert got == 400, (body, answer)
+        assert code is None or answer["error"]["code"] == code, answer
+    got, answer = await finance.call(
+        "POST", f"{base}/rcd_nope/resolve", {"action": "ignore", "reason": "r"}
+    )
+    assert got == 404, answer
+    adjust = {
+        "action": "adjust",
+        "reason": "the channel's fee",
+        "adjustment": {**fee, "amount": "0.03"},
+    }
+    got, fixed = await finance.call("POST", f"{base}/{by_id[fee_of]}/resolve", adjust)
+    assert got == 200 and fixed["status"] == "resolved" and fixed["entry_id"], fixed
+    postings = await stack.pg.fetch(
+        """SELECT a.name, p.amount FROM postings p JOIN ledger_accounts a ON a.id = p.account_id
+            WHERE p.entry_id = $1 ORDER BY a.name""",
+        fixed["entry_id"],
+    )
+    assert [(r["name"], r["amount"]) for r in postings] == [
+        ("channel:sim:clearing", -3),
+        ("channel:sim:cost", 3),
+    ]
+    got, ignored = await finance.call(
+        "POST", f"{base}/{by_id[twice]}/resolve", {"action": "ignore", "reason": "a repeat"}
+    )
+    assert got == 200 and ignored["status"] == "ignored" and ignored["resolved_by"], ignored
+    got, again = await finance.call("POST", f"{base}/{by_id[twice]}/resolve", adjust)
+    assert got == 409 and again["error"]["code"] == "discrepancy_closed", again
+    audited = await stack.pg.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'reconciliation.resolve'"
+    )
+    assert audited == 2
+    got, left = await finance.call("GET", f"{base}?status=open&limit=100")
+    assert got == 200 and len(left["data"]) == 4, left
 
 
 @pytest.mark.parametrize(

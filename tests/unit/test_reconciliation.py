@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from domain.reconciliation import Discrepancy, Kind, Line, outcome_of, reconcile
+from domain.ledger import Posting
+from domain.reconciliation import Discrepancy, Kind, Line, adjustment, outcome_of, reconcile
 
 
 def line(n: int, **changes: object) -> Line:
@@ -112,3 +114,13 @@ def test_statuses_in_a_statements_words() -> None:
         "pending",
         "failed",
     ]
+
+
+def test_an_adjustment_is_balanced_between_two_accounts() -> None:
+    assert adjustment("channel:sim:clearing", "platform:recon", "USD", 5) == [
+        Posting("channel:sim:clearing", "USD", 5),
+        Posting("platform:recon", "USD", -5),
+    ]
+    for debit, amount in (("platform:recon", 5), ("channel:sim:clearing", 0)):
+        with pytest.raises(ValueError):
+            adjustment(debit, "platform:recon", "USD", amount)
