@@ -94,6 +94,15 @@ async def test_trial_balance_and_daily_report(
     assert round(net - float(usd["channel_cost"]), 2) == float(usd["net_revenue"])
 
     async with http.get(
+        f"{stack.url}/api/v1/admin/reports/trial-balance?format=csv",
+        headers={"Authorization": f"Bearer {finance.access}"},
+    ) as response:
+        assert response.status == 200 and response.content_type == "text/csv"
+        lines = list(csv.DictReader(io.StringIO(await response.text())))
+    totals = [r for r in lines if r["account"] == "TOTAL"]
+    assert totals and all(float(r["balance"]) == 0 for r in totals), totals
+
+    async with http.get(
         f"{stack.url}/api/v1/admin/reports/daily?day={day.isoformat()}&format=csv",
         headers={"Authorization": f"Bearer {finance.access}"},
     ) as response:
