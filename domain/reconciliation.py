@@ -11,6 +11,9 @@ records outside the window are only there to be found by a line (looked up by re
 
 from __future__ import annotations
 
+import csv
+import io
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -140,3 +143,58 @@ def adjustment(debit: str, credit: str, currency: str, amount: int) -> list[Post
     postings = [Posting(debit, currency, amount), Posting(credit, currency, -amount)]
     ensure_balanced(postings)
     return postings
+
+
+class StatementError(ValueError):
+    """A statement file that cannot be read as its columns say."""
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Which CSV column holds what (amounts and fees in minor units), and which status values
+    mean the money moved; the defaults are the simulator's statement."""
+
+    reference: str = "order_no"
+    juhe_id: str = "merchant_ref"
+    type: str = "type"  # "payment" or "refund"
+    amount: str = "amount_minor"
+    currency: str = "currency"
+    fee: str = "fee_minor"
+    status: str = "status"
+    succeeded: tuple[str, ...] = ("SUCCESS",)
+
+
+_MINOR = re.compile(r"[0-9]{1,78}")
+_FIELDS = ("reference", "juhe_id", "type", "amount", "currency", "fee", "status")
+
+
+def parse_statement(text: str, columns: Columns = Columns()) -> tuple[Line, ...]:
+    """A statement's CSV text as lines; `StatementError` names the first line it cannot read."""
+    reader = csv.DictReader(io.StringIO(text))
+    names = [getattr(columns, f) for f in _FIELDS]
+    missing = [name for name in names if name not in (reader.fieldnames or ())]
+    if missing:
+        raise StatementError(f"the file has no column {missing[0]!r}")
+    lines = []
+    for number, row in enumerate(reader, start=2):
+        amount, fee = row[columns.amount] or "", row[columns.fee] or ""
+        kind = row[columns.type]
+        if kind not in ("payment", "refund"):
+            raise StatementError(f"line {number}: type is payment or refund, not {kind!r}")
+        if not (_MINOR.fullmatch(amount) and _MINOR.fullmatch(fee)) or int(amount) == 0:
+            raise StatementError(f"line {number}: amount and fee are minor units, amount > 0")
+        if not row[columns.reference] or not row[columns.juhe_id] or not row[columns.currency]:
+            raise StatementError(f"line {number}: a reference, an id and a currency are needed")
+        status = SUCCEEDED if row[columns.status] in columns.succeeded else "failed"
+        lines.append(
+            Line(
+                kind,
+                row[columns.reference],
+                row[columns.juhe_id],
+                int(amount),
+                row[columns.currency],
+                status,
+                int(fee),
+            )
+        )
+    return tuple(lines)

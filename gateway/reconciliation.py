@@ -5,17 +5,19 @@ channel's daily statement (`settlements:approve`, audited) and read runs and dis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 
 import asyncpg
+import msgspec
 import orjson
 from aiohttp import web
 
-from adapters.base import ChannelDeclined, ChannelError
+from adapters.base import ChannelDeclined, ChannelError, Statement
 from domain.access import Owner, Principal, Realm
 from domain.ledger import Posting
 from domain.money import format_amount
-from domain.reconciliation import adjustment
+from domain.reconciliation import Columns, StatementError, adjustment, parse_statement
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
 from gateway.payments import amount_of
@@ -24,6 +26,7 @@ from gateway.reconciliation_schemas import (
     ResolveDiscrepancy,
     RunReconciliation,
     RunView,
+    StatementColumns,
     Tally,
 )
 from gateway.state import decode, edge, json_answer, known_cursor, page_answer, page_limit
@@ -100,6 +103,20 @@ def statement_refused(exc: ChannelError) -> ApiError:
     return ApiError(503, "api_error", "channel_unavailable", exc.message)
 
 
+def uploaded(
+    channels: Mapping[str, object], channel: str, text: str, given: StatementColumns | None
+) -> Statement:
+    """An uploaded statement of a known channel, read through its column mapping."""
+    if channel not in channels:
+        raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=404)
+    given = given or StatementColumns()
+    columns = Columns(**{**msgspec.structs.asdict(given), "succeeded": tuple(given.succeeded)})
+    try:
+        return Statement(text.encode(), parse_statement(text, columns))
+    except StatementError as exc:
+        raise invalid("invalid_statement", str(exc), "csv") from None
+
+
 async def _reader(request: web.Request) -> Principal:
     who = (await identify(request, b"")).principal
     await require(request, who, "settlements:read", _PLATFORM)
@@ -115,10 +132,15 @@ async def run_reconciliation(request: web.Request) -> web.Response:
     await require(request, who, "settlements:approve", _PLATFORM)
     req = decode(body, RunReconciliation)
     day = parse_day(req.day)
-    try:
-        statement = await reconciliation.fetch(e.channels, req.channel, day)
-    except ChannelError as exc:
-        raise statement_refused(exc) from None
+    if req.csv is not None:
+        statement = uploaded(e.channels.specs, req.channel, req.csv, req.columns)
+    elif req.columns is not None:
+        raise invalid("invalid_field", "columns map an uploaded csv", "columns")
+    else:
+        try:
+            statement = await reconciliation.fetch(e.channels, req.channel, day)
+        except ChannelError as exc:
+            raise statement_refused(exc) from None
     row, made = await reconciliation.run(e.pg, req.channel, day, statement, actor(request, who))
     return json_answer(run_view(row, replayed=not made), 201 if made else 200)
 

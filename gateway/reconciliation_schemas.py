@@ -17,11 +17,33 @@ DiscrepancyStatus = Literal["open", "resolved", "ignored"]
 DISCREPANCY_STATUSES = ("open", "resolved", "ignored")
 
 
+ColumnName = Annotated[str, Meta(min_length=1, max_length=128)]
+
+
+class StatementColumns(msgspec.Struct, forbid_unknown_fields=True):
+    """Which column of an uploaded CSV holds what (amounts and fees in minor units), and the
+    status values that mean the money moved."""
+
+    reference: ColumnName = "order_no"  # the channel's id
+    juhe_id: ColumnName = "merchant_ref"  # the payment or refund id Juhe gave the channel
+    type: ColumnName = "type"  # payment | refund
+    amount: ColumnName = "amount_minor"
+    currency: ColumnName = "currency"
+    fee: ColumnName = "fee_minor"
+    status: ColumnName = "status"
+    succeeded: Annotated[list[ColumnName], Meta(min_length=1, max_length=20)] = msgspec.field(
+        default_factory=lambda: ["SUCCESS"]
+    )
+
+
 class RunReconciliation(msgspec.Struct, forbid_unknown_fields=True):
-    """Fetch the channel's statement for the day and reconcile it."""
+    """Reconcile the channel's statement for the day: fetched through its adapter, or the
+    `csv` given, read through `columns`."""
 
     channel: ChannelCode
     day: Day
+    csv: Annotated[str, Meta(min_length=1, max_length=8_000_000)] | None = None
+    columns: StatementColumns | None = None
 
 
 AccountName = Annotated[

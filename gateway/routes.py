@@ -1070,16 +1070,17 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/admin/reconciliation/runs",
         reconciliation.run_reconciliation,
         "runReconciliation",
-        "Fetch a channel's daily statement and reconcile it (idempotent per file; audited)",
+        "Reconcile a channel's daily statement, fetched or uploaded (idempotent per file; audited)",
         "bearer",
         201,
         rcs.RunView,
         rcs.RunReconciliation,
         errors=(400, 401, 403, 404, 429, 502, 503),
         tag="reconciliation",
-        description="The same file again answers 200 with its earlier run (`replayed`), "
-        "unchanged. An unknown channel is 404 `unknown_channel`, one without statements 400 "
-        "`statements_unsupported`, a future day 400 `invalid_field`.",
+        description="With `csv` (and optionally `columns`), the file given instead: a line it "
+        "cannot read is 400 `invalid_statement`. The same file again answers 200 with its "
+        "earlier run (`replayed`), unchanged. An unknown channel is 404 `unknown_channel`, one "
+        "without statements 400 `statements_unsupported`, a future day 400 `invalid_field`.",
     ),
     Route(
         "GET",

@@ -6,8 +6,6 @@ No retries here: the caller retries `ChannelTransientError` with the same idempo
 
 from __future__ import annotations
 
-import csv
-import io
 import time
 from collections.abc import Mapping
 from datetime import date
@@ -37,7 +35,7 @@ from adapters.base import (
 from adapters.simulator import wire
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback
-from domain.reconciliation import Line
+from domain.reconciliation import StatementError, parse_statement
 
 T = TypeVar("T")
 
@@ -196,22 +194,9 @@ class SimulatorAdapter:
         """The day's statement; a file we cannot read is `ChannelDeclined` ("bad_statement")."""
         got = await self._send("GET", self._base / "v1" / "statements" / day.isoformat(), None)
         try:
-            rows = list(csv.DictReader(io.StringIO(got.body.decode())))
-            lines = tuple(
-                Line(
-                    type=row["type"],
-                    reference=row["order_no"],
-                    juhe_id=row["merchant_ref"],
-                    amount=int(row["amount_minor"]),
-                    currency=row["currency"],
-                    status="succeeded" if row["status"] == "SUCCESS" else "failed",
-                    fee=int(row["fee_minor"]),
-                )
-                for row in rows
-            )
-        except (KeyError, ValueError, TypeError) as exc:
+            return Statement(got.body, parse_statement(got.body.decode()))
+        except (StatementError, UnicodeDecodeError) as exc:
             raise ChannelDeclined("bad_statement", f"{self.code}: {exc}") from None
-        return Statement(got.body, lines)
 
     def callback_ack(self) -> CallbackAck:
         return _ACK

@@ -186,6 +186,62 @@ async def resolve(
     assert got == 200 and len(left["data"]) == 4, left
 
 
+async def test_an_uploaded_statement_through_its_column_mapping(
+    stack: Stack, http: aiohttp.ClientSession, new_merchant: MerchantFactory
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    _, pay = await shop.create_payment(amount="3.21", currency="USD", merchant_order_id="up-1")
+    await wait_status(shop, pay["id"], {"succeeded"})
+    for _ in range(300):
+        row = await stack.pg.fetchrow(
+            """SELECT p.channel_order_id, po.amount AS cost FROM payments p
+                 JOIN journal_entries e ON e.kind = 'payment' AND e.ref = p.id
+                 JOIN postings po ON po.entry_id = e.id
+                 JOIN ledger_accounts a ON a.id = po.account_id AND a.name = 'channel:sim:cost'
+                WHERE p.id = $1""",
+            pay["id"],
+        )
+        if row is not None:
+            break
+        await asyncio.sleep(0.05)
+    assert row is not None
+    # A day with no payments of Juhe's: the lines find their records by reference.
+    csv = "Ref,Trade,Kind,Minor,Ccy,Cost,State\n"
+    csv += f"{row['channel_order_id']},{pay['id']},payment,321,USD,{row['cost']},paid\n"
+    csv += "GHOST1,pay_ghost_upload,payment,500,USD,0,paid\n"
+    columns = {
+        "reference": "Ref",
+        "juhe_id": "Trade",
+        "type": "Kind",
+        "amount": "Minor",
+        "currency": "Ccy",
+        "fee": "Cost",
+        "status": "State",
+        "succeeded": ["paid"],
+    }
+    body = {"channel": "sim", "day": "2001-01-01", "csv": csv, "columns": columns}
+    status, run = await finance.call("POST", RUNS, body)
+    assert status == 201, run
+    assert (run["matched"]["count"], run["channel_lines"]["count"]) == (1, 2), run
+    assert run["juhe_records"]["count"] == 0  # none was expected that day
+    assert await found(finance, run["id"]) == {("missing_in_juhe", "pay_ghost_upload")}
+    before = await counts(stack)
+    status, again = await finance.call("POST", RUNS, body)
+    assert status == 200 and again["id"] == run["id"] and again["replayed"], again
+    for bad, code, param in (
+        ({**body, "csv": csv.replace("321", "3.21")}, "invalid_statement", "csv"),
+        ({**body, "columns": {**columns, "fee": "Fee"}}, "invalid_statement", "csv"),
+        ({"channel": "sim", "day": "2001-01-01", "columns": columns}, "invalid_field", "columns"),
+        ({**body, "channel": "nope"}, "unknown_channel", "channel"),
+    ):
+        got, answer = await finance.call("POST", RUNS, bad)
+        assert got in (400, 404), answer
+        assert (answer["error"]["code"], answer["error"]["param"]) == (code, param), answer
+    assert await counts(stack) == before
+
+
 @pytest.mark.parametrize(
     ("body", "status", "code", "param"),
     [

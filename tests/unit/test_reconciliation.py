@@ -10,7 +10,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain.ledger import Posting
-from domain.reconciliation import Discrepancy, Kind, Line, adjustment, outcome_of, reconcile
+from domain.reconciliation import (
+    Columns,
+    Discrepancy,
+    Kind,
+    Line,
+    StatementError,
+    adjustment,
+    outcome_of,
+    parse_statement,
+    reconcile,
+)
 
 
 def line(n: int, **changes: object) -> Line:
@@ -124,3 +134,28 @@ def test_an_adjustment_is_balanced_between_two_accounts() -> None:
     for debit, amount in (("platform:recon", 5), ("channel:sim:clearing", 0)):
         with pytest.raises(ValueError):
             adjustment(debit, "platform:recon", "USD", amount)
+
+
+def test_a_statement_file_read_through_its_column_mapping() -> None:
+    text = "no,ref,kind,minor,ccy,cost,state\nSIM1,pay_1,payment,1001,USD,12,OK\n"
+    text += "SIMR1,re_1,refund,100,USD,0,NOPE\n"
+    mapping = Columns("no", "ref", "kind", "minor", "ccy", "cost", "state", ("OK",))
+    assert parse_statement(text, mapping) == (
+        line(1),
+        Line("refund", "SIMR1", "re_1", 100, "USD", "failed", 0),
+    )
+    header = "order_no,merchant_ref,type,amount_minor,currency,fee_minor,status\n"
+    assert parse_statement(header + "SIM1,pay_1,payment,1001,USD,12,SUCCESS\n") == (line(1),)
+    for bad in (
+        "SIM1,pay_1,charge,1001,USD,12,SUCCESS",
+        "SIM1,pay_1,payment,10.01,USD,12,SUCCESS",
+        "SIM1,pay_1,payment,0,USD,12,SUCCESS",
+        "SIM1,pay_1,payment,1_001,USD,12,SUCCESS",
+        "SIM1,pay_1,payment,1001,USD,-1,SUCCESS",
+        ",pay_1,payment,1001,USD,12,SUCCESS",
+        "SIM1,pay_1,payment",
+    ):
+        with pytest.raises(StatementError, match="line 2"):
+            parse_statement(header + bad + "\n")
+    with pytest.raises(StatementError, match="no column 'fee_minor'"):
+        parse_statement("order_no,merchant_ref,type,amount_minor,currency,status\n")
