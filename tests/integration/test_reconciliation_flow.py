@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -108,7 +109,8 @@ async def test_finds_exactly_the_injected_discrepancies(
         before = await counts(stack)
         status, again = await finance.call("POST", RUNS, {"channel": "sim", "day": day})
         assert status == 200 and again["replayed"] and again["id"] == run["id"], again
-        cli = await recon.run(stack.settings, argparse.Namespace(channel="sim", day=day))
+        again_cli = argparse.Namespace(channel="sim", day=day, file=None)
+        cli = await recon.run(stack.settings, again_cli)
         assert cli["id"] == run["id"] and cli["replayed"], cli
         assert await counts(stack) == before
 
@@ -187,7 +189,7 @@ async def resolve(
 
 
 async def test_an_uploaded_statement_through_its_column_mapping(
-    stack: Stack, http: aiohttp.ClientSession, new_merchant: MerchantFactory
+    stack: Stack, http: aiohttp.ClientSession, new_merchant: MerchantFactory, tmp_path: Path
 ) -> None:
     assert stack.pg is not None
     shop = await new_merchant()
@@ -208,9 +210,11 @@ async def test_an_uploaded_statement_through_its_column_mapping(
         await asyncio.sleep(0.05)
     assert row is not None
     # A day with no payments of Juhe's: the lines find their records by reference.
-    csv = "Ref,Trade,Kind,Minor,Ccy,Cost,State\n"
-    csv += f"{row['channel_order_id']},{pay['id']},payment,321,USD,{row['cost']},paid\n"
-    csv += "GHOST1,pay_ghost_upload,payment,500,USD,0,paid\n"
+    rows = [
+        [row["channel_order_id"], pay["id"], "payment", "321", "USD", str(row["cost"]), "paid"],
+        ["GHOST1", "pay_ghost_upload", "payment", "500", "USD", "0", "paid"],
+    ]
+    csv = "Ref,Trade,Kind,Minor,Ccy,Cost,State\n" + "".join(",".join(r) + "\n" for r in rows)
     columns = {
         "reference": "Ref",
         "juhe_id": "Trade",
@@ -230,6 +234,16 @@ async def test_an_uploaded_statement_through_its_column_mapping(
     before = await counts(stack)
     status, again = await finance.call("POST", RUNS, body)
     assert status == 200 and again["id"] == run["id"] and again["replayed"], again
+    assert await counts(stack) == before
+    # The command line reads a file with the default columns: the same lines, another file.
+    saved = tmp_path / "statement.csv"
+    header = "order_no,merchant_ref,type,amount_minor,currency,fee_minor,status\n"
+    saved.write_text(header + "".join(",".join([*r[:-1], "SUCCESS"]) + "\n" for r in rows))
+    args = argparse.Namespace(channel="sim", day="2001-01-01", file=str(saved))
+    cli = await recon.run(stack.settings, args)
+    assert not cli["replayed"] and cli["discrepancies"] == 1 and cli["id"] != run["id"], cli
+    before = await counts(stack)
+    assert (await recon.run(stack.settings, args))["id"] == cli["id"]
     for bad, code, param in (
         ({**body, "csv": csv.replace("321", "3.21")}, "invalid_statement", "csv"),
         ({**body, "columns": {**columns, "fee": "Fee"}}, "invalid_statement", "csv"),
