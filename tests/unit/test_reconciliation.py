@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import random
 from dataclasses import replace
 
@@ -159,3 +161,33 @@ def test_a_statement_file_read_through_its_column_mapping() -> None:
             parse_statement(header + bad + "\n")
     with pytest.raises(StatementError, match="no column 'fee_minor'"):
         parse_statement("order_no,merchant_ref,type,amount_minor,currency,status\n")
+
+
+TEXT = st.text(st.characters(codec="utf-8", exclude_characters="\r\n\x00"), min_size=1)
+
+
+@given(
+    st.lists(
+        st.builds(
+            Line,
+            type=st.sampled_from(["payment", "refund"]),
+            reference=TEXT,
+            juhe_id=TEXT,
+            amount=st.integers(min_value=1, max_value=10**30),
+            currency=st.sampled_from(["USD", "JPY", "ETH"]),
+            status=st.sampled_from(["succeeded", "failed"]),
+            fee=st.integers(min_value=0, max_value=10**6),
+        ),
+        max_size=10,
+    )
+)
+def test_a_written_statement_reads_back_as_its_lines(lines: list[Line]) -> None:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(
+        ["order_no", "merchant_ref", "type", "amount_minor", "currency", "fee_minor", "status"]
+    )
+    for x in lines:
+        status = "SUCCESS" if x.status == "succeeded" else "FAILED"
+        writer.writerow([x.reference, x.juhe_id, x.type, x.amount, x.currency, x.fee, status])
+    assert parse_statement(out.getvalue()) == tuple(lines)
