@@ -133,6 +133,13 @@ class Conversion:
         end = scale_half_up(self.converted, before + part, whole)
         return end - scale_half_up(self.converted, before, whole)
 
+    def refund_at_channel(self, before: int | None, part: int, whole: int) -> int:
+        """What the channel returns for a refund: its slice (`refund_part`), or `part` scaled
+        for a refund reserved before slices were recorded (`before` None)."""
+        if before is None:
+            return scale_half_up(self.converted, part, whole)
+        return self.refund_part(before, part, whole)
+
     def to_doc(self) -> dict[str, object]:
         """As stored with the payment: fractions as "numerator/denominator", exactly."""
         return {

@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from adapters.base import ChannelError, Statement, StatementPublishing
+from domain.fx import Conversion
 from domain.ids import new_id
 from domain.ledger import Posting, channel_cost
 from domain.reconciliation import Line, Outcome, outcome_of, reconcile
@@ -51,7 +52,7 @@ async def juhe_lines(conn: Conn, channel: str, day: date, lines: Sequence[Line])
     ids = [line.juhe_id for line in lines]
     rows = await conn.fetch(
         """SELECT 'payment' AS type, p.id, p.channel_order_id AS reference, p.amount, p.currency,
-                  p.status, p.created_at,
+                  p.status, p.created_at, p.fx, p.amount AS whole, NULL AS reserved_before,
                   coalesce((SELECT po.amount FROM journal_entries e
                               JOIN postings po ON po.entry_id = e.id
                               JOIN ledger_accounts a ON a.id = po.account_id
@@ -61,7 +62,7 @@ async def juhe_lines(conn: Conn, channel: str, day: date, lines: Sequence[Line])
                   OR p.channel_order_id = ANY($4) OR p.id = ANY($5))
            UNION ALL
            SELECT 'refund', r.id, r.channel_refund_id, r.amount, r.currency, r.status,
-                  r.created_at, 0
+                  r.created_at, p.fx, p.amount, r.reserved_before, 0
              FROM refunds r JOIN payments p ON p.id = r.payment_id
             WHERE p.channel = $1 AND ((r.created_at >= $2 AND r.created_at < $3)
                   OR r.channel_refund_id = ANY($4) OR r.id = ANY($5))""",
@@ -75,19 +76,33 @@ async def juhe_lines(conn: Conn, channel: str, day: date, lines: Sequence[Line])
     out = []
     for r in rows:
         status = outcome_of(r["status"])
+        amount, currency = _charged(r)
         out.append(
             Line(
                 type=r["type"],
                 reference=r["reference"] or "",
                 juhe_id=r["id"],
-                amount=int(r["amount"]),
-                currency=r["currency"],
+                amount=amount,
+                currency=currency,
                 status=status,
                 fee=int(r["fee"]),
                 expected=status == "succeeded" and start <= r["created_at"] < end,
             )
         )
     return out
+
+
+def _charged(r: asyncpg.Record) -> tuple[int, str]:
+    """What the channel moved: a converted payment's amount in the charged currency, a refund
+    of one as the channel pool refunded it."""
+    amount = int(r["amount"])
+    if r["fx"] is None:
+        return amount, r["currency"]
+    conversion = Conversion.from_doc(orjson.loads(r["fx"]))
+    if r["type"] == "payment":
+        return conversion.converted, conversion.target
+    before = None if r["reserved_before"] is None else int(r["reserved_before"])
+    return conversion.refund_at_channel(before, amount, int(r["whole"])), conversion.target
 
 
 def _sums(amounts: dict[str, int]) -> str:

@@ -27,7 +27,6 @@ from adapters.base import (
     RefundRequest,
 )
 from domain.channels import ChannelSpec
-from domain.fees import scale_half_up
 from domain.fx import Conversion
 from domain.messages import (
     ChannelCallback,
@@ -406,11 +405,7 @@ class ChannelActor:
             # so the refunds together return exactly what was charged.
             conversion = Conversion.from_doc(orjson.loads(payment["fx"]))
             before = refund["reserved_before"]
-            amount = (
-                scale_half_up(conversion.converted, amount, payment["amount"])
-                if before is None  # reserved before slices were recorded
-                else conversion.refund_part(before, amount, payment["amount"])
-            )
+            amount = conversion.refund_at_channel(before, amount, payment["amount"])
             currency = conversion.target
         request = RefundRequest(
             refund_id=refund["id"],

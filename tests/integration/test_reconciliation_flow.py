@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 
 from cli import recon
 from domain.access import Realm
+from infra import reconciliation
 from tests.conftest import MerchantFactory, wait_status
 from tests.portal import Portal, make_user
 from tests.stack import Stack
@@ -262,6 +265,50 @@ async def test_an_uploaded_statement_through_its_column_mapping(
         assert got in (400, 404), answer
         assert (answer["error"]["code"], answer["error"]["param"]) == (code, param), answer
     assert await counts(stack) == before
+
+
+async def test_a_converted_payment_is_compared_in_what_the_channel_charged(
+    stack: Stack, new_merchant: MerchantFactory
+) -> None:
+    """EUR 10.00 charged as USD 10.91: the payment as USD 1091, its two half refunds as their
+    slices, 546 and 545 (as the channel pool refunds them)."""
+    assert stack.pg is not None
+    shop = await new_merchant()
+    pid, tag = f"pay_fx{time.time_ns()}", str(time.time_ns())
+    at = datetime(2001, 1, 3, 12, tzinfo=UTC)
+    fx = {"target": "USD", "converted": 1091, "rate": "10905/10000", "mid": "1/1"}
+    fx |= {"spread_bps": 0, "expires_at": 0}
+    await stack.pg.execute(
+        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
+               channel, channel_order_id, fx, refund_reserved, refunded_amount, created_at,
+               expires_at)
+           VALUES ($1, $2, $1, 1000, 'EUR', 'refunded', 'sim', $3, $4::jsonb, 1000, 1000, $5,
+                   $5)""",
+        pid,
+        shop.merchant_id,  # type: ignore[attr-defined]
+        f"FX{tag}",
+        orjson.dumps(fx).decode(),
+        at,
+    )
+    for n, before in enumerate((0, 500)):
+        await stack.pg.execute(
+            """INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status,
+                   channel_refund_id, reserved_before, created_at)
+               VALUES ($1, $2, $3, 500, 'EUR', 'succeeded', $4, $5, $6)""",
+            f"re_fx{tag}{n}",
+            pid,
+            shop.merchant_id,  # type: ignore[attr-defined]
+            f"FXR{tag}{n}",
+            before,
+            at,
+        )
+    lines = await reconciliation.juhe_lines(stack.pg, "sim", at.date(), [])
+    mine = [x for x in lines if x.juhe_id == pid or x.juhe_id.startswith(f"re_fx{tag}")]
+    assert sorted((x.type, x.amount, x.currency) for x in mine) == [
+        ("payment", 1091, "USD"),
+        ("refund", 545, "USD"),
+        ("refund", 546, "USD"),
+    ]
 
 
 @pytest.mark.parametrize(

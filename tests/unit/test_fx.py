@@ -121,6 +121,12 @@ def test_two_half_refunds_return_exactly_what_was_charged() -> None:
         fx.refund_part(5_000, 5_001, 10_000)
 
 
+def test_a_refund_at_the_channel_by_slice_or_scaled_without_one() -> None:
+    fx = _conversion(10_905)
+    assert fx.refund_at_channel(5_000, 5_000, 10_000) == 5_452
+    assert fx.refund_at_channel(None, 5_000, 10_000) == 5_453
+
+
 @given(
     converted=st.integers(1, 10**12),
     whole=st.integers(1, 10**9),
