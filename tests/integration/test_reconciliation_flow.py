@@ -1,6 +1,10 @@
 """Reconciliation against a real node: payments and a refund through the simulator agree with
 its statement; the discrepancies injected into it are found, exactly; the same file again
-changes nothing; the command line runs the same; bad input is a 4xx that changes nothing."""
+changes nothing; the command line runs the same; bad input is a 4xx that changes nothing.
+
+The node is this module's own: a channel's statement covers every merchant on its account for
+the day, so other tests' payments (failovers, late payments, rows written by hand) would be
+discrepancies here, and this module's hand-written rows would break their ledger checks."""
 
 from __future__ import annotations
 
@@ -14,16 +18,35 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+import pytest_asyncio
 
 from cli import recon
 from domain.access import Realm
 from infra import reconciliation
-from tests.conftest import MerchantFactory, wait_status
+from tests.conftest import MerchantFactory, merchant_on, wait_status
 from tests.portal import Portal, make_user
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 RUNS = "/api/v1/admin/reconciliation/runs"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def stack():
+    node = Stack("recon")
+    try:
+        await node.start()
+        yield node
+    finally:
+        await node.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def new_merchant(stack: Stack, http: aiohttp.ClientSession) -> MerchantFactory:
+    async def make() -> Any:
+        return await merchant_on(stack, http, "recon")
+
+    return make
 
 
 async def counts(stack: Stack) -> tuple[int, int, int]:
