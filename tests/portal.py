@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +17,7 @@ import pyotp
 from domain.access import Realm
 from domain.credentials import hash_password
 from domain.ids import new_id
-from infra import identity
+from infra import audit, identity
 from tests.stack import Stack
 
 PASSWORD = "Correct-Horse-42-battery"
@@ -123,3 +126,35 @@ async def make_user(
 
 
 HASHED = hash_password(PASSWORD)  # one argon2 hash for every test user
+
+
+# how long every gateway process takes to pick up a settings change
+SETTINGS_REACH_S = 5.2
+
+
+@asynccontextmanager
+async def platform_setting(admin: Portal, name: str, value: Any) -> AsyncIterator[Any]:
+    """Platform setting `name` at `value` for the block, in force in every process, then back
+    as it was (both changes through the API, so both are audited); yields the value it had."""
+    status, current = await admin.call("GET", "/api/v1/admin/settings")
+    assert status == 200, current
+    before = current["settings"][name]
+    change = {"version": current["version"], "settings": {name: value}}
+    status, updated = await admin.call("PUT", "/api/v1/admin/settings", change)
+    assert status == 200, updated
+    try:
+        await asyncio.sleep(SETTINGS_REACH_S)
+        yield before
+    finally:
+        restore = {"version": updated["version"], "settings": {name: before}}
+        status, _ = await admin.call("PUT", "/api/v1/admin/settings", restore)
+        assert status == 200
+        await asyncio.sleep(SETTINGS_REACH_S)
+
+
+async def setting_changes(admin: Portal, name: str) -> list[tuple[Any, Any]]:
+    """(before, after) of `name` in the admin's audited settings changes, oldest first."""
+    changes = await audit.query(
+        admin.stack.pg, action="settings.update", actor=f"user:{admin.user_id}", limit=10
+    )
+    return [(c["before"][name], c["after"][name]) for c in reversed(changes)]

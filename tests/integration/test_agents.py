@@ -17,7 +17,7 @@ from domain.fees import Rate
 from gateway.client import MerchantClient
 from infra import agents, audit
 from tests.conftest import Receiver, wait_status
-from tests.portal import PASSWORD, Portal, make_user
+from tests.portal import PASSWORD, Portal, make_user, platform_setting, setting_changes
 from tests.stack import TEST_SETTINGS, Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -342,13 +342,8 @@ async def test_the_platform_may_let_agents_activate_what_they_open(stack: Stack,
     assert stack.pg is not None
     admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
     a_id, a = await _register(stack, http, admin, "trusted")
-    status, current = await admin.call("GET", "/api/v1/admin/settings")
-    assert status == 200 and current["settings"]["agent_opens_active"] is False
-    change = {"version": current["version"], "settings": {"agent_opens_active": True}}
-    status, updated = await admin.call("PUT", "/api/v1/admin/settings", change)
-    assert status == 200, updated
-    try:
-        await asyncio.sleep(5.2)  # other gateway processes pick the change up within 5 s
+    async with platform_setting(admin, "agent_opens_active", True) as before:
+        assert before is False
         subordinates = f"/api/v1/agents/{a_id}/subordinates"
         status, shop = await a.call("POST", subordinates, _SHOP)
         assert status == 201 and shop["status"] == "active", shop
@@ -363,18 +358,10 @@ async def test_the_platform_may_let_agents_activate_what_they_open(stack: Stack,
             {"type": "agent", "name": "t", "email": _email("t"), "password": PASSWORD},
         )
         assert status == 201 and sub["status"] == "active", sub
-    finally:
-        restore = {"version": updated["version"], "settings": {"agent_opens_active": False}}
-        status, _ = await admin.call("PUT", "/api/v1/admin/settings", restore)
-        assert status == 200
-        await asyncio.sleep(5.2)
-    changes = await audit.query(
-        stack.pg, action="settings.update", actor=f"user:{admin.user_id}", limit=10
-    )
-    assert [
-        (c["before"]["agent_opens_active"], c["after"]["agent_opens_active"])
-        for c in reversed(changes)
-    ] == [(False, True), (True, False)], "audited"
+    assert await setting_changes(admin, "agent_opens_active") == [
+        (False, True),
+        (True, False),
+    ], "audited"
 
 
 async def test_money_terms_take_set_rates_and_stay_in_bounds(stack: Stack, http) -> None:

@@ -21,7 +21,14 @@ from gateway.client import MerchantClient
 from infra import agents, audit, identity
 from infra.ratelimit import RateLimiter
 from tests.conftest import MerchantFactory, wait_status
-from tests.portal import PASSWORD, Portal, make_user, totp_code
+from tests.portal import (
+    PASSWORD,
+    Portal,
+    make_user,
+    platform_setting,
+    setting_changes,
+    totp_code,
+)
 from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -637,13 +644,8 @@ async def test_the_platform_may_relax_mfa_and_a_merchant_may_still_demand_it(
     await stack.pg.execute(
         "UPDATE merchants SET mfa_required = true WHERE id = $1", strict.merchant_id
     )
-    status, current = await admin.call("GET", "/api/v1/admin/settings")
-    assert status == 200 and current["settings"]["mfa_required_merchant"] is True
-    change = {"version": current["version"], "settings": {"mfa_required_merchant": False}}
-    status, updated = await admin.call("PUT", "/api/v1/admin/settings", change)
-    assert status == 200, updated
-    try:
-        await asyncio.sleep(5.2)  # other gateway processes pick the change up within 5 s
+    async with platform_setting(admin, "mfa_required_merchant", False) as before:
+        assert before is True
         staff = await make_user(
             stack, http, Realm.MERCHANT, strict.merchant_id, ["merchant_staff"], sign_in=False
         )
@@ -664,18 +666,10 @@ async def test_the_platform_may_relax_mfa_and_a_merchant_may_still_demand_it(
         agent_user = await make_user(stack, http, Realm.AGENT, "agt_none", [], sign_in=False)
         status, session = await agent_user.login()
         assert session["mfa_enrolment_required"] is True, "agents' users still need it"
-    finally:
-        restore = {"version": updated["version"], "settings": {"mfa_required_merchant": True}}
-        status, _ = await admin.call("PUT", "/api/v1/admin/settings", restore)
-        assert status == 200
-        await asyncio.sleep(5.2)
-    changes = await audit.query(
-        stack.pg, action="settings.update", actor=f"user:{admin.user_id}", limit=10
-    )
-    assert [
-        (c["before"]["mfa_required_merchant"], c["after"]["mfa_required_merchant"])
-        for c in reversed(changes)
-    ] == [(True, False), (False, True)], "audited"
+    assert await setting_changes(admin, "mfa_required_merchant") == [
+        (True, False),
+        (False, True),
+    ], "audited"
 
 
 async def _role(admin: Portal, permissions: list[str]) -> str:
