@@ -12,7 +12,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from domain.fx import Conversion, quote
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
-from domain.risk import MerchantLimits, RiskInput, assess
+from domain.risk import NO_LIMITS, outside
 from domain.states import PaymentStatus
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
@@ -28,7 +28,6 @@ from workers.outcomes import end_payment
 from workers.runtime import Mailbox, gather_all
 
 _intents = envelope_decoder(PaymentIntent)
-NO_LIMITS = MerchantLimits(currencies=frozenset())
 
 
 class RiskActor:
@@ -153,29 +152,30 @@ class RiskActor:
         endings = []
         for n, intent in enumerate(intents):
             merchant = await self.merchants.merchant(intent.merchant_id)
-            decision = assess(
-                RiskInput(intent.currency, int(intent.amount), *customers[n]),
-                merchant.limits if merchant else NO_LIMITS,
-                bool(flags[2 * n]),
-                bool(flags[2 * n + 1]),
+            fault = outside(
+                intent.currency, int(intent.amount), merchant.limits if merchant else NO_LIMITS
             )
+            if fault is None and flags[2 * n]:
+                fault = ("blocked_ip", "customer IP is blocklisted")
+            if fault is None and flags[2 * n + 1]:
+                fault = ("blocked_email", "customer e-mail is blocklisted")
             request = RouteRequest(
                 int(intent.amount), intent.currency, intent.method, intent.customer_country
             )
             order = await self.decide(request, intent.merchant_id, merchant, health)
-            if not order and decision.approved and not self.takes(intent.currency):
+            if not order and fault is None and not self.takes(intent.currency):
                 order = await self.route_converted(intent, merchant, health)
             channel = order[0] if order else None
             fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])
-            if not decision.approved:
+            if fault is not None:
                 endings.append(
                     end_payment(
                         ctx,
                         intent.id,
                         PaymentStatus.REJECTED,
                         "payment.rejected",
-                        failure_code=decision.code,
-                        failure_message=decision.reason,
+                        failure_code=fault[0],
+                        failure_message=fault[1],
                     )
                 )
             elif channel is None:

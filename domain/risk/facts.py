@@ -1,0 +1,150 @@
+"""The facts a rule can read, built from one payment (or a transaction to evaluate) and what
+the risk pool looked up for it: counters, the IP's country, the USD equivalent.
+
+Absent text is "" and absent lists are empty, so a rule like `email_domain == "x.example"`
+reads plainly whether or not the merchant sent an e-mail; `amount_usd` is null when no rate
+was available, and a rule reading it then records an error instead of firing.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+from domain.risk.velocity import every_feature, nested
+
+VELOCITY = "velocity"
+# Every fact, with a typical value: what publishing checks rules' types against.
+FACTS: dict[str, Any] = {
+    "amount": 12_345,  # minor units of `currency`
+    "amount_usd": 12_345,  # USD minor units (cents), null when no rate was available
+    "currency": "USD",
+    "method": "card",
+    "merchant": "mch_x",
+    "agents": ["agt_x"],  # the merchant's agent chain, nearest first
+    "email": "a@example.com",
+    "email_domain": "example.com",
+    "ip": "203.0.113.7",
+    "ip_country": "US",  # from the local range table; "" when unknown
+    "country": "US",  # the country the merchant sent for its customer
+    "card_country": "US",
+    "card_bin": "424242",
+    "card_fingerprint": "fp_x",
+    "device": "dev_x",  # the cashier page's device id
+    "customer": "cus_x",  # the merchant's id for its customer
+    "hour": 13,  # 0–23, UTC
+    "weekday": 2,  # 0 Monday … 6 Sunday
+    VELOCITY: {},
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """What is known of a payment before any channel sees it."""
+
+    merchant_id: str
+    amount: int
+    currency: str
+    at: float  # unix seconds
+    method: str | None = None
+    agents: Sequence[str] = ()
+    email: str | None = None
+    ip: str | None = None
+    country: str | None = None
+    device: str | None = None
+    customer: str | None = None
+    card_fingerprint: str | None = None
+    card_bin: str | None = None
+    card_country: str | None = None
+
+    def keys(self) -> dict[str, str]:
+        """The values velocity is counted by, normalised; absent ones left out."""
+        values = {
+            "ip": self.ip,
+            "email": self.email.lower() if self.email else None,
+            "device": self.device,
+            "card": self.card_fingerprint,
+            "customer": self.customer,
+            "merchant": self.merchant_id,
+        }
+        return {k: v for k, v in values.items() if v}
+
+
+@dataclass(frozen=True, slots=True)
+class Lookups:
+    amount_usd: int | None = None
+    ip_country: str | None = None
+    velocity: Mapping[Any, int] = field(default_factory=dict)
+
+
+def email_domain(email: str | None) -> str:
+    return email.rsplit("@", 1)[-1].lower() if email and "@" in email else ""
+
+
+def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
+    at = datetime.fromtimestamp(tx.at, UTC)
+    return {
+        "amount": tx.amount,
+        "amount_usd": found.amount_usd,
+        "currency": tx.currency,
+        "method": tx.method or "",
+        "merchant": tx.merchant_id,
+        "agents": list(tx.agents),
+        "email": (tx.email or "").lower(),
+        "email_domain": email_domain(tx.email),
+        "ip": tx.ip or "",
+        "ip_country": found.ip_country or "",
+        "country": tx.country or "",
+        "card_country": tx.card_country or "",
+        "card_bin": tx.card_bin or "",
+        "card_fingerprint": tx.card_fingerprint or "",
+        "device": tx.device or "",
+        "customer": tx.customer or "",
+        "hour": at.hour,
+        "weekday": at.weekday(),
+        VELOCITY: nested(dict(found.velocity)),
+    }
+
+
+@lru_cache(maxsize=4096)
+def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(cidr, strict=False)
+
+
+def in_cidr(ip: str, cidr: str) -> bool:
+    """`in_cidr(ip, "10.0.0.0/8")`: false for an absent or malformed IP; a malformed range is
+    an error (the rule records it), found at publish for a literal one."""
+    network = _network(cidr)
+    try:
+        return ipaddress.ip_address(ip) in network
+    except ValueError:
+        return False
+
+
+FUNCTIONS: dict[str, Callable[..., Any]] = {"in_cidr": in_cidr}
+
+
+def _probe(empty: bool) -> dict[str, Any]:
+    counters = {f: 0 if empty else 3 for f in every_feature()}
+    blank = {
+        k: ([] if isinstance(v, list) else "" if isinstance(v, str) else 0)
+        for k, v in FACTS.items()
+    }
+    return {**(blank if empty else FACTS), VELOCITY: nested(counters)}
+
+
+# An empty payment and a typical one: each rule must evaluate to a bool on both.
+PROBES = (_probe(empty=True), _probe(empty=False))
+
+
+def resolve(facts: Mapping[str, Any], path: str) -> Any:
+    value: Any = facts
+    for part in path.split("."):
+        if not isinstance(value, Mapping) or part not in value:
+            return None
+        value = value[part]
+    return value
