@@ -52,6 +52,10 @@ class Keys:
     def blocked_emails(self) -> str:
         return f"{self.prefix}:risk:blocked_emails"
 
+    def velocity(self, dimension: str, digest: str) -> str:
+        """One IP's, e-mail's, device's… payments of the last 24 h (infra.velocity)."""
+        return f"{self.prefix}:risk:v:{dimension}:{digest}"
+
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
 

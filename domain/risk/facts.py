@@ -60,6 +60,7 @@ class Transaction:
     card_fingerprint: str | None = None
     card_bin: str | None = None
     card_country: str | None = None
+    id: str | None = None  # the payment's: its events are counted once, however redelivered
 
     def keys(self) -> dict[str, str]:
         """The values velocity is counted by, normalised; absent ones left out."""

@@ -15,6 +15,7 @@ from domain.risk import (
     judge,
 )
 from domain.risk.engine import list_values
+from domain.risk.geo import CountryTable
 from domain.risk.lists import Entry, Hit, Kind, ListIndex, ListName, normalize
 from domain.risk.velocity import Feature
 
@@ -168,3 +169,22 @@ def test_list_index_matches_values_ranges_and_expiry() -> None:
     assert {h.entry for h in index.hits(values, NOON + 60)} == {"e1", "e3", "e4"}  # e2 expired
     assert [h.entry for h in index.hits({Kind.IP: ["2001:db8::5"]}, NOON)] == ["e5"]
     assert index.hits({Kind.IP: ["not an ip"], Kind.EMAIL: [""]}, NOON) == []
+
+
+def test_ip_country_table() -> None:
+    table = CountryTable(
+        [
+            ("192.0.2.0", "192.0.2.255", "tw"),
+            ("198.51.100.0", "198.51.100.127", "US"),
+            ("2001:db8::", "2001:db8::ffff", "DE"),
+        ]
+    )
+    assert [table.country(ip) for ip in ("192.0.2.0", "192.0.2.255", "198.51.100.127")] == [
+        "TW",
+        "TW",
+        "US",
+    ]
+    assert table.country("198.51.100.128") is None and table.country("10.0.0.1") is None
+    assert table.country("2001:db8::1") == "DE" and table.country("nonsense") is None
+    with pytest.raises(ValueError):
+        CountryTable([("10.0.0.9", "10.0.0.1", "US")])

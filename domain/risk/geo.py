@@ -1,0 +1,43 @@
+"""The country of an IP address from a local range table: nothing is looked up over the network
+while payments are judged. The table is `start,end,country` rows (first and last address of
+each range, IPv4 or IPv6), the shape of the free IP-to-country CSV exports; Juhe ships a small
+sample (config/ip_country.csv) and `risk.ip_country_table` points at a full one."""
+
+from __future__ import annotations
+
+import bisect
+import ipaddress
+from collections.abc import Iterable
+
+
+class CountryTable:
+    def __init__(self, rows: Iterable[tuple[str, str, str]]) -> None:
+        ranges = []
+        for start, end, country in rows:
+            low, high = ipaddress.ip_address(start.strip()), ipaddress.ip_address(end.strip())
+            if low.version != high.version or int(low) > int(high):
+                raise ValueError(f"bad range {start}–{end}")
+            ranges.append((low.version, int(low), int(high), country.strip().upper()))
+        ranges.sort()
+        self._starts = [(v, lo) for v, lo, _, _ in ranges]
+        self._ranges = ranges
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+    def country(self, ip: str | None) -> str | None:
+        if not ip:
+            return None
+        try:
+            address = ipaddress.ip_address(ip)
+        except ValueError:
+            return None
+        key = (address.version, int(address))
+        n = bisect.bisect_right(self._starts, key) - 1
+        if n < 0:
+            return None
+        version, _, high, country = self._ranges[n]
+        return country if version == address.version and key[1] <= high else None
+
+
+EMPTY_TABLE = CountryTable(())

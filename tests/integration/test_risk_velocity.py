@@ -1,0 +1,126 @@
+"""Velocity counters (infra/velocity.py) against a real Redis: a controlled clock, exact window
+edges, concurrent payments, and one round trip for every counter of an envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest_asyncio
+from redis.asyncio import Redis
+
+from config import load_settings
+from domain.risk.facts import Transaction
+from domain.risk.velocity import Feature
+from infra.keys import Keys
+from infra.velocity import Velocity
+
+T0 = 1_780_000_000_000  # ms
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+IP_1M = Feature("ip", "count", "1m")
+IP_1H = Feature("ip", "count", "1h")
+EMAIL_SUM_1H = Feature("email", "sum_usd", "1h")
+IP_CARDS_24H = Feature("ip", "distinct", "24h", "card")
+MERCHANT_24H = Feature("merchant", "count", "24h")
+ALL = [IP_1M, IP_1H, EMAIL_SUM_1H, IP_CARDS_24H, MERCHANT_24H]
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def velocity() -> AsyncIterator[tuple[Velocity, Redis, str]]:
+    client = Redis.from_url(load_settings({}).redis.url)
+    prefix = f"test-velocity-{uuid.uuid4().hex[:8]}"
+    yield Velocity(client, Keys(prefix)), client, prefix
+    keys = [k async for k in client.scan_iter(f"{prefix}:*")]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
+
+
+def pay(n: int, ip: str = "203.0.113.5", card: str | None = None, email: str = "a@x.example"):
+    tx = Transaction(
+        "mch_v", 1_000, "USD", 0.0, ip=ip, email=email, card_fingerprint=card, id=f"pay_{n}"
+    )
+    return tx, 1_000 + n
+
+
+async def one(v: Velocity, tx_usd, now: int, features=ALL) -> dict[Feature, int]:
+    (counters,) = await v.observe_many([tx_usd], features, now)
+    return counters
+
+
+async def test_windows_are_exact_at_their_edges(velocity) -> None:
+    v, _, _ = velocity
+    assert (await one(v, pay(1), T0))[IP_1M] == 1  # the payment judged is counted
+    # one window minus a millisecond later, the first is still inside
+    assert (await one(v, pay(2), T0 + MIN - 1))[IP_1M] == 2
+    # exactly one window later, the first has left: the window is (now − 1 min, now]
+    at_edge = await one(v, pay(3), T0 + MIN)
+    assert at_edge[IP_1M] == 2 and at_edge[IP_1H] == 3
+    assert (await one(v, pay(4), T0 + HOUR))[IP_1H] == 3  # pay_1 out, 2, 3 and 4 in
+    late = await one(v, pay(5), T0 + DAY + MIN)
+    assert late[IP_1H] == 1 and late[MERCHANT_24H] == 2  # pay_4 and pay_5
+
+
+async def test_sum_and_distinct(velocity) -> None:
+    v, _, _ = velocity
+    await one(v, pay(1, card="card_a"), T0)
+    await one(v, pay(2, card="card_b"), T0 + 1)
+    await one(v, pay(3, card="card_a"), T0 + 2)
+    last = await one(v, pay(4), T0 + 3)  # no card: not a distinct card
+    assert last[EMAIL_SUM_1H] == 1_001 + 1_002 + 1_003 + 1_004
+    assert last[IP_CARDS_24H] == 2
+    assert (await one(v, pay(5), T0 + 2 * HOUR))[EMAIL_SUM_1H] == 1_005
+
+
+async def test_a_redelivered_payment_is_counted_once(velocity) -> None:
+    v, _, _ = velocity
+    await one(v, pay(1), T0)
+    again = await one(v, pay(1), T0 + 5)
+    assert again[IP_1M] == 1 and again[EMAIL_SUM_1H] == 1_001
+
+
+async def test_absent_values_count_nothing(velocity) -> None:
+    v, _, _ = velocity
+    tx = Transaction("mch_v", 1, "USD", 0.0, id="pay_x")
+    counters = await one(v, (tx, None), T0)
+    assert counters[IP_1M] == 0 and counters[MERCHANT_24H] == 1
+
+
+async def test_concurrent_payments_each_see_an_exact_distinct_count(velocity) -> None:
+    """40 payments from one IP at once, from 8 callers: every count 1..40 is seen exactly once."""
+    v, _, _ = velocity
+
+    async def caller(k: int) -> list[int]:
+        seen = []
+        for n in range(k, 40, 8):
+            seen.append((await one(v, pay(n), T0 + 10, [IP_1M]))[IP_1M])
+        return seen
+
+    counts = [c for seen in await asyncio.gather(*(caller(k) for k in range(8))) for c in seen]
+    assert sorted(counts) == list(range(1, 41))
+
+
+async def test_an_envelope_is_one_round_trip_and_keys_hold_no_clear_values(velocity) -> None:
+    v, client, prefix = velocity
+    batch = [pay(n, ip=f"198.51.100.{n}") for n in range(20)]
+    pipelines = []
+    real = client.pipeline
+
+    def counted(*args, **kwargs):
+        pipe = real(*args, **kwargs)
+        pipelines.append(pipe)
+        return pipe
+
+    client.pipeline = counted  # type: ignore[method-assign]
+    try:
+        answers = await v.observe_many(batch, ALL, T0)
+    finally:
+        client.pipeline = real  # type: ignore[method-assign]
+    assert len(pipelines) == 1  # one pipeline sent once: every counter of 20 payments
+    assert [a[IP_1M] for a in answers] == [1] * 20
+    assert answers[-1][MERCHANT_24H] == 20
+    keys = [k.decode() async for k in client.scan_iter(f"{prefix}:*")]
+    assert keys and not any("198.51.100" in k or "x.example" in k for k in keys)
+    members = await client.zrange(keys[0], 0, -1)
+    assert not any(b"198.51.100" in m or b"x.example" in m for m in members)
