@@ -14,8 +14,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Mapping
+from contextlib import ExitStack, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
@@ -174,6 +174,25 @@ class LocalNode:
         if self.redis:
             await self.redis.aclose()
         await reset.wipe(self.settings, await reset.channel_codes(self.settings))
+
+
+@asynccontextmanager
+async def scratch_database(name: str) -> AsyncIterator[tuple[LocalNode, asyncpg.Pool]]:
+    """A private node's database, migrated and holding its configured channels, with no process
+    running: for scenarios that call Juhe's code in-process. Dropped afterwards."""
+    node = LocalNode(name)
+    dsn = node.settings.postgres.dsn
+    try:
+        await db.ensure_database(dsn)
+        await db.migrate(dsn)
+        await seed_from_config(dsn, node.settings.channels, node.box)
+        pool = await db.create_pool(dsn, 1, 2)
+        try:
+            yield node, pool
+        finally:
+            await pool.close()
+    finally:
+        await node.stop()
 
 
 class RedisPair:

@@ -2,6 +2,7 @@
 
     python -m benchmarks.run                 # the full suite (several minutes)
     python -m benchmarks.run --smoke         # every scenario for a second or two
+    python -m benchmarks.run --only settlement   # one group: payments or settlement
     python -m benchmarks.run --out FILE      # where the JSON result goes
 
 Absolute numbers are printed beside the ratios and labelled as this machine's: they are not
@@ -22,7 +23,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from benchmarks import scenarios
+from benchmarks import scenarios, settlement
 from benchmarks.load import wrk_available
 
 TARGETS = {
@@ -42,7 +43,8 @@ def _commit() -> str:
         return "unknown"
 
 
-async def run(smoke: bool) -> dict[str, Any]:
+async def payments(smoke: bool) -> dict[str, Any]:
+    """Taking payments: the gateway, the whole node, routing and the ledger pool."""
     seconds = 1.5 if smoke else 10.0
     connections = 16 if smoke else 64
     pool = 3_000 if smoke else 80_000
@@ -92,7 +94,36 @@ async def run(smoke: bool) -> dict[str, Any]:
     return figures
 
 
+async def settlements(smoke: bool) -> dict[str, Any]:
+    """Issue 13's figures: reconciling a channel's statement, closing settlement periods."""
+    return {
+        "reconciliation": await settlement.reconcile(500 if smoke else 100_000),
+        "settlement_close": await settlement.close_growth(
+            *((100, 1_000) if smoke else (10_000, 100_000))
+        ),
+    }
+
+
+GROUPS = {"payments": payments, "settlement": settlements}
+
+
+async def run(smoke: bool, groups: list[str]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for name in groups:
+        figures |= await GROUPS[name](smoke)
+    return figures
+
+
 def report(figures: dict[str, Any]) -> str:
+    parts = []
+    if "baseline" in figures:
+        parts.append(payments_report(figures))
+    if "reconciliation" in figures:
+        parts.append(settlement_report(figures))
+    return "\n".join(parts)
+
+
+def payments_report(figures: dict[str, Any]) -> str:
     base = figures["baseline"]
     runs = ", ".join(f"{r:.0f}" for r in base["runs"])
     lines = [
@@ -170,6 +201,31 @@ def report(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def settlement_report(figures: dict[str, Any]) -> str:
+    """Reconciliation as a ratio to a COPY of the same file; the close as time per line at two
+    sizes and how that grows (1: linear)."""
+    r = figures["reconciliation"]
+    load_match_store = r["seconds"] - r["parse_s"]
+    lines = [
+        f"reconciliation, {r['lines']}-line statement: {r['ratio']:.3f} of a COPY of the same "
+        f"file; {r['lines_per_s']:.0f} lines/s (parse {r['parse_s']:.2f} s, load, match and "
+        f"store {load_match_store:.2f} s) against COPY {r['copy_lines_per_s']:.0f} lines/s "
+        f"(this machine); {r['matched']} matched, {r['discrepancies']} discrepancies, "
+        "exactly those injected",
+    ]
+    c = figures["settlement_close"]
+    for size in ("small", "large"):
+        f = c[size]
+        lines.append(
+            f"settlement close, {f['lines']} lines into {f['statements']} statements: "
+            f"{f['seconds']:.2f} s ({f['us_per_line']:.0f} µs/line; releasing them before: "
+            f"{f['release_s']:.2f} s; the next day's run with nothing new: "
+            f"{f['idle_next_day_s']:.2f} s)"
+        )
+    lines.append(f"settlement close, cost per line large / small: {c['per_line_growth']:.2f}")
+    return "\n".join(lines)
+
+
 def soak_report(soak: dict[str, Any]) -> str:
     """Resident memory per process: after warm-up (the first minute) against the end."""
     samples = soak["rss_mb"]
@@ -200,18 +256,26 @@ def main() -> None:
         help="instead of the suite: a whole node at --soak-rate for SECONDS, memory sampled",
     )
     parser.add_argument("--soak-rate", type=float, default=90.0, metavar="PER_S")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=sorted(GROUPS),
+        help="run only this group of scenarios (repeatable); default: all",
+    )
     args = parser.parse_args()
     started = time.time()
+    groups = ["soak"] if args.soak else args.only or list(GROUPS)
     if args.soak:
         figures = {"soak": uvloop.run(scenarios.soak(args.soak_rate, args.soak))}
     else:
-        figures = uvloop.run(run(args.smoke))
+        figures = uvloop.run(run(args.smoke, groups))
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(started)),
         "commit": _commit(),
         "machine": f"{platform.node()} · {os.cpu_count()} cores · {platform.machine()}",
         "wrk": wrk_available(),
         "smoke": args.smoke,
+        "groups": groups,
         "figures": figures,
     }
     out = args.out or Path("benchmarks/out") / f"bench-{int(started)}.json"

@@ -23,14 +23,14 @@ from aiohttp import web
 from adapters.simulator import wire
 from adapters.simulator.server import TEST_AMOUNTS
 from benchmarks.load import LoadResult, Prepared, closed_loop, open_loop
-from benchmarks.node import ROOT, LocalNode, RedisPair, free_port
+from benchmarks.node import ROOT, LocalNode, RedisPair, free_port, scratch_database
 from domain.channels import FeeSchedule
 from domain.fees import Rate
 from domain.ids import new_id
 from domain.messages import ChannelCallback
 from gateway.client import signed_headers
-from infra import broker, db
-from infra.channels import ChannelRegistry, seed_from_config
+from infra import broker
+from infra.channels import ChannelRegistry
 from infra.keys import STREAMS
 from infra.merchants import NewMerchant, create_merchant
 from routing.strategies import ChannelProfile, Health, RouteRequest, Rule, Strategy, route
@@ -425,13 +425,7 @@ def routing(decisions: int) -> dict[str, float]:
 async def ledger(entries: int, batch: int) -> dict[str, float]:
     """The ledger pool's batched transaction against one transaction per callback, on the same
     PostgreSQL with synchronous_commit on: payments awaiting payment, one paid callback each."""
-    node = LocalNode("bench")
-    dsn = node.settings.postgres.dsn
-    await db.ensure_database(dsn)
-    await db.migrate(dsn)
-    await seed_from_config(dsn, node.settings.channels, node.box)
-    pool = await db.create_pool(dsn, 1, 2)
-    try:
+    async with scratch_database("bench") as (node, pool):
         assert (await pool.fetchval("SHOW synchronous_commit")) == "on"
         merchant = await create_merchant(
             pool,
@@ -462,9 +456,6 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
             "batched_entries_per_s": rates["batched"],
             "batch_size": batch,
         }
-    finally:
-        await pool.close()
-        await node.stop()
 
 
 async def _awaiting_payments(pool: Any, merchant_id: str, count: int) -> list[ChannelCallback]:

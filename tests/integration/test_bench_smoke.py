@@ -42,6 +42,11 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     }
     assert all(us > 0 for us in figures["routing"].values())
     assert figures["ledger"]["single_entries_per_s"] > 0
+    recon = figures["reconciliation"]
+    assert recon["lines"] == 500 and recon["discrepancies"] == 7 and recon["ratio"] > 0, recon
+    close = figures["settlement_close"]
+    assert 0 < close["small"]["lines"] < close["large"]["lines"], close
+    assert close["small"]["statements"] > 0 and close["per_line_growth"] > 0, close
     assert "ratio" in run.stdout and "result file" in run.stdout
 
 
