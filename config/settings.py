@@ -101,6 +101,18 @@ class Scheduler(Base):
     check_for_s: float
 
 
+class Reconciliation(Base):
+    """When the scheduler reconciles each channel's daily statement by itself."""
+
+    due_after_s: int
+    lookback_days: int
+    interval_s: float
+
+    def __post_init__(self) -> None:
+        if self.due_after_s < 0 or not 1 <= self.lookback_days <= 31 or self.interval_s <= 0:
+            raise ValueError("reconciliation: due_after_s ≥ 0, lookback_days 1–31, interval_s > 0")
+
+
 class Settlement(Base):
     """Defaults for entities without their own cycle, and how often the job runs."""
 
@@ -239,6 +251,7 @@ class Settings(Base):
     notify: Notify
     scheduler: Scheduler
     settlement: Settlement
+    reconciliation: Reconciliation
     withdrawals: Withdrawals
     payments: Payments
     breaker: Breaker

@@ -61,6 +61,31 @@ def check_chain(chain: Sequence[AgentTerms], merchant_rate: Rate | None = None) 
 
 
 @dataclass(frozen=True, slots=True)
+class Terms:
+    """The terms a commission was earned under, kept with its record for the agent's
+    statement (seed §5.3): the level (1 is the top of the merchant's chain), the mode, and the
+    rate (mark-up: the agent's own rate; percentage: its share; fixed: its fixed amount)."""
+
+    level: int
+    mode: Mode
+    rate_bps: int
+    fixed: int
+
+
+def terms_of(chain: Sequence[AgentTerms]) -> dict[str, Terms]:
+    """Each agent's `Terms` in a chain given top first."""
+    out = {}
+    for level, t in enumerate(chain, start=1):
+        if t.mode is Mode.MARKUP:
+            out[t.agent_id] = Terms(level, t.mode, t.rate.bps, t.rate.fixed)
+        elif t.mode is Mode.PERCENTAGE:
+            out[t.agent_id] = Terms(level, t.mode, t.share_bps, 0)
+        else:
+            out[t.agent_id] = Terms(level, t.mode, 0, t.share_fixed)
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class Split:
     """How a payment's fee divides: commissions in chain order (zero amounts left out) and the
     platform's remainder. merchant_fee == channel_cost + Σ commissions + platform."""

@@ -15,7 +15,13 @@ from domain.commission import AgentTerms, split
 from domain.fees import Rate, rate_fee
 from domain.fx import Conversion, convert
 from domain.messages import ChannelCallback
-from domain.states import PaymentStatus, RefundStatus, sources, status_after_refund
+from domain.states import (
+    ENDED_WITHOUT_MONEY,
+    PaymentStatus,
+    RefundStatus,
+    sources,
+    status_after_refund,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +103,12 @@ def refusal(
     if recorded is not None and recorded != callback.channel_order_id:
         return "order_mismatch"
     target = _TARGET[callback.outcome]
-    if payment.status.value not in sources(target):
+    accepted = (
+        callback.reconciled
+        and target is PaymentStatus.SUCCEEDED
+        and payment.status in ENDED_WITHOUT_MONEY
+    )
+    if payment.status.value not in sources(target) and not accepted:
         # Late, duplicate or out of order: the payment has moved on. A `paid` that arrives after
         # the payment ended otherwise is kept for reconciliation, never posted twice.
         return "stale"

@@ -16,13 +16,16 @@ import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 
 from domain.ledger import Posting, ensure_balanced
+from domain.states import ENDED_WITHOUT_MONEY
 
 SUCCEEDED = "succeeded"
 _PAID = frozenset({"succeeded", "partially_refunded", "refunded"})
 _OPEN = frozenset({"pending", "processing", "awaiting_payment"})
+_ENDED = frozenset(s.value for s in ENDED_WITHOUT_MONEY)
 
 
 def outcome_of(status: str) -> str:
@@ -39,6 +42,9 @@ class Kind(StrEnum):
     STATUS = "status_mismatch"
     FEE = "fee_mismatch"  # the channel's fee against the cost Juhe posted
     DUPLICATE = "duplicate"  # a second line for a record already claimed
+    # Not found by a run: the channel, asked about a payment Juhe had ended without its money,
+    # said it was paid (recorded by the ledger pool as it refuses that word)
+    PAID_AFTER_END = "paid_after_end"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +140,52 @@ def reconcile(channel: Iterable[Line], juhe: Sequence[Line]) -> Outcome:
 
 def _gap(kind: Kind, line: Line, channel: str | None, juhe: str | None) -> Discrepancy:
     return Discrepancy(kind, line.type, line.reference, line.juhe_id, channel, juhe)
+
+
+def due_days(now: datetime, due_after_s: int, lookback_days: int) -> list[date]:
+    """The UTC days whose statements are due by `now` (a day's file is due `due_after_s`
+    after it ends), newest first, going back `lookback_days` days from today."""
+    today = now.astimezone(UTC).date()
+    days = (today - timedelta(days=n) for n in range(1, lookback_days + 1))
+    return [
+        d
+        for d in days
+        if datetime.combine(d + timedelta(days=1), time(), UTC) + timedelta(seconds=due_after_s)
+        <= now
+    ]
+
+
+class Action(StrEnum):
+    IGNORE = "ignore"  # closed as it is
+    ADJUST = "adjust"  # a balanced entry to named accounts
+    REFUND = "refund"  # the money the channel holds for a payment Juhe ended goes back
+    ACCEPT_CHANNEL = "accept_channel"  # the payment takes the channel's status
+
+
+def refused_action(
+    action: Action, type_: str, juhe_status: str | None, at_channel: str | None
+) -> str | None:
+    """Why `refund` or `accept_channel` cannot settle a discrepancy, as an error code, or None.
+    `juhe_status` is the payment's status (None: Juhe has no such payment), `at_channel` the
+    order's status as the channel answers now (`paid`, `failed`, `pending`, `refunded`)."""
+    if type_ != "payment" or juhe_status is None:
+        return "not_a_payment"
+    paid_here = outcome_of(juhe_status) == SUCCEEDED
+    if action is Action.REFUND:
+        if paid_here:
+            return "refund_through_api"  # the money is in Juhe's books: POST /refunds
+        if juhe_status in _OPEN:
+            return "payment_not_ended"  # it may still take the channel's word
+        return None if at_channel == "paid" else "not_paid_at_channel"
+    if at_channel not in ("paid", "failed"):
+        return "channel_undecided"
+    if paid_here:
+        return "nothing_to_accept" if at_channel == "paid" else "cannot_reverse"
+    if juhe_status not in _OPEN and juhe_status not in _ENDED:
+        return "payment_rejected"  # risk refused it: its money goes back (`refund`)
+    if at_channel == "failed" and juhe_status in _ENDED:
+        return "nothing_to_accept"
+    return None
 
 
 def adjustment(debit: str, credit: str, currency: str, amount: int) -> list[Posting]:

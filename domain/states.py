@@ -33,6 +33,9 @@ P = PaymentStatus
 UNPAID = frozenset({P.PENDING, P.PROCESSING, P.AWAITING_PAYMENT})
 # Ended before the customer paid: an order still open at the channel is to be closed.
 ENDED_UNPAID = frozenset({P.CANCELED, P.EXPIRED})
+# Ended without the customer's money: a channel that says it was paid is a reconciliation
+# discrepancy (`paid_after_end`), and only reconciliation may take the channel's word for it.
+ENDED_WITHOUT_MONEY = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
 REFUNDABLE = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED})
 FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.REJECTED, P.REFUNDED})
 

@@ -55,7 +55,10 @@ from infra import agents, audit, identity
 from infra.merchants import create_merchant
 
 _CURRENCY = re.compile(r"^([A-Z]{3,5}|\*)$")
-_CSV_FIELDS = ["created", "ref", "kind", "payment_id", "merchant_id", "currency", "amount"]
+_CSV_FIELDS = [
+    *("created", "ref", "kind", "payment_id", "merchant_id", "currency", "amount"),
+    *("level", "mode", "rate_bps", "fixed"),
+]
 
 
 def agent_view(row: asyncpg.Record) -> AgentView:
@@ -536,6 +539,10 @@ async def commissions(request: web.Request) -> web.Response:
             "merchant_id": r["merchant_id"],
             "currency": r["currency"],
             "amount": format_amount(r["amount"], r["currency"]),
+            "level": r["level"],
+            "mode": r["mode"],
+            "rate_bps": r["rate_bps"],
+            "fixed": None if r["level"] is None else format_amount(r["fixed_minor"], r["currency"]),
             "created": int(r["created_at"].timestamp()),
         }
         for r in rows

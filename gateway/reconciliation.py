@@ -13,24 +13,41 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from adapters.base import ChannelDeclined, ChannelError, Statement
+from adapters.base import ChannelDeclined, ChannelError, RefundRequest, Statement
 from domain.access import Owner, Principal, Realm
 from domain.ledger import Posting
+from domain.messages import ChannelCallback, encode
 from domain.money import format_amount
-from domain.reconciliation import Columns, StatementError, adjustment, parse_statement
+from domain.reconciliation import (
+    Action,
+    Columns,
+    StatementError,
+    adjustment,
+    parse_statement,
+    refused_action,
+)
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
 from gateway.payments import amount_of
 from gateway.reconciliation_schemas import (
     DiscrepancyView,
     ResolveDiscrepancy,
+    Returned,
     RunReconciliation,
     RunView,
     StatementColumns,
     Tally,
 )
-from gateway.state import decode, edge, json_answer, known_cursor, page_answer, page_limit
-from infra import reconciliation
+from gateway.state import (
+    Edge,
+    decode,
+    edge,
+    json_answer,
+    known_cursor,
+    page_answer,
+    page_limit,
+)
+from infra import reconciliation, store
 
 _PLATFORM = Owner(Realm.PLATFORM, None)  # platform-only: no merchant or agent owns it
 
@@ -65,6 +82,7 @@ def discrepancy_view(r: asyncpg.Record) -> DiscrepancyView:
     return DiscrepancyView(
         id=r["id"],
         run_id=r["run_id"],
+        channel=r["channel"],
         kind=r["kind"],
         type=r["type"],
         reference=r["reference"],
@@ -77,6 +95,13 @@ def discrepancy_view(r: asyncpg.Record) -> DiscrepancyView:
         resolved_by=r["resolved_by"],
         resolved_at=_ts(r["resolved_at"]),
         entry_id=r["entry_id"],
+        channel_ref=r["channel_ref"],
+        returned=None
+        if r["returned_amount"] is None
+        else Returned(
+            format_amount(int(r["returned_amount"]), r["returned_currency"]),
+            r["returned_currency"],
+        ),
         created=int(r["created_at"].timestamp()),
     )
 
@@ -175,15 +200,15 @@ async def list_discrepancies(request: web.Request) -> web.Response:
 
 
 async def resolve_discrepancy(request: web.Request) -> web.Response:
-    """Ignore an open discrepancy, or adjust it with a balanced entry; with a reason, audited.
-    409 when it is no longer open."""
+    """Close an open discrepancy with an action and a reason, audited: 409 when it is no
+    longer open or the action does not fit it (see `domain.reconciliation.refused_action`)."""
     e = edge(request)
     body = await request.read()
     who = (await identify(request, body)).principal
     await require(request, who, "settlements:approve", _PLATFORM)
     req = decode(body, ResolveDiscrepancy)
     postings: list[Posting] = []
-    if (req.action == "adjust") != (req.adjustment is not None):
+    if (req.action is Action.ADJUST) != (req.adjustment is not None):
         raise invalid(
             "invalid_field", "adjust takes an adjustment, and only adjust does", "adjustment"
         )
@@ -194,19 +219,94 @@ async def resolve_discrepancy(request: web.Request) -> web.Response:
             postings = adjustment(a.debit, a.credit, a.currency, amount)
         except ValueError as exc:
             raise invalid("invalid_field", str(exc), "adjustment") from None
+    discrepancy_id = request.match_info["id"]
+    found = await reconciliation.get_discrepancy(e.pg, discrepancy_id)
+    if found is None:
+        raise invalid("resource_missing", "no such discrepancy", "id", status=404)
+    if found["status"] != "open":
+        raise _closed(found["status"])
+    at_channel = None
+    if req.action in (Action.REFUND, Action.ACCEPT_CHANNEL):
+        at_channel = await _at_channel(e, found, req.action)
     try:
         row = await reconciliation.resolve(
-            e.pg,
-            request.match_info["id"],
-            req.action,
-            req.reason,
-            postings,
-            actor(request, who),
+            e.pg, discrepancy_id, req.action, req.reason, postings, actor(request, who), at_channel
         )
     except reconciliation.NotOpen as exc:
-        raise invalid(
-            "discrepancy_closed", f"the discrepancy is {exc} already", status=409
-        ) from None
-    if row is None:
-        raise invalid("resource_missing", "no such discrepancy", "id", status=404)
+        raise _closed(str(exc)) from None
+    assert row is not None  # it was found above, and discrepancies are never deleted
     return json_answer(discrepancy_view(row))
+
+
+def _closed(status: str) -> ApiError:
+    return invalid("discrepancy_closed", f"the discrepancy is {status} already", status=409)
+
+
+async def _at_channel(
+    e: Edge, discrepancy: asyncpg.Record, action: Action
+) -> reconciliation.AtChannel:
+    """Do at the channel what `refund` or `accept_channel` asks, after checking it fits: the
+    channel is asked about the order first, and its answer, not the statement's, decides.
+    Either is safe to repeat: the return's refund id at the channel is the discrepancy's id,
+    the accepted word's event id is derived from it."""
+    channel, payment_id = discrepancy["channel"], discrepancy["juhe_id"]
+    payment = await store.fetch_payment(e.pg, payment_id)
+    adapter = e.channels.adapter(channel)
+    if adapter is None:
+        raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=409)
+    order = (payment["channel_order_id"] if payment else None) or discrepancy["reference"]
+    state = None
+    if payment is not None and discrepancy["type"] == "payment":
+        try:
+            state = await adapter.query_order(payment_id, order)
+        except ChannelDeclined:
+            state = None  # the channel has no such order
+        except ChannelError as exc:
+            raise statement_refused(exc) from None
+    refused = refused_action(
+        action,
+        discrepancy["type"],
+        payment["status"] if payment else None,
+        state.status if state else None,
+    )
+    if refused is not None or state is None:
+        raise invalid(refused or "not_paid_at_channel", _REFUSED[refused], "action", status=409)
+    if action is Action.REFUND:
+        ask = RefundRequest(
+            discrepancy["id"], payment_id, state.channel_order_id, state.amount, state.currency
+        )
+        try:
+            done = await adapter.refund(ask)
+        except ChannelError as exc:
+            raise statement_refused(exc) from None
+        return reconciliation.AtChannel(done.channel_refund_id, state.amount, state.currency)
+    event_id = f"recon:{discrepancy['id']}"
+    word = ChannelCallback(
+        channel=channel,
+        event_id=event_id,
+        payment_id=payment_id,
+        channel_order_id=state.channel_order_id,
+        outcome="paid" if state.status == "paid" else "failed",
+        amount=str(state.amount),
+        currency=state.currency,
+        failure_code=None if state.status == "paid" else "failed_at_channel",
+        failure_message=None
+        if state.status == "paid"
+        else "reconciliation took the channel's word",
+        reconciled=True,
+    )
+    await e.intake.callback(channel, event_id, encode(word))
+    return reconciliation.AtChannel(event_id)
+
+
+_REFUSED = {
+    None: "the channel has no such order",
+    "not_a_payment": "only a payment Juhe has can be refunded or take the channel's status",
+    "refund_through_api": "the payment's money is in Juhe's books: refund it with POST /refunds",
+    "payment_not_ended": "the payment is still open: accept the channel's status instead",
+    "not_paid_at_channel": "the channel does not hold this payment's money",
+    "channel_undecided": "the channel has not decided the payment yet",
+    "nothing_to_accept": "the payment already has the channel's outcome",
+    "cannot_reverse": "a payment Juhe took cannot be unpaid here: refund it or adjust",
+    "payment_rejected": "risk rejected this payment: return its money with refund",
+}

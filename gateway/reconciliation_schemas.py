@@ -9,7 +9,7 @@ from typing import Annotated, Literal
 import msgspec
 from msgspec import Meta
 
-from domain.reconciliation import Kind
+from domain.reconciliation import Action, Kind
 
 Day = Annotated[str, Meta(pattern=r"^\d{4}-\d{2}-\d{2}$", description="a UTC day, YYYY-MM-DD")]
 ChannelCode = Annotated[str, Meta(min_length=1, max_length=64)]
@@ -65,9 +65,11 @@ class Adjustment(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ResolveDiscrepancy(msgspec.Struct, forbid_unknown_fields=True):
-    """`ignore` closes it as it is; `adjust` posts the adjustment and resolves it."""
+    """`ignore` closes it as it is; `adjust` posts the adjustment; `refund` returns at the
+    channel the money it holds for a payment Juhe ended without it; `accept_channel` moves the
+    payment to the status the channel gives it now, through the ledger's guarded transition."""
 
-    action: Literal["ignore", "adjust"]
+    action: Action
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
     adjustment: Adjustment | None = None
 
@@ -99,10 +101,16 @@ class RunList(msgspec.Struct):
     has_more: bool
 
 
+class Returned(msgspec.Struct):
+    amount: str  # major units
+    currency: str
+
+
 class DiscrepancyView(msgspec.Struct, kw_only=True):
     id: str
     object: Literal["reconciliation_discrepancy"] = "reconciliation_discrepancy"
-    run_id: str
+    run_id: str | None  # None: a payment the channel said was paid after it ended
+    channel: str
     kind: Kind
     type: Literal["payment", "refund"]
     reference: str  # the channel's id
@@ -110,11 +118,13 @@ class DiscrepancyView(msgspec.Struct, kw_only=True):
     channel_value: str | None
     juhe_value: str | None
     status: DiscrepancyStatus
-    action: Literal["ignore", "adjust"] | None
+    action: Action | None
     reason: str | None
     resolved_by: str | None
     resolved_at: int | None
     entry_id: int | None  # the adjustment's journal entry
+    channel_ref: str | None  # the return's refund id at the channel, or the accepted event
+    returned: Returned | None  # what a `refund` gave back at the channel
     created: int
 
 

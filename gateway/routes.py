@@ -1126,16 +1126,24 @@ ROUTES: tuple[Route, ...] = (
         "/api/v1/admin/reconciliation/discrepancies/{id}/resolve",
         reconciliation.resolve_discrepancy,
         "resolveReconciliationDiscrepancy",
-        "Ignore a discrepancy, or adjust it with a balanced entry; with a reason (audited)",
+        "Ignore, adjust, refund or accept the channel's word for a discrepancy (audited)",
         "bearer",
         200,
         rcs.DiscrepancyView,
         rcs.ResolveDiscrepancy,
-        errors=(400, 401, 403, 404, 409, 429),
+        errors=(400, 401, 403, 404, 409, 429, 502, 503),
         tag="reconciliation",
         description="`adjust` posts `adjustment.amount` from `credit` to `debit` (journal kind "
-        "`recon_adjustment`, ref the discrepancy id); 409 `discrepancy_closed` once it is "
-        "resolved or ignored.",
+        "`recon_adjustment`, ref the discrepancy id). `refund` and `accept_channel` first ask "
+        "the channel about the payment's order: `refund` returns there the money it holds for "
+        "a payment Juhe ended without it (the channel's refund id is the discrepancy id, so a "
+        "retry returns nothing twice); `accept_channel` hands the channel's answer to the "
+        "ledger as a callback, which may move a payment Juhe ended without its money to "
+        "`succeeded` (posted once, `payment.succeeded` sent). 409 `discrepancy_closed` once it "
+        "is resolved or ignored, and 409 with a code saying why when the action does not fit "
+        "(`refund_through_api`, `payment_not_ended`, `not_paid_at_channel`, "
+        "`channel_undecided`, `nothing_to_accept`, `cannot_reverse`, `payment_rejected`, "
+        "`not_a_payment`); 502/503 when the channel refuses or does not answer.",
     ),
     Route(
         "POST",

@@ -63,6 +63,17 @@ class StatementList(msgspec.Struct):
     has_more: bool
 
 
+class CommissionTerms(msgspec.Struct):
+    """What an agent's commission line was earned under (seed §5.3): its level (1 is the top
+    of the merchant's chain), mode, and rate: in mark-up mode the agent's own rate, in
+    percentage mode its share of the amount, in fixed mode its amount per payment."""
+
+    level: int
+    mode: Literal["markup", "percentage", "fixed"]
+    rate_bps: int
+    fixed: str  # major units of the line's currency
+
+
 class LineView(msgspec.Struct, kw_only=True):
     """One journal entry's effect on the statement (kind payment, refund, reserve_release,
     adjustment, or carried: the previous statement's negative net, `ref` naming it)."""
@@ -83,6 +94,7 @@ class LineView(msgspec.Struct, kw_only=True):
     adjustments: str
     carried: str
     net: str
+    commission_terms: CommissionTerms | None = None  # an agent's payment and refund lines
 
 
 class LinePage(msgspec.Struct):

@@ -24,6 +24,7 @@ from gateway.pdf import pdf_answer, render
 from gateway.settlement_schemas import (
     Balances,
     BalanceView,
+    CommissionTerms,
     LinePage,
     LineView,
     PutTerms,
@@ -46,7 +47,10 @@ from gateway.state import (
 )
 from infra import audit, settlement
 
-_LINE_CSV = ["id", "entry_id", "kind", "ref", "at", "payment_id", "merchant_id", *TOTALS, "net"]
+_LINE_CSV = [
+    *("id", "entry_id", "kind", "ref", "at", "payment_id", "merchant_id", *TOTALS, "net"),
+    *("level", "mode", "rate_bps", "fixed"),
+]
 # Statement labels, Traditional Chinese first (the PDF).
 LABELS = {
     "gross": "交易總額 Gross",
@@ -110,6 +114,32 @@ def statement_view(r: asyncpg.Record) -> StatementView:
     )
 
 
+def terms_view(r: asyncpg.Record) -> CommissionTerms | None:
+    """The terms an agent's commission line was earned under, if it has any on record."""
+    if r["level"] is None:
+        return None
+    return CommissionTerms(
+        r["level"], r["mode"], r["rate_bps"], _amount(r["fixed_minor"], r["currency"])
+    )
+
+
+def terms_text(terms: CommissionTerms | None) -> str:
+    """A line's terms in a statement PDF's column: level, mode, rate."""
+    if terms is None:
+        return ""
+    rate = {
+        "markup": f"{terms.rate_bps} bps + {terms.fixed}",
+        "percentage": f"{terms.rate_bps} bps",
+    }
+    return f"L{terms.level} {terms.mode} {rate.get(terms.mode, terms.fixed)}"
+
+
+def _terms_columns(terms: CommissionTerms | None) -> dict[str, object]:
+    if terms is None:
+        return {"level": None, "mode": None, "rate_bps": None, "fixed": None}
+    return msgspec.structs.asdict(terms)
+
+
 def line_view(r: asyncpg.Record) -> LineView:
     c = r["currency"]
     return LineView(
@@ -121,6 +151,7 @@ def line_view(r: asyncpg.Record) -> LineView:
         payment_id=r["payment_id"],
         merchant_id=r["merchant_id"],
         **{name: _amount(r[name], c) for name in (*TOTALS, "net")},
+        commission_terms=terms_view(r),
     )
 
 
@@ -146,6 +177,10 @@ def statement_pdf(font: str, row: asyncpg.Record, lines: list[asyncpg.Record]) -
         [when(r["at"]), r["kind"], r["ref"], *(_amount(r[name], c) for name in amounts)]
         for r in lines
     ]
+    if row["entity_kind"] == "agent":
+        columns.append("分潤條件 Terms")
+        for cells, r in zip(table, lines, strict=True):
+            cells.append(terms_text(terms_view(r)))
     return render(font, STATEMENT_TITLE, facts, columns, table)
 
 
@@ -218,6 +253,7 @@ async def get_statement(request: web.Request) -> web.Response:
                 **{name: _amount(r[name], r["currency"]) for name in (*TOTALS, "net")},
                 **{k: r[k] for k in ("id", "entry_id", "kind", "ref", "payment_id", "merchant_id")},
                 "at": _ts(r["at"]),
+                **_terms_columns(terms_view(r)),
             }
             for r in lines
         ]

@@ -399,10 +399,14 @@ async def statement(conn: Conn, entity_id: str, statement_id: str) -> asyncpg.Re
 async def lines(
     conn: Conn, statement_id: str, after: int | None, limit: int | None
 ) -> list[asyncpg.Record]:
-    """In order; `after` is a line id."""
+    """In order; `after` is a line id. An agent's payment and refund lines carry the terms
+    their commission was earned under (level, mode, rate_bps, fixed_minor; NULL otherwise)."""
     return await conn.fetch(
-        """SELECT * FROM settlement_lines WHERE statement_id = $1
-             AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3""",
+        """SELECT l.*, c.level, c.mode, c.rate_bps, c.fixed_minor FROM settlement_lines l
+             LEFT JOIN commissions c ON l.kind IN ('payment', 'refund')
+                   AND c.ref = l.ref AND c.agent_id = l.entity_id
+            WHERE l.statement_id = $1 AND ($2::bigint IS NULL OR l.id > $2)
+            ORDER BY l.id LIMIT $3""",
         statement_id,
         after,
         limit,

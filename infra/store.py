@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 
 from adapters.base import ChannelOrder
+from domain.commission import Terms
 from domain.ids import new_id
 from domain.ledger import Posting
 from domain.messages import PaymentIntent, RefundIntent
@@ -253,25 +254,39 @@ async def post_entries(
 
 
 async def record_commissions(
-    conn: asyncpg.Connection, kind: str, rows: Sequence[tuple[str, str, str, str, int]]
+    conn: asyncpg.Connection,
+    kind: str,
+    rows: Sequence[tuple[str, str, str, str, int, Terms | None]],
 ) -> None:
-    """Commission rows (ref, agent, merchant, currency, amount) beside their journal entry:
-    what agents' commission reports read."""
+    """Commission rows (ref, agent, merchant, currency, amount, terms) beside their journal
+    entry: what agents' commission reports and statements read. A payment's rows keep the
+    terms each agent earned under; a refund's reversal (terms None) repeats its payment's."""
     if not rows:
         return
+    known = [r[5] for r in rows]
     await conn.execute(
-        """INSERT INTO commissions (ref, agent_id, merchant_id, currency, amount, kind, payment_id)
-           SELECT u.ref, u.agent, u.merchant, u.currency, u.amount, $6,
-                  CASE WHEN $6 = 'payment' THEN u.ref
-                       ELSE (SELECT payment_id FROM refunds WHERE id = u.ref) END
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[])
-                AS u(ref, agent, merchant, currency, amount)""",
+        """INSERT INTO commissions (ref, agent_id, merchant_id, currency, amount, kind, payment_id,
+                                    level, mode, rate_bps, fixed_minor)
+           SELECT u.ref, u.agent, u.merchant, u.currency, u.amount, $6, x.payment_id,
+                  COALESCE(u.level, c.level), COALESCE(u.mode, c.mode),
+                  COALESCE(u.rate_bps, c.rate_bps), COALESCE(u.fixed, c.fixed_minor)
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::numeric[],
+                       $7::smallint[], $8::text[], $9::integer[], $10::numeric[])
+                AS u(ref, agent, merchant, currency, amount, level, mode, rate_bps, fixed)
+           CROSS JOIN LATERAL (SELECT CASE WHEN $6 = 'payment' THEN u.ref
+                   ELSE (SELECT payment_id FROM refunds WHERE id = u.ref) END AS payment_id) x
+           LEFT JOIN commissions c
+                  ON $6 = 'refund' AND c.ref = x.payment_id AND c.agent_id = u.agent""",
         [r[0] for r in rows],
         [r[1] for r in rows],
         [r[2] for r in rows],
         [r[3] for r in rows],
         [r[4] for r in rows],
         kind,
+        [t.level if t else None for t in known],
+        [t.mode.value if t else None for t in known],
+        [t.rate_bps if t else None for t in known],
+        [t.fixed if t else None for t in known],
     )
 
 

@@ -25,6 +25,7 @@ from aio_pika.abc import AbstractIncomingMessage
 
 from adapters.base import ChannelDeclined, ChannelTransientError
 from domain.channels import FREE
+from domain.commission import Terms, terms_of
 from domain.fx import Conversion
 from domain.ledger import Posting, agent_lines
 from domain.lifecycle import (
@@ -37,9 +38,9 @@ from domain.lifecycle import (
 )
 from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
 from domain.settlement import redirect_released
-from domain.states import PaymentStatus, RefundStatus
+from domain.states import ENDED_WITHOUT_MONEY, PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
-from infra import metrics, settlement, store
+from infra import metrics, reconciliation, settlement, store
 from infra.agents import ChainCache
 from workers.context import Context
 from workers.outcomes import publish_events
@@ -201,7 +202,7 @@ class LedgerActor:
         chains = await self.chains.chains(conn, {chain_key[i] for i in paid if i in chain_key})
         changes: dict[str, dict[str, Any]] = {}
         entries: list[tuple[str, str, Sequence[Posting]]] = []
-        earned: list[tuple[str, str, str, str, int]] = []
+        earned: list[tuple[str, str, str, str, int, Terms | None]] = []
         event_types: list[tuple[str, str]] = []
         results: list[str] = []
         for c in fresh:
@@ -224,8 +225,9 @@ class LedgerActor:
                 change["failure_message"] = effect.failure_message
             if effect.postings:
                 entries.append(("payment", c.payment_id, effect.postings))
+            terms = terms_of(chain)
             earned += [
-                (c.payment_id, agent, payment.merchant_id, payment.currency, amount)
+                (c.payment_id, agent, payment.merchant_id, payment.currency, amount, terms[agent])
                 for agent, amount in effect.commissions
             ]
             if effect.event_type:
@@ -234,6 +236,16 @@ class LedgerActor:
         # this transaction, so nobody sees the interim value).
         other = [(c, r) for c, r in zip(fresh, results, strict=True) if r != "applied"]
         written.refused += [(c, r) for c, r in other if r in REFUSED or r == "unconfirmed"]
+        await reconciliation.record_paid_after_end(
+            conn,
+            [
+                (c.channel, c.payment_id, c.channel_order_id, original[c.payment_id])
+                for c, r in other
+                if r == "stale"
+                and c.outcome == "paid"
+                and original[c.payment_id] in ENDED_WITHOUT_MONEY
+            ],
+        )
         if other:
             await conn.execute(
                 """UPDATE channel_events e SET result = u.r
@@ -319,7 +331,7 @@ class LedgerActor:
                 conn,
                 "refund",
                 [
-                    (refund["id"], agent, payment.merchant_id, payment.currency, amount)
+                    (refund["id"], agent, payment.merchant_id, payment.currency, amount, None)
                     for agent, amount in agent_lines(effect.postings)
                 ],
             )

@@ -17,7 +17,7 @@ import orjson
 from domain.messages import ChannelTask, Message, PaymentIntent
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
-from infra import broker, metrics, progress, settlement, store, withdrawals
+from infra import broker, metrics, progress, reconciliation, settlement, store, withdrawals
 from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
 from routing.health import HealthBook
@@ -215,6 +215,15 @@ async def settle(ctx: Context) -> None:
     await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
 
 
+async def reconcile(ctx: Context) -> None:
+    """Each channel's daily statement once it is due (`infra.reconciliation.reconcile_due`;
+    the same file reconciled twice is one run)."""
+    r = ctx.settings.reconciliation
+    await reconciliation.reconcile_due(
+        ctx.pg, ctx.channels, datetime.now(UTC), r.due_after_s, r.lookback_days
+    )
+
+
 async def redrive_withdrawals(ctx: Context) -> None:
     """Withdrawals left requested, sending or sent (a message lost before the relay, a
     callback lost): handed to their channel's pool again, which asks the channel first."""
@@ -295,3 +304,5 @@ async def run(ctx: Context) -> None:
             )
         every_s = ctx.settings.settlement.interval_s
         group.create_task(supervise("scheduler-settle", lambda: every(every_s, settle, ctx)))
+        recon_s = ctx.settings.reconciliation.interval_s
+        group.create_task(supervise("scheduler-reconcile", lambda: every(recon_s, reconcile, ctx)))

@@ -15,8 +15,9 @@ from domain.access import Realm
 from domain.commission import Mode
 from domain.fees import Rate
 from gateway.client import MerchantClient
-from infra import agents, audit
+from infra import agents, audit, settlement
 from tests.conftest import Receiver, wait_status
+from tests.pdf import pdf_text
 from tests.portal import PASSWORD, Portal, make_user, platform_setting, setting_changes
 from tests.stack import TEST_SETTINGS, Stack
 
@@ -162,12 +163,21 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     assert paid["method"] == "card"
     await wait_status(client, paid["id"], {"succeeded"})
     expected = {a_id: "2.00", b["id"]: "3.00", c["id"]: "7.00"}
+    earned_under = {a_id: (1, 130), b["id"]: (2, 150), c["id"]: (3, 180)}
     for agent_id, owner in ((a_id, a), (b["id"], b_owner), (c["id"], c_owner)):
         status, report = await owner.call("GET", f"/api/v1/agents/{agent_id}/commissions")
         assert status == 200, report
         assert [(r["payment_id"], r["amount"]) for r in report["data"]] == [
             (paid["id"], expected[agent_id])
         ]
+        (record,) = report["data"]
+        level, bps = earned_under[agent_id]
+        assert (record["level"], record["mode"], record["rate_bps"], record["fixed"]) == (
+            level,
+            "markup",
+            bps,
+            "0.00",
+        ), "each record keeps the level and terms it was earned under"
         assert report["totals"] == {"USD": {"amount": expected[agent_id], "count": 1}}
     balances = dict(
         await stack.pg.fetch(
@@ -197,6 +207,9 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     assert report["totals"] == {"USD": {"amount": "4.20", "count": 2}}
     assert report["data"][0]["kind"] == "refund" and report["data"][0]["amount"] == "-2.80"
     assert report["data"][0]["ref"] == refund["id"]
+    assert (report["data"][0]["level"], report["data"][0]["rate_bps"]) == (3, 180), (
+        "a reversal repeats the terms of the commission it reverses"
+    )
     # Every agent's commission rows add up to its ledger balance, refund included.
     sums = dict(
         await stack.pg.fetch(
@@ -216,6 +229,37 @@ async def test_three_level_chain_earns_its_mark_ups(stack: Stack, http, receiver
     status, text = await _csv(c_owner, f"/api/v1/agents/{c['id']}/commissions?format=csv")
     assert status == 200 and text.splitlines()[0].startswith("created,ref,kind")
     assert len(text.splitlines()) == 3
+
+    # C's statement: every commission line with its payment, merchant, level, mode and rate.
+    later = datetime.now(UTC) + timedelta(days=15)  # past C's weekly period
+    released = await settlement.run(stack.pg, stack.settings, later, c["id"])
+    assert released is not None and released.released == 2, released
+    week_after = later + timedelta(days=8)  # the release is dated `later`: its week ended
+    closed = await settlement.run(stack.pg, stack.settings, week_after, c["id"])
+    assert closed is not None and closed.statements, closed
+    lines = []
+    for statement_id in closed.statements:
+        status, detail = await c_owner.call("GET", f"/api/v1/settlements/{c['id']}/{statement_id}")
+        assert status == 200, detail
+        lines += [line for line in detail["lines"]["data"] if line["kind"] != "carried"]
+    terms = {"level": 3, "mode": "markup", "rate_bps": 180, "fixed": "0.00"}
+    assert sorted(
+        (line["kind"], line["payment_id"], line["merchant_id"], line["commission"])
+        for line in lines
+    ) == [("payment", paid["id"], shop["id"], "7.00"), ("refund", paid["id"], shop["id"], "-2.80")]
+    assert all(line["commission_terms"] == terms for line in lines), lines
+    status, text = await _csv(
+        c_owner, f"/api/v1/settlements/{c['id']}/{closed.statements[-1]}?format=csv"
+    )
+    assert status == 200 and text.splitlines()[0].endswith(",level,mode,rate_bps,fixed"), text
+    assert all(row.endswith(",3,markup,180,0.00") for row in text.splitlines()[1:]), text
+    async with http.get(
+        f"{stack.url}/api/v1/settlements/{c['id']}/{closed.statements[-1]}?format=pdf",
+        headers={"Authorization": f"Bearer {c_owner.access}"},
+    ) as response:
+        assert response.status == 200
+        text = " ".join(pdf_text(await response.read()).split())  # cells wrap in columns
+        assert "分潤條件 Terms" in text and "L3 markup 180" in text, text
 
     # Outsiders: another top agent sees none of it.
     _, x = await _register(stack, http, admin, "rival")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,11 @@ RUNS = "/api/v1/admin/reconciliation/runs"
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def stack():
-    node = Stack("recon")
+    # the scheduler reconciles every past day at once, checking every second
+    node = Stack(
+        "recon",
+        {"JUHE_RECONCILIATION__DUE_AFTER_S": "0", "JUHE_RECONCILIATION__INTERVAL_S": "1"},
+    )
     try:
         await node.start()
         yield node
@@ -376,3 +380,144 @@ async def test_lists_refuse_unknown_cursors_and_statuses(
         assert got == 400 and answer["error"]["param"] == param, answer
     got, answer = await finance.call("GET", f"{RUNS}/rcn_nope")
     assert got == 404 and answer["error"]["code"] == "resource_missing", answer
+
+
+async def test_the_scheduler_reconciles_each_past_day_once(stack: Stack) -> None:
+    """Yesterday and the two days before, for both simulated channels, once each."""
+    assert stack.pg is not None
+    today = datetime.now(UTC).date()
+    days = {today - timedelta(days=n) for n in (1, 2, 3)}
+    want = {(channel, day) for channel in ("sim", "sim_b") for day in days}
+    for _ in range(200):
+        rows = await stack.pg.fetch(
+            "SELECT channel, day FROM recon_runs WHERE actor = 'system:scheduler'"
+        )
+        if {(r["channel"], r["day"]) for r in rows} >= want:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2)  # two more ticks of the job: nothing more
+    rows = await stack.pg.fetch(
+        "SELECT id, channel, day FROM recon_runs WHERE actor = 'system:scheduler'"
+    )
+    assert sorted((r["channel"], r["day"]) for r in rows) == sorted(want)
+    audited = await stack.pg.fetchval(
+        "SELECT count(*) FROM audit_log WHERE action = 'reconciliation.run' AND target = ANY($1)",
+        [r["id"] for r in rows],
+    )
+    assert audited == len(want)
+
+
+async def _paid_after_cancel(stack: Stack, shop: Any, n: int) -> tuple[str, str]:
+    """A payment the simulator takes without calling back (cents 59), canceled at Juhe: the
+    channel, asked as its order is closed, says paid. Its payment and discrepancy ids."""
+    assert stack.pg is not None
+    _, pay = await shop.create_payment(
+        amount=f"2{n}.59", currency="USD", merchant_order_id=f"late-{n}-{time.time_ns()}"
+    )
+    await wait_status(shop, pay["id"], {"awaiting_payment"})
+    await asyncio.sleep(0.6)  # the simulator pays it 150 ms after the order
+    status, body = await shop.request("POST", f"/api/v1/payments/{pay['id']}/cancel", {})
+    assert status == 200 and body["status"] == "canceled", body
+    for _ in range(300):
+        found_id = await stack.pg.fetchval(
+            """SELECT id FROM recon_discrepancies
+                WHERE kind = 'paid_after_end' AND juhe_id = $1""",
+            pay["id"],
+        )
+        if found_id:
+            return pay["id"], found_id
+        await asyncio.sleep(0.05)
+    raise AssertionError("the paid-after-end payment was never recorded as a discrepancy")
+
+
+async def test_paid_after_end_is_refunded_at_the_channel_or_takes_its_word(
+    stack: Stack, http: aiohttp.ClientSession, new_merchant: MerchantFactory
+) -> None:
+    assert stack.pg is not None
+    shop = await new_merchant()
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    base = "/api/v1/admin/reconciliation/discrepancies"
+    accepted_pid, accepted = await _paid_after_cancel(stack, shop, 1)
+    returned_pid, returned = await _paid_after_cancel(stack, shop, 2)
+    status, page = await finance.call("GET", f"{base}?status=open&limit=100")
+    assert status == 200, page
+    late = {d["id"]: d for d in page["data"] if d["kind"] == "paid_after_end"}
+    assert {accepted, returned} <= set(late)
+    assert (late[accepted]["run_id"], late[accepted]["channel"]) == (None, "sim")
+    assert (late[accepted]["channel_value"], late[accepted]["juhe_value"]) == (
+        "succeeded",
+        "canceled",
+    )
+
+    # Take the channel's word: the canceled payment succeeds, posted once.
+    body = {"action": "accept_channel", "reason": "the customer paid before the cancel"}
+    got, done = await finance.call("POST", f"{base}/{accepted}/resolve", body)
+    assert got == 200 and done["status"] == "resolved", done
+    assert done["channel_ref"] == f"recon:{accepted}" and done["returned"] is None, done
+    await wait_status(shop, accepted_pid, {"succeeded"})
+    entries = await stack.pg.fetch(
+        """SELECT e.id, sum(p.amount) AS total FROM journal_entries e
+             JOIN postings p ON p.entry_id = e.id WHERE e.kind = 'payment' AND e.ref = $1
+            GROUP BY e.id""",
+        accepted_pid,
+    )
+    assert [r["total"] for r in entries] == [0], "one balanced entry"
+    got, again = await finance.call("POST", f"{base}/{accepted}/resolve", body)
+    assert got == 409 and again["error"]["code"] == "discrepancy_closed", again
+
+    # Return the money at the channel: the payment stays canceled, nothing is posted.
+    wrong = {"action": "refund", "reason": "r", "adjustment": {"debit": "platform:x"}}
+    got, answer = await finance.call("POST", f"{base}/{returned}/resolve", wrong)
+    assert got == 400, answer
+    body = {"action": "refund", "reason": "the order was canceled"}
+    got, done = await finance.call("POST", f"{base}/{returned}/resolve", body)
+    assert got == 200 and done["status"] == "resolved", done
+    assert done["returned"] == {"amount": "22.59", "currency": "USD"}, done
+    assert done["channel_ref"], done
+    got, payment = await shop.request("GET", f"/api/v1/payments/{returned_pid}")
+    assert payment["status"] == "canceled", payment
+    assert not await stack.pg.fetchval(
+        "SELECT count(*) FROM journal_entries WHERE ref = $1", returned_pid
+    )
+    audited = await stack.pg.fetch(
+        """SELECT after FROM audit_log WHERE action = 'reconciliation.resolve'
+            AND target = ANY($1)""",
+        [accepted, returned],
+    )
+    assert len(audited) == 2
+
+    # The channel's word, not the statement's, decides: a payment paid on both sides that
+    # the file calls failed has nothing to accept and is refunded through the API.
+    _, fine = await shop.create_payment(
+        amount="7.77", currency="USD", merchant_order_id=f"fine-{time.time_ns()}"
+    )
+    await wait_status(shop, fine["id"], {"succeeded"})
+    sim = stack.settings.simulator
+    api_key = stack.settings.channels["sim"].api_key
+    url = f"http://{sim.host}:{sim.port}/_sim/statements/{api_key}/discrepancies"
+    async with http.put(url, json=[{"kind": "status", "merchant_ref": fine["id"]}]) as resp:
+        assert resp.status == 200
+    try:
+        day = datetime.now(UTC).date().isoformat()
+        status, run = await finance.call("POST", RUNS, {"channel": "sim", "day": day})
+        assert status == 201, run
+        named = await found(finance, run["id"])
+        mine = {accepted_pid, returned_pid, returned, fine["id"]}
+        assert {juhe_id for _, juhe_id in named} & mine == {fine["id"]}, (
+            "the accepted payment and the return match; the returned payment's status is "
+            "already a discrepancy"
+        )
+        status, page = await finance.call("GET", f"{base}?run={run['id']}&limit=100")
+        (flipped,) = [d for d in page["data"] if d["juhe_id"] == fine["id"]]
+        assert flipped["kind"] == "status_mismatch"
+        for action, code in (
+            ("accept_channel", "nothing_to_accept"),
+            ("refund", "refund_through_api"),
+        ):
+            got, answer = await finance.call(
+                "POST", f"{base}/{flipped['id']}/resolve", {"action": action, "reason": "r"}
+            )
+            assert got == 409 and answer["error"]["code"] == code, answer
+    finally:
+        async with http.delete(url) as resp:
+            assert resp.status == 200

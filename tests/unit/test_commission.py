@@ -9,7 +9,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from domain import ledger
-from domain.commission import AgentTerms, Mode, PricingError, Split, check_chain, split
+from domain.commission import (
+    AgentTerms,
+    Mode,
+    PricingError,
+    Split,
+    Terms,
+    check_chain,
+    split,
+    terms_of,
+)
 from domain.fees import MAX_PRICE_BPS, MAX_PRICE_FIXED, Rate, rate_fee
 
 amounts = st.integers(min_value=0, max_value=10**12)
@@ -95,6 +104,19 @@ def test_mixed_modes_and_the_margin_cap() -> None:
     assert capped.platform == 0
     # A merchant priced below the channel's cost: no commission, the platform bears the loss.
     assert split(100_000, 500, 600, chain) == Split((), -100)
+
+
+def test_each_agent_keeps_its_level_and_the_rate_of_its_mode() -> None:
+    chain = [
+        AgentTerms("A", Rate(100, 5), Mode.PERCENTAGE, share_bps=50),
+        AgentTerms("B", Rate(150), Mode.FIXED, share_fixed=30),
+        AgentTerms("C", Rate(180, 10)),
+    ]
+    assert terms_of(chain) == {
+        "A": Terms(1, Mode.PERCENTAGE, 50, 0),
+        "B": Terms(2, Mode.FIXED, 0, 30),
+        "C": Terms(3, Mode.MARKUP, 180, 10),
+    }
 
 
 def test_rates_must_not_fall_down_the_chain() -> None:

@@ -137,6 +137,22 @@ def test_paid_from_other_statuses_is_stale(status: P) -> None:
     assert effect.postings == ()
 
 
+@pytest.mark.parametrize("status", sorted(FINAL | {P.SUCCEEDED, P.PARTIALLY_REFUNDED}))
+def test_only_reconciliation_may_pay_a_payment_ended_without_its_money(status: P) -> None:
+    effect = on_callback(_payment(status), _callback("paid", reconciled=True), PRICE)
+    if status in (P.FAILED, P.EXPIRED, P.CANCELED):
+        assert (effect.result, effect.status) == ("applied", P.SUCCEEDED)
+        assert sum(p.amount for p in effect.postings) == 0 and effect.postings
+    else:
+        assert effect == CallbackEffect("stale"), "paid, refunded or rejected stay as they are"
+    failed = on_callback(_payment(status), _callback("failed", reconciled=True), PRICE)
+    assert failed == CallbackEffect("stale"), "its word never fails an ended payment"
+    mismatch = on_callback(
+        _payment(status), _callback("paid", reconciled=True, amount="9999"), PRICE
+    )
+    assert mismatch.status is None, "nor pays one for another amount"
+
+
 def test_unknown_payment() -> None:
     for outcome in ("paid", "failed", "pending"):
         effect = on_callback(None, _callback(outcome), PRICE)

@@ -6,6 +6,7 @@ import csv
 import io
 import random
 from dataclasses import replace
+from datetime import UTC, date, datetime
 
 import pytest
 from hypothesis import given
@@ -13,15 +14,18 @@ from hypothesis import strategies as st
 
 from domain.ledger import Posting
 from domain.reconciliation import (
+    Action,
     Columns,
     Discrepancy,
     Kind,
     Line,
     StatementError,
     adjustment,
+    due_days,
     outcome_of,
     parse_statement,
     reconcile,
+    refused_action,
 )
 
 
@@ -191,3 +195,52 @@ def test_a_written_statement_reads_back_as_its_lines(lines: list[Line]) -> None:
         status = "SUCCESS" if x.status == "succeeded" else "FAILED"
         writer.writerow([x.reference, x.juhe_id, x.type, x.amount, x.currency, x.fee, status])
     assert parse_statement(out.getvalue()) == tuple(lines)
+
+
+def test_a_days_statement_is_due_its_delay_after_the_day_ends() -> None:
+    at = datetime(2026, 12, 1, 0, 59, 59, tzinfo=UTC)
+    assert due_days(at, 3600, 3) == [date(2026, 11, 29), date(2026, 11, 28)]
+    assert due_days(at.replace(minute=59, second=59, hour=1), 3600, 3) == [
+        date(2026, 11, 30),
+        date(2026, 11, 29),
+        date(2026, 11, 28),
+    ]
+    exactly = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
+    assert due_days(exactly, 3600, 1) == [date(2026, 11, 30)], "due at the very second"
+    assert due_days(datetime(2026, 12, 1, tzinfo=UTC), 0, 2) == [
+        date(2026, 11, 30),
+        date(2026, 11, 29),
+    ]
+    assert due_days(datetime(2026, 12, 1, 23, tzinfo=UTC), 86_400, 1) == []
+
+
+@pytest.mark.parametrize(
+    ("action", "type_", "juhe", "channel", "refused"),
+    [
+        (Action.REFUND, "payment", "canceled", "paid", None),
+        (Action.REFUND, "payment", "expired", "paid", None),
+        (Action.REFUND, "payment", "failed", "paid", None),
+        (Action.REFUND, "payment", "rejected", "paid", None),
+        (Action.REFUND, "payment", "expired", "refunded", "not_paid_at_channel"),
+        (Action.REFUND, "payment", "expired", None, "not_paid_at_channel"),
+        (Action.REFUND, "payment", "succeeded", "paid", "refund_through_api"),
+        (Action.REFUND, "payment", "partially_refunded", "paid", "refund_through_api"),
+        (Action.REFUND, "payment", "awaiting_payment", "paid", "payment_not_ended"),
+        (Action.REFUND, "refund", "expired", "paid", "not_a_payment"),
+        (Action.REFUND, "payment", None, "paid", "not_a_payment"),
+        (Action.ACCEPT_CHANNEL, "payment", "expired", "paid", None),
+        (Action.ACCEPT_CHANNEL, "payment", "awaiting_payment", "paid", None),
+        (Action.ACCEPT_CHANNEL, "payment", "pending", "failed", None),
+        (Action.ACCEPT_CHANNEL, "payment", "expired", "failed", "nothing_to_accept"),
+        (Action.ACCEPT_CHANNEL, "payment", "succeeded", "paid", "nothing_to_accept"),
+        (Action.ACCEPT_CHANNEL, "payment", "succeeded", "failed", "cannot_reverse"),
+        (Action.ACCEPT_CHANNEL, "payment", "rejected", "paid", "payment_rejected"),
+        (Action.ACCEPT_CHANNEL, "payment", "expired", "pending", "channel_undecided"),
+        (Action.ACCEPT_CHANNEL, "payment", "expired", None, "channel_undecided"),
+        (Action.ACCEPT_CHANNEL, "refund", "expired", "paid", "not_a_payment"),
+    ],
+)
+def test_refund_and_accept_fit_only_their_discrepancies(
+    action: Action, type_: str, juhe: str | None, channel: str | None, refused: str | None
+) -> None:
+    assert refused_action(action, type_, juhe, channel) == refused
