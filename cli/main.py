@@ -12,7 +12,7 @@ import msgspec
 import orjson
 import uvloop
 
-from cli import channels, recon
+from cli import channels, recon, risk
 from config import Settings, load_settings
 from config.published import packaged, published_credentials, published_settings, refusal
 from domain.fees import PriceBps
@@ -182,24 +182,6 @@ def _up(settings: Settings) -> None:
     uvloop.run(Supervisor(settings, children(settings, multiproc_dir())).run())
 
 
-def _risk_block(settings: Settings, args: argparse.Namespace) -> None:
-    from redis import Redis
-
-    from infra.keys import Keys
-
-    keys = Keys(settings.redis.prefix)
-    client = Redis.from_url(settings.redis.url)
-    if args.ip:
-        client.sadd(keys.blocked_ips(), *args.ip)
-    if args.email:
-        client.sadd(keys.blocked_emails(), *(e.lower() for e in args.email))
-    print(
-        orjson.dumps(
-            {"blocked_ips": len(args.ip or []), "blocked_emails": len(args.email or [])}
-        ).decode()
-    )
-
-
 def _dev_reset(settings: Settings, args: argparse.Namespace) -> None:
     """Empty a development node: its database, Redis keys and queues (stop it first; the next
     `make run` starts from scratch). Never in production, and never without --yes."""
@@ -242,11 +224,7 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--fee-bps", type=_price_bps)
     create.add_argument("--min", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
     create.add_argument("--max", nargs=2, action="append", metavar=("CURRENCY", "AMOUNT"))
-    risk = sub.add_parser("risk", help="risk administration")
-    rsub = risk.add_subparsers(dest="action", required=True)
-    block = rsub.add_parser("block", help="blocklist customer IPs or e-mails")
-    block.add_argument("--ip", action="append")
-    block.add_argument("--email", action="append")
+    risk.add_parser(sub)
     dev = sub.add_parser("dev", help="development node tools")
     dsub = dev.add_subparsers(dest="action", required=True)
     wipe = dsub.add_parser("reset", help="empty the database, Redis keys and queues")
@@ -323,7 +301,7 @@ def main(argv: list[str] | None = None) -> None:
                 raise SystemExit(f"juhe merchants create: --notify-url: {exc}") from None
             print(orjson.dumps(asyncio.run(_create_merchant(settings, args))).decode())
         case "risk":
-            _risk_block(settings, args)
+            _api_command(settings, args, risk.run)
         case "admin":
             _admin(settings, args)
         case "channels":

@@ -77,6 +77,13 @@ class Pool(Base):
     concurrency: int
 
 
+class Risk(Pool):
+    """`ip_country_table`: a `start,end,country` CSV of IP ranges (domain.risk.geo); empty is
+    the sample bundled in config/ip_country.csv."""
+
+    ip_country_table: str = ""
+
+
 class Ledger(Base):
     prefetch: int
     batch_size: int
@@ -245,7 +252,7 @@ class Settings(Base):
     redis: Redis
     rabbitmq: RabbitMQ
     relay: Relay
-    risk: Pool
+    risk: Risk
     channel: Pool
     ledger: Ledger
     notify: Notify

@@ -30,6 +30,8 @@ class PaymentIntent(Message, frozen=True, kw_only=True):
     customer_email: str | None = None
     customer_ip: str | None = None
     customer_country: str | None = None
+    customer_device: str | None = None  # the cashier page's device id (risk velocity, lists)
+    customer_id: str | None = None  # the merchant's id for its customer
     notify_url: str | None = None
     return_url: str | None = None
     metadata: dict[str, str] | None = None

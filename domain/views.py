@@ -44,6 +44,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "created": unix(p["created_at"]),
         "expires_at": unix(p["expires_at"]),
         "fx": _fx_view(p.get("fx"), currency),
+        "risk": _json_field(p.get("risk")),
     }
 
 

@@ -114,6 +114,8 @@ async def create_payment(request: web.Request) -> web.Response:
         customer_email=CUSTOMER_EMAIL.seal_optional(e.box, payment_id, customer.email),
         customer_ip=CUSTOMER_IP.seal_optional(e.box, payment_id, customer.ip),
         customer_country=customer.country,
+        customer_device=customer.device_id,
+        customer_id=customer.id,
         notify_url=req.notify_url,
         return_url=req.return_url,
         metadata=req.metadata,

@@ -35,6 +35,7 @@ from gateway import (
     refunds,
     reports,
     reviews,
+    risk,
     sessions,
     settlements,
     withdrawals,
@@ -45,6 +46,7 @@ from gateway import identity_schemas as ids
 from gateway import merchant_schemas as mss
 from gateway import reconciliation_schemas as rcs
 from gateway import report_schemas as rps
+from gateway import risk_schemas as rks
 from gateway import settlement_schemas as sts
 from gateway import withdrawal_schemas as wds
 from gateway.errors import invalid
@@ -150,6 +152,14 @@ ENTITY = Param(
 )
 REPORT_CURRENCY = Param("currency", {"type": "string", "enum": sorted(CURRENCIES)})
 DAY_PATTERN = "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+RISK_LIST = Param("list", {"type": "string", "enum": ["block", "allow"]})
+RISK_KIND = Param(
+    "kind",
+    {
+        "type": "string",
+        "enum": ["ip", "email", "domain", "device", "card", "bin", "country", "customer"],
+    },
+)
 SEARCH = Param("q", {"type": "string", "maxLength": 100}, "name or e-mail contains")
 PAGE = (LIMIT, AFTER)
 # Said on every operation that changes money terms.
@@ -756,6 +766,127 @@ ROUTES: tuple[Route, ...] = (
         chs.SwitchOverView,
         query=(Param("merchant_id", {"type": "string", "maxLength": 64}, "default `*`"),),
         tag="channels",
+    ),
+    # --- risk control ---------------------------------------------------------------------------
+    Route(
+        "GET",
+        "/api/v1/risk/lists",
+        risk.list_entries,
+        "listRiskListEntries",
+        "Block and allow list entries, newest first",
+        "bearer",
+        200,
+        list_of({"$ref": "ListEntryView"}),
+        query=(*PAGE, RISK_LIST, RISK_KIND),
+        tag="risk",
+    ),
+    Route(
+        "POST",
+        "/api/v1/risk/lists",
+        risk.post_entry,
+        "createRiskListEntry",
+        "Add a block or allow list entry (in force in every risk process within a second)",
+        "bearer",
+        201,
+        rks.ListEntryView,
+        rks.CreateListEntry,
+        errors=(400, 401, 403, 404, 409, 429),
+        tag="risk",
+        description="A block entry rejects a payment whatever its score; an allow entry "
+        "approves one that rules or its score would review or reject (never past a block "
+        "entry or a `reject` rule). An IP entry may be a CIDR range; a country entry matches "
+        "the IP's, the card's or the declared country. 400 `invalid_list_value` names what is "
+        "wrong with the value; 409 `list_entry_exists`.",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/risk/lists/{id}",
+        risk.delete_entry,
+        "deleteRiskListEntry",
+        "Remove a list entry",
+        "bearer",
+        200,
+        rks.ListEntryView,
+        tag="risk",
+    ),
+    Route(
+        "GET",
+        "/api/v1/risk/rules",
+        risk.get_rules,
+        "getRiskRules",
+        "The live rule set (version null: none published, every payment approved by rules)",
+        "bearer",
+        200,
+        rks.RuleSetView,
+        tag="risk",
+    ),
+    Route(
+        "PUT",
+        "/api/v1/risk/rules",
+        risk.put_rules,
+        "publishRiskRules",
+        "Publish a new rule set version (live in every risk process within a second)",
+        "bearer",
+        200,
+        rks.RuleSetView,
+        rks.RuleSetIn,
+        tag="risk",
+        description="Every rule is compiled first: 400 `invalid_rules` names each rule at fault, "
+        "its field and the line:column of the error in its expression (`param` is the first, "
+        "e.g. `rules[2].expression`), and nothing is published.",
+    ),
+    Route(
+        "GET",
+        "/api/v1/risk/rules/versions",
+        risk.list_versions,
+        "listRiskRuleVersions",
+        "Rule set versions, newest first (`live` marks the published one)",
+        "bearer",
+        200,
+        list_of({"$ref": "RuleSetView"}),
+        query=(
+            LIMIT,
+            Param(
+                "starting_after",
+                {"type": "integer", "minimum": 1, "maximum": 2_147_483_647},
+                "cursor: the last version of the previous page",
+            ),
+        ),
+        tag="risk",
+    ),
+    Route(
+        "POST",
+        "/api/v1/risk/rules/versions",
+        risk.post_version,
+        "draftRiskRules",
+        "Save a draft version, validated like a publish but judging nothing",
+        "bearer",
+        201,
+        rks.RuleSetView,
+        rks.RuleSetIn,
+        tag="risk",
+    ),
+    Route(
+        "GET",
+        "/api/v1/risk/rules/versions/{version}",
+        risk.get_version,
+        "getRiskRuleVersion",
+        "One rule set version",
+        "bearer",
+        200,
+        rks.RuleSetView,
+        tag="risk",
+    ),
+    Route(
+        "POST",
+        "/api/v1/risk/rules/versions/{version}/publish",
+        risk.publish_version,
+        "publishRiskRuleVersion",
+        "Make a version live: publish a draft, or roll back to an earlier version",
+        "bearer",
+        200,
+        rks.RuleSetView,
+        tag="risk",
     ),
     # --- merchants ----------------------------------------------------------------------------
     Route(

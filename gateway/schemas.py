@@ -38,6 +38,27 @@ class Customer(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     ip: Annotated[str, Meta(max_length=45)] | None = None
     country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None  # ISO 3166-1 alpha-2
+    device_id: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[A-Za-z0-9_\-]{8,128}$",
+                description="The device id the cashier page computes (a hash of stable browser "
+                "signals); risk rules count and list by it",
+            ),
+        ]
+        | None
+    ) = None
+    id: (
+        Annotated[
+            str,
+            Meta(
+                pattern=r"^[A-Za-z0-9_.:\-]{1,64}$",
+                description="The merchant's own id for its customer (risk velocity and lists)",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
@@ -94,6 +115,8 @@ class Payment(msgspec.Struct):
     created: int
     expires_at: int
     fx: dict[str, Any] | None = None  # the locked quote, when charged in another currency
+    # the risk decision: outcome, score, rule version, fired rules with the values they saw
+    risk: dict[str, Any] | None = None
     bank_transfer: dict[str, str] | None = None  # bank_code, account_number, reference
 
 

@@ -46,12 +46,6 @@ class Keys:
     def task_sent(self, token: str) -> str:
         return f"{self.prefix}:task:{token}"
 
-    def blocked_ips(self) -> str:
-        return f"{self.prefix}:risk:blocked_ips"
-
-    def blocked_emails(self) -> str:
-        return f"{self.prefix}:risk:blocked_emails"
-
     def velocity(self, dimension: str, digest: str) -> str:
         """One IP's, e-mail's, device's… payments of the last 24 h (infra.velocity)."""
         return f"{self.prefix}:risk:v:{dimension}:{digest}"

@@ -35,6 +35,7 @@ class Merchant:
     limits: MerchantLimits
     methods: frozenset[str] | None = None  # the enabled payment methods; None: any
     rules: tuple[Rule, ...] = ()  # routing rules, tried in order
+    agents: tuple[str, ...] = ()  # its agent chain, nearest first (risk rules' `agents`)
 
     @property
     def active(self) -> bool:
@@ -67,6 +68,7 @@ def _merchant(row: asyncpg.Record) -> Merchant:
         ),
         methods=frozenset(m) if (m := config.get("methods")) else None,
         rules=routing_rules(config),
+        agents=tuple(reversed(path.split("."))) if (path := row.get("agent_path")) else (),
     )
 
 
@@ -165,7 +167,11 @@ class MerchantDirectory:
         now = time.monotonic()
         if hit and hit[0] > now:
             return hit[1]
-        row = await self._pg.fetchrow("SELECT * FROM merchants WHERE id = $1", merchant_id)
+        row = await self._pg.fetchrow(
+            "SELECT m.*, a.path::text AS agent_path FROM merchants m "
+            "LEFT JOIN agents a ON a.id = m.agent_id WHERE m.id = $1",
+            merchant_id,
+        )
         merchant = _merchant(row) if row else None
         self._merchants[merchant_id] = (now + (self._ttl if merchant else self._miss_ttl), merchant)
         return merchant

@@ -42,7 +42,7 @@ SIGNING_KEY = SealedColumn("signing_keys", "kid", "private_pem", "signing_key")
 API_KEY = SealedColumn("api_keys", "key_id", "secret", "api_key")
 WEBHOOK = SealedColumn("merchants", "id", "webhook_secret", "webhook")
 # The customer's personal data a payment carries, sealed by the gateway before the intent is
-# written anywhere (Redis, RabbitMQ, PostgreSQL); opened only by the risk pool's blocklists.
+# written anywhere (Redis, RabbitMQ, PostgreSQL); opened only by the risk pool (lists, velocity).
 CUSTOMER_EMAIL = SealedColumn("payments", "id", "customer_email", "customer_email")
 CUSTOMER_IP = SealedColumn("payments", "id", "customer_ip", "customer_ip")
 COLUMNS = (TOTP, TOTP_PENDING, SIGNING_KEY, API_KEY, WEBHOOK, CUSTOMER_EMAIL, CUSTOMER_IP)

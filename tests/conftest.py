@@ -15,8 +15,12 @@ import pytest
 import pytest_asyncio
 from aiohttp import web
 
+from domain.risk.lists import Kind, ListName, normalize
 from domain.signing import SignatureError, verify_webhook
 from gateway.client import MerchantClient
+from infra import risk
+from infra.invalidation import announce
+from infra.keys import Keys
 from infra.merchants import create_merchant
 from tests.stack import Stack, free_port
 
@@ -171,6 +175,18 @@ async def wait_status(
             return body
         await asyncio.sleep(0.05)
     raise AssertionError(f"payment {payment_id} stuck in {body and body['status']}")
+
+
+async def block(stack: Stack, kind: Kind, value: str) -> str:
+    """Put a value on the node's block list, as `juhe risk list add` does, and wait out the
+    second every risk process has to hear of it. The stored (normalised) value."""
+    assert stack.pg is not None and stack.redis is not None
+    stored = normalize(kind, value)
+    async with stack.pg.acquire() as conn, conn.transaction():
+        await risk.add_entry(conn, ListName.BLOCK, kind, stored, "test")
+    await announce(stack.redis, Keys(stack.settings.redis.prefix), risk=True)
+    await asyncio.sleep(1.0)
+    return stored
 
 
 pytest.register_assert_rewrite("tests.invariants")

@@ -1,4 +1,5 @@
-"""Risk pool: assess each new payment, reject it or route it to a channel's queue."""
+"""Risk pool: judge each new payment by the live rule version, lists and velocity counters,
+store the decision on the payment, then reject it or route it to a channel's queue."""
 
 from __future__ import annotations
 
@@ -6,19 +7,32 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.fx import Conversion, quote
+from domain.fx import Conversion, convert, quote
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
-from domain.risk import NO_LIMITS, outside
+from domain.risk import (
+    NO_LIMITS,
+    Lookups,
+    Outcome,
+    Transaction,
+    Verdict,
+    facts_of,
+    judge,
+    list_values,
+)
 from domain.states import PaymentStatus
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
+from infra.risk import RiskBook, load_countries
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
+from infra.velocity import Velocity
 from routing.breaker import CircuitBreakers
 from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
@@ -28,6 +42,7 @@ from workers.outcomes import end_payment
 from workers.runtime import Mailbox, gather_all
 
 _intents = envelope_decoder(PaymentIntent)
+SAMPLE_COUNTRIES = Path(__file__).resolve().parent.parent / "config" / "ip_country.csv"
 
 
 class RiskActor:
@@ -43,6 +58,9 @@ class RiskActor:
         self._success_until = 0.0
         self.volume = DailyVolume(ctx.redis, ctx.keys)
         self._profiles: tuple[int, list[ChannelProfile]] = (-1, [])
+        table = ctx.settings.risk.ip_country_table or SAMPLE_COUNTRIES
+        self.risk = RiskBook(ctx.pg, load_countries(table))
+        self.velocity = Velocity(ctx.redis, ctx.keys)
 
     @property
     def channels(self) -> list[ChannelProfile]:
@@ -136,46 +154,101 @@ class RiskActor:
             for c in self.channels
         }
 
+    async def usd(self, amount: int, currency: str) -> int | None:
+        """The USD equivalent at the mid rate, for rules and velocity sums; None without one."""
+        if currency == "USD":
+            return amount
+        try:
+            return convert(amount, currency, "USD", await self.fx_rates.mid(currency, "USD"))
+        except (RateUnavailable, KeyError, ValueError):
+            return None
+
+    async def judge(
+        self, intents: Sequence[PaymentIntent], merchants: Sequence[Merchant | None]
+    ) -> list[Verdict]:
+        """Every payment of the envelope by the one rule version live when it began, with all
+        their velocity counters in one Redis round trip."""
+        rules, lists, now = self.risk.rules, self.risk.lists, time.time()
+        txs = []
+        for intent, merchant in zip(intents, merchants, strict=True):
+            ip, email = customer(self.ctx.box, intent)
+            txs.append(
+                Transaction(
+                    intent.merchant_id,
+                    int(intent.amount),
+                    intent.currency,
+                    now,
+                    method=intent.method,
+                    agents=merchant.agents if merchant else (),
+                    email=email,
+                    ip=ip,
+                    country=intent.customer_country,
+                    device=intent.customer_device,
+                    customer=intent.customer_id,
+                    id=intent.id,
+                )
+            )
+        usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
+        counters = await self.velocity.observe_many(
+            zip(txs, usd, strict=True), rules.features, int(now * 1000)
+        )
+        verdicts = []
+        for n, tx in enumerate(txs):
+            found = Lookups(usd[n], self.risk.countries.country(tx.ip), counters[n])
+            facts = facts_of(tx, found)
+            hits = lists.hits(list_values(facts), now)
+            limits = merchants[n].limits if merchants[n] else NO_LIMITS
+            verdicts.append(judge(rules, facts, hits, limits))
+        return verdicts
+
+    async def record(
+        self, intents: Sequence[PaymentIntent], verdicts: Sequence[Verdict]
+    ) -> list[dict[str, Any]]:
+        """Store each decision once: a payment seen again (a redelivery) keeps, and is handled
+        by, the decision it was first given."""
+        ids = [i.id for i in intents]
+        docs = [v.to_doc() for v in verdicts]
+        async with self.ctx.pg.acquire() as conn:
+            await conn.execute(
+                "UPDATE payments p SET risk = d.doc FROM unnest($1::text[], $2::jsonb[]) "
+                "AS d(id, doc) WHERE p.id = d.id AND p.risk IS NULL",
+                ids,
+                [orjson.dumps(d).decode() for d in docs],
+            )
+            rows = await conn.fetch("SELECT id, risk FROM payments WHERE id = ANY($1)", ids)
+        stored = {r["id"]: orjson.loads(r["risk"]) for r in rows if r["risk"]}
+        return [stored.get(pid, doc) for pid, doc in zip(ids, docs, strict=True)]
+
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
-        """A whole envelope at once: one Redis round trip for every blocklist lookup, one
-        envelope out per channel queue."""
+        """A whole envelope at once: one Redis round trip for every velocity counter, one
+        statement for the decisions, one envelope out per channel queue."""
         ctx = self.ctx
         intents = [i for message in batch for i in _intents.decode(message.body)]
-        customers = [customer(ctx.box, i) for i in intents]
-        async with ctx.redis.pipeline(transaction=False) as pipe:
-            for ip, email in customers:
-                pipe.sismember(ctx.keys.blocked_ips(), ip or "")
-                pipe.sismember(ctx.keys.blocked_emails(), (email or "").lower())
-            flags = await pipe.execute()
+        merchants = [await self.merchants.merchant(i.merchant_id) for i in intents]
+        decisions = await self.record(intents, await self.judge(intents, merchants))
         health = await self.health()
         routed: list[tuple[str, Message]] = []
         endings = []
-        for n, intent in enumerate(intents):
-            merchant = await self.merchants.merchant(intent.merchant_id)
-            fault = outside(
-                intent.currency, int(intent.amount), merchant.limits if merchant else NO_LIMITS
-            )
-            if fault is None and flags[2 * n]:
-                fault = ("blocked_ip", "customer IP is blocklisted")
-            if fault is None and flags[2 * n + 1]:
-                fault = ("blocked_email", "customer e-mail is blocklisted")
+        for intent, merchant, decision in zip(intents, merchants, decisions, strict=True):
+            # `review` waits for the review queue (not built yet): until then it is routed
+            rejected = decision["outcome"] == Outcome.REJECT
             request = RouteRequest(
                 int(intent.amount), intent.currency, intent.method, intent.customer_country
             )
             order = await self.decide(request, intent.merchant_id, merchant, health)
-            if not order and fault is None and not self.takes(intent.currency):
+            if not order and not rejected and not self.takes(intent.currency):
                 order = await self.route_converted(intent, merchant, health)
             channel = order[0] if order else None
             fallbacks = tuple(order[1 : 1 + ctx.settings.routing.max_failover])
-            if fault is not None:
+            if rejected:
                 endings.append(
                     end_payment(
                         ctx,
                         intent.id,
                         PaymentStatus.REJECTED,
                         "payment.rejected",
-                        failure_code=fault[0],
-                        failure_message=fault[1],
+                        failure_code=decision["code"],
+                        failure_message=decision["reason"],
                     )
                 )
             elif channel is None:
@@ -213,7 +286,8 @@ def customer(box: SecretBox, intent: PaymentIntent) -> tuple[str | None, str | N
 async def run(ctx: Context) -> None:
     actor = RiskActor(ctx)
     s = ctx.settings.risk
-    following = asyncio.create_task(follow(ctx.redis, ctx.keys, actor.merchants))
+    await actor.risk.refresh()
+    following = asyncio.create_task(follow(ctx.redis, ctx.keys, actor.merchants, book=actor.risk))
     try:
         await Mailbox(
             ctx,

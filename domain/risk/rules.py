@@ -11,6 +11,7 @@ evaluating every rule against typed probe facts at publish time.
 
 from __future__ import annotations
 
+import ipaddress
 import itertools
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -429,4 +430,19 @@ def compile_rules(
 
 
 def values_seen(rule: CompiledRule, facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {path: resolve(facts, path) for path in rule.paths}
+    """The facts a fired rule read, as the decision keeps them: a customer's e-mail and IP
+    only in part (the domain, the /24 or /48 network), since decisions are stored in clear."""
+    return {path: personal(path, resolve(facts, path)) for path in rule.paths}
+
+
+def personal(path: str, value: Any) -> Any:
+    if not value or path not in ("email", "ip"):
+        return value
+    if path == "email":
+        return "***@" + str(value).rsplit("@", 1)[-1]
+    try:
+        address = ipaddress.ip_address(value)
+    except ValueError:
+        return "***"
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))

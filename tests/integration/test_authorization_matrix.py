@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -19,11 +19,13 @@ from adapters.base import Statement
 from config import load_settings
 from domain.access import BUILTIN_ROLES, Realm
 from domain.agents import ALL_GRANTS
+from domain.risk import Thresholds
+from domain.risk.lists import Kind, ListName
 from domain.settlement import Entity
 from gateway.app import create_app
 from gateway.openapi import document
 from gateway.routes import ROUTES
-from infra import agents, audit, channels, reconciliation, settlement, withdrawals
+from infra import agents, audit, channels, reconciliation, risk, settlement, withdrawals
 from infra.channels import spec_from_config
 from infra.merchants import add_api_key
 from tests.conftest import MerchantFactory, wait_status
@@ -69,6 +71,8 @@ class World:
     payout_account: str = ""  # merchant A's bank account to withdraw to
     withdrawal: str = ""  # merchant A's withdrawal, rejected (so decisions are 409)
     recon_run: str = ""  # a reconciliation run (of an empty statement)
+    risk_entries: list[str] = field(default_factory=list)  # one to delete per allowed call
+    risk_version: int = 0  # an empty rule set, what publishing it again changes nothing of
 
 
 @dataclass(frozen=True)
@@ -600,6 +604,60 @@ ENDPOINTS = [
         lambda w: f"/api/v1/admin/withdrawals/rules/{w.shop}",
         lambda w: {"currency": "USD", "min_amount": "10.00"},
     ),
+    Endpoint("GET", "/api/v1/risk/lists", "risk:read", "platform", lambda w: "/api/v1/risk/lists"),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/lists",
+        "risk:write",
+        "platform",
+        lambda w: "/api/v1/risk/lists",
+        lambda w: {"list": "block", "kind": "device", "value": _unique("matrix-device")},
+    ),
+    Endpoint(
+        "DELETE",
+        "/api/v1/risk/lists/{id}",
+        "risk:write",
+        "platform",
+        lambda w: f"/api/v1/risk/lists/{w.risk_entries.pop()}",
+    ),
+    Endpoint("GET", "/api/v1/risk/rules", "risk:read", "platform", lambda w: "/api/v1/risk/rules"),
+    Endpoint(
+        "PUT",
+        "/api/v1/risk/rules",
+        "risk:write",
+        "platform",
+        lambda w: "/api/v1/risk/rules",
+        lambda w: {"rules": [], "note": "matrix: no rules, as before"},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/risk/rules/versions",
+        "risk:read",
+        "platform",
+        lambda w: "/api/v1/risk/rules/versions",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/rules/versions",
+        "risk:write",
+        "platform",
+        lambda w: "/api/v1/risk/rules/versions",
+        lambda w: {"rules": [{"id": "r1", "expression": "amount < 0", "action": "review"}]},
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/risk/rules/versions/{version}",
+        "risk:read",
+        "platform",
+        lambda w: f"/api/v1/risk/rules/versions/{w.risk_version}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/rules/versions/{version}/publish",
+        "risk:write",
+        "platform",
+        lambda w: f"/api/v1/risk/rules/versions/{w.risk_version}/publish",
+    ),
 ]
 
 
@@ -735,6 +793,14 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
         stack.pg, "sim", date(2000, 1, 1), empty, audit.Actor("test:matrix", "platform")
     )
     world.recon_run = run["id"]
+    async with stack.pg.acquire() as conn, conn.transaction():
+        for n in range(40):
+            entry = await risk.add_entry(
+                conn, ListName.BLOCK, Kind.DEVICE, _unique(f"matrix-{n}"), "test:matrix"
+            )
+            world.risk_entries.append(entry["id"])
+        empty = await risk.save_version(conn, [], Thresholds(), "test:matrix", "matrix")
+        world.risk_version = empty["version"]
     return world, callers
 
 

@@ -13,10 +13,11 @@ import pytest
 
 from adapters.registry import build_adapter
 from domain.access import Realm
+from domain.risk.lists import Kind
 from gateway.client import MerchantClient, signed_headers
 from infra.channels import spec_from_config
 from infra.sealing import API_KEY, WEBHOOK
-from tests.conftest import Receiver, wait_status
+from tests.conftest import Receiver, block, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.portal import make_user
 from tests.stack import Stack
@@ -712,12 +713,12 @@ async def test_risk_rejects_disallowed_currency_and_blocked_email(
     picky = await new_merchant(currencies=["USD"], max_amount={"USD": 100_00})
     _, eur = await picky.create_payment(amount="1.00", currency="EUR", merchant_order_id=order())
     _, big = await picky.create_payment(amount="100.01", currency="USD", merchant_order_id=order())
-    await stack.redis.sadd(f"{stack.settings.redis.prefix}:risk:blocked_emails", "bad@example.com")
+    blocked_email = await block(stack, Kind.EMAIL, f"bad.{secrets.token_hex(4)}@example.com")
     _, blocked = await picky.create_payment(
         amount="1.00",
         currency="USD",
         merchant_order_id=order(),
-        customer={"email": "Bad@example.com", "ip": "203.0.113.9"},
+        customer={"email": blocked_email.capitalize(), "ip": "203.0.113.9"},
     )
     for payment, code in (
         (eur, "currency_not_allowed"),

@@ -13,11 +13,12 @@ import pytest
 from cli.admin import rotate_signing_key
 from domain.access import Realm
 from domain.messages import PaymentIntent
+from domain.risk.lists import Kind
 from gateway.client import MerchantClient
 from infra import identity
 from infra.keys import Keys
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP, SIGNING_KEY, TOTP, TOTP_PENDING
-from tests.conftest import MerchantFactory, Receiver, assert_sealed, wait_status
+from tests.conftest import MerchantFactory, Receiver, assert_sealed, block, wait_status
 from tests.portal import make_user, totp_code
 from tests.stack import TEST_SETTINGS, Stack
 
@@ -203,7 +204,7 @@ async def test_a_blocked_email_is_still_rejected_though_it_travels_sealed(
     assert stack.redis is not None
     shop = await new_merchant()
     email = f"Fraud.{secrets.token_hex(4)}@example.com"
-    await stack.redis.sadd(Keys(stack.settings.redis.prefix).blocked_emails(), email.lower())
+    await block(stack, Kind.EMAIL, email)
     _, created = await shop.create_payment(
         amount="1.00",
         currency="USD",

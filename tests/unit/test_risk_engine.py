@@ -188,3 +188,17 @@ def test_ip_country_table() -> None:
     assert table.country("2001:db8::1") == "DE" and table.country("nonsense") is None
     with pytest.raises(ValueError):
         CountryTable([("10.0.0.9", "10.0.0.1", "US")])
+
+
+def test_a_decision_keeps_personal_values_only_in_part() -> None:
+    rules = compile_rules(
+        1,
+        [Rule("who", "email != '' && ip != '' && email_domain == 'shop.example'", "score +1")],
+        Thresholds(),
+    )
+    (fired,) = judge(rules, facts(), []).fired
+    assert fired.values == {
+        "email": "***@shop.example",
+        "ip": "203.0.113.0/24",
+        "email_domain": "shop.example",
+    }

@@ -1,0 +1,277 @@
+"""Risk control's administration: block and allow lists, and versioned rule sets.
+`/api/v1/risk/…` and `juhe risk` share these operations.
+
+Every change is validated first (a rule set is compiled, and refused with the rule and the
+position of each error), written with its audit record in one transaction, then announced, so
+every risk process judges by it within a second. A rule set version never changes once
+written: publishing moves the live pointer, and rolling back is publishing an earlier version.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import asyncpg
+import msgspec
+import orjson
+from aiohttp import web
+
+from domain.access import PLATFORM_OWNED
+from domain.risk import Rule, RuleSetInvalid, Thresholds, compile_rules
+from domain.risk.lists import Kind, ListName, normalize
+from gateway.access import actor, identify, require
+from gateway.errors import ApiError, invalid
+from gateway.risk_schemas import (
+    CreateListEntry,
+    ListEntryView,
+    RuleIn,
+    RuleSetIn,
+    RuleSetView,
+    ThresholdsIn,
+)
+from gateway.state import Edge, decode, edge, int_query, json_answer, page_answer, page_limit
+from infra import audit, risk
+from infra.invalidation import announce
+
+NOTHING_PUBLISHED = RuleSetView(
+    object="risk_rule_set",
+    version=None,
+    live=True,
+    rules=[],
+    thresholds=ThresholdsIn(),
+    note=None,
+    actor=None,
+    created=None,
+    published=None,
+)
+
+
+def entry_view(row: asyncpg.Record) -> ListEntryView:
+    expires = row["expires_at"]
+    return ListEntryView(
+        object="risk_list_entry",
+        id=row["id"],
+        list=row["list"],
+        kind=row["kind"],
+        value=row["value"],
+        reason=row["reason"],
+        expires_at=int(expires.timestamp()) if expires else None,
+        actor=row["actor"],
+        created=int(row["created_at"].timestamp()),
+    )
+
+
+def version_view(row: asyncpg.Record, live: bool) -> RuleSetView:
+    published = row["published_at"]
+    return RuleSetView(
+        object="risk_rule_set",
+        version=row["version"],
+        live=live,
+        rules=[msgspec.convert(r, RuleIn) for r in orjson.loads(row["rules"])],
+        thresholds=ThresholdsIn(row["review_at"], row["reject_at"]),
+        note=row["note"],
+        actor=row["actor"],
+        created=int(row["created_at"].timestamp()),
+        published=int(published.timestamp()) if published else None,
+    )
+
+
+def missing_entry(entry_id: str) -> ApiError:
+    return invalid("resource_missing", f"no list entry {entry_id!r}", "id", status=404)
+
+
+def missing_version(number: int) -> ApiError:
+    return invalid("resource_missing", f"no rule set version {number}", "version", status=404)
+
+
+async def add_entry(pg: asyncpg.Pool, who: audit.Actor, req: CreateListEntry) -> ListEntryView:
+    kind = Kind(req.kind)
+    try:
+        value = normalize(kind, req.value)
+    except ValueError as exc:
+        raise invalid("invalid_list_value", f"{kind.value}: {exc}", "value") from None
+    if req.expires_at is not None and req.expires_at <= time.time():
+        raise invalid("invalid_field", "expires_at must be in the future", "expires_at")
+    async with pg.acquire() as conn, conn.transaction():
+        row = await risk.add_entry(
+            conn,
+            ListName(req.list),
+            kind,
+            value,
+            who.id,
+            req.reason,
+            risk.expiry(req.expires_at),
+        )
+        if row is None:
+            raise invalid(
+                "list_entry_exists", f"the {req.list} list holds this {kind.value}", "value", 409
+            )
+        created = entry_view(row)
+        # the audit names the entry, not its value: e-mails and IPs are personal data
+        await audit.append(
+            conn,
+            who,
+            "risk.list_add",
+            f"risk_list_entry:{row['id']}",
+            after={"list": req.list, "kind": kind.value, "reason": req.reason},
+        )
+    return created
+
+
+async def remove_entry(pg: asyncpg.Pool, who: audit.Actor, entry_id: str) -> ListEntryView:
+    async with pg.acquire() as conn, conn.transaction():
+        row = await risk.remove_entry(conn, entry_id)
+        if row is None:
+            raise missing_entry(entry_id)
+        removed = entry_view(row)
+        await audit.append(
+            conn,
+            who,
+            "risk.list_remove",
+            f"risk_list_entry:{entry_id}",
+            before={"list": row["list"], "kind": row["kind"], "reason": row["reason"]},
+        )
+    return removed
+
+
+def checked(req: RuleSetIn) -> tuple[list[Rule], Thresholds]:
+    """The rule set compiled, or 400 `invalid_rules` naming each rule, field and position."""
+    rules = [Rule(r.id, r.expression, r.action, r.description, r.scope) for r in req.rules]
+    thresholds = Thresholds(req.thresholds.review, req.thresholds.reject)
+    try:
+        compile_rules(None, rules, thresholds)
+    except RuleSetInvalid as exc:
+        first = exc.errors[0]
+        index = next((n for n, r in enumerate(rules) if r.id == first.rule), None)
+        param = f"rules[{index}].{first.field}" if index is not None else first.field
+        raise invalid("invalid_rules", str(exc), param) from None
+    return rules, thresholds
+
+
+async def save(pg: asyncpg.Pool, who: audit.Actor, req: RuleSetIn, publish: bool) -> RuleSetView:
+    rules, thresholds = checked(req)
+    async with pg.acquire() as conn, conn.transaction():
+        row = await risk.save_version(conn, rules, thresholds, who.id, req.note)
+        if publish:
+            row = await risk.publish(conn, row["version"])
+        answer = version_view(row, publish)
+        await audit.append(
+            conn,
+            who,
+            "risk.rules_publish" if publish else "risk.rules_draft",
+            f"risk_rules:{row['version']}",
+            after=msgspec.to_builtins(answer),
+        )
+    return answer
+
+
+async def publish(pg: asyncpg.Pool, who: audit.Actor, number: int) -> RuleSetView:
+    async with pg.acquire() as conn, conn.transaction():
+        before = await risk.live_version(conn)
+        row = await risk.publish(conn, number)
+        if row is None:
+            raise missing_version(number)
+        await audit.append(
+            conn,
+            who,
+            "risk.rules_publish",
+            f"risk_rules:{number}",
+            before={"version": before["version"] if before else None},
+            after={"version": number},
+        )
+    return version_view(row, True)
+
+
+async def live(pg: asyncpg.Pool) -> RuleSetView:
+    row = await risk.live_version(pg)
+    return version_view(row, True) if row else NOTHING_PUBLISHED
+
+
+async def _caller(request: web.Request, permission: str, body: bytes = b"") -> audit.Actor:
+    who = (await identify(request, body)).principal
+    await require(request, who, permission, PLATFORM_OWNED)
+    return actor(request, who)
+
+
+async def _changed(e: Edge, payload: Any, status: int = 200) -> web.Response:
+    await announce(e.redis, e.keys, risk=True)
+    return json_answer(payload, status)
+
+
+async def list_entries(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    limit = page_limit(request, 100)
+    after = request.query.get("starting_after")
+    rows = await risk.entries(
+        e.pg, request.query.get("list"), request.query.get("kind"), limit, after
+    )
+    return page_answer(rows, limit, entry_view)
+
+
+async def post_entry(request: web.Request) -> web.Response:
+    e = edge(request)
+    body = await request.read()
+    who = await _caller(request, "risk:write", body)
+    return await _changed(e, await add_entry(e.pg, who, decode(body, CreateListEntry)), 201)
+
+
+async def delete_entry(request: web.Request) -> web.Response:
+    e = edge(request)
+    who = await _caller(request, "risk:write")
+    return await _changed(e, await remove_entry(e.pg, who, request.match_info["id"]))
+
+
+async def get_rules(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    return json_answer(await live(e.pg))
+
+
+async def put_rules(request: web.Request) -> web.Response:
+    e = edge(request)
+    body = await request.read()
+    who = await _caller(request, "risk:write", body)
+    return await _changed(e, await save(e.pg, who, decode(body, RuleSetIn), publish=True))
+
+
+async def list_versions(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    limit = page_limit(request, 20)
+    rows = await risk.versions(e.pg, limit, int_query(request, "starting_after"))
+    return page_answer(rows, limit, lambda r: version_view(r, bool(r["live"])))
+
+
+async def post_version(request: web.Request) -> web.Response:
+    """A draft: validated and kept, judged by nobody until published."""
+    e = edge(request)
+    body = await request.read()
+    who = await _caller(request, "risk:write", body)
+    return json_answer(await save(e.pg, who, decode(body, RuleSetIn), publish=False), 201)
+
+
+async def get_version(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    number = _version(request)
+    row = await risk.version(e.pg, number)
+    if row is None:
+        raise missing_version(number)
+    current = await risk.live_version(e.pg)
+    return json_answer(version_view(row, current is not None and current["version"] == number))
+
+
+async def publish_version(request: web.Request) -> web.Response:
+    """Publish a draft, or roll back to an earlier version."""
+    e = edge(request)
+    who = await _caller(request, "risk:write")
+    return await _changed(e, await publish(e.pg, who, _version(request)))
+
+
+def _version(request: web.Request) -> int:
+    raw = request.match_info["version"]
+    if not raw.isdigit() or len(raw) > 9:
+        raise invalid("resource_missing", "a version is a positive integer", "version", 404)
+    return int(raw)

@@ -1,0 +1,75 @@
+"""Request and response shapes of risk control (`/api/v1/risk/…` and `juhe risk`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from domain.risk.rules import MAX_EXPRESSION, MAX_RULES
+
+ListName = Literal["block", "allow"]
+ListKind = Literal["ip", "email", "domain", "device", "card", "bin", "country", "customer"]
+Reason = Annotated[str, Meta(max_length=500)]
+Note = Annotated[str, Meta(max_length=500)]
+_MAX_TS = 253_402_300_799
+
+
+class CreateListEntry(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`value`: an IP or CIDR range, an e-mail, a domain, a device id, a card fingerprint, a
+    BIN (6–8 digits), a country (ISO alpha-2) or the merchant's customer id. `expires_at`:
+    unix seconds, in the future; absent, the entry stands until removed."""
+
+    list: ListName
+    kind: ListKind
+    value: Annotated[str, Meta(min_length=1, max_length=254)]
+    reason: Reason | None = None
+    expires_at: Annotated[int, Meta(ge=0, le=_MAX_TS)] | None = None
+
+
+class ListEntryView(msgspec.Struct, kw_only=True):
+    object: Literal["risk_list_entry"]
+    id: str
+    list: ListName
+    kind: ListKind
+    value: str
+    reason: str | None
+    expires_at: int | None
+    actor: str
+    created: int
+
+
+class RuleIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """`expression`: CEL over the payment's facts (README: Risk rules), true when the rule
+    fires. `action`: `score +N` (1–1000), `review`, `reject` or `allow`. `scope`:
+    `platform`, `agent:<id>` (the agent's whole subtree) or `merchant:<id>`."""
+
+    id: Annotated[str, Meta(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+    expression: Annotated[str, Meta(min_length=1, max_length=MAX_EXPRESSION)]
+    action: Annotated[str, Meta(max_length=16)]
+    description: Annotated[str, Meta(max_length=500)] = ""
+    scope: Annotated[str, Meta(max_length=80)] = "platform"
+
+
+class ThresholdsIn(msgspec.Struct, forbid_unknown_fields=True):
+    review: Annotated[int, Meta(ge=1, le=1_000_000)] = 50
+    reject: Annotated[int, Meta(ge=1, le=1_000_000)] = 100
+
+
+class RuleSetIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    rules: Annotated[list[RuleIn], Meta(max_length=MAX_RULES)]
+    thresholds: ThresholdsIn = msgspec.field(default_factory=ThresholdsIn)
+    note: Note | None = None
+
+
+class RuleSetView(msgspec.Struct, kw_only=True):
+    object: Literal["risk_rule_set"]
+    version: int | None  # None: nothing published yet (no rules: every payment approved)
+    live: bool
+    rules: list[RuleIn]
+    thresholds: ThresholdsIn
+    note: str | None
+    actor: str | None
+    created: int | None
+    published: int | None

@@ -1,0 +1,221 @@
+"""Risk control's state in PostgreSQL, and the book every risk process judges with.
+
+Lists and rule versions are written here, each change bumping `risk_state` in the same
+transaction; the writer announces it (infra.invalidation) and every process's `RiskBook`
+reloads within moments, or at its next version check if it missed the message. A book holds
+one compiled rule set at a time and swaps it whole, so whatever judges a payment reads one
+version from start to end.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import orjson
+
+from domain.ids import new_id
+from domain.risk import EMPTY, CompiledRuleSet, Rule, Thresholds, compile_rules
+from domain.risk.geo import CountryTable
+from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
+
+log = logging.getLogger("juhe.risk")
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+def load_countries(path: str | Path) -> CountryTable:
+    """`start,end,country` rows; lines starting with # are comments."""
+    with open(path, newline="") as handle:
+        rows = [r for r in csv.reader(handle) if r and not r[0].startswith("#")]
+    return CountryTable((r[0], r[1], r[2]) for r in rows)
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+
+def entry_of(row: asyncpg.Record) -> Entry:
+    expires = row["expires_at"]
+    return Entry(
+        row["id"],
+        ListName(row["list"]),
+        Kind(row["kind"]),
+        row["value"],
+        row["reason"],
+        expires.timestamp() if expires else None,
+    )
+
+
+async def _bump_lists(conn: asyncpg.Connection) -> None:
+    await conn.execute("UPDATE risk_state SET lists_version = lists_version + 1")
+
+
+async def add_entry(
+    conn: asyncpg.Connection,
+    list_: ListName,
+    kind: Kind,
+    value: str,
+    actor: str,
+    reason: str | None = None,
+    expires_at: datetime | None = None,
+) -> asyncpg.Record | None:
+    """None when the list holds this value already. `value` is normalised by the caller."""
+    row = await conn.fetchrow(
+        "INSERT INTO risk_list_entries (id, list, kind, value, reason, expires_at, actor) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (list, kind, value) DO NOTHING "
+        "RETURNING *",
+        new_id("rle"),
+        list_.value,
+        kind.value,
+        value,
+        reason,
+        expires_at,
+        actor,
+    )
+    if row is not None:
+        await _bump_lists(conn)
+    return row
+
+
+async def remove_entry(conn: asyncpg.Connection, entry_id: str) -> asyncpg.Record | None:
+    row = await conn.fetchrow("DELETE FROM risk_list_entries WHERE id = $1 RETURNING *", entry_id)
+    if row is not None:
+        await _bump_lists(conn)
+    return row
+
+
+async def entries(
+    conn: Conn,
+    list_: str | None = None,
+    kind: str | None = None,
+    limit: int = 100,
+    after: str | None = None,
+) -> list[asyncpg.Record]:
+    """Newest first, `limit + 1` rows so the caller can tell whether there are more."""
+    return await conn.fetch(
+        "SELECT * FROM risk_list_entries WHERE ($1::text IS NULL OR list = $1) "
+        "AND ($2::text IS NULL OR kind = $2) AND ($3::text IS NULL OR id < $3) "
+        "ORDER BY id DESC LIMIT $4",
+        list_,
+        kind,
+        after,
+        limit + 1,
+    )
+
+
+# --- rule versions ---------------------------------------------------------------------------
+
+
+def rule_doc(rule: Rule) -> dict[str, str]:
+    return {
+        "id": rule.id,
+        "description": rule.description,
+        "expression": rule.expression,
+        "action": rule.action,
+        "scope": rule.scope,
+    }
+
+
+def rules_of(doc: str | list[dict[str, Any]]) -> list[Rule]:
+    items = orjson.loads(doc) if isinstance(doc, str) else doc
+    return [
+        Rule(
+            r["id"],
+            r["expression"],
+            r["action"],
+            r.get("description", ""),
+            r.get("scope", "platform"),
+        )
+        for r in items
+    ]
+
+
+def compiled_of(row: asyncpg.Record) -> CompiledRuleSet:
+    return compile_rules(
+        row["version"], rules_of(row["rules"]), Thresholds(row["review_at"], row["reject_at"])
+    )
+
+
+async def save_version(
+    conn: asyncpg.Connection,
+    rules: Sequence[Rule],
+    thresholds: Thresholds,
+    actor: str,
+    note: str | None = None,
+) -> asyncpg.Record:
+    """A new version after the highest, numbered under the state row's lock. The caller has
+    compiled the rules: only valid versions are ever written."""
+    await conn.execute("SELECT 1 FROM risk_state FOR UPDATE")
+    return await conn.fetchrow(
+        "INSERT INTO risk_rule_versions (version, rules, review_at, reject_at, note, actor) "
+        "SELECT coalesce(max(version), 0) + 1, $1::jsonb, $2, $3, $4, $5 FROM risk_rule_versions "
+        "RETURNING *",
+        orjson.dumps([rule_doc(r) for r in rules]).decode(),
+        thresholds.review,
+        thresholds.reject,
+        note,
+        actor,
+    )
+
+
+async def publish(conn: asyncpg.Connection, version: int) -> asyncpg.Record | None:
+    """Make `version` the live one (publishing a draft, or rolling back to an earlier one)."""
+    row = await conn.fetchrow(
+        "UPDATE risk_rule_versions SET published_at = coalesce(published_at, now()) "
+        "WHERE version = $1 RETURNING *",
+        version,
+    )
+    if row is not None:
+        await conn.execute("UPDATE risk_state SET live_version = $1", version)
+    return row
+
+
+async def live_version(conn: Conn) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT v.* FROM risk_state s JOIN risk_rule_versions v ON v.version = s.live_version"
+    )
+
+
+async def version(conn: Conn, number: int) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM risk_rule_versions WHERE version = $1", number)
+
+
+async def versions(conn: Conn, limit: int = 100, before: int | None = None) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        "SELECT v.*, v.version = s.live_version AS live FROM risk_rule_versions v, risk_state s "
+        "WHERE ($1::int IS NULL OR v.version < $1) ORDER BY v.version DESC LIMIT $2",
+        before,
+        limit + 1,
+    )
+
+
+class RiskBook:
+    """The live rule set and lists of one process, each replaced whole when it changes."""
+
+    def __init__(self, pg: asyncpg.Pool, countries: CountryTable) -> None:
+        self._pg = pg
+        self.countries = countries
+        self.rules: CompiledRuleSet = EMPTY
+        self.lists: ListIndex = EMPTY_LISTS
+        self._lists_version = -1
+
+    async def refresh(self) -> None:
+        state = await self._pg.fetchrow("SELECT live_version, lists_version FROM risk_state")
+        if state["live_version"] != self.rules.version:
+            row = await live_version(self._pg)
+            self.rules = compiled_of(row) if row else EMPTY
+            log.info("risk rules at version %s", self.rules.version)
+        if state["lists_version"] != self._lists_version:
+            rows = await self._pg.fetch(
+                "SELECT * FROM risk_list_entries WHERE expires_at IS NULL OR expires_at > now()"
+            )
+            self.lists = ListIndex(entry_of(r) for r in rows)
+            self._lists_version = state["lists_version"]
+
+
+def expiry(unix: int | None) -> datetime | None:
+    return datetime.fromtimestamp(unix, UTC) if unix is not None else None

@@ -1,0 +1,254 @@
+"""Risk control on a running node of its own: lists and rule sets through the API and the
+command line, decisions stored on payments, and hot reload of a published version."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import orjson
+import pytest_asyncio
+
+from domain.access import Realm
+from gateway.client import MerchantClient
+from tests.conftest import merchant_on, wait_status
+from tests.portal import Portal, make_user
+from tests.stack import Stack
+
+ROOT = Path(__file__).resolve().parents[2]
+FINAL = {"succeeded", "failed", "rejected", "awaiting_payment", "expired"}
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def node() -> AsyncIterator[Stack]:
+    stack = Stack("risk")
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        await stack.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def admin(node: Stack, http: aiohttp.ClientSession) -> Portal:
+    return await make_user(node, http, Realm.PLATFORM, None, ["risk_analyst"])
+
+
+async def pay(shop: MerchantClient, amount: str = "5.00", **customer: str) -> dict:
+    order = f"r-{time.time_ns()}"
+    status, created = await shop.create_payment(
+        amount=amount, currency="USD", merchant_order_id=order, customer=customer or None
+    )
+    assert status == 201, created
+    return await wait_status(shop, created["id"], FINAL)
+
+
+async def test_a_block_entry_rejects_and_an_allow_entry_overrides_review(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    shop = await merchant_on(node, http, "risk-lists")
+    status, entry = await admin.call(
+        "POST",
+        "/api/v1/risk/lists",
+        {"list": "block", "kind": "ip", "value": "198.51.100.0/25", "reason": "card testing"},
+    )
+    assert status == 201 and entry["value"] == "198.51.100.0/25", entry
+    status, again = await admin.call(
+        "POST", "/api/v1/risk/lists", {"list": "block", "kind": "ip", "value": "198.51.100.7/25"}
+    )
+    assert status == 409 and again["error"]["code"] == "list_entry_exists"
+    status, bad = await admin.call(
+        "POST", "/api/v1/risk/lists", {"list": "block", "kind": "ip", "value": "10.0.0.300"}
+    )
+    assert status == 400 and bad["error"]["code"] == "invalid_list_value"
+    assert bad["error"]["param"] == "value"
+    await asyncio.sleep(1.0)  # every risk process has it within a second
+    blocked = await pay(shop, ip="198.51.100.9")
+    assert blocked["status"] == "rejected" and blocked["failure_code"] == "blocked_ip"
+    assert blocked["risk"]["lists"] == [{"list": "block", "kind": "ip", "entry": entry["id"]}]
+    assert (await pay(shop, ip="198.51.100.200"))["status"] != "rejected"  # outside the /25
+
+    status, _ = await admin.call("DELETE", f"/api/v1/risk/lists/{entry['id']}")
+    assert status == 200
+    status, gone = await admin.call("DELETE", f"/api/v1/risk/lists/{entry['id']}")
+    assert status == 404 and gone["error"]["code"] == "resource_missing"
+    await asyncio.sleep(1.0)
+    assert (await pay(shop, ip="198.51.100.9"))["status"] != "rejected"
+
+    # a rule that reviews every payment of this merchant, and an allow entry for one customer
+    await publish(
+        admin, [rule("all", "amount > 0", "review", scope=f"merchant:{shop.merchant_id}")]
+    )
+    status, allow = await admin.call(
+        "POST", "/api/v1/risk/lists", {"list": "allow", "kind": "customer", "value": "cus_vip"}
+    )
+    assert status == 201
+    await asyncio.sleep(1.0)
+    assert (await pay(shop, id="cus_other"))["risk"]["outcome"] == "review"
+    vip = await pay(shop, id="cus_vip")
+    assert vip["risk"]["outcome"] == "approve" and vip["risk"]["lists"][0]["list"] == "allow"
+    status, page = await admin.call("GET", "/api/v1/risk/lists?list=allow&kind=customer")
+    assert status == 200 and [e["id"] for e in page["data"]] == [allow["id"]]
+
+
+def rule(rule_id: str, expression: str, action: str, **fields: str) -> dict:
+    return {"id": rule_id, "expression": expression, "action": action, **fields}
+
+
+async def publish(admin: Portal, rules: list[dict], **thresholds: int) -> dict:
+    body = {"rules": rules, "thresholds": {"review": 50, "reject": 100, **thresholds}}
+    status, published = await admin.call("PUT", "/api/v1/risk/rules", body)
+    assert status == 200, published
+    return published
+
+
+async def test_a_bad_rule_set_is_refused_naming_rule_and_position(admin: Portal) -> None:
+    status, before = await admin.call("GET", "/api/v1/risk/rules")
+    assert status == 200
+    rules = [
+        rule("fine", "amount > 100", "score +10"),
+        rule("broken", "amount > 100 &&\n  currency = 'USD'", "review"),
+    ]
+    status, body = await admin.call("PUT", "/api/v1/risk/rules", {"rules": rules})
+    assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    assert body["error"]["code"] == "invalid_rules"
+    assert body["error"]["param"] == "rules[1].expression"
+    assert "rule 'broken', expression at 2:" in body["error"]["message"]
+    typed = [rule("typed", "amount > 'ten'", "review")]
+    status, body = await admin.call("PUT", "/api/v1/risk/rules", {"rules": typed})
+    assert status == 400 and "type error" in body["error"]["message"]
+    status, body = await admin.call(
+        "PUT", "/api/v1/risk/rules", {"rules": [rule("x", "amount > 1", "score 5")]}
+    )
+    assert status == 400 and body["error"]["param"] == "rules[0].action"
+    status, after = await admin.call("GET", "/api/v1/risk/rules")
+    assert after == before, "nothing was published"
+
+
+async def test_published_version_judges_within_a_second_and_rolls_back(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    shop = await merchant_on(node, http, "risk-rules")
+    scope = f"merchant:{shop.merchant_id}"
+    first = await publish(
+        admin,
+        [
+            rule("big", "amount_usd >= 10000", "score +30", scope=scope),
+            rule("burst", "velocity.device.count_1h > 2", "score +40", scope=scope),
+        ],
+    )
+    await asyncio.sleep(1.0)
+    small = await pay(shop, "1.00", device_id="dev_burst_01")
+    assert small["risk"]["version"] == first["version"] and small["risk"]["outcome"] == "approve"
+    await pay(shop, "1.00", device_id="dev_burst_01")
+    third = await pay(shop, "150.00", device_id="dev_burst_01")
+    assert third["risk"]["outcome"] == "review" and third["risk"]["score"] == 70
+    fired = {f["rule"]: f["values"] for f in third["risk"]["fired"]}
+    assert fired == {"big": {"amount_usd": 15000}, "burst": {"velocity.device.count_1h": 3}}
+
+    second = await publish(admin, [rule("huge", "amount_usd >= 10000", "reject", scope=scope)])
+    await asyncio.sleep(1.0)
+    rejected = await pay(shop, "150.00")
+    assert rejected["status"] == "rejected" and rejected["failure_code"] == "risk_rule"
+    assert rejected["risk"]["version"] == second["version"]
+
+    status, versions = await admin.call("GET", "/api/v1/risk/rules/versions?limit=2")
+    assert status == 200 and [v["version"] for v in versions["data"]] == [
+        second["version"],
+        first["version"],
+    ]
+    assert [v["live"] for v in versions["data"]] == [True, False]
+    status, back = await admin.call(
+        "POST", f"/api/v1/risk/rules/versions/{first['version']}/publish"
+    )
+    assert status == 200 and back["live"] and back["version"] == first["version"]
+    await asyncio.sleep(1.0)
+    again = await pay(shop, "150.00")
+    assert again["status"] != "rejected" and again["risk"]["version"] == first["version"]
+    status, _ = await admin.call("POST", "/api/v1/risk/rules/versions/999999/publish")
+    assert status == 404
+
+
+async def test_one_payment_is_judged_by_one_version_while_versions_change(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    """Payments created while versions are published back and forth: each decision's fired
+    rules are exactly those of the version it names."""
+    shop = await merchant_on(node, http, "risk-switch")
+    scope = f"merchant:{shop.merchant_id}"
+    rules_of = {}
+    for name in ("even", "odd"):
+        published = await publish(admin, [rule(name, "amount > 0", "score +1", scope=scope)])
+        rules_of[published["version"]] = [name]
+
+    async def flip() -> None:
+        for version in list(rules_of) * 3:
+            await admin.call("POST", f"/api/v1/risk/rules/versions/{version}/publish")
+            await asyncio.sleep(0.05)
+
+    async def create(n: int) -> str:
+        _, created = await shop.create_payment(
+            amount="1.00", currency="USD", merchant_order_id=f"flip-{n}-{time.time_ns()}"
+        )
+        return created["id"]
+
+    flipping = asyncio.create_task(flip())
+    ids = await asyncio.gather(*(create(n) for n in range(30)))
+    await flipping
+    for payment_id in ids:
+        decided = await wait_status(shop, payment_id, FINAL)
+        decision = decided["risk"]
+        assert [f["rule"] for f in decision["fired"]] == rules_of[decision["version"]]
+
+
+async def test_the_command_line_manages_lists_and_rules(node: Stack, admin: Portal) -> None:
+    def juhe(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cli.main", "risk", *args],
+            env={**os.environ, **node.env},
+            cwd=ROOT,
+            input=stdin,
+            capture_output=True,
+            timeout=60,
+        )
+
+    added = juhe("list", "add", "block", "email", "Fraud@Example.com", "--reason", "chargebacks")
+    assert added.returncode == 0, added.stderr
+    entry = orjson.loads(added.stdout)
+    assert entry["value"] == "fraud@example.com" and entry["actor"].startswith("cli:")
+    bad = juhe("list", "add", "block", "bin", "42")
+    assert bad.returncode == 2 and b"invalid_list_value" in bad.stderr
+    legacy = juhe("block", "--email", "fraud@example.com", "--ip", "192.0.2.1")
+    assert orjson.loads(legacy.stdout) == {"blocked_ips": 1, "blocked_emails": 1}
+    shown = orjson.loads(juhe("list", "show", "--kind", "email").stdout)
+    assert entry["id"] in [e["id"] for e in shown["data"]]
+    assert juhe("list", "remove", entry["id"]).returncode == 0
+
+    body = orjson.dumps({"rules": [rule("cli_rule", "amount > 1000000", "review")]})
+    published = juhe("rules", "publish", "--json", "-", stdin=body)
+    assert published.returncode == 0, published.stderr
+    version = orjson.loads(published.stdout)["version"]
+    status, live = await admin.call("GET", "/api/v1/risk/rules")
+    assert status == 200 and live["version"] == version and live["rules"][0]["id"] == "cli_rule"
+    broken = juhe(
+        "rules",
+        "publish",
+        "--json",
+        '{"rules": [{"id": "b", "expression": "amount >", "action": "review"}]}',
+    )
+    assert broken.returncode == 2 and b"invalid_rules" in broken.stderr and b"1:9" in broken.stderr
+    assert juhe("rules", "rollback", str(version - 1)).returncode == 0
+    assert node.pg is not None
+    actions = await node.pg.fetch(
+        "SELECT action, target FROM audit_log WHERE action LIKE 'risk.%' AND actor LIKE 'cli:%'"
+    )
+    assert {"risk.list_add", "risk.list_remove", "risk.rules_publish"} <= {
+        a["action"] for a in actions
+    }
+    assert not any("fraud@example.com" in str(a) for a in actions), "no e-mail in the audit"
