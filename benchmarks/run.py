@@ -99,7 +99,7 @@ async def settlements(smoke: bool) -> dict[str, Any]:
     return {
         "reconciliation": await settlement.reconcile(500 if smoke else 100_000),
         "settlement_close": await settlement.close_growth(
-            *((100, 1_000) if smoke else (10_000, 100_000))
+            *((100, 1_000, 1) if smoke else (10_000, 100_000, 3))
         ),
     }
 
@@ -222,7 +222,11 @@ def settlement_report(figures: dict[str, Any]) -> str:
             f"{f['release_s']:.2f} s; the next day's run with nothing new: "
             f"{f['idle_next_day_s']:.2f} s)"
         )
-    lines.append(f"settlement close, cost per line large / small: {c['per_line_growth']:.2f}")
+    small = ", ".join(f"{us:.0f}" for us in c["small_us_per_line"])
+    lines.append(
+        f"settlement close, cost per line large / small: {c['per_line_growth']:.2f} "
+        f"(small: the median of {len(c['small_us_per_line'])} runs, {small} µs/line)"
+    )
     return "\n".join(lines)
 
 
