@@ -30,7 +30,8 @@ from typing import Literal
 from domain.fees import BPS, scale_half_up
 from domain.ledger import Posting, agent_commission, ensure_balanced, merchant_pending, net
 
-CYCLES = (*(f"T+{n}" for n in range(8)), "daily", "weekly", "monthly", "manual")
+MANUAL = "manual"  # released and closed only when an operator's run names the entity
+CYCLES = (*(f"T+{n}" for n in range(8)), "daily", "weekly", "monthly", MANUAL)
 EntityKind = Literal["merchant", "agent"]
 Bucket = Literal["pending", "available", "reserve", "paid_out"]
 RELEASE, RESERVE_RELEASE = "release", "reserve_release"
@@ -136,7 +137,7 @@ def available_on(cycle: str, anchor: datetime) -> datetime | None:
         for _ in range(int(cycle[2:])):
             day = _next_business_day(day + timedelta(days=1))
         return max(day, anchor)
-    if cycle == "manual":
+    if cycle == MANUAL:
         return None
     return period(cycle, anchor)[1]
 
@@ -196,10 +197,21 @@ class Release:
     hold_until: datetime | None = None
 
 
-def due(sources: Iterable[Source], terms: dict[Entity, Terms], now: datetime) -> list[Source]:
+def due(
+    sources: Iterable[Source],
+    terms: dict[Entity, Terms],
+    now: datetime,
+    settling: str | None = None,
+) -> list[Source]:
+    """The sources to release at `now`. A `manual` entity's are due only in an operator's run
+    that names it (`settling`, its id), and then all of them captured by `now`."""
     out = []
     for s in sources:
-        on = available_on(terms[s.entity].cycle, s.anchor)
+        cycle = terms[s.entity].cycle
+        if cycle == MANUAL:
+            on = s.anchor if s.entity.id == settling else None
+        else:
+            on = available_on(cycle, s.anchor)
         if on is not None and on <= now:
             out.append(s)
     return out
@@ -384,19 +396,28 @@ def close(
     previous: Previous | None,
     now: datetime,
     new_id: Callable[[], str],
+    settling: bool = False,
 ) -> list[Draft]:
     """The statements to close now: each period after the previous statement that has ended
     by `now` and has lines, taking every line posted before its end (and the previous net if
-    it was carried). Periods without lines are skipped; lines of an unended period wait."""
+    it was carried). Periods without lines are skipped; lines of an unended period wait. A
+    `manual` entity's period ends only in an operator's run that names it (`settling`): at
+    `now`, taking every line up to and including `now` (the run's own releases are dated so)."""
     waiting = sorted(lines, key=lambda line: (line.at, line.entry_id))
     drafts: list[Draft] = []
     carry = previous if previous and previous.status is StatementStatus.CARRIED else None
     floor = previous.end if previous else None
     while waiting:
-        start, end = period(cycle, max(waiting[0].at, floor) if floor else waiting[0].at)
-        if end > now:
-            break
-        taken = [line for line in waiting if line.at < end]
+        if cycle == MANUAL:
+            if not settling or waiting[0].at > now:
+                break
+            start, end = floor or _midnight(waiting[0].at), now
+            taken = [line for line in waiting if line.at <= now]
+        else:
+            start, end = period(cycle, max(waiting[0].at, floor) if floor else waiting[0].at)
+            if end > now:
+                break
+            taken = [line for line in waiting if line.at < end]
         waiting = waiting[len(taken) :]
         if carry is not None:
             taken.insert(0, Line(0, "carried", carry.id, start, carried=carry.net))

@@ -237,15 +237,17 @@ async def run(
     pg: asyncpg.Pool, settings: Settings, now: datetime, entity_id: str | None = None
 ) -> RunResult | None:
     """Release what is due at `now`, give back reserves held long enough, and close every
-    period that has ended by `now` (for one entity, or all). None when another run holds the
-    lock. `now` is a parameter so tests and operators drive the clock, never the wall."""
+    period that has ended by `now` (for one entity, or all). A run naming an entity on the
+    `manual` cycle settles it: everything pending is released and one statement closes at
+    `now`. None when another run holds the lock. `now` is a parameter so tests and operators
+    drive the clock, never the wall."""
     async with pg.acquire() as conn, conn.transaction():
         if not await conn.fetchval("SELECT pg_try_advisory_xact_lock(hashtext($1))", LOCK):
             return None
         result = RunResult()
         sources = await _sources(conn, entity_id)
         known = await terms(conn, {s.entity for s in sources}, settings)
-        releases = [release(s, known[s.entity], now) for s in due(sources, known, now)]
+        releases = [release(s, known[s.entity], now) for s in due(sources, known, now, entity_id)]
         holds = await _due_holds(conn, entity_id, now)
         ids = await store.post_entries(
             conn, [(r.kind, r.ref, r.postings) for r in (*releases, *holds)], at=now
@@ -266,6 +268,7 @@ async def run(
                 previous.get((who.id, currency)),
                 now,
                 lambda: new_id("stl"),
+                settling=who.id == entity_id,
             )
         ]
         await _insert_statements(conn, drafts, cycles)

@@ -112,6 +112,31 @@ def test_a_refund_after_release_draws_on_available() -> None:
     assert Posting("agent:agt_1:commission", "USD", 10) in moved  # the agent's is not released
 
 
+def test_a_manual_entity_settles_only_when_an_operators_run_names_it() -> None:
+    terms = {SHOP: Terms("manual"), AGENT: Terms("daily")}
+    early = Source(1, SHOP, "USD", -975, FRI)
+    late = Source(2, SHOP, "USD", -100, SAT)
+    later = SAT + timedelta(days=40)
+    assert due([early, late], terms, later) == [], "never by the clock alone"
+    assert due([early, late], terms, later, "agt_1") == [], "nor by a run for someone else"
+    assert due([early, late], terms, FRI, "mch_1") == [early], "what was captured by then"
+    assert due([early, late], terms, later, "mch_1") == [early, late]
+
+    one = Movement(7, RELEASE, "mch_1:1", later, 975, 0, "payment", "pay_1", 1000)
+    lines = [line_of(SHOP, one)]
+    assert close(SHOP, "USD", "manual", lines, None, later + timedelta(days=90), str) == []
+    (stmt,) = close(SHOP, "USD", "manual", lines, None, later, lambda: "s1", settling=True)
+    assert (stmt.start, stmt.end, stmt.net) == (datetime(2026, 6, 18, tzinfo=UTC), later, 975)
+    before = Previous("s1", later, 975, StatementStatus.CLOSED)
+    again = close(SHOP, "USD", "manual", [], before, later, str, settling=True)
+    assert again == [], "a repeat finds nothing new to close"
+    two = Movement(8, "adjustment", "adj_1", later + timedelta(hours=1), 5, 0)
+    (nxt,) = close(
+        SHOP, "USD", "manual", [line_of(SHOP, two)], before, later + timedelta(hours=2), str, True
+    )
+    assert (nxt.start, nxt.net) == (later, 5), "the next starts where the last one ended"
+
+
 def test_statement_status_machine() -> None:
     assert statement_sources(StatementStatus.PAID) == ["closed"]
     assert statement_sources(StatementStatus.CARRIED) == ["open"]
