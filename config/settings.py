@@ -79,9 +79,16 @@ class Pool(Base):
 
 class Risk(Pool):
     """`ip_country_table`: a `start,end,country` CSV of IP ranges (domain.risk.geo); empty is
-    the sample bundled in config/ip_country.csv."""
+    the sample bundled in config/ip_country.csv. A review nobody decides within
+    `review_timeout_s` takes `review_default`."""
 
     ip_country_table: str = ""
+    review_timeout_s: int = 86_400
+    review_default: Literal["approve", "reject"] = "reject"
+
+    def __post_init__(self) -> None:
+        if self.review_timeout_s < 1:
+            raise ValueError("risk.review_timeout_s is at least 1")
 
 
 class Ledger(Base):

@@ -11,6 +11,7 @@ from enum import StrEnum
 
 class PaymentStatus(StrEnum):
     PENDING = "pending"
+    IN_REVIEW = "in_review"  # held by risk for a person's decision, before any channel
     PROCESSING = "processing"
     AWAITING_PAYMENT = "awaiting_payment"
     SUCCEEDED = "succeeded"
@@ -30,7 +31,7 @@ class RefundStatus(StrEnum):
 
 
 P = PaymentStatus
-UNPAID = frozenset({P.PENDING, P.PROCESSING, P.AWAITING_PAYMENT})
+UNPAID = frozenset({P.PENDING, P.IN_REVIEW, P.PROCESSING, P.AWAITING_PAYMENT})
 # Ended before the customer paid: an order still open at the channel is to be closed.
 ENDED_UNPAID = frozenset({P.CANCELED, P.EXPIRED})
 # Ended without the customer's money: a channel that says it was paid is a reconciliation
@@ -40,7 +41,9 @@ REFUNDABLE = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED})
 FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.REJECTED, P.REFUNDED})
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
-    P.PENDING: frozenset({P.PROCESSING, P.REJECTED, P.CANCELED, P.EXPIRED, P.FAILED}),
+    P.PENDING: frozenset({P.PROCESSING, P.REJECTED, P.CANCELED, P.EXPIRED, P.FAILED, P.IN_REVIEW}),
+    # approved: back to pending, to be routed (its stored decision says it was approved)
+    P.IN_REVIEW: frozenset({P.PENDING, P.REJECTED, P.CANCELED, P.EXPIRED}),
     P.PROCESSING: frozenset({P.AWAITING_PAYMENT, P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}),
     P.AWAITING_PAYMENT: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}),
     P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),

@@ -18,21 +18,26 @@ import orjson
 from aiohttp import web
 
 from domain.access import PLATFORM_OWNED
+from domain.messages import encode
+from domain.money import format_amount
 from domain.risk import Rule, RuleSetInvalid, Thresholds, compile_rules
 from domain.risk.lists import Kind, ListName, normalize
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
 from gateway.risk_schemas import (
     CreateListEntry,
+    DecideReview,
     ListEntryView,
+    ReviewView,
     RuleIn,
     RuleSetIn,
     RuleSetView,
     ThresholdsIn,
 )
 from gateway.state import Edge, decode, edge, int_query, json_answer, page_answer, page_limit
-from infra import audit, risk
+from infra import audit, reviews, risk, store
 from infra.invalidation import announce
+from infra.keys import PAYMENTS_STREAM
 
 NOTHING_PUBLISHED = RuleSetView(
     object="risk_rule_set",
@@ -275,3 +280,117 @@ def _version(request: web.Request) -> int:
     if not raw.isdigit() or len(raw) > 9:
         raise invalid("resource_missing", "a version is a positive integer", "version", 404)
     return int(raw)
+
+
+# --- the review queue --------------------------------------------------------------------------
+
+
+def review_view(row: asyncpg.Record) -> ReviewView:
+    return ReviewView(
+        object="risk_review",
+        payment_id=row["payment_id"],
+        merchant_id=row["merchant_id"],
+        status=row["status"],
+        score=row["score"],
+        version=row["version"],
+        amount=format_amount(int(row["amount"]), row["currency"]),
+        currency=row["currency"],
+        payment_status=row["payment_status"],
+        claimed_by=row["claimed_by"],
+        decided_by=row["decided_by"],
+        reason=row["reason"],
+        by_default=row["by_default"],
+        due_at=int(row["due_at"].timestamp()),
+        created=int(row["created_at"].timestamp()),
+        age_s=int(row["age_s"]),
+    )
+
+
+async def _review(conn: asyncpg.Connection | asyncpg.Pool, payment_id: str) -> ReviewView:
+    rows = await conn.fetch(
+        "SELECT r.*, p.amount, p.currency, p.status AS payment_status, "
+        "extract(epoch FROM now() - r.created_at) AS age_s FROM risk_reviews r "
+        "JOIN payments p ON p.id = r.payment_id WHERE r.payment_id = $1",
+        payment_id,
+    )
+    if not rows:
+        raise invalid("resource_missing", f"no review of payment {payment_id!r}", "id", 404)
+    return review_view(rows[0])
+
+
+async def _refusal(conn: asyncpg.Connection, payment_id: str, actor_id: str) -> ApiError:
+    """Why a claim or decision did not apply: 404, or 409 saying whose or what it is."""
+    current = await reviews.fetch(conn, payment_id)
+    if current is None:
+        return invalid("resource_missing", f"no review of payment {payment_id!r}", "id", 404)
+    if current["status"] == "claimed" and current["claimed_by"] != actor_id:
+        return invalid("review_claimed", "another reviewer has claimed this review", None, 409)
+    return invalid("review_closed", f"the review is {current['status']}", None, 409)
+
+
+async def list_reviews(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    limit = page_limit(request, 50)
+    rows = await reviews.listing(
+        e.pg,
+        request.query.get("status"),
+        request.query.get("merchant_id"),
+        limit,
+        request.query.get("starting_after"),
+    )
+    return page_answer(rows, limit, review_view)
+
+
+async def get_review(request: web.Request) -> web.Response:
+    e = edge(request)
+    await _caller(request, "risk:read")
+    return json_answer(await _review(e.pg, request.match_info["id"]))
+
+
+async def claim_review(request: web.Request) -> web.Response:
+    """Take a review so no other reviewer decides it meanwhile (again: still yours)."""
+    e = edge(request)
+    who = await _caller(request, "risk:write")
+    payment_id = request.match_info["id"]
+    async with e.pg.acquire() as conn, conn.transaction():
+        if await reviews.claim(conn, payment_id, who.id) is None:
+            raise await _refusal(conn, payment_id, who.id)
+        await audit.append(conn, who, "risk.review_claim", f"payment:{payment_id}")
+        answer = await _review(conn, payment_id)
+    return json_answer(answer)
+
+
+async def _decide(request: web.Request, approve: bool) -> web.Response:
+    e = edge(request)
+    body = await request.read()
+    who = await _caller(request, "risk:write", body)
+    req = decode(body, DecideReview)
+    payment_id = request.match_info["id"]
+    url = e.settings.gateway.public_url
+    async with e.pg.acquire() as conn, conn.transaction():
+        decided = await reviews.decide(conn, payment_id, approve, who.id, req.reason, url)
+        if decided is None:
+            raise await _refusal(conn, payment_id, who.id)
+        await audit.append(
+            conn,
+            who,
+            "risk.review_approve" if approve else "risk.review_reject",
+            f"payment:{payment_id}",
+            after={"reason": req.reason},
+        )
+        answer = await _review(conn, payment_id)
+    if decided.payment is not None:
+        await e.hot.put_payment(decided.payment)
+        if approve:  # on to the risk pool through the relay, which routes it as approved
+            intent = store.intent_of(decided.payment)
+            await e.redis.xadd(e.keys.stream(PAYMENTS_STREAM), {"d": encode(intent)})
+    return json_answer(answer)
+
+
+async def approve_review(request: web.Request) -> web.Response:
+    return await _decide(request, True)
+
+
+async def reject_review(request: web.Request) -> web.Response:
+    return await _decide(request, False)

@@ -73,3 +73,28 @@ class RuleSetView(msgspec.Struct, kw_only=True):
     actor: str | None
     created: int | None
     published: int | None
+
+
+class ReviewView(msgspec.Struct, kw_only=True):
+    """A payment waiting for (or given) a person's decision. `age_s`: since it was opened."""
+
+    object: Literal["risk_review"]
+    payment_id: str
+    merchant_id: str
+    status: Literal["open", "claimed", "approved", "rejected"]
+    score: int
+    version: int | None
+    amount: str
+    currency: str
+    payment_status: str
+    claimed_by: str | None
+    decided_by: str | None
+    reason: str | None
+    by_default: bool
+    due_at: int
+    created: int
+    age_s: int
+
+
+class DecideReview(msgspec.Struct, forbid_unknown_fields=True):
+    reason: Annotated[str, Meta(min_length=1, max_length=500)]

@@ -89,6 +89,7 @@ class Payment(msgspec.Struct):
     object: Literal["payment"]
     status: Literal[
         "pending",
+        "in_review",
         "processing",
         "awaiting_payment",
         "succeeded",

@@ -419,3 +419,25 @@ async def reserve_refund(
     )
     refund = await transition_refund(conn, refund_id, RefundStatus.PROCESSING)
     return refund, payment
+
+
+def intent_of(row: Mapping[str, Any]) -> PaymentIntent:
+    """A stored payment as the intent the risk pool takes (re-driven, or approved in review)."""
+    return PaymentIntent(
+        id=row["id"],
+        merchant_id=row["merchant_id"],
+        merchant_order_id=row["merchant_order_id"],
+        amount=str(row["amount"]),
+        currency=row["currency"],
+        method=row["method"],
+        customer_country=row["customer_country"],
+        description=row["description"],
+        customer_email=row["customer_email"],  # sealed, as the intent carries it
+        customer_ip=row["customer_ip"],
+        notify_url=row["notify_url"],
+        return_url=row["return_url"],
+        metadata=orjson.loads(row["metadata"]) if row["metadata"] else None,
+        created_at=row["created_at"].timestamp(),
+        expires_at=row["expires_at"].timestamp(),
+        request_id=row["request_id"] or "",
+    )

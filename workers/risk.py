@@ -26,6 +26,7 @@ from domain.risk import (
     list_values,
 )
 from domain.states import PaymentStatus
+from infra import reviews
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
@@ -38,7 +39,7 @@ from routing.health import HealthBook
 from routing.strategies import ChannelProfile, Health, RouteRequest, route
 from routing.volume import DailyVolume
 from workers.context import Context
-from workers.outcomes import end_payment
+from workers.outcomes import end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 _intents = envelope_decoder(PaymentIntent)
@@ -229,9 +230,15 @@ class RiskActor:
         health = await self.health()
         routed: list[tuple[str, Message]] = []
         endings = []
+        held: list[tuple[str, dict[str, Any]]] = []
         for intent, merchant, decision in zip(intents, merchants, decisions, strict=True):
-            # `review` waits for the review queue (not built yet): until then it is routed
-            rejected = decision["outcome"] == Outcome.REJECT
+            reviewed = decision.get("review")  # a person's (or the default's) word, once given
+            if reviewed is None and decision["outcome"] == Outcome.REVIEW:
+                held.append((intent.id, decision))
+                continue
+            if reviewed is not None and reviewed["outcome"] != "approve":
+                continue  # rejected with the review's decision
+            rejected = reviewed is None and decision["outcome"] == Outcome.REJECT
             request = RouteRequest(
                 int(intent.amount), intent.currency, intent.method, intent.customer_country
             )
@@ -271,7 +278,19 @@ class RiskActor:
                     request_id=intent.request_id,
                 )
                 routed.append((ctx.queues.channel(channel), task))
-        await gather_all([*endings, ctx.publisher.send_many(routed)])
+        await gather_all([*endings, ctx.publisher.send_many(routed), self.hold(held)])
+
+    async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> None:
+        """Payments the rules sent to review wait `in_review` in the review queue."""
+        if not held:
+            return
+        s = self.ctx.settings
+        async with self.ctx.pg.acquire() as conn, conn.transaction():
+            rows, events = await reviews.open_reviews(
+                conn, held, s.risk.review_timeout_s, s.gateway.public_url
+            )
+        await self.ctx.hot.put_many(rows)
+        await publish_events(self.ctx, events)
 
 
 def customer(box: SecretBox, intent: PaymentIntent) -> tuple[str | None, str | None]:

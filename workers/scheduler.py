@@ -11,13 +11,19 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
-import asyncpg
-import orjson
-
-from domain.messages import ChannelTask, Message, PaymentIntent
+from domain.messages import ChannelTask, Message
 from domain.states import UNPAID, PaymentStatus, sources
 from domain.views import payment_view
-from infra import broker, metrics, progress, reconciliation, settlement, store, withdrawals
+from infra import (
+    broker,
+    metrics,
+    progress,
+    reconciliation,
+    reviews,
+    settlement,
+    store,
+    withdrawals,
+)
 from infra.faults import Backoff, Fault, classify
 from infra.keys import RELAY_GROUP, STREAMS
 from routing.health import HealthBook
@@ -159,7 +165,7 @@ async def redrive_stuck(ctx: Context) -> int:
     for row in payments:
         rid = row["request_id"] or ""
         if row["status"] == PaymentStatus.PENDING:
-            outgoing.append((ctx.queues.risk, intent_of(row)))
+            outgoing.append((ctx.queues.risk, store.intent_of(row)))
         else:
             task = ChannelTask(
                 kind="create",
@@ -188,25 +194,30 @@ async def redrive_stuck(ctx: Context) -> int:
     return len(outgoing)
 
 
-def intent_of(row: asyncpg.Record) -> PaymentIntent:
-    return PaymentIntent(
-        id=row["id"],
-        merchant_id=row["merchant_id"],
-        merchant_order_id=row["merchant_order_id"],
-        amount=str(row["amount"]),
-        currency=row["currency"],
-        method=row["method"],
-        customer_country=row["customer_country"],
-        description=row["description"],
-        customer_email=row["customer_email"],  # sealed, as the intent carries it
-        customer_ip=row["customer_ip"],
-        notify_url=row["notify_url"],
-        return_url=row["return_url"],
-        metadata=orjson.loads(row["metadata"]) if row["metadata"] else None,
-        created_at=row["created_at"].timestamp(),
-        expires_at=row["expires_at"].timestamp(),
-        request_id=row["request_id"] or "",
-    )
+async def expire_reviews(ctx: Context) -> int:
+    """Reviews nobody decided in time take the configured default (`risk.review_default`);
+    an approved payment goes on to the risk pool, which routes it. Their events are due at
+    once, so the next outbox sweep sends them."""
+    approve = ctx.settings.risk.review_default == "approve"
+    url = ctx.settings.gateway.public_url
+    async with ctx.pg.acquire() as conn, conn.transaction():
+        decided = [
+            await reviews.decide(
+                conn,
+                payment_id,
+                approve,
+                "system:review_timeout",
+                "not decided in time",
+                url,
+                by_default=True,
+            )
+            for payment_id in await reviews.due(conn)
+        ]
+    rows = [d.payment for d in decided if d is not None and d.payment is not None]
+    await ctx.hot.put_many(rows)
+    if approve:
+        await ctx.publisher.send_many([(ctx.queues.risk, store.intent_of(r)) for r in rows])
+    return len(rows)
 
 
 async def settle(ctx: Context) -> None:
@@ -297,6 +308,7 @@ async def run(ctx: Context) -> None:
             redrive_stuck,
             redrive_withdrawals,
             sample_backlogs,
+            expire_reviews,
         )
         for job in jobs:
             group.create_task(

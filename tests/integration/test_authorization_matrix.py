@@ -73,6 +73,7 @@ class World:
     recon_run: str = ""  # a reconciliation run (of an empty statement)
     risk_entries: list[str] = field(default_factory=list)  # one to delete per allowed call
     risk_version: int = 0  # an empty rule set, what publishing it again changes nothing of
+    review: str = ""  # a closed review of merchant A's paid payment (decisions answer 409)
 
 
 @dataclass(frozen=True)
@@ -658,6 +659,39 @@ ENDPOINTS = [
         "platform",
         lambda w: f"/api/v1/risk/rules/versions/{w.risk_version}/publish",
     ),
+    Endpoint(
+        "GET", "/api/v1/risk/reviews", "risk:read", "platform", lambda w: "/api/v1/risk/reviews"
+    ),
+    Endpoint(
+        "GET",
+        "/api/v1/risk/reviews/{id}",
+        "risk:read",
+        "platform",
+        lambda w: f"/api/v1/risk/reviews/{w.review}",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/reviews/{id}/claim",
+        "risk:write",
+        "platform",
+        lambda w: f"/api/v1/risk/reviews/{w.review}/claim",
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/reviews/{id}/approve",
+        "risk:write",
+        "platform",
+        lambda w: f"/api/v1/risk/reviews/{w.review}/approve",
+        lambda w: {"reason": "matrix"},
+    ),
+    Endpoint(
+        "POST",
+        "/api/v1/risk/reviews/{id}/reject",
+        "risk:write",
+        "platform",
+        lambda w: f"/api/v1/risk/reviews/{w.review}/reject",
+        lambda w: {"reason": "matrix"},
+    ),
 ]
 
 
@@ -801,6 +835,13 @@ async def world(stack: Stack, http, new_merchant: MerchantFactory) -> tuple[Worl
             world.risk_entries.append(entry["id"])
         empty = await risk.save_version(conn, [], Thresholds(), "test:matrix", "matrix")
         world.risk_version = empty["version"]
+        world.review = paid["id"]
+        await conn.execute(
+            "INSERT INTO risk_reviews (payment_id, merchant_id, status, score, due_at) "
+            "VALUES ($1, $2, 'rejected', 60, now())",
+            paid["id"],
+            shop.merchant_id,
+        )
     return world, callers
 
 

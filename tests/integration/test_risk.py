@@ -22,7 +22,8 @@ from tests.portal import Portal, make_user
 from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
-FINAL = {"succeeded", "failed", "rejected", "awaiting_payment", "expired"}
+# where a payment rests once risk has judged it (a review holds it `in_review`)
+FINAL = {"succeeded", "failed", "rejected", "awaiting_payment", "expired", "in_review"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -252,3 +253,109 @@ async def test_the_command_line_manages_lists_and_rules(node: Stack, admin: Port
         a["action"] for a in actions
     }
     assert not any("fraud@example.com" in str(a) for a in actions), "no e-mail in the audit"
+
+
+async def events_of(node: Stack, payment_id: str) -> list[str]:
+    assert node.pg is not None
+    rows = await node.pg.fetch(
+        "SELECT type FROM webhook_events WHERE convert_from(payload, 'UTF8') LIKE '%' || $1 || '%' "
+        "ORDER BY created_at, id",
+        payment_id,
+    )
+    return [r["type"] for r in rows]
+
+
+async def until(check, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := await check():
+            return found
+        await asyncio.sleep(0.1)
+    raise AssertionError("condition not met in time")
+
+
+async def held(shop: MerchantClient, customer: str) -> dict:
+    status, created = await shop.create_payment(
+        amount="20.00",
+        currency="USD",
+        merchant_order_id=f"rv-{time.time_ns()}",
+        customer={"id": customer},
+    )
+    assert status == 201, created
+    payment = await wait_status(shop, created["id"], FINAL)
+    assert payment["status"] == "in_review" and payment["risk"]["outcome"] == "review", payment
+    return payment
+
+
+async def test_review_queue_approve_reject_and_the_default(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    shop = await merchant_on(node, http, "risk-review")
+    scope = f"merchant:{shop.merchant_id}"
+    await publish(admin, [rule("watch", "customer.startsWith('cus_watch')", "review", scope=scope)])
+    await asyncio.sleep(1.0)
+    other = await make_user(node, http, Realm.PLATFORM, None, ["risk_analyst"])
+    owner = await make_user(node, http, Realm.MERCHANT, shop.merchant_id, ["merchant_owner"])
+
+    # approved: on to routing as if approved, and paid
+    first = await held(shop, "cus_watch_1")
+    status, queue = await admin.call(
+        "GET", f"/api/v1/risk/reviews?status=open&merchant_id={shop.merchant_id}"
+    )
+    assert status == 200 and [r["payment_id"] for r in queue["data"]] == [first["id"]]
+    assert queue["data"][0]["amount"] == "20.00" and queue["data"][0]["score"] == 0
+    path = f"/api/v1/risk/reviews/{first['id']}"
+    status, _ = await owner.call("POST", f"{path}/approve", {"reason": "my own customer"})
+    assert status == 403, "a merchant never decides its own reviews"
+    status, claimed = await admin.call("POST", f"{path}/claim")
+    assert status == 200 and claimed["status"] == "claimed"
+    status, taken = await other.call("POST", f"{path}/approve", {"reason": "looks fine"})
+    assert status == 409 and taken["error"]["code"] == "review_claimed"
+    status, bad = await admin.call("POST", f"{path}/approve", {})
+    assert status == 400 and bad["error"]["param"] == "reason"
+    status, approved = await admin.call("POST", f"{path}/approve", {"reason": "known buyer"})
+    assert status == 200 and approved["status"] == "approved"
+    paid = await wait_status(shop, first["id"], {"succeeded", "failed", "rejected"})
+    assert paid["status"] == "succeeded" and paid["channel"]
+    assert paid["risk"]["review"]["outcome"] == "approve"
+    status, again = await admin.call("POST", f"{path}/reject", {"reason": "changed my mind"})
+    assert status == 409 and again["error"]["code"] == "review_closed"
+    kinds = await until(lambda: _having(events_of(node, first["id"]), "payment.succeeded"))
+    assert kinds.index("payment.review_opened") < kinds.index("payment.review_closed")
+
+    # rejected: ends rejected, the merchant notified
+    second = await held(shop, "cus_watch_2")
+    status, _ = await admin.call(
+        "POST", f"/api/v1/risk/reviews/{second['id']}/reject", {"reason": "stolen card"}
+    )
+    assert status == 200
+    rejected = await wait_status(shop, second["id"], {"rejected"})
+    assert rejected["failure_code"] == "risk_review_rejected"
+    kinds = await until(lambda: _having(events_of(node, second["id"]), "payment.rejected"))
+    assert {"payment.review_opened", "payment.review_closed"} <= set(kinds)
+
+    # nobody decided in time: the default (reject)
+    third = await held(shop, "cus_watch_3")
+    assert node.pg is not None
+    await node.pg.execute(
+        "UPDATE risk_reviews SET due_at = now() - interval '1 second' WHERE payment_id = $1",
+        third["id"],
+    )
+    ended = await wait_status(shop, third["id"], {"rejected"})
+    assert ended["risk"]["review"] == {
+        "outcome": "reject",
+        "by": "system:review_timeout",
+        "reason": "not decided in time",
+        "by_default": True,
+    }
+    status, closed = await admin.call("GET", f"/api/v1/risk/reviews/{third['id']}")
+    assert status == 200 and closed["by_default"] is True and closed["status"] == "rejected"
+    actions = await node.pg.fetch(
+        "SELECT action FROM audit_log WHERE target = $1 ORDER BY seq", f"payment:{first['id']}"
+    )
+    assert [a["action"] for a in actions] == ["risk.review_claim", "risk.review_approve"]
+
+
+async def _having(kinds_soon, wanted: str) -> list[str] | None:
+    kinds = await kinds_soon
+    return kinds if wanted in kinds else None

@@ -46,7 +46,7 @@ def test_non_final_statuses_have_exits() -> None:
 
 
 def test_status_groups() -> None:
-    assert UNPAID == {P.PENDING, P.PROCESSING, P.AWAITING_PAYMENT}
+    assert UNPAID == {P.PENDING, P.IN_REVIEW, P.PROCESSING, P.AWAITING_PAYMENT}
     assert REFUNDABLE == {P.SUCCEEDED, P.PARTIALLY_REFUNDED}
     assert not (UNPAID & FINAL)
     assert not (REFUNDABLE & FINAL)
@@ -73,7 +73,7 @@ def test_sources_examples() -> None:
     assert sources(P.FAILED) == ["awaiting_payment", "pending", "processing"]
     assert sources(P.REFUNDED) == ["partially_refunded", "succeeded"]
     assert sources(P.PARTIALLY_REFUNDED) == ["partially_refunded", "succeeded"]
-    assert sources(P.PENDING) == []
+    assert sources(P.PENDING) == ["in_review"]  # a review approved it: routed now
 
 
 def test_unpaid_cannot_be_refunded_and_refunded_cannot_succeed() -> None:
