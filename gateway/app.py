@@ -34,7 +34,9 @@ from infra.logs import request_id
 from infra.merchants import MerchantDirectory
 from infra.ratelimit import RateLimiter
 from infra.redispipe import RedisPipe
+from infra.risk import Judge, RiskBook, load_countries
 from infra.secretbox import SecretBox
+from infra.velocity import Velocity
 
 log = logging.getLogger("juhe.gateway")
 KEY_USAGE_FLUSH_S = 5.0
@@ -132,6 +134,9 @@ def create_app(settings: Settings) -> web.Application:
         box = SecretBox(settings.secrets.keys, settings.secrets.active)
         registry = ChannelRegistry(pg, box, http)
         await registry.refresh()
+        rates = rate_source(settings.fx)
+        book = RiskBook(pg, load_countries(settings.risk.ip_country_table))
+        await book.refresh()
         app[EDGE] = Edge(
             settings=settings,
             pg=pg,
@@ -147,11 +152,14 @@ def create_app(settings: Settings) -> web.Application:
             limiter=RateLimiter(redis, settings.redis.prefix, settings.auth.login_window_s),
             box=box,
             alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
-            rates=rate_source(settings.fx),
+            rates=rates,
+            risk=Judge(book, Velocity(redis, keys), rates),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))
-        following = asyncio.create_task(follow(redis, keys, app[EDGE].merchants, registry))
+        following = asyncio.create_task(
+            follow(redis, keys, app[EDGE].merchants, registry, book=book)
+        )
         yield
         usage.cancel()
         following.cancel()

@@ -20,13 +20,17 @@ from aiohttp import web
 from domain.access import PLATFORM_OWNED
 from domain.messages import encode
 from domain.money import format_amount
-from domain.risk import Rule, RuleSetInvalid, Thresholds, compile_rules
+from domain.risk import Rule, RuleSetInvalid, Thresholds, Transaction, compile_rules
 from domain.risk.lists import Kind, ListName, normalize
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
+from gateway.payments import amount_of
 from gateway.risk_schemas import (
+    Card,
     CreateListEntry,
     DecideReview,
+    Decision,
+    Evaluate,
     ListEntryView,
     ReviewView,
     RuleIn,
@@ -34,6 +38,7 @@ from gateway.risk_schemas import (
     RuleSetView,
     ThresholdsIn,
 )
+from gateway.schemas import Customer
 from gateway.state import Edge, decode, edge, int_query, json_answer, page_answer, page_limit
 from infra import audit, reviews, risk, store
 from infra.invalidation import announce
@@ -394,3 +399,40 @@ async def approve_review(request: web.Request) -> web.Response:
 
 async def reject_review(request: web.Request) -> web.Response:
     return await _decide(request, False)
+
+
+# --- evaluation without a payment ------------------------------------------------------------
+
+
+async def evaluate(request: web.Request) -> web.Response:
+    """A merchant's transaction judged now, as its payment would be (its own limits, the live
+    rules and lists), for its own flows; nothing is stored or counted."""
+    e = edge(request)
+    body = await request.read()
+    caller = await identify(request, body)
+    await require(request, caller.principal, "payments:create")
+    merchant = caller.merchant
+    if merchant is None or not merchant.active:
+        raise ApiError(403, "permission_error", "merchant_inactive", "the merchant is not active")
+    req = decode(body, Evaluate)
+    amount = amount_of(req.amount, req.currency, e.settings.payments.max_amount)
+    customer, card = req.customer or Customer(), req.card or Card()
+    now = time.time()
+    tx = Transaction(
+        merchant.id,
+        amount,
+        req.currency,
+        now,
+        method=req.method,
+        agents=merchant.agents,
+        email=customer.email,
+        ip=customer.ip,
+        country=customer.country,
+        device=customer.device_id,
+        customer=customer.id,
+        card_fingerprint=card.fingerprint,
+        card_bin=card.bin,
+        card_country=card.country,
+    )
+    (verdict,) = await e.risk.decide([tx], [merchant.limits], now, keep=False)
+    return json_answer(Decision(object="risk_decision", **verdict.to_doc()))

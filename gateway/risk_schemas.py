@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
 
 from domain.risk.rules import MAX_EXPRESSION, MAX_RULES
+from gateway.schemas import AmountText, CurrencyCode, Customer
 
 ListName = Literal["block", "allow"]
 ListKind = Literal["ip", "email", "domain", "device", "card", "bin", "country", "customer"]
@@ -98,3 +99,35 @@ class ReviewView(msgspec.Struct, kw_only=True):
 
 class DecideReview(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
+
+
+class Card(msgspec.Struct, forbid_unknown_fields=True):
+    fingerprint: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")] | None = None
+    bin: Annotated[str, Meta(pattern=r"^[0-9]{6,8}$")] | None = None
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None
+
+
+class Evaluate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A transaction judged as a payment would be, by the live rules and lists; nothing is
+    created and nothing is counted (`velocity` counters include it as if it were paid)."""
+
+    amount: AmountText
+    currency: CurrencyCode
+    method: Literal["card", "ewallet", "bank_transfer", "crypto"] | None = None
+    customer: Customer | None = None
+    card: Card | None = None
+
+
+class Decision(msgspec.Struct, kw_only=True):
+    """What risk decided and why: every fired rule with the facts it read (a customer's
+    e-mail and IP only in part), the list entries hit, the rules that failed to evaluate."""
+
+    object: Literal["risk_decision"]
+    outcome: Literal["approve", "review", "reject"]
+    score: int
+    version: int | None
+    code: str | None
+    reason: str | None
+    fired: list[dict[str, Any]]
+    lists: list[dict[str, str]]
+    errors: list[str]

@@ -959,6 +959,21 @@ ROUTES: tuple[Route, ...] = (
         errors=(400, 401, 403, 404, 409, 429),
         tag="risk",
     ),
+    Route(
+        "POST",
+        "/api/v1/risk/evaluate",
+        risk.evaluate,
+        "evaluateRisk",
+        "Judge a transaction as its payment would be, without creating one",
+        "signed",
+        200,
+        rks.Decision,
+        rks.Evaluate,
+        tag="risk",
+        description="For merchants' own flows: the merchant's limits, the live rules and lists "
+        "and the velocity counters (which include this transaction as if it were a payment, "
+        "but do not keep it). Nothing is stored.",
+    ),
     # --- merchants ----------------------------------------------------------------------------
     Route(
         "POST",

@@ -28,6 +28,7 @@ from infra.hotstore import HotStore
 from infra.keys import Keys
 from infra.merchants import MerchantDirectory
 from infra.ratelimit import RateLimiter
+from infra.risk import Judge
 from infra.secretbox import SecretBox
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ class Edge:
     box: SecretBox
     alerts: OpsAlerts
     rates: CachedRates
+    risk: Judge  # for POST /risk/evaluate: the live rules and lists, as the risk pool has them
 
 
 T = TypeVar("T")

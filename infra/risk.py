@@ -19,17 +19,37 @@ from typing import Any
 import asyncpg
 import orjson
 
+from domain.fx import convert
 from domain.ids import new_id
-from domain.risk import EMPTY, CompiledRuleSet, Rule, Thresholds, compile_rules
+from domain.risk import (
+    EMPTY,
+    CompiledRuleSet,
+    Lookups,
+    MerchantLimits,
+    Rule,
+    Thresholds,
+    Transaction,
+    Verdict,
+    compile_rules,
+    facts_of,
+    judge,
+    list_values,
+)
 from domain.risk.geo import CountryTable
 from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
+from infra.fx import RateProvider, RateUnavailable
+from infra.velocity import Velocity
 
 log = logging.getLogger("juhe.risk")
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
-def load_countries(path: str | Path) -> CountryTable:
-    """`start,end,country` rows; lines starting with # are comments."""
+SAMPLE_COUNTRIES = Path(__file__).resolve().parent.parent / "config" / "ip_country.csv"
+
+
+def load_countries(path: str | Path = "") -> CountryTable:
+    """`start,end,country` rows; lines starting with # are comments. "" is the sample."""
+    path = path or SAMPLE_COUNTRIES
     with open(path, newline="") as handle:
         rows = [r for r in csv.reader(handle) if r and not r[0].startswith("#")]
     return CountryTable((r[0], r[1], r[2]) for r in rows)
@@ -215,6 +235,45 @@ class RiskBook:
             )
             self.lists = ListIndex(entry_of(r) for r in rows)
             self._lists_version = state["lists_version"]
+
+
+class Judge:
+    """Decisions as the risk pool makes them, for payments and for `POST /risk/evaluate`
+    alike: one rule version for the whole batch, every velocity counter in one round trip,
+    the IP's country from the local table, the USD equivalent at the mid rate."""
+
+    def __init__(self, book: RiskBook, velocity: Velocity, rates: RateProvider) -> None:
+        self.book = book
+        self.velocity = velocity
+        self.rates = rates
+
+    async def usd(self, amount: int, currency: str) -> int | None:
+        if currency == "USD":
+            return amount
+        try:
+            return convert(amount, currency, "USD", await self.rates.mid(currency, "USD"))
+        except (RateUnavailable, KeyError, ValueError):
+            return None
+
+    async def decide(
+        self,
+        txs: Sequence[Transaction],
+        limits: Sequence[MerchantLimits | None],
+        now: float,
+        keep: bool = True,
+    ) -> list[Verdict]:
+        """`keep` false: an evaluation, counted as if it were a payment but not recorded."""
+        rules, lists = self.book.rules, self.book.lists
+        usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
+        counters = await self.velocity.observe_many(
+            zip(txs, usd, strict=True), rules.features, int(now * 1000), keep
+        )
+        verdicts = []
+        for n, tx in enumerate(txs):
+            found = Lookups(usd[n], self.book.countries.country(tx.ip), counters[n])
+            facts = facts_of(tx, found)
+            verdicts.append(judge(rules, facts, lists.hits(list_values(facts), now), limits[n]))
+        return verdicts
 
 
 def expiry(unix: int | None) -> datetime | None:

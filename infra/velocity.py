@@ -35,9 +35,11 @@ local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local member = ARGV[3]
 local ttl = tonumber(ARGV[4])
-for _, key in ipairs(KEYS) do
+local keep = ARGV[6 + 4 * tonumber(ARGV[5])] == '1'
+local added = {}
+for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - horizon)
-  redis.call('ZADD', key, 'NX', now, member)
+  added[i] = redis.call('ZADD', key, 'NX', now, member)
   redis.call('EXPIRE', key, ttl)
 end
 local function field(m, n)
@@ -75,6 +77,11 @@ for f = 0, n - 1 do
     out[#out + 1] = total
   end
 end
+if not keep then
+  for i, key in ipairs(KEYS) do
+    if added[i] == 1 then redis.call('ZREM', key, member) end
+  end
+end
 return out
 """
 
@@ -90,7 +97,12 @@ class Velocity:
         self.script = redis.register_script(SCRIPT)
 
     def _call(
-        self, tx: Transaction, amount_usd: int | None, features: Sequence[Feature], now_ms: int
+        self,
+        tx: Transaction,
+        amount_usd: int | None,
+        features: Sequence[Feature],
+        now_ms: int,
+        keep: bool,
     ) -> tuple[list[str], list[str | int], list[Feature]]:
         values = {dim: digest(v) for dim, v in tx.keys().items()}
         dims = list(values)
@@ -110,6 +122,7 @@ class Velocity:
                 f.window_ms,
                 _FIELD.get(f.of or "", 0),
             ]
+        args.append(1 if keep else 0)
         return [self.keys.velocity(d, values[d]) for d in dims], args, asked
 
     async def observe_many(
@@ -117,11 +130,14 @@ class Velocity:
         payments: Iterable[tuple[Transaction, int | None]],
         features: Iterable[Feature],
         now_ms: int,
+        keep: bool = True,
     ) -> list[dict[Feature, int]]:
         """Record each payment and read the counters asked for, in one round trip. Counters of
-        a dimension the payment has no value for (no e-mail…) are 0."""
+        a dimension the payment has no value for (no e-mail…) are 0. With `keep` false the
+        counters are what they would be with the payment, and nothing stays recorded (an
+        evaluation)."""
         wanted = sorted(features)
-        calls = [self._call(tx, usd, wanted, now_ms) for tx, usd in payments]
+        calls = [self._call(tx, usd, wanted, now_ms, keep) for tx, usd in payments]
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in calls:
                 await self.script(keys=keys, args=args, client=pipe)

@@ -7,30 +7,25 @@ import asyncio
 import random
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import orjson
 from aio_pika.abc import AbstractIncomingMessage
 
-from domain.fx import Conversion, convert, quote
+from domain.fx import Conversion, quote
 from domain.messages import ChannelTask, Message, PaymentIntent, envelope_decoder
 from domain.risk import (
     NO_LIMITS,
-    Lookups,
     Outcome,
     Transaction,
     Verdict,
-    facts_of,
-    judge,
-    list_values,
 )
 from domain.states import PaymentStatus
 from infra import reviews
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
-from infra.risk import RiskBook, load_countries
+from infra.risk import Judge, RiskBook, load_countries
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
 from infra.velocity import Velocity
@@ -43,7 +38,6 @@ from workers.outcomes import end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 _intents = envelope_decoder(PaymentIntent)
-SAMPLE_COUNTRIES = Path(__file__).resolve().parent.parent / "config" / "ip_country.csv"
 
 
 class RiskActor:
@@ -59,9 +53,8 @@ class RiskActor:
         self._success_until = 0.0
         self.volume = DailyVolume(ctx.redis, ctx.keys)
         self._profiles: tuple[int, list[ChannelProfile]] = (-1, [])
-        table = ctx.settings.risk.ip_country_table or SAMPLE_COUNTRIES
-        self.risk = RiskBook(ctx.pg, load_countries(table))
-        self.velocity = Velocity(ctx.redis, ctx.keys)
+        self.risk = RiskBook(ctx.pg, load_countries(ctx.settings.risk.ip_country_table))
+        self.judging = Judge(self.risk, Velocity(ctx.redis, ctx.keys), self.fx_rates)
 
     @property
     def channels(self) -> list[ChannelProfile]:
@@ -155,21 +148,10 @@ class RiskActor:
             for c in self.channels
         }
 
-    async def usd(self, amount: int, currency: str) -> int | None:
-        """The USD equivalent at the mid rate, for rules and velocity sums; None without one."""
-        if currency == "USD":
-            return amount
-        try:
-            return convert(amount, currency, "USD", await self.fx_rates.mid(currency, "USD"))
-        except (RateUnavailable, KeyError, ValueError):
-            return None
-
     async def judge(
         self, intents: Sequence[PaymentIntent], merchants: Sequence[Merchant | None]
     ) -> list[Verdict]:
-        """Every payment of the envelope by the one rule version live when it began, with all
-        their velocity counters in one Redis round trip."""
-        rules, lists, now = self.risk.rules, self.risk.lists, time.time()
+        now = time.time()
         txs = []
         for intent, merchant in zip(intents, merchants, strict=True):
             ip, email = customer(self.ctx.box, intent)
@@ -189,18 +171,8 @@ class RiskActor:
                     id=intent.id,
                 )
             )
-        usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
-        counters = await self.velocity.observe_many(
-            zip(txs, usd, strict=True), rules.features, int(now * 1000)
-        )
-        verdicts = []
-        for n, tx in enumerate(txs):
-            found = Lookups(usd[n], self.risk.countries.country(tx.ip), counters[n])
-            facts = facts_of(tx, found)
-            hits = lists.hits(list_values(facts), now)
-            limits = merchants[n].limits if merchants[n] else NO_LIMITS
-            verdicts.append(judge(rules, facts, hits, limits))
-        return verdicts
+        limits = [m.limits if m else NO_LIMITS for m in merchants]
+        return await self.judging.decide(txs, limits, now)
 
     async def record(
         self, intents: Sequence[PaymentIntent], verdicts: Sequence[Verdict]

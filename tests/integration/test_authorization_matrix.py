@@ -660,6 +660,14 @@ ENDPOINTS = [
         lambda w: f"/api/v1/risk/rules/versions/{w.risk_version}/publish",
     ),
     Endpoint(
+        "POST",
+        "/api/v1/risk/evaluate",
+        "payments:create",
+        "own",
+        lambda w: "/api/v1/risk/evaluate",
+        lambda w: {"amount": "1.00", "currency": "USD", "customer": {"id": "cus_matrix"}},
+    ),
+    Endpoint(
         "GET", "/api/v1/risk/reviews", "risk:read", "platform", lambda w: "/api/v1/risk/reviews"
     ),
     Endpoint(

@@ -359,3 +359,42 @@ async def test_review_queue_approve_reject_and_the_default(
 async def _having(kinds_soon, wanted: str) -> list[str] | None:
     kinds = await kinds_soon
     return kinds if wanted in kinds else None
+
+
+async def test_evaluate_judges_without_a_payment_or_a_count(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    shop = await merchant_on(node, http, "risk-evaluate")
+    scope = f"merchant:{shop.merchant_id}"
+    await publish(
+        admin,
+        [
+            rule("test_bin", "card_bin.startsWith('400000')", "reject", scope=scope),
+            rule("busy", "velocity.device.count_1h > 1", "review", scope=scope),
+            rule("abroad", "card_country != ip_country", "score +20", scope=scope),
+        ],
+    )
+    await asyncio.sleep(1.0)
+    body = {
+        "amount": "12.50",
+        "currency": "USD",
+        "method": "card",
+        "customer": {"ip": "192.0.2.10", "device_id": "dev_evaluate_1"},
+        "card": {"bin": "424242", "country": "TW"},
+    }
+    for amount in ("12.50", "12.51"):  # not counted: the second sees the first's counters
+        status, decision = await shop.request(
+            "POST", "/api/v1/risk/evaluate", {**body, "amount": amount}
+        )
+        assert status == 200, decision
+        assert decision["object"] == "risk_decision" and decision["outcome"] == "approve"
+        assert decision["fired"] == []  # the sample table puts 192.0.2.0/24 in TW
+    status, decision = await shop.request(
+        "POST", "/api/v1/risk/evaluate", {**body, "card": {"bin": "40000012", "country": "US"}}
+    )
+    assert status == 200 and decision["outcome"] == "reject" and decision["code"] == "risk_rule"
+    assert {f["rule"] for f in decision["fired"]} == {"test_bin", "abroad"}
+    status, bad = await shop.request("POST", "/api/v1/risk/evaluate", {**body, "amount": "1.001"})
+    assert status == 400 and bad["error"]["param"] == "amount"
+    status, page = await shop.request("GET", "/api/v1/payments?limit=1")
+    assert status == 200 and page["data"] == [], "nothing was created"

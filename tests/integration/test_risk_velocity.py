@@ -124,3 +124,14 @@ async def test_an_envelope_is_one_round_trip_and_keys_hold_no_clear_values(veloc
     assert keys and not any("198.51.100" in k or "x.example" in k for k in keys)
     members = await client.zrange(keys[0], 0, -1)
     assert not any(b"198.51.100" in m or b"x.example" in m for m in members)
+
+
+async def test_an_evaluation_counts_itself_and_leaves_nothing(velocity) -> None:
+    v, _, _ = velocity
+    await one(v, pay(1), T0)
+    (seen,) = await v.observe_many([pay(2)], ALL, T0 + 1, keep=False)
+    assert seen[IP_1M] == 2 and seen[EMAIL_SUM_1H] == 1_001 + 1_002
+    assert (await one(v, pay(3), T0 + 2))[IP_1M] == 2  # pay_2 was not kept
+    (again,) = await v.observe_many([pay(3)], ALL, T0 + 3, keep=False)
+    assert again[IP_1M] == 2, "evaluating a recorded payment neither adds nor removes it"
+    assert (await one(v, pay(4), T0 + 4))[IP_1M] == 3
