@@ -121,6 +121,31 @@ outbox_backlog = Gauge(
     "juhe_outbox_pending", "Webhook events not yet delivered", multiprocess_mode="mostrecent"
 )
 
+risk_decisions = Counter(
+    "juhe_risk_decisions_total", "Payments judged by risk, by outcome", ["outcome"]
+)
+risk_rules = Counter(
+    "juhe_risk_rule_results_total",
+    "Rules that fired or failed to evaluate, by rule id (a rule far above its usual rate "
+    "is worth an alert)",
+    ["rule", "result"],
+)
+risk_rules_version = Gauge(
+    "juhe_risk_rules_version",
+    "The rule set version this process judges with",
+    multiprocess_mode="liveall",
+)
+review_queue = Gauge(
+    "juhe_risk_review_queue",
+    "Payments waiting in manual review",
+    multiprocess_mode="mostrecent",
+)
+review_oldest = Gauge(
+    "juhe_risk_review_oldest_seconds",
+    "Age of the oldest payment waiting in manual review",
+    multiprocess_mode="mostrecent",
+)
+
 
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):

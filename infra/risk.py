@@ -37,6 +37,7 @@ from domain.risk import (
 )
 from domain.risk.geo import CountryTable
 from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
+from infra import metrics
 from infra.fx import RateProvider, RateUnavailable
 from infra.velocity import Velocity
 
@@ -228,6 +229,7 @@ class RiskBook:
         if state["live_version"] != self.rules.version:
             row = await live_version(self._pg)
             self.rules = compiled_of(row) if row else EMPTY
+            metrics.risk_rules_version.set(self.rules.version or 0)
             log.info("risk rules at version %s", self.rules.version)
         if state["lists_version"] != self._lists_version:
             rows = await self._pg.fetch(
@@ -273,7 +275,18 @@ class Judge:
             found = Lookups(usd[n], self.book.countries.country(tx.ip), counters[n])
             facts = facts_of(tx, found)
             verdicts.append(judge(rules, facts, lists.hits(list_values(facts), now), limits[n]))
+        if keep:
+            count(verdicts)
         return verdicts
+
+
+def count(verdicts: Sequence[Verdict]) -> None:
+    for verdict in verdicts:
+        metrics.risk_decisions.labels(verdict.outcome.value).inc()
+        for fired in verdict.fired:
+            metrics.risk_rules.labels(fired.rule, "fired").inc()
+        for failed in verdict.errors:
+            metrics.risk_rules.labels(failed, "error").inc()
 
 
 def expiry(unix: int | None) -> datetime | None:

@@ -278,6 +278,12 @@ async def sample_backlogs(ctx: Context) -> None:
     metrics.outbox_backlog.set(
         await ctx.pg.fetchval("SELECT count(*) FROM webhook_events WHERE status = 'pending'")
     )
+    waiting = await ctx.pg.fetchrow(
+        "SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(created_at)), 0) AS age "
+        "FROM risk_reviews WHERE status IN ('open', 'claimed')"
+    )
+    metrics.review_queue.set(waiting["n"])
+    metrics.review_oldest.set(float(waiting["age"]))
 
 
 async def every(

@@ -398,3 +398,17 @@ async def test_evaluate_judges_without_a_payment_or_a_count(
     assert status == 400 and bad["error"]["param"] == "amount"
     status, page = await shop.request("GET", "/api/v1/payments?limit=1")
     assert status == 200 and page["data"] == [], "nothing was created"
+
+
+async def test_metrics_show_decisions_rules_and_the_review_queue(
+    node: Stack, http: aiohttp.ClientSession
+) -> None:
+    async def scrape() -> str | None:
+        async with http.get(f"{node.url}/metrics") as response:
+            text = await response.text()
+        wanted = ('juhe_risk_decisions_total{outcome="review"}', "juhe_risk_review_queue")
+        return text if all(w in text for w in wanted) else None
+
+    text = await until(scrape)  # the scheduler samples the queue every tick
+    assert 'juhe_risk_rule_results_total{result="fired",rule="watch"}' in text
+    assert "juhe_risk_rules_version" in text
