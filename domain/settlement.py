@@ -297,6 +297,9 @@ class Line:
     reserve: int = 0
     adjustments: int = 0
     carried: int = 0
+    # withdrawals: what left for the entity's account (−) or came back (+). Not in net: a
+    # payout pays what statements owed, it is not the period's business (its fee is a fee).
+    paid_out: int = 0
     payment_id: str | None = None
     merchant_id: str | None = None
 
@@ -325,14 +328,35 @@ class Movement:
     reserve: int
     source_kind: str | None = None  # a release's source: payment | refund
     source_ref: str | None = None
-    amount: int = 0  # the payment's or refund's amount, in this currency
+    amount: int = 0  # the payment's, refund's or withdrawal's amount, in this currency
     payment_id: str | None = None
     merchant_id: str | None = None
+    fee: int = 0  # a withdrawal's fee
+
+
+# A withdrawal's entries (domain.withdrawals): the hold takes amount + fee from available, a
+# release (refused, failed) gives both back, the payout moves the hold out, a return the amount.
+W_HOLD, W_PAID, W_RELEASE, W_RETURN = (
+    "withdrawal_hold",
+    "withdrawal_paid",
+    "withdrawal_release",
+    "withdrawal_return",
+)
 
 
 def line_of(entity: Entity, m: Movement) -> Line:
     """A statement line from an entry's movement: a released payment shows its gross and fee
-    (a merchant) or commission (an agent), a refund the amount refunded and the fee returned."""
+    (a merchant) or commission (an agent), a refund the amount refunded and the fee returned; a
+    withdrawal what it paid out (outside net) and its fee (inside)."""
+    common_w = dict(entry_id=m.entry_id, kind=m.kind, ref=m.ref, at=m.at)
+    if m.kind == W_HOLD:
+        return Line(**common_w, paid_out=-m.amount, fees=m.fee)
+    if m.kind == W_RELEASE:
+        return Line(**common_w, paid_out=m.amount, fees=-m.fee)
+    if m.kind == W_RETURN:
+        return Line(**common_w, paid_out=m.amount)
+    if m.kind == W_PAID:
+        return Line(**common_w)  # the hold moved out: nothing more owed or paid
     kind = m.source_kind if m.kind == RELEASE else m.kind
     owed = m.available + m.reserve
     common = dict(
@@ -354,7 +378,7 @@ def line_of(entity: Entity, m: Movement) -> Line:
     return Line(kind="adjustment", ref=m.ref, adjustments=owed, **common)
 
 
-TOTALS = ("gross", "refunds", "fees", "commission", "reserve", "adjustments", "carried")
+TOTALS = ("gross", "refunds", "fees", "commission", "reserve", "adjustments", "carried", "paid_out")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,10 @@ from dataclasses import dataclass
 
 from domain.fees import BPS, scale_half_up
 from domain.ledger import Posting, ensure_balanced
-from domain.settlement import Entity
+from domain.settlement import W_HOLD, W_PAID, W_RELEASE, W_RETURN, Entity
 
 PLATFORM_WITHDRAWAL_FEES = "platform:withdrawal_fees"
-HOLD, PAID, RELEASE, RETURN = (
-    "withdrawal_hold",
-    "withdrawal_paid",
-    "withdrawal_release",
-    "withdrawal_return",
-)
+HOLD, PAID, RELEASE, RETURN = W_HOLD, W_PAID, W_RELEASE, W_RETURN
 
 
 class WithdrawalStatus(enum.StrEnum):

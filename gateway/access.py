@@ -28,11 +28,12 @@ from domain.access import (
 )
 from domain.agents import Grant, check_grant, check_pricing
 from domain.policy import PlatformSettings
+from domain.settlement import Entity
 from domain.tokens import SigningKey, TokenError, load_public, read_access_token
 from gateway.auth import authenticate
-from gateway.errors import ApiError
+from gateway.errors import ApiError, invalid
 from gateway.state import REQUEST_ID, Edge, edge
-from infra import agents, audit, identity, policy
+from infra import agents, audit, identity, policy, settlement
 from infra.merchants import Merchant
 from infra.secretbox import SecretBox
 
@@ -243,3 +244,23 @@ async def denied(request: web.Request, principal: Principal, needed: str, exc: D
         after={"permission": needed, "code": exc.code},
     )
     return ApiError(403, "permission_error", exc.code, exc.message)
+
+
+async def entity_target(
+    request: web.Request, who: Principal, entity_id: str, permission: str, param: str
+) -> Entity:
+    """The merchant or agent named (balances, statements, withdrawals), once the caller may act
+    on it: the permission first, so an unknown id tells nothing to someone who could not read
+    it anyway."""
+    e = edge(request)
+    found = await settlement.entity(e.pg, entity_id)
+    if found is None:
+        await require(request, who, permission)
+        raise invalid("resource_missing", "no such merchant or agent", param, status=404)
+    owner = (
+        await merchant_owner(e, entity_id)
+        if found.kind == "merchant"
+        else Owner(Realm.AGENT, entity_id)
+    )
+    await require(request, who, permission, owner)
+    return found

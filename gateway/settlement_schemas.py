@@ -33,7 +33,8 @@ class Balances(msgspec.Struct):
 
 class StatementView(msgspec.Struct, kw_only=True):
     """A closed period: its totals; net = gross + refunds − fees + commission − reserve +
-    adjustments + carried."""
+    adjustments + carried. `paid_out` (withdrawals in the period, out − and back +) is shown
+    beside net, not in it: a payout pays what statements owed."""
 
     id: str
     object: Literal["settlement"] = "settlement"
@@ -51,6 +52,7 @@ class StatementView(msgspec.Struct, kw_only=True):
     reserve: str
     adjustments: str
     carried: str
+    paid_out: str  # withdrawals out (−) and back (+): not in net
     net: str
     carried_from: str | None
     line_count: int
@@ -93,6 +95,7 @@ class LineView(msgspec.Struct, kw_only=True):
     reserve: str
     adjustments: str
     carried: str
+    paid_out: str  # withdrawals out (−) and back (+): not in net
     net: str
     commission_terms: CommissionTerms | None = None  # an agent's payment and refund lines
 
@@ -124,15 +127,18 @@ class SettlementRun(msgspec.Struct):
     released: int
     reserve_released: int
     statements: list[str]
+    withdrawals: list[str]  # auto-settlement: closed statements withdrawn by themselves
 
 
 class PutTerms(msgspec.Struct, forbid_unknown_fields=True):
     """An entity's cycle (absent: the merchant's own, else the default) and rolling reserve:
-    `reserve_bps` of each release held back for `reserve_days`."""
+    `reserve_bps` of each release held back for `reserve_days`. `payout_account_id`, one of the
+    entity's payout accounts, makes it auto-settle: each closed statement is withdrawn to it."""
 
     cycle: Cycle | None = None
     reserve_bps: Annotated[int, Meta(ge=0, le=10_000)] = 0
     reserve_days: Annotated[int, Meta(ge=0, le=365)] = 0
+    payout_account_id: Annotated[str, Meta(min_length=1, max_length=64)] | None = None
 
 
 class TermsView(msgspec.Struct):
@@ -141,3 +147,4 @@ class TermsView(msgspec.Struct):
     cycle: str | None
     reserve_bps: int
     reserve_days: int
+    payout_account_id: str | None = None

@@ -8,18 +8,17 @@ also CSV (`format=csv`, its lines) and PDF (`format=pdf`, bilingual Traditional 
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
-from domain.access import Owner, Principal, Realm
+from domain.access import Realm
 from domain.money import format_amount
-from domain.settlement import TOTALS, Entity
-from gateway.access import actor, identify, merchant_owner, require
-from gateway.errors import ApiError, invalid
+from domain.settlement import TOTALS
+from gateway.access import actor, entity_target, identify, require
+from gateway.errors import invalid
 from gateway.pdf import pdf_answer, render
 from gateway.settlement_schemas import (
     Balances,
@@ -45,6 +44,7 @@ from gateway.state import (
     known_cursor,
     page_limit,
 )
+from gateway.withdrawals import hand_over
 from infra import audit, settlement
 
 _LINE_CSV = [
@@ -60,32 +60,10 @@ LABELS = {
     "reserve": "保證金 Reserve",
     "adjustments": "調整 Adjustments",
     "carried": "結轉 Carried",
+    "paid_out": "已提現 Paid out",
     "net": "淨額 Net",
 }
 STATEMENT_TITLE = "結算單 Settlement statement"
-
-
-def _unknown(param: str) -> ApiError:
-    return invalid("resource_missing", "no such merchant or agent", param, status=404)
-
-
-async def _entity(
-    request: web.Request, who: Principal, entity_id: str, permission: str, param: str
-) -> Entity:
-    """The merchant or agent named, once the caller may act on it: the permission first, so
-    an unknown id tells nothing to someone who could not read it anyway."""
-    e = edge(request)
-    found = await settlement.entity(e.pg, entity_id)
-    if found is None:
-        await require(request, who, permission)
-        raise _unknown(param)
-    owner = (
-        await merchant_owner(e, entity_id)
-        if found.kind == "merchant"
-        else Owner(Realm.AGENT, entity_id)
-    )
-    await require(request, who, permission, owner)
-    return found
 
 
 def _amount(value: int, currency: str) -> str:
@@ -193,7 +171,7 @@ async def get_balances(request: web.Request) -> web.Response:
             await require(request, who, "settlements:read")
             raise invalid("missing_parameter", "entity is required for platform users", "entity")
         entity_id = who.org_id
-    target = await _entity(request, who, entity_id, "settlements:read", "entity")
+    target = await entity_target(request, who, entity_id, "settlements:read", "entity")
     rows = await settlement.entity_balances(edge(request).pg, target)
     data = [
         BalanceView(
@@ -212,7 +190,7 @@ async def get_balances(request: web.Request) -> web.Response:
 async def list_statements(request: web.Request) -> web.Response:
     e = edge(request)
     who = (await identify(request, b"")).principal
-    target = await _entity(
+    target = await entity_target(
         request, who, request.match_info["entityId"], "settlements:read", "entityId"
     )
     limit = page_limit(request, 20)
@@ -234,7 +212,7 @@ async def get_statement(request: web.Request) -> web.Response:
     them as CSV or PDF."""
     e = edge(request)
     who = (await identify(request, b"")).principal
-    target = await _entity(
+    target = await entity_target(
         request, who, request.match_info["entityId"], "settlements:read", "entityId"
     )
     row = await settlement.statement(e.pg, target.id, request.match_info["settlementId"])
@@ -279,19 +257,20 @@ async def run_settlements(request: web.Request) -> web.Response:
     who = (await identify(request, body)).principal
     await require(request, who, "settlements:approve")
     req = decode(body or b"{}", RunSettlements)
-    wall = int(time.time())
-    until = wall if req.until is None else req.until
-    if until > wall:
+    wall = datetime.now(UTC)  # to the microsecond: what was captured a moment ago is due
+    at = wall if req.until is None else datetime.fromtimestamp(req.until, UTC)
+    if at > wall:
         raise invalid("invalid_field", "until may not be in the future", "until")
+    until = int(at.timestamp())
     if req.entity is not None:
-        await _entity(request, who, req.entity, "settlements:approve", "entity")
-    result = await settlement.run(
-        e.pg, e.settings, datetime.fromtimestamp(until, UTC), entity_id=req.entity
-    )
+        await entity_target(request, who, req.entity, "settlements:approve", "entity")
+    result = await settlement.run(e.pg, e.settings, at, entity_id=req.entity)
     if result is None:
         raise invalid(
             "settlement_running", "another settlement run is in progress; retry", status=409
         )
+    for withdrawal_id in result.to_pay:
+        await hand_over(e, withdrawal_id)
     await audit.append(
         e.pg,
         actor(request, who),
@@ -307,6 +286,7 @@ async def run_settlements(request: web.Request) -> web.Response:
             result.released,
             result.reserve_released,
             result.statements,
+            result.withdrawals,
         )
     )
 
@@ -316,13 +296,21 @@ async def put_terms(request: web.Request) -> web.Response:
     e: Edge = edge(request)
     body = await request.read()
     who = (await identify(request, body)).principal
-    target = await _entity(
+    target = await entity_target(
         request, who, request.match_info["entityId"], "settlements:approve", "entityId"
     )
     req = decode(body, PutTerms)
     async with e.pg.acquire() as conn, conn.transaction():
+        if req.payout_account_id is not None and not await conn.fetchval(
+            "SELECT 1 FROM payout_accounts WHERE id = $1 AND entity_id = $2",
+            req.payout_account_id,
+            target.id,
+        ):
+            raise invalid(
+                "resource_missing", "no such payout account", "payout_account_id", status=404
+            )
         before = await settlement.put_terms(
-            conn, target.id, req.cycle, req.reserve_bps, req.reserve_days
+            conn, target.id, req.cycle, req.reserve_bps, req.reserve_days, req.payout_account_id
         )
         await audit.append(
             conn,
@@ -333,5 +321,12 @@ async def put_terms(request: web.Request) -> web.Response:
             after=msgspec.to_builtins(req),
         )
     return json_answer(
-        TermsView("settlement_terms", target.id, req.cycle, req.reserve_bps, req.reserve_days)
+        TermsView(
+            "settlement_terms",
+            target.id,
+            req.cycle,
+            req.reserve_bps,
+            req.reserve_days,
+            req.payout_account_id,
+        )
     )

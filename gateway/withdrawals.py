@@ -27,12 +27,11 @@ from domain.withdrawals import (
     WithdrawalStatus,
     decide,
 )
-from gateway.access import actor, identify, require, visible
+from gateway.access import actor, entity_target, identify, require, visible
 from gateway.callbacks import callback_refused
 from gateway.errors import ApiError, invalid
 from gateway.intake import fingerprint
 from gateway.payments import idempotency_conflict
-from gateway.settlements import _entity
 from gateway.state import (
     REQUEST_ID,
     Edge,
@@ -69,13 +68,13 @@ async def _acting_for(
         if entity_id is None:
             await require(request, who, permission)
             raise invalid("missing_parameter", "entity is required for platform users", "entity")
-        return await _entity(request, who, entity_id, permission, "entity")
+        return await entity_target(request, who, entity_id, permission, "entity")
     if entity_id is not None and entity_id != who.org_id:
         await require(request, who, permission)
         raise ApiError(
             403, "permission_error", "not_own_entity", "only the entity itself", "entity"
         )
-    return await _entity(request, who, who.org_id or "", permission, "entity")
+    return await entity_target(request, who, who.org_id or "", permission, "entity")
 
 
 def _amount(e: Edge, text: str, currency: str, param: str) -> int:
@@ -125,7 +124,7 @@ async def _read_for(request: web.Request, who: Principal) -> Entity:
     if entity_id is None:
         await require(request, who, "settlements:read")
         raise invalid("missing_parameter", "entity is required for platform users", "entity")
-    return await _entity(request, who, entity_id, "settlements:read", "entity")
+    return await entity_target(request, who, entity_id, "settlements:read", "entity")
 
 
 async def list_payout_accounts(request: web.Request) -> web.Response:
@@ -204,17 +203,17 @@ async def create_withdrawal(request: web.Request) -> web.Response:
     if row["fingerprint"] != fp:
         raise idempotency_conflict()
     if new and row["status"] == WithdrawalStatus.REQUESTED:
-        await _hand_over(e, row)
+        await hand_over(e, row["id"], row["request_id"])
     return json_answer(withdrawals.view(row), 201)
 
 
-async def _hand_over(e: Edge, row: asyncpg.Record) -> None:
+async def hand_over(e: Edge, withdrawal_id: str, request_id: str | None = None) -> None:
     """To the channel pool, once; if this is lost, the scheduler re-drives it."""
     channel = e.settings.withdrawals.channel
     task = ChannelTask(
-        kind="payout", id=row["id"], channel=channel, request_id=row["request_id"] or ""
+        kind="payout", id=withdrawal_id, channel=channel, request_id=request_id or ""
     )
-    await e.intake.hand_over(f"payout:{row['id']}", encode(task))
+    await e.intake.hand_over(f"payout:{withdrawal_id}", encode(task))
 
 
 async def _visible(e: Edge, who: Principal, row: asyncpg.Record) -> bool:
@@ -289,7 +288,7 @@ async def _decide(request: web.Request, approve: bool) -> web.Response:
             after={"status": moved["status"], "reason": req.reason},
         )
     if approve:
-        await _hand_over(e, moved)
+        await hand_over(e, moved["id"], moved["request_id"])
     return json_answer(withdrawals.view(moved))
 
 
@@ -306,7 +305,7 @@ async def put_rules(request: web.Request) -> web.Response:
     e = edge(request)
     body = await request.read()
     who = (await identify(request, body)).principal
-    target = await _entity(
+    target = await entity_target(
         request, who, request.match_info["entityId"], "settlements:approve", "entityId"
     )
     req = decode(body, PutRules)

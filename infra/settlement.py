@@ -11,6 +11,7 @@ entry), so a re-run for the same clock is a no-op.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,10 @@ from domain.settlement import (
     INTERNAL,
     RELEASE,
     TOTALS,
+    W_HOLD,
+    W_PAID,
+    W_RELEASE,
+    W_RETURN,
     Balance,
     Draft,
     Entity,
@@ -42,9 +47,12 @@ from domain.settlement import (
     release,
     reserve_release,
 )
-from infra import store
+from domain.withdrawals import Refused, WithdrawalStatus
+from infra import audit, store, withdrawals
 
 Conn = asyncpg.Connection | asyncpg.Pool
+log = logging.getLogger("juhe.settlement")
+WITHDRAWAL_KINDS = frozenset({W_HOLD, W_PAID, W_RELEASE, W_RETURN})
 LOCK = "juhe.settlement"
 _ENTITY = "split_part(a.name, ':', 2)"
 
@@ -54,12 +62,17 @@ class RunResult:
     released: int = 0
     reserve_released: int = 0
     statements: list[str] = field(default_factory=list)
+    # auto-settlement: the withdrawals made for closed statements, and those waiting for no
+    # approval (to hand to the channel pool; the scheduler re-drives any whose hand-over is lost)
+    withdrawals: list[str] = field(default_factory=list)
+    to_pay: list[str] = field(default_factory=list)
 
     def doc(self) -> dict[str, object]:
         return {
             "released": self.released,
             "reserve_released": self.reserve_released,
             "statements": self.statements,
+            "withdrawals": self.withdrawals,
         }
 
 
@@ -178,7 +191,7 @@ async def _movements(
     out: dict[tuple[Entity, str], list[Movement]] = defaultdict(list)
     for key, r in rows_of.items():
         kind, ref = r["source_kind"] or r["kind"], r["source_ref"] or r["ref"]
-        amount, payment_id, merchant_id = facts.get((kind, ref), (0, None, None))
+        amount, payment_id, merchant_id, fee = facts.get((kind, ref), (0, None, None, 0))
         out[key[:2]].append(
             Movement(
                 entry_id=r["id"],
@@ -192,6 +205,7 @@ async def _movements(
                 amount=amount,
                 payment_id=payment_id,
                 merchant_id=merchant_id,
+                fee=fee,
             )
         )
     return out
@@ -200,19 +214,32 @@ async def _movements(
 async def _facts(
     conn: asyncpg.Connection, refs: set[tuple[str, str]]
 ) -> dict[tuple[str, str], tuple[int, str | None, str | None]]:
-    """(amount, payment id, merchant id) of the payments and refunds lines stand for."""
+    """(amount, payment id, merchant id, fee) of the payments, refunds and withdrawals lines
+    stand for (a withdrawal's under each of its entries' kinds)."""
     payments = sorted(ref for kind, ref in refs if kind == "payment")
     refunds = sorted(ref for kind, ref in refs if kind == "refund")
+    withdrawn = sorted({ref for kind, ref in refs if kind in WITHDRAWAL_KINDS})
     rows = await conn.fetch(
-        """SELECT 'payment' AS kind, id, amount, id AS payment_id, merchant_id
+        """SELECT 'payment' AS kind, id, amount, id AS payment_id, merchant_id, 0 AS fee
            FROM payments WHERE id = ANY($1::text[])
            UNION ALL
-           SELECT 'refund', id, amount, payment_id, merchant_id
-           FROM refunds WHERE id = ANY($2::text[])""",
+           SELECT 'refund', id, amount, payment_id, merchant_id, 0
+           FROM refunds WHERE id = ANY($2::text[])
+           UNION ALL
+           SELECT 'withdrawal', id, amount, NULL, NULL, fee
+           FROM withdrawals WHERE id = ANY($3::text[])""",
         payments,
         refunds,
+        withdrawn,
     )
-    return {(r["kind"], r["id"]): (r["amount"], r["payment_id"], r["merchant_id"]) for r in rows}
+    found = {
+        (r["kind"], r["id"]): (int(r["amount"]), r["payment_id"], r["merchant_id"], int(r["fee"]))
+        for r in rows
+    }
+    for kind, ref in refs:
+        if kind in WITHDRAWAL_KINDS and ("withdrawal", ref) in found:
+            found[(kind, ref)] = found[("withdrawal", ref)]
+    return found
 
 
 async def _previous(
@@ -273,7 +300,62 @@ async def run(
         ]
         await _insert_statements(conn, drafts, cycles)
         result.statements = [d.id for d in drafts]
+        await _auto_withdraw(conn, settings, drafts, result)
         return result
+
+
+AUTO = audit.Actor("system:settlement", "platform")
+
+
+async def _auto_withdraw(
+    conn: asyncpg.Connection, settings: Settings, drafts: Sequence[Draft], result: RunResult
+) -> None:
+    """Each closed statement of an entity with an auto-payout account becomes a withdrawal of
+    its net to it, as a person's request would (rules, hold, approval above the threshold),
+    keyed by the statement so a re-run asks nothing twice. One the rules refuse is logged and
+    left closed, to be paid by hand; it never stops the run."""
+    closed = [d for d in drafts if d.status is StatementStatus.CLOSED and d.net > 0]
+    if not closed:
+        return
+    accounts = dict(
+        await conn.fetch(
+            """SELECT entity_id, payout_account_id FROM settlement_terms
+                WHERE entity_id = ANY($1::text[]) AND payout_account_id IS NOT NULL""",
+            sorted({d.entity.id for d in closed}),
+        )
+    )
+    for d in closed:
+        account = accounts.get(d.entity.id)
+        if account is None:
+            continue
+        key = f"settlement:{d.id}"
+        try:
+            async with conn.transaction():
+                row, new = await withdrawals.request(
+                    conn,
+                    settings,
+                    d.entity,
+                    account_id=account,
+                    currency=d.currency,
+                    amount=d.net,
+                    key=key,
+                    fingerprint=key,
+                    requested_by=AUTO.id,
+                    request_id=None,
+                    settlement_id=d.id,
+                )
+                if new:
+                    after = {"status": row["status"], "amount": str(d.net), "fee": str(row["fee"])}
+                    await audit.append(conn, AUTO, "withdrawal.request", row["id"], after=after)
+        except Refused as exc:
+            log.warning(
+                "a closed statement could not be paid out by itself; it waits to be paid by hand",
+                extra={"settlement_id": d.id, "code": exc.code},
+            )
+            continue
+        result.withdrawals.append(row["id"])
+        if row["status"] == WithdrawalStatus.REQUESTED:
+            result.to_pay.append(row["id"])
 
 
 async def _record_releases(
@@ -311,12 +393,12 @@ async def _insert_statements(
 ) -> None:
     for d in drafts:
         carried = next((line.ref for line in d.lines if line.kind == "carried"), None)
+        count = 8 + len(TOTALS) + 3
         await conn.execute(
             f"""INSERT INTO settlement_statements (id, entity_kind, entity_id, currency, cycle,
                     period_start, period_end, status, {", ".join(TOTALS)}, net, carried_from,
                     line_count)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
-                        $17, $18)""",
+                VALUES ({", ".join(f"${n}" for n in range(1, count + 1))})""",
             d.id,
             d.entity.kind,
             d.entity.id,
@@ -417,21 +499,29 @@ async def lines(
 
 
 async def put_terms(
-    conn: asyncpg.Connection, entity_id: str, cycle: str | None, bps: int, days: int
+    conn: asyncpg.Connection,
+    entity_id: str,
+    cycle: str | None,
+    bps: int,
+    days: int,
+    payout_account_id: str | None = None,
 ) -> dict[str, object] | None:
     """Set an entity's terms; returns what they were (None: the defaults)."""
     before = await conn.fetchrow(
-        "SELECT cycle, reserve_bps, reserve_days FROM settlement_terms WHERE entity_id = $1",
+        """SELECT cycle, reserve_bps, reserve_days, payout_account_id FROM settlement_terms
+            WHERE entity_id = $1""",
         entity_id,
     )
     await conn.execute(
-        """INSERT INTO settlement_terms (entity_id, cycle, reserve_bps, reserve_days)
-           VALUES ($1, $2, $3, $4)
+        """INSERT INTO settlement_terms (entity_id, cycle, reserve_bps, reserve_days,
+                                         payout_account_id)
+           VALUES ($1, $2, $3, $4, $5)
            ON CONFLICT (entity_id) DO UPDATE SET cycle = $2, reserve_bps = $3, reserve_days = $4,
-                                                 updated_at = now()""",
+                                                 payout_account_id = $5, updated_at = now()""",
         entity_id,
         cycle,
         bps,
         days,
+        payout_account_id,
     )
     return dict(before) if before else None

@@ -222,8 +222,12 @@ async def expire_reviews(ctx: Context) -> int:
 
 async def settle(ctx: Context) -> None:
     """The settlement job at the wall clock (`infra.settlement.run`: locked, so one scheduler
-    at a time, and a no-op when re-run)."""
-    await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
+    at a time, and a no-op when re-run); auto-settlement's payouts go to the channel pool."""
+    result = await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
+    if result is not None and result.to_pay:
+        channel = ctx.settings.withdrawals.channel
+        tasks = [ChannelTask(kind="payout", id=w, channel=channel) for w in result.to_pay]
+        await ctx.publisher.send(ctx.queues.channel(channel), tasks)
 
 
 async def reconcile(ctx: Context) -> None:

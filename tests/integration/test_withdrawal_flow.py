@@ -22,7 +22,7 @@ from domain.access import Realm
 from domain.ledger import Posting
 from domain.settlement import Entity, period
 from infra import agents, store, withdrawals
-from tests.conftest import MerchantFactory
+from tests.conftest import MerchantFactory, wait_status
 from tests.integration.test_settlement_flow import settle
 from tests.invariants import assert_ledger_invariants
 from tests.portal import Portal, make_user
@@ -216,6 +216,66 @@ async def test_a_withdrawal_pays_a_closed_statement(
     await fund(stack, mid, 25_000)
     status, body = await withdraw(owner, {**payload, "amount": "250.00"})
     assert (status, body["error"]["code"]) == (409, "settlement_not_payable"), body
+
+
+async def test_a_closed_statement_pays_itself_out(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    """Auto-settlement: terms naming a payout account withdraw each closed statement to it."""
+    assert stack.pg is not None
+    shop = await new_merchant()
+    mid = shop.merchant_id  # type: ignore[attr-defined]
+    owner = await make_user(stack, http, Realm.MERCHANT, mid, ["merchant_owner"])
+    finance = await make_user(stack, http, Realm.PLATFORM, None, ["finance"])
+    _, account = await owner.call("POST", "/api/v1/payout-accounts", BANK)
+    other = await new_merchant()
+    outsider = await make_user(
+        stack,
+        http,
+        Realm.MERCHANT,
+        other.merchant_id,
+        ["merchant_owner"],  # type: ignore[attr-defined]
+    )
+    _, foreign = await outsider.call("POST", "/api/v1/payout-accounts", BANK)
+    terms = f"/api/v1/admin/settlements/terms/{mid}"
+    status, body = await finance.call(
+        "PUT", terms, {"cycle": "manual", "payout_account_id": foreign["id"]}
+    )
+    assert status == 404 and body["error"]["param"] == "payout_account_id", body
+    status, body = await finance.call(
+        "PUT", terms, {"cycle": "manual", "payout_account_id": account["id"]}
+    )
+    assert status == 200 and body["payout_account_id"] == account["id"], body
+
+    _, pay = await shop.create_payment(
+        amount="80.00", currency="USD", merchant_order_id=f"auto-{time.time_ns()}"
+    )
+    await wait_status(shop, pay["id"], {"succeeded"})
+    status, run = await finance.call("POST", "/api/v1/admin/settlements/run", {"entity": mid})
+    assert status == 200 and len(run["statements"]) == 1 and len(run["withdrawals"]) == 1, run
+    (sid,), (wid,) = run["statements"], run["withdrawals"]
+    paid = await wait_withdrawal(owner, wid, {"succeeded"})
+    assert (paid["settlement_id"], paid["requested_by"]) == (sid, "system:settlement"), paid
+    status, statement = await owner.call("GET", f"/api/v1/settlements/{mid}/{sid}")
+    assert statement["statement"]["status"] == "paid", statement
+    assert paid["amount"] == statement["statement"]["net"]
+    assert (await balance(owner))["paid_out"] == paid["amount"]
+    # The next statement shows the payout beside its net, which it does not reduce.
+    status, after = await finance.call("POST", "/api/v1/admin/settlements/run", {"entity": mid})
+    assert len(after["statements"]) == 1 and after["withdrawals"] == [], after
+    status, payout = await owner.call("GET", f"/api/v1/settlements/{mid}/{after['statements'][0]}")
+    paid_out = payout["statement"]
+    assert (paid_out["net"], paid_out["paid_out"]) == ("0.00", f"-{paid['amount']}"), paid_out
+    assert [line["kind"] for line in payout["lines"]["data"]] == [
+        "withdrawal_hold",
+        "withdrawal_paid",
+    ]
+    status, again = await finance.call("POST", "/api/v1/admin/settlements/run", {"entity": mid})
+    assert (again["statements"], again["withdrawals"]) == ([], []), again
+    audited = await stack.pg.fetchval(
+        "SELECT actor FROM audit_log WHERE action = 'withdrawal.request' AND target = $1", wid
+    )
+    assert audited == "system:settlement"
 
 
 async def test_an_agent_withdraws_its_commission_to_a_wallet(stack: Stack, http) -> None:

@@ -25,7 +25,9 @@ needs_font = pytest.mark.skipif(
 
 def _statement() -> tuple[dict[str, Any], list[dict[str, Any]]]:
     at = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
-    zero = dict.fromkeys(("refunds", "commission", "reserve", "adjustments", "carried"), 0)
+    zero = dict.fromkeys(
+        ("refunds", "commission", "reserve", "adjustments", "carried", "paid_out"), 0
+    )
     row = {
         "id": "stl_test",
         "entity_id": "mch_test",

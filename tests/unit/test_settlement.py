@@ -137,6 +137,35 @@ def test_a_manual_entity_settles_only_when_an_operators_run_names_it() -> None:
     assert (nxt.start, nxt.net) == (later, 5), "the next starts where the last one ended"
 
 
+def test_a_withdrawal_shows_what_it_paid_out_beside_net_and_its_fee_in_it() -> None:
+    """Available moves by net + paid_out on each line; a payout never makes a statement
+    negative, its fee does."""
+    at = datetime(2026, 5, 4, 10, tzinfo=UTC)
+    moves = {  # kind: (available, reserve) as the entry moves them, for 150.00 + 1.00 fee
+        "withdrawal_hold": (-15_100, 15_100),
+        "withdrawal_paid": (0, -15_100),
+        "withdrawal_release": (15_100, -15_100),
+        "withdrawal_return": (15_000, 0),
+    }
+    want = {  # (paid_out, fees, net)
+        "withdrawal_hold": (-15_000, 100, -100),
+        "withdrawal_paid": (0, 0, 0),
+        "withdrawal_release": (15_000, -100, 100),
+        "withdrawal_return": (15_000, 0, 0),
+    }
+    for n, (kind, (available, reserve)) in enumerate(moves.items()):
+        m = Movement(n, kind, "wd_1", at, available, reserve, amount=15_000, fee=100)
+        line = line_of(SHOP, m)
+        assert (line.kind, line.paid_out, line.fees, line.net) == (kind, *want[kind])
+        assert line.net + line.paid_out == available
+    hold = Movement(1, "withdrawal_hold", "wd_1", at, -15_100, 15_100, amount=15_000, fee=100)
+    paid = Movement(2, "withdrawal_paid", "wd_1", at, 0, -15_100, amount=15_000, fee=100)
+    lines = [line_of(SHOP, hold), line_of(SHOP, paid)]
+    (stmt,) = close(SHOP, "USD", "daily", lines, None, at + timedelta(days=1), str)
+    assert (stmt.net, stmt.totals["paid_out"]) == (-100, -15_000)
+    assert stmt.status is StatementStatus.CARRIED, "the fee is carried, never lost"
+
+
 def test_statement_status_machine() -> None:
     assert statement_sources(StatementStatus.PAID) == ["closed"]
     assert statement_sources(StatementStatus.CARRIED) == ["open"]
@@ -163,6 +192,7 @@ def test_a_negative_statement_is_carried_into_the_next() -> None:
         "reserve": 100,
         "adjustments": 0,
         "carried": -500,
+        "paid_out": 0,
     }
     assert second.net == 400 and second.status is StatementStatus.CLOSED
 
