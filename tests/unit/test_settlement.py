@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from domain import withdrawals
 from domain.fees import rate_fee
 from domain.ledger import Posting, ensure_balanced, payment_succeeded, proportional_reversal
 from domain.settlement import (
@@ -41,6 +42,7 @@ from domain.settlement import (
     statement_sources,
 )
 
+WITHDRAWN = (withdrawals.HOLD, withdrawals.PAID, withdrawals.RELEASE, withdrawals.RETURN)
 FRI = datetime(2026, 5, 8, 15, 30, tzinfo=UTC)  # a Friday afternoon
 SAT = FRI + timedelta(days=1)
 SHOP, AGENT = Entity("merchant", "mch_1"), Entity("agent", "agt_1")
@@ -212,6 +214,7 @@ class Book:
     stated: dict[tuple[str, str, int], str] = field(default_factory=dict)
     statements: list[Draft] = field(default_factory=list)
     facts: dict[tuple[str, str], int] = field(default_factory=dict)
+    fees: dict[str, int] = field(default_factory=dict)  # by withdrawal
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def post(self, kind: str, ref: str, at: datetime, postings: list[Posting]) -> int:
@@ -257,7 +260,18 @@ class Book:
                 skind, sref = kinds[src[1]] if src and kind == RELEASE else (None, None)
                 amount = self.facts.get((skind or kind, sref or ref), 0)
                 moved[(who, currency)].append(
-                    Movement(eid, kind, ref, at, m["available"], m["reserve"], skind, sref, amount)
+                    Movement(
+                        eid,
+                        kind,
+                        ref,
+                        at,
+                        m["available"],
+                        m["reserve"],
+                        skind,
+                        sref,
+                        amount,
+                        fee=self.fees.get(ref, 0),
+                    )
                 )
         for (who, currency), movements in sorted(moved.items()):
             mine = [d for d in self.statements if d.entity == who and d.currency == currency]
@@ -295,6 +309,16 @@ step = st.one_of(
     st.tuples(st.just("refund"), st.integers(0, 50), st.integers(1, 100)),  # payment, % of rest
     st.tuples(st.just("wait"), st.integers(1, 24 * 9)),  # hours
     st.tuples(st.just("settle")),
+    # days later, after a settlement run: entity, % of its available, fee, outcome (paid,
+    # failed and released, paid then returned)
+    st.tuples(
+        st.just("withdraw"),
+        st.integers(0, 9),
+        st.integers(0, 4),
+        st.integers(1, 100),
+        st.integers(0, 500),
+        st.integers(0, 2),
+    ),
 )
 
 
@@ -302,7 +326,7 @@ step = st.one_of(
 @given(
     st.lists(st.sampled_from(CYCLES), min_size=5, max_size=5),
     st.lists(st.tuples(st.integers(0, 3000), st.integers(0, 40)), min_size=3, max_size=3),
-    st.lists(step, max_size=40),
+    st.lists(step, min_size=10, max_size=40),
 )
 def test_statements_and_balances_account_for_every_minor_unit(
     cycles: list[str], reserves: list[tuple[int, int]], steps: list[tuple]
@@ -315,6 +339,7 @@ def test_statements_and_balances_account_for_every_minor_unit(
     now = datetime(2026, 5, 7, 9, tzinfo=UTC)
     payments: list[tuple[str, int, str, int, list[Posting]]] = []  # id, entry, cur, amount
     refunded: dict[str, int] = defaultdict(int)
+    fees_charged: dict[tuple[Entity, str], int] = defaultdict(int)
     for s in steps:
         if s[0] == "pay":
             _, m, currency, amount, bps, depth = s
@@ -349,6 +374,30 @@ def test_statements_and_balances_account_for_every_minor_unit(
             book.facts[("refund", rid)] = part
             # A refund draws on whatever holds its payment's money: pending never goes below 0.
             assert all(b.pending >= 0 for e in entities for b in book.balance(e).values())
+        elif s[0] == "withdraw":
+            _, days, n, pct, fee, outcome = s
+            now += timedelta(days=days)
+            book.run(now)
+            who = entities[n]
+            funded = [(c, b.available) for c, b in sorted(book.balance(who).items())]
+            funded = [(c, a) for c, a in funded if a * pct // 100 > fee]
+            if not funded:
+                continue
+            currency, available = funded[0]
+            amount = available * pct // 100 - fee
+            wid = f"wd_{len(book.fees)}"
+            book.fees[wid] = fee
+            steps = [(withdrawals.HOLD, withdrawals.hold(who, currency, amount, fee))]
+            if outcome == 1:
+                steps.append((withdrawals.RELEASE, withdrawals.release(who, currency, amount, fee)))
+            else:
+                steps.append((withdrawals.PAID, withdrawals.paid(who, currency, amount, fee)))
+                fees_charged[(who, currency)] += fee
+            if outcome == 2:
+                steps.append((withdrawals.RETURN, withdrawals.returned(who, currency, amount)))
+            for kind, entry in steps:
+                book.facts[(kind, wid)] = amount
+                book.post(kind, wid, now, list(entry))
         elif s[0] == "wait":
             now += timedelta(hours=s[1])
         elif s[0] == "settle":
@@ -366,15 +415,18 @@ def test_statements_and_balances_account_for_every_minor_unit(
             for p in postings:
                 owner = account_of(p.account)
                 if owner and owner[0] == who:
-                    assert kind in ("payment", "refund", RELEASE, "reserve_release")
+                    assert kind in ("payment", "refund", RELEASE, "reserve_release", *WITHDRAWN)
                     if kind in ("payment", "refund"):
                         earned[p.currency] -= p.amount
         mine = [d for d in book.statements if d.entity == who]
         for currency, b in book.balance(who).items():
-            stated = sum(d.net - d.totals["carried"] for d in mine if d.currency == currency)
-            assert b.total == earned[currency]
-            assert stated + b.pending + b.reserved + b.paid_out == earned[currency]
-            assert b.available == stated
+            ours = [d for d in mine if d.currency == currency]
+            stated = sum(d.net - d.totals["carried"] for d in ours)
+            paid_out = sum(d.totals["paid_out"] for d in ours)
+            assert b.total == earned[currency] - fees_charged[(who, currency)]
+            assert stated + b.pending + b.reserved == b.total, "statements miss nothing owed"
+            assert b.available == stated + paid_out
+            assert paid_out == -b.paid_out, "statements show every payout and return"
             assert b.reserved == 0
             if terms[who].cycle != "manual":
                 assert b.pending == 0
