@@ -44,7 +44,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "created": unix(p["created_at"]),
         "expires_at": unix(p["expires_at"]),
         "fx": _fx_view(p.get("fx"), currency),
-        "risk": _json_field(p.get("risk")),
+        "risk": _risk_view(p.get("risk")),
     }
 
 
@@ -53,6 +53,14 @@ def _json_field(stored: str | dict[str, Any] | None) -> dict[str, Any] | None:
     if not stored:
         return None
     return orjson.loads(stored) if isinstance(stored, str) else stored
+
+
+def _risk_view(stored: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """The decision and why, without what it keeps for backtests and shadow comparisons."""
+    doc = _json_field(stored)
+    if doc is None:
+        return None
+    return {k: v for k, v in doc.items() if k not in ("facts", "shadow")}
 
 
 def _fx_view(stored: str | dict[str, Any] | None, currency: str) -> dict[str, Any] | None:

@@ -10,6 +10,7 @@ written: publishing moves the live pointer, and rolling back is publishing an ea
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,12 +22,15 @@ from domain.access import PLATFORM_OWNED
 from domain.messages import encode
 from domain.money import format_amount
 from domain.risk import Rule, RuleSetInvalid, Thresholds, Transaction, compile_rules
+from domain.risk.backtest import Report, compare, rejudge
 from domain.risk.lists import Kind, ListName, normalize
 from gateway.access import actor, identify, require
 from gateway.errors import ApiError, invalid
 from gateway.payments import amount_of
 from gateway.risk_schemas import (
+    BacktestIn,
     Card,
+    ComparisonView,
     CreateListEntry,
     DecideReview,
     Decision,
@@ -36,6 +40,8 @@ from gateway.risk_schemas import (
     RuleIn,
     RuleSetIn,
     RuleSetView,
+    ShadowIn,
+    ShadowView,
     ThresholdsIn,
 )
 from gateway.schemas import Customer
@@ -434,5 +440,92 @@ async def evaluate(request: web.Request) -> web.Response:
         card_bin=card.bin,
         card_country=card.country,
     )
-    (verdict,) = await e.risk.decide([tx], [merchant.limits], now, keep=False)
-    return json_answer(Decision(object="risk_decision", **verdict.to_doc()))
+    (judged,) = await e.risk.decide([tx], [merchant.limits], now, keep=False)
+    return json_answer(Decision(object="risk_decision", **judged.verdict.to_doc()))
+
+
+# --- shadow mode and backtests ---------------------------------------------------------------
+
+
+async def put_shadow(request: web.Request) -> web.Response:
+    """Judge a version beside the live one on live traffic: recorded, never applied."""
+    e = edge(request)
+    body = await request.read()
+    who = await _caller(request, "risk:write", body)
+    req = decode(body, ShadowIn)
+    async with e.pg.acquire() as conn, conn.transaction():
+        if await risk.set_shadow(conn, req.version) is None:
+            raise missing_version(req.version)
+        await audit.append(
+            conn,
+            who,
+            "risk.shadow_start",
+            f"risk_rules:{req.version}",
+            after={"version": req.version},
+        )
+    return await _changed(e, ShadowView(object="risk_shadow", version=req.version))
+
+
+async def delete_shadow(request: web.Request) -> web.Response:
+    e = edge(request)
+    who = await _caller(request, "risk:write")
+    async with e.pg.acquire() as conn, conn.transaction():
+        before = await risk.shadow_version(conn)
+        await risk.set_shadow(conn, None)
+        await audit.append(conn, who, "risk.shadow_stop", "risk_rules", before={"version": before})
+    return await _changed(e, ShadowView(object="risk_shadow", version=None))
+
+
+def _window(since: int | None, until: int | None) -> tuple[datetime, datetime]:
+    end = datetime.fromtimestamp(until, UTC) if until is not None else datetime.now(UTC)
+    start = datetime.fromtimestamp(since, UTC) if since is not None else end - timedelta(days=1)
+    if start >= end:
+        raise invalid("invalid_field", "since must be before until", "since")
+    return start, end
+
+
+async def get_shadow(request: web.Request) -> web.Response:
+    """The shadow version's decisions against the live ones over a period (default: the
+    last day)."""
+    e = edge(request)
+    await _caller(request, "risk:read")
+    number = await risk.shadow_version(e.pg)
+    since, until = _window(int_query(request, "since"), int_query(request, "until"))
+    merchant_id = request.query.get("merchant_id")
+    rows = (
+        []
+        if number is None
+        else await risk.decisions(e.pg, since, until, 10_000, number, merchant_id)
+    )
+    docs = [(r["id"], orjson.loads(r["risk"])) for r in rows]
+    report = compare((pid, d["outcome"], d["shadow"]["outcome"]) for pid, d in docs)
+    return json_answer(_comparison(number, report, 0))
+
+
+async def backtest(request: web.Request) -> web.Response:
+    """A version run again over stored payments' decisions: what would change."""
+    e = edge(request)
+    body = await request.read()
+    await _caller(request, "risk:read", body)
+    req = decode(body, BacktestIn)
+    number = _version(request)
+    row = await risk.version(e.pg, number)
+    if row is None:
+        raise missing_version(number)
+    rules = risk.compiled_of(row)
+    since, until = _window(req.since, req.until)
+    pairs, skipped = [], 0
+    for stored in await risk.decisions(e.pg, since, until, req.limit, merchant_id=req.merchant_id):
+        doc = orjson.loads(stored["risk"])
+        verdict = rejudge(rules, doc)
+        if verdict is None:
+            skipped += 1
+        else:
+            pairs.append((stored["id"], doc["outcome"], verdict.outcome.value))
+    return json_answer(_comparison(number, compare(pairs), skipped))
+
+
+def _comparison(number: int | None, report: Report, skipped: int) -> ComparisonView:
+    return ComparisonView(
+        object="risk_comparison", version=number, skipped=skipped, **report.to_doc()
+    )

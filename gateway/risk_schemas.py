@@ -131,3 +131,37 @@ class Decision(msgspec.Struct, kw_only=True):
     fired: list[dict[str, Any]]
     lists: list[dict[str, str]]
     errors: list[str]
+
+
+class ShadowIn(msgspec.Struct, forbid_unknown_fields=True):
+    version: Annotated[int, Meta(ge=1, le=2_147_483_647)]
+
+
+class ShadowView(msgspec.Struct, kw_only=True):
+    object: Literal["risk_shadow"]
+    version: int | None  # None: no shadow runs
+
+
+class BacktestIn(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Payments created in [since, until) (unix seconds), oldest first, at most `limit`;
+    with `merchant_id`, that merchant's only."""
+
+    since: Annotated[int, Meta(ge=0, le=_MAX_TS)]
+    until: Annotated[int, Meta(ge=0, le=_MAX_TS)]
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 10_000
+    merchant_id: Annotated[str, Meta(max_length=64)] | None = None
+
+
+class ComparisonView(msgspec.Struct, kw_only=True):
+    """Outcomes as decided (`before`) and as `version` decides (`after`), counted; `flips`
+    lists the first 100 payments that change. `skipped`: payments it could not judge again
+    (decided by the merchant's limits, or without stored facts)."""
+
+    object: Literal["risk_comparison"]
+    version: int | None  # the shadow's: None while no version runs in shadow
+    compared: int
+    skipped: int
+    before: dict[str, int]
+    after: dict[str, int]
+    changed: int
+    flips: list[dict[str, str]]

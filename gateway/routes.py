@@ -974,6 +974,63 @@ ROUTES: tuple[Route, ...] = (
         "and the velocity counters (which include this transaction as if it were a payment, "
         "but do not keep it). Nothing is stored.",
     ),
+    Route(
+        "PUT",
+        "/api/v1/risk/rules/shadow",
+        risk.put_shadow,
+        "startRiskShadow",
+        "Run a version in shadow: judged beside the live one on live traffic, never applied",
+        "bearer",
+        200,
+        rks.ShadowView,
+        rks.ShadowIn,
+        tag="risk",
+        description="Each payment's shadow decision is kept with its decision (not shown in "
+        "the payment). One shadow at a time; a new one replaces it.",
+    ),
+    Route(
+        "DELETE",
+        "/api/v1/risk/rules/shadow",
+        risk.delete_shadow,
+        "stopRiskShadow",
+        "Stop the shadow run",
+        "bearer",
+        200,
+        rks.ShadowView,
+        tag="risk",
+    ),
+    Route(
+        "GET",
+        "/api/v1/risk/rules/shadow",
+        risk.get_shadow,
+        "compareRiskShadow",
+        "The shadow version's decisions against the live ones (default: the last day)",
+        "bearer",
+        200,
+        rks.ComparisonView,
+        query=(
+            SINCE,
+            UNTIL,
+            Param("merchant_id", {"type": "string", "maxLength": 64}, "one merchant's only"),
+        ),
+        tag="risk",
+        description="`version` null and nothing compared while no version runs in shadow.",
+    ),
+    Route(
+        "POST",
+        "/api/v1/risk/rules/versions/{version}/backtest",
+        risk.backtest,
+        "backtestRiskRules",
+        "Run a version over stored payments of a period: what would change",
+        "bearer",
+        200,
+        rks.ComparisonView,
+        rks.BacktestIn,
+        tag="risk",
+        description="Judged on the facts each decision kept (a customer's e-mail and IP only "
+        "in part; the velocity counters some version read then) and the list entries it hit "
+        "then. Payments the merchant's limits decided are skipped.",
+    ),
     # --- merchants ----------------------------------------------------------------------------
     Route(
         "POST",

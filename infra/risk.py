@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from domain.risk import (
     judge,
     list_values,
 )
+from domain.risk.backtest import facts_doc
 from domain.risk.geo import CountryTable
 from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
 from infra import metrics
@@ -214,6 +216,41 @@ async def versions(conn: Conn, limit: int = 100, before: int | None = None) -> l
     )
 
 
+async def set_shadow(conn: asyncpg.Connection, number: int | None) -> asyncpg.Record | None:
+    """Judge `number` beside the live version from now on (None: stop); None if unknown."""
+    row = await version(conn, number) if number is not None else None
+    if number is not None and row is None:
+        return None
+    await conn.execute("UPDATE risk_state SET shadow_version = $1", number)
+    return row
+
+
+async def shadow_version(conn: Conn) -> int | None:
+    return await conn.fetchval("SELECT shadow_version FROM risk_state")
+
+
+async def decisions(
+    conn: Conn,
+    since: datetime,
+    until: datetime,
+    limit: int,
+    shadow_of: int | None = None,
+    merchant_id: str | None = None,
+) -> list[asyncpg.Record]:
+    """Stored decisions of payments created in [since, until), oldest first; with
+    `shadow_of`, only those a shadow of that version judged too."""
+    return await conn.fetch(
+        "SELECT id, risk FROM payments WHERE created_at >= $1 AND created_at < $2 "
+        "AND risk IS NOT NULL AND ($4::int IS NULL OR (risk -> 'shadow' ->> 'version')::int = $4) "
+        "AND ($5::text IS NULL OR merchant_id = $5) ORDER BY created_at, id LIMIT $3",
+        since,
+        until,
+        limit,
+        shadow_of,
+        merchant_id,
+    )
+
+
 class RiskBook:
     """The live rule set and lists of one process, each replaced whole when it changes."""
 
@@ -221,22 +258,44 @@ class RiskBook:
         self._pg = pg
         self.countries = countries
         self.rules: CompiledRuleSet = EMPTY
+        self.shadow: CompiledRuleSet | None = None  # judged beside the live one, never applied
         self.lists: ListIndex = EMPTY_LISTS
         self._lists_version = -1
 
     async def refresh(self) -> None:
-        state = await self._pg.fetchrow("SELECT live_version, lists_version FROM risk_state")
+        state = await self._pg.fetchrow(
+            "SELECT live_version, shadow_version, lists_version FROM risk_state"
+        )
         if state["live_version"] != self.rules.version:
             row = await live_version(self._pg)
             self.rules = compiled_of(row) if row else EMPTY
             metrics.risk_rules_version.set(self.rules.version or 0)
             log.info("risk rules at version %s", self.rules.version)
+        shadow = state["shadow_version"]
+        if shadow != (self.shadow.version if self.shadow else None):
+            row = await version(self._pg, shadow) if shadow is not None else None
+            self.shadow = compiled_of(row) if row else None
         if state["lists_version"] != self._lists_version:
             rows = await self._pg.fetch(
                 "SELECT * FROM risk_list_entries WHERE expires_at IS NULL OR expires_at > now()"
             )
             self.lists = ListIndex(entry_of(r) for r in rows)
             self._lists_version = state["lists_version"]
+
+
+@dataclass(frozen=True, slots=True)
+class Judged:
+    verdict: Verdict
+    shadow: Verdict | None  # the shadow version's, recorded beside it and never applied
+    facts: dict[str, Any]
+
+    def to_doc(self) -> dict[str, Any]:
+        """The decision as the payment keeps it, with the facts a backtest judges again."""
+        doc = self.verdict.to_doc()
+        doc["facts"] = facts_doc(self.facts)
+        if self.shadow is not None:
+            doc["shadow"] = self.shadow.to_doc()
+        return doc
 
 
 class Judge:
@@ -263,21 +322,29 @@ class Judge:
         limits: Sequence[MerchantLimits | None],
         now: float,
         keep: bool = True,
-    ) -> list[Verdict]:
+    ) -> list[Judged]:
         """`keep` false: an evaluation, counted as if it were a payment but not recorded."""
-        rules, lists = self.book.rules, self.book.lists
+        rules, shadow, lists = self.book.rules, self.book.shadow, self.book.lists
+        features = rules.features | (shadow.features if shadow else frozenset())
         usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
         counters = await self.velocity.observe_many(
-            zip(txs, usd, strict=True), rules.features, int(now * 1000), keep
+            zip(txs, usd, strict=True), features, int(now * 1000), keep
         )
-        verdicts = []
+        judged = []
         for n, tx in enumerate(txs):
             found = Lookups(usd[n], self.book.countries.country(tx.ip), counters[n])
             facts = facts_of(tx, found)
-            verdicts.append(judge(rules, facts, lists.hits(list_values(facts), now), limits[n]))
+            hits = lists.hits(list_values(facts), now)
+            judged.append(
+                Judged(
+                    judge(rules, facts, hits, limits[n]),
+                    judge(shadow, facts, hits, limits[n]) if shadow else None,
+                    facts,
+                )
+            )
         if keep:
-            count(verdicts)
-        return verdicts
+            count([j.verdict for j in judged])
+        return judged
 
 
 def count(verdicts: Sequence[Verdict]) -> None:

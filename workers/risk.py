@@ -18,14 +18,13 @@ from domain.risk import (
     NO_LIMITS,
     Outcome,
     Transaction,
-    Verdict,
 )
 from domain.states import PaymentStatus
 from infra import reviews
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
-from infra.risk import Judge, RiskBook, load_countries
+from infra.risk import Judge, Judged, RiskBook, load_countries
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
 from infra.velocity import Velocity
@@ -150,7 +149,7 @@ class RiskActor:
 
     async def judge(
         self, intents: Sequence[PaymentIntent], merchants: Sequence[Merchant | None]
-    ) -> list[Verdict]:
+    ) -> list[Judged]:
         now = time.time()
         txs = []
         for intent, merchant in zip(intents, merchants, strict=True):
@@ -175,12 +174,12 @@ class RiskActor:
         return await self.judging.decide(txs, limits, now)
 
     async def record(
-        self, intents: Sequence[PaymentIntent], verdicts: Sequence[Verdict]
+        self, intents: Sequence[PaymentIntent], judged: Sequence[Judged]
     ) -> list[dict[str, Any]]:
         """Store each decision once: a payment seen again (a redelivery) keeps, and is handled
         by, the decision it was first given."""
         ids = [i.id for i in intents]
-        docs = [v.to_doc() for v in verdicts]
+        docs = [j.to_doc() for j in judged]
         async with self.ctx.pg.acquire() as conn:
             await conn.execute(
                 "UPDATE payments p SET risk = d.doc FROM unnest($1::text[], $2::jsonb[]) "

@@ -412,3 +412,65 @@ async def test_metrics_show_decisions_rules_and_the_review_queue(
     text = await until(scrape)  # the scheduler samples the queue every tick
     assert 'juhe_risk_rule_results_total{result="fired",rule="watch"}' in text
     assert "juhe_risk_rules_version" in text
+
+
+async def test_shadow_and_backtest_decide_as_publishing_would(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    shop = await merchant_on(node, http, "risk-shadow")
+    scope = f"merchant:{shop.merchant_id}"
+    start = int(time.time()) - 1
+    await publish(admin, [rule("large", "amount_usd >= 5000", "score +60", scope=scope)])
+    draft_rules = [
+        rule("strict", "amount_usd >= 2000", "reject", scope=scope),
+        rule("busy_ip", "velocity.ip.count_1h > 100", "review", scope=scope),
+    ]
+    status, draft = await admin.call("POST", "/api/v1/risk/rules/versions", {"rules": draft_rules})
+    assert status == 201 and draft["live"] is False
+    status, shadow = await admin.call(
+        "PUT", "/api/v1/risk/rules/shadow", {"version": draft["version"]}
+    )
+    assert status == 200 and shadow["version"] == draft["version"]
+    await asyncio.sleep(1.0)
+    amounts = ("10.00", "30.00", "60.00")
+    live = {a: await pay(shop, a, ip="198.51.100.77") for a in amounts}
+    assert [live[a]["risk"]["outcome"] for a in amounts] == ["approve", "approve", "review"]
+    assert "shadow" not in live["30.00"]["risk"] and "facts" not in live["30.00"]["risk"]
+
+    status, compared = await admin.call(
+        "GET", f"/api/v1/risk/rules/shadow?since={start}&merchant_id={shop.merchant_id}"
+    )
+    assert status == 200 and compared["version"] == draft["version"]
+    assert compared["before"] == {"approve": 2, "review": 1}
+    assert compared["after"] == {"approve": 1, "reject": 2}
+    shadow_flips = {(f["payment_id"], f["before"], f["after"]) for f in compared["flips"]}
+    assert shadow_flips == {
+        (live["30.00"]["id"], "approve", "reject"),
+        (live["60.00"]["id"], "review", "reject"),
+    }
+    until = int(time.time()) + 1
+    status, backtested = await admin.call(
+        "POST",
+        f"/api/v1/risk/rules/versions/{draft['version']}/backtest",
+        {"since": start, "until": until, "merchant_id": shop.merchant_id},
+    )
+    assert status == 200, backtested
+    flips = {(f["payment_id"], f["before"], f["after"]) for f in backtested["flips"]}
+    assert flips == shadow_flips and backtested["after"] == compared["after"]
+
+    # published, the draft decides what its shadow and its backtest said it would
+    status, _ = await admin.call("POST", f"/api/v1/risk/rules/versions/{draft['version']}/publish")
+    assert status == 200
+    status, stopped = await admin.call("DELETE", "/api/v1/risk/rules/shadow")
+    assert status == 200 and stopped["version"] is None
+    await asyncio.sleep(1.0)
+    after = [(await pay(shop, a, ip="198.51.100.77"))["risk"]["outcome"] for a in amounts]
+    assert after == ["approve", "reject", "reject"]
+    status, again = await admin.call(
+        "POST",
+        f"/api/v1/risk/rules/versions/{draft['version']}/backtest",
+        {"since": until, "until": int(time.time()) + 1, "merchant_id": shop.merchant_id},
+    )
+    assert status == 200 and again["compared"] == 3 and again["changed"] == 0
+    status, none = await admin.call("GET", "/api/v1/risk/rules/shadow")
+    assert status == 200 and none["version"] is None and none["compared"] == 0

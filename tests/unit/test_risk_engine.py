@@ -14,6 +14,7 @@ from domain.risk import (
     facts_of,
     judge,
 )
+from domain.risk.backtest import compare, facts_doc, rejudge
 from domain.risk.engine import list_values
 from domain.risk.geo import CountryTable
 from domain.risk.lists import Entry, Hit, Kind, ListIndex, ListName, normalize
@@ -201,4 +202,22 @@ def test_a_decision_keeps_personal_values_only_in_part() -> None:
         "email": "***@shop.example",
         "ip": "203.0.113.0/24",
         "email_domain": "shop.example",
+    }
+
+
+def test_a_backtest_judges_the_stored_facts_as_publishing_would() -> None:
+    stored = judge(RULES, facts(amount_usd=200_000, at=DAWN), [])
+    doc = {**stored.to_doc(), "facts": facts_doc(facts(amount_usd=200_000, at=DAWN))}
+    assert rejudge(RULES, doc) == judge(RULES, doc["facts"], [])
+    stricter = compile_rules(5, [Rule("big", "amount_usd > 100000", "reject")], Thresholds())
+    assert rejudge(stricter, doc).outcome is Outcome.REJECT
+    limited = {**doc, "code": "amount_too_large"}
+    assert rejudge(stricter, limited) is None and rejudge(stricter, {"outcome": "approve"}) is None
+    report = compare([("p1", "review", "reject"), ("p2", "approve", "approve")])
+    assert report.to_doc() == {
+        "compared": 2,
+        "before": {"review": 1, "approve": 1},
+        "after": {"reject": 1, "approve": 1},
+        "changed": 1,
+        "flips": [{"payment_id": "p1", "before": "review", "after": "reject"}],
     }
