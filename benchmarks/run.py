@@ -2,7 +2,7 @@
 
     python -m benchmarks.run                 # the full suite (several minutes)
     python -m benchmarks.run --smoke         # every scenario for a second or two
-    python -m benchmarks.run --only settlement   # one group: payments or settlement
+    python -m benchmarks.run --only settlement   # one group: payments, settlement or risk
     python -m benchmarks.run --out FILE      # where the JSON result goes
 
 Absolute numbers are printed beside the ratios and labelled as this machine's: they are not
@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import uvloop
 
-from benchmarks import scenarios, settlement
+from benchmarks import risk, scenarios, settlement
 from benchmarks.load import wrk_available
 
 TARGETS = {
@@ -104,7 +104,12 @@ async def settlements(smoke: bool) -> dict[str, Any]:
     }
 
 
-GROUPS = {"payments": payments, "settlement": settlements}
+async def risk_figures(smoke: bool) -> dict[str, Any]:
+    """Issue 14's figure: the CPU cost of a decision with 50 rules and 10 velocity counters."""
+    return {"risk_decision": await risk.decision_cost(500 if smoke else 20_000)}
+
+
+GROUPS = {"payments": payments, "settlement": settlements, "risk": risk_figures}
 
 
 async def run(smoke: bool, groups: list[str]) -> dict[str, Any]:
@@ -120,6 +125,15 @@ def report(figures: dict[str, Any]) -> str:
         parts.append(payments_report(figures))
     if "reconciliation" in figures:
         parts.append(settlement_report(figures))
+    if "risk_decision" in figures:
+        r = figures["risk_decision"]
+        parts.append(
+            f"risk decision, {r['rules']} rules and {r['counters']} velocity counters: "
+            f"{r['cpu_us_per_payment']:.0f} µs CPU per payment in the risk pool's judging step "
+            f"against {r['cpu_us_per_payment_no_rules']:.0f} µs with no rules (the rules: "
+            f"{r['rules_cpu_us']:.0f} µs; this machine; {r['payments']} payments in "
+            "envelopes of 100)"
+        )
     return "\n".join(parts)
 
 

@@ -47,6 +47,9 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     close = figures["settlement_close"]
     assert 0 < close["small"]["lines"] < close["large"]["lines"], close
     assert close["small"]["statements"] > 0 and close["per_line_growth"] > 0, close
+    decision = figures["risk_decision"]
+    assert decision["rules"] == 50 and decision["counters"] == 10, decision
+    assert decision["cpu_us_per_payment"] > 0 and decision["cpu_us_per_payment_no_rules"] > 0
     assert "ratio" in run.stdout and "result file" in run.stdout
 
 
