@@ -150,6 +150,9 @@ async def run(
     if earlier is not None:
         return earlier, False
     async with pg.acquire() as conn, conn.transaction():
+        # The day's lookup is costed high enough to be JIT-compiled, which takes longer than
+        # the query (0.8 s of a 5 s run of 100,000 lines).
+        await conn.execute("SET LOCAL jit = off")
         juhe = await juhe_lines(conn, channel, day, statement.lines)
         out: Outcome = reconcile(statement.lines, juhe)
         known = await _paid_after_end(conn, [d.juhe_id for d in out.discrepancies])
