@@ -332,7 +332,8 @@ class Judge:
         )
         judged = []
         for n, tx in enumerate(txs):
-            found = Lookups(usd[n], self.book.countries.country(tx.ip), counters[n])
+            seen, usual = counters[n]
+            found = Lookups(usd[n], self.book.countries.country(tx.ip), seen, usual)
             facts = facts_of(tx, found)
             hits = lists.hits(list_values(facts), now)
             judged.append(

@@ -23,11 +23,12 @@ from collections.abc import Iterable, Sequence
 
 from redis.asyncio import Redis
 
-from domain.risk.facts import Transaction
+from domain.risk.facts import Transaction, Usual
 from domain.risk.velocity import DIMENSIONS, HORIZON_MS, Feature
 from infra.keys import Keys
 
 _METRIC = {"count": "c", "sum_usd": "s", "distinct": "d"}
+USUAL_ALPHA = 0.02  # weight of each new payment in the merchant's usual amount (~50 payments)
 _FIELD = {dim: n + 3 for n, dim in enumerate(DIMENSIONS)}  # 1: id, 2: usd, then dimensions
 
 SCRIPT = """
@@ -35,12 +36,14 @@ local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local member = ARGV[3]
 local ttl = tonumber(ARGV[4])
-local keep = ARGV[6 + 4 * tonumber(ARGV[5])] == '1'
+local tail = 6 + 4 * tonumber(ARGV[5])
+local keep = ARGV[tail] == '1'
+local dims = tonumber(ARGV[tail + 1])
 local added = {}
-for i, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - horizon)
-  added[i] = redis.call('ZADD', key, 'NX', now, member)
-  redis.call('EXPIRE', key, ttl)
+for i = 1, dims do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - horizon)
+  added[i] = redis.call('ZADD', KEYS[i], 'NX', now, member)
+  redis.call('EXPIRE', KEYS[i], ttl)
 end
 local function field(m, n)
   local start = 1
@@ -77,11 +80,31 @@ for f = 0, n - 1 do
     out[#out + 1] = total
   end
 end
+-- the merchant's usual amount: an exponentially weighted mean and variance of its payments'
+-- USD amounts, read before this payment and updated once per new payment (not on a redelivery)
+local usual = KEYS[dims + 1]
+local state = redis.call('HMGET', usual, 'mean', 'var', 'n')
+local mean, var, seen = tonumber(state[1]) or 0, tonumber(state[2]) or 0, tonumber(state[3]) or 0
+local x = tonumber(ARGV[tail + 3])
+if keep and x >= 0 and added[tonumber(ARGV[tail + 4])] == 1 then
+  local alpha = tonumber(ARGV[tail + 2])
+  local m, v = x, 0
+  if seen > 0 then
+    local diff = x - mean
+    m = mean + alpha * diff
+    v = (1 - alpha) * (var + alpha * diff * diff)
+  end
+  redis.call('HSET', usual, 'mean', tostring(m), 'var', tostring(v), 'n', seen + 1)
+  redis.call('EXPIRE', usual, 30 * 86400)
+end
 if not keep then
-  for i, key in ipairs(KEYS) do
-    if added[i] == 1 then redis.call('ZREM', key, member) end
+  for i = 1, dims do
+    if added[i] == 1 then redis.call('ZREM', KEYS[i], member) end
   end
 end
+out[#out + 1] = tostring(mean)
+out[#out + 1] = tostring(var)
+out[#out + 1] = tostring(seen)
 return out
 """
 
@@ -122,8 +145,10 @@ class Velocity:
                 f.window_ms,
                 _FIELD.get(f.of or "", 0),
             ]
-        args.append(1 if keep else 0)
-        return [self.keys.velocity(d, values[d]) for d in dims], args, asked
+        usd = -1 if amount_usd is None else amount_usd
+        args += [1 if keep else 0, len(dims), USUAL_ALPHA, usd, dims.index("merchant") + 1]
+        keys = [self.keys.velocity(d, values[d]) for d in dims]
+        return [*keys, self.keys.usual_amount(tx.merchant_id)], args, asked
 
     async def observe_many(
         self,
@@ -131,7 +156,7 @@ class Velocity:
         features: Iterable[Feature],
         now_ms: int,
         keep: bool = True,
-    ) -> list[dict[Feature, int]]:
+    ) -> list[tuple[dict[Feature, int], Usual]]:
         """Record each payment and read the counters asked for, in one round trip. Counters of
         a dimension the payment has no value for (no e-mail…) are 0. With `keep` false the
         counters are what they would be with the payment, and nothing stays recorded (an
@@ -145,6 +170,7 @@ class Velocity:
         out = []
         for (_, _, asked), answer in zip(calls, answers, strict=True):
             counters = dict.fromkeys(wanted, 0)
-            counters.update(zip(asked, (int(v) for v in answer), strict=True))
-            out.append(counters)
+            counters.update(zip(asked, (int(v) for v in answer[:-3]), strict=True))
+            mean, var, seen = (float(v) for v in answer[-3:])
+            out.append((counters, Usual(mean, var, int(seen))))
         return out

@@ -9,6 +9,7 @@ was available, and a rule reading it then records an error instead of firing.
 from __future__ import annotations
 
 import ipaddress
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -36,6 +37,8 @@ FACTS: dict[str, Any] = {
     "card_fingerprint": "fp_x",
     "device": "dev_x",  # the cashier page's device id
     "customer": "cus_x",  # the merchant's id for its customer
+    "merchant_usual_usd": 12_345,  # the merchant's usual amount (EWMA, USD minor units)
+    "merchant_amount_z": 0.5,  # this amount against it, in standard deviations (0.0: too new)
     "hour": 13,  # 0–23, UTC
     "weekday": 2,  # 0 Monday … 6 Sunday
     VELOCITY: {},
@@ -76,10 +79,31 @@ class Transaction:
 
 
 @dataclass(frozen=True, slots=True)
+class Usual:
+    """A merchant's usual amount before this payment: the exponentially weighted mean and
+    variance of its payments in USD minor units, over `seen` payments."""
+
+    mean: float = 0.0
+    var: float = 0.0
+    seen: int = 0
+
+    def z(self, amount_usd: int | None) -> float:
+        """How far from usual, in standard deviations; 0.0 until the merchant has enough
+        history (MIN_SEEN payments) or when the amount has no USD equivalent."""
+        if amount_usd is None or self.seen < MIN_SEEN or self.var <= 0:
+            return 0.0
+        return (amount_usd - self.mean) / math.sqrt(self.var)
+
+
+MIN_SEEN = 30
+
+
+@dataclass(frozen=True, slots=True)
 class Lookups:
     amount_usd: int | None = None
     ip_country: str | None = None
     velocity: Mapping[Any, int] = field(default_factory=dict)
+    usual: Usual = field(default_factory=Usual)
 
 
 def email_domain(email: str | None) -> str:
@@ -105,6 +129,8 @@ def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
         "card_fingerprint": tx.card_fingerprint or "",
         "device": tx.device or "",
         "customer": tx.customer or "",
+        "merchant_usual_usd": round(found.usual.mean),
+        "merchant_amount_z": float(found.usual.z(found.amount_usd)),
         "hour": at.hour,
         "weekday": at.weekday(),
         VELOCITY: nested(dict(found.velocity)),
@@ -131,10 +157,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {"in_cidr": in_cidr}
 
 def _probe(empty: bool) -> dict[str, Any]:
     counters = {f: 0 if empty else 3 for f in every_feature()}
-    blank = {
-        k: ([] if isinstance(v, list) else "" if isinstance(v, str) else 0)
-        for k, v in FACTS.items()
-    }
+    blank = {k: type(v)() for k, v in FACTS.items()}
     return {**(blank if empty else FACTS), VELOCITY: nested(counters)}
 
 

@@ -45,7 +45,7 @@ def pay(n: int, ip: str = "203.0.113.5", card: str | None = None, email: str = "
 
 
 async def one(v: Velocity, tx_usd, now: int, features=ALL) -> dict[Feature, int]:
-    (counters,) = await v.observe_many([tx_usd], features, now)
+    ((counters, _),) = await v.observe_many([tx_usd], features, now)
     return counters
 
 
@@ -118,8 +118,8 @@ async def test_an_envelope_is_one_round_trip_and_keys_hold_no_clear_values(veloc
     finally:
         client.pipeline = real  # type: ignore[method-assign]
     assert len(pipelines) == 1  # one pipeline sent once: every counter of 20 payments
-    assert [a[IP_1M] for a in answers] == [1] * 20
-    assert answers[-1][MERCHANT_24H] == 20
+    assert [a[IP_1M] for a, _ in answers] == [1] * 20
+    assert answers[-1][0][MERCHANT_24H] == 20
     keys = [k.decode() async for k in client.scan_iter(f"{prefix}:*")]
     assert keys and not any("198.51.100" in k or "x.example" in k for k in keys)
     members = await client.zrange(keys[0], 0, -1)
@@ -129,9 +129,27 @@ async def test_an_envelope_is_one_round_trip_and_keys_hold_no_clear_values(veloc
 async def test_an_evaluation_counts_itself_and_leaves_nothing(velocity) -> None:
     v, _, _ = velocity
     await one(v, pay(1), T0)
-    (seen,) = await v.observe_many([pay(2)], ALL, T0 + 1, keep=False)
+    ((seen, _),) = await v.observe_many([pay(2)], ALL, T0 + 1, keep=False)
     assert seen[IP_1M] == 2 and seen[EMAIL_SUM_1H] == 1_001 + 1_002
     assert (await one(v, pay(3), T0 + 2))[IP_1M] == 2  # pay_2 was not kept
-    (again,) = await v.observe_many([pay(3)], ALL, T0 + 3, keep=False)
+    ((again, _),) = await v.observe_many([pay(3)], ALL, T0 + 3, keep=False)
     assert again[IP_1M] == 2, "evaluating a recorded payment neither adds nor removes it"
     assert (await one(v, pay(4), T0 + 4))[IP_1M] == 3
+
+
+async def test_the_merchants_usual_amount(velocity) -> None:
+    """An exponentially weighted mean and variance of the merchant's USD amounts, read before
+    each payment and updated once per payment (not by a redelivery or an evaluation)."""
+    v, _, _ = velocity
+    for n in range(60):
+        tx, _ = pay(n)
+        await v.observe_many([(tx, 900 if n % 2 else 1100)], [], T0 + n)
+    tx, _ = pay(60)
+    ((_, usual),) = await v.observe_many([(tx, 5_000)], [], T0 + 60, keep=False)
+    assert usual.seen == 60 and 950 < usual.mean < 1050 and 5_000 < usual.var < 15_000
+    assert usual.z(5_000) > 30 and abs(usual.z(1_000)) < 1
+    ((_, again),) = await v.observe_many([(tx, 5_000)], [], T0 + 61)
+    assert again == usual, "an evaluation changed nothing"
+    await v.observe_many([(tx, 5_000)], [], T0 + 62)  # the same payment again: not counted
+    ((_, after),) = await v.observe_many([pay(61)], [], T0 + 63, keep=False)
+    assert after.seen == 61 and after.mean > usual.mean

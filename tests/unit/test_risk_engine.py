@@ -16,6 +16,7 @@ from domain.risk import (
 )
 from domain.risk.backtest import compare, facts_doc, rejudge
 from domain.risk.engine import list_values
+from domain.risk.facts import MIN_SEEN, Usual
 from domain.risk.geo import CountryTable
 from domain.risk.lists import Entry, Hit, Kind, ListIndex, ListName, normalize
 from domain.risk.velocity import Feature
@@ -221,3 +222,14 @@ def test_a_backtest_judges_the_stored_facts_as_publishing_would() -> None:
         "changed": 1,
         "flips": [{"payment_id": "p1", "before": "review", "after": "reject"}],
     }
+
+
+def test_the_merchants_usual_amount_as_facts() -> None:
+    usual = Usual(mean=1_000.0, var=10_000.0, seen=MIN_SEEN)
+    tx = Transaction("mch_1", 2_500, "USD", NOON)
+    f = facts_of(tx, Lookups(2_500, None, {}, usual))
+    assert f["merchant_usual_usd"] == 1_000 and f["merchant_amount_z"] == 15.0
+    assert Usual(1_000.0, 10_000.0, MIN_SEEN - 1).z(2_500) == 0.0, "too little history"
+    assert usual.z(None) == 0.0 and Usual().z(5) == 0.0
+    rules = compile_rules(1, [Rule("odd", "merchant_amount_z > 4.0", "review")], Thresholds())
+    assert judge(rules, f, []).outcome is Outcome.REVIEW
