@@ -85,6 +85,11 @@ class Risk(Pool):
     ip_country_table: str = ""
     review_timeout_s: int = 86_400
     review_default: Literal["approve", "reject"] = "reject"
+    # the ops webhook hears of a decision scoring `alert_score` or more, an amount `alert_z`
+    # standard deviations from the merchant's usual, a review queue of `alert_review_queue`
+    alert_score: int = 150
+    alert_z: float = 6.0
+    alert_review_queue: int = 100
 
     def __post_init__(self) -> None:
         if self.review_timeout_s < 1:

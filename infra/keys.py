@@ -54,6 +54,10 @@ class Keys:
         """A merchant's usual payment amount (infra.velocity): EWMA mean and variance."""
         return f"{self.prefix}:risk:usual:{merchant_id}"
 
+    def alerted(self, kind: str) -> str:
+        """Set while an alert of this kind was sent lately (once per period, not per tick)."""
+        return f"{self.prefix}:alerted:{kind}"
+
     def breaker(self, channel: str) -> str:
         return f"{self.prefix}:breaker:{channel}"
 

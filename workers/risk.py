@@ -4,9 +4,10 @@ store the decision on the payment, then reject it or route it to a channel's que
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 import orjson
@@ -19,6 +20,7 @@ from domain.risk import (
     Outcome,
     Transaction,
 )
+from domain.risk.alerts import AlertLimits, alerts_for
 from domain.states import PaymentStatus
 from infra import reviews
 from infra.fx import RateUnavailable, rate_source
@@ -37,6 +39,7 @@ from workers.outcomes import end_payment, publish_events
 from workers.runtime import Mailbox, gather_all
 
 _intents = envelope_decoder(PaymentIntent)
+log = logging.getLogger("juhe.risk")
 
 
 class RiskActor:
@@ -197,7 +200,9 @@ class RiskActor:
         ctx = self.ctx
         intents = [i for message in batch for i in _intents.decode(message.body)]
         merchants = [await self.merchants.merchant(i.merchant_id) for i in intents]
-        decisions = await self.record(intents, await self.judge(intents, merchants))
+        judged = await self.judge(intents, merchants)
+        decisions = await self.record(intents, judged)
+        alerts = self.alerts(intents, judged)
         health = await self.health()
         routed: list[tuple[str, Message]] = []
         endings = []
@@ -249,7 +254,20 @@ class RiskActor:
                     request_id=intent.request_id,
                 )
                 routed.append((ctx.queues.channel(channel), task))
-        await gather_all([*endings, ctx.publisher.send_many(routed), self.hold(held)])
+        await gather_all([*endings, *alerts, ctx.publisher.send_many(routed), self.hold(held)])
+
+    def alerts(
+        self, intents: Sequence[PaymentIntent], judged: Sequence[Judged]
+    ) -> list[Coroutine[Any, Any, bool]]:
+        """The ops webhook's alerts for this envelope, sent beside its other writes."""
+        s = self.ctx.settings.risk
+        limits = AlertLimits(s.alert_score, s.alert_z)
+        sends = []
+        for intent, one in zip(intents, judged, strict=True):
+            for kind, detail in alerts_for(intent.id, one.verdict, one.facts, limits):
+                log.warning("risk alert", extra={"kind": kind, **detail})
+                sends.append(self.ctx.alerts.send(kind, **detail))
+        return sends
 
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Payments the rules sent to review wait `in_review` in the review queue."""

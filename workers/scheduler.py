@@ -288,6 +288,13 @@ async def sample_backlogs(ctx: Context) -> None:
     )
     metrics.review_queue.set(waiting["n"])
     metrics.review_oldest.set(float(waiting["age"]))
+    limit = ctx.settings.risk.alert_review_queue
+    if waiting["n"] >= limit and await ctx.redis.set(
+        ctx.keys.alerted("risk.review_queue"), 1, nx=True, ex=600
+    ):
+        await ctx.alerts.send(
+            "risk.review_queue", waiting=waiting["n"], oldest_s=int(waiting["age"]), limit=limit
+        )
 
 
 async def every(

@@ -10,16 +10,18 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import orjson
 import pytest_asyncio
+from aiohttp import web
 
 from domain.access import Realm
 from gateway.client import MerchantClient
 from tests.conftest import merchant_on, wait_status
 from tests.portal import Portal, make_user
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # where a payment rests once risk has judged it (a review holds it `in_review`)
@@ -27,8 +29,30 @@ FINAL = {"succeeded", "failed", "rejected", "awaiting_payment", "expired", "in_r
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def node() -> AsyncIterator[Stack]:
-    stack = Stack("risk")
+async def ops_inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    received: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/ops", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/ops", received
+    await runner.cleanup()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def node(ops_inbox: tuple[str, list[dict[str, Any]]]) -> AsyncIterator[Stack]:
+    overrides = {
+        "JUHE_ALERTS__OPS_WEBHOOK_URL": ops_inbox[0],
+        "JUHE_RISK__ALERT_REVIEW_QUEUE": "1",
+    }
+    stack = Stack("risk", overrides)
     try:
         await stack.start()
         yield stack
@@ -474,3 +498,41 @@ async def test_shadow_and_backtest_decide_as_publishing_would(
     assert status == 200 and again["compared"] == 3 and again["changed"] == 0
     status, none = await admin.call("GET", "/api/v1/risk/rules/shadow")
     assert status == 200 and none["version"] is None and none["compared"] == 0
+
+
+async def test_operators_hear_of_high_scores_and_a_long_review_queue(
+    node: Stack,
+    http: aiohttp.ClientSession,
+    admin: Portal,
+    ops_inbox: tuple[str, list[dict[str, Any]]],
+) -> None:
+    _, inbox = ops_inbox
+    shop = await merchant_on(node, http, "risk-alerts")
+    scope = f"merchant:{shop.merchant_id}"
+    await publish(
+        admin,
+        [
+            rule("hot", "amount > 0", "score +200", scope=scope),
+            rule("watch", "customer == 'cus_alert'", "review", scope=scope),
+        ],
+        reject=1000,
+    )
+    await asyncio.sleep(1.0)
+    hot = await pay(shop, email="alert.me@shop.example", ip="198.51.100.44")
+
+    async def heard(kind: str, payment_id: str | None = None) -> dict | None:
+        return next(
+            (
+                a
+                for a in inbox
+                if a["type"] == kind and payment_id in (None, a["detail"].get("payment_id"))
+            ),
+            None,
+        )
+
+    alert = await until(lambda: heard("risk.high_score", hot["id"]))
+    assert alert["detail"]["score"] == 200 and alert["detail"]["rules"] == ["hot"]
+    assert "alert.me" not in str(alert) and "198.51.100.44" not in str(alert)
+    await held(shop, "cus_alert")
+    queue = await until(lambda: heard("risk.review_queue"))
+    assert queue["detail"]["waiting"] >= 1 and queue["detail"]["limit"] == 1

@@ -14,6 +14,7 @@ from domain.risk import (
     facts_of,
     judge,
 )
+from domain.risk.alerts import AlertLimits, alerts_for
 from domain.risk.backtest import compare, facts_doc, rejudge
 from domain.risk.engine import list_values
 from domain.risk.facts import MIN_SEEN, Usual
@@ -233,3 +234,16 @@ def test_the_merchants_usual_amount_as_facts() -> None:
     assert usual.z(None) == 0.0 and Usual().z(5) == 0.0
     rules = compile_rules(1, [Rule("odd", "merchant_amount_z > 4.0", "review")], Thresholds())
     assert judge(rules, f, []).outcome is Outcome.REVIEW
+
+
+def test_alerts_name_the_payment_never_the_customer() -> None:
+    limits = AlertLimits(score=50, z=6.0)
+    f = facts(amount_usd=200_000, at=DAWN)
+    verdict = judge(RULES, f, [])
+    ((kind, detail),) = alerts_for("pay_1", verdict, f, limits)
+    assert kind == "risk.high_score" and detail["score"] == 56 and detail["payment_id"] == "pay_1"
+    assert "buyer" not in str(detail).lower() and "203.0.113" not in str(detail)
+    unusual = {**f, "merchant_amount_z": -7.5}
+    kinds = [k for k, _ in alerts_for("pay_1", verdict, unusual, AlertLimits(1000, 6.0))]
+    assert kinds == ["risk.unusual_amount"]
+    assert alerts_for("pay_1", judge(RULES, facts(), []), facts(), limits) == []
