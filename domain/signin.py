@@ -103,3 +103,19 @@ def retry_after(
     if not known_client:
         waits.append(wait_s(budgets.account, account, now, cap))
     return max(waits)
+
+
+# What makes a sign-in ask for MFA even where the platform made it optional (seed §7.3); a new
+# IP alone is flagged but asks for nothing more.
+STEP_UP = frozenset({"new_country", "new_device", "failure_burst"})
+
+
+def device_digest(device: str) -> str:
+    """What is kept of the portal's device id: a digest, so the store holds no fingerprint."""
+    return _digest("device", device)
+
+
+def needs_step_up(flags: set[str], mfa_passed: bool) -> bool:
+    """Whether this session may do nothing until its user passes MFA (enrols, if they have no
+    factor yet): it was flagged for a reason in `STEP_UP` and did not pass MFA already."""
+    return not mfa_passed and bool(flags & STEP_UP)

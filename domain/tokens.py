@@ -59,6 +59,7 @@ class AccessClaims:
     mfa: bool
     session: str
     expires_at: int
+    step_up: bool = False  # the session must pass MFA whatever the platform's policy
 
 
 class TokenError(Exception):
@@ -78,6 +79,7 @@ def issue_access_token(
     now: int,
     ttl_s: int,
     issuer: str,
+    step_up: bool = False,
 ) -> str:
     claims = {
         "iss": issuer,
@@ -90,6 +92,7 @@ def issue_access_token(
         "iat": now,
         "exp": now + ttl_s,
         "jti": new_id("jti"),
+        "stp": step_up,
     }
     return jwt.encode(claims, key.private_pem, algorithm=ALGORITHM, headers={"kid": key.kid})
 
@@ -127,6 +130,7 @@ def read_access_token(
         mfa=bool(claims.get("mfa")),
         session=claims["sid"],
         expires_at=claims["exp"],
+        step_up=bool(claims.get("stp")),
     )
 
 

@@ -177,7 +177,9 @@ async def session_user(
         org_id=user.org_id,
         permissions=permissions,
         mfa=claims.mfa,
-        mfa_required=settings.mfa_required(user.realm.value, user.org_requires_mfa)
+        mfa_required=(
+            settings.mfa_required(user.realm.value, user.org_requires_mfa) or claims.step_up
+        )
         and not allow_mfa_pending,
         session=claims.session,
         email=user.email,

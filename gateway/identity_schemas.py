@@ -18,6 +18,9 @@ class Login(msgspec.Struct, forbid_unknown_fields=True):
     email: Email
     password: Secret
     totp: Annotated[str, Meta(max_length=32)] | None = None  # a TOTP code or a recovery code
+    # the portal's device id: a hash of stable browser signals (kept only as a digest); a new
+    # one on an account that has others asks for MFA
+    device: Annotated[str, Meta(min_length=8, max_length=128)] | None = None
 
 
 class Refresh(msgspec.Struct, forbid_unknown_fields=True):

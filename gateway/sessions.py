@@ -30,7 +30,14 @@ from domain.credentials import (
 )
 from domain.ids import new_id
 from domain.policy import PlatformSettings
-from domain.signin import Budgets, Scopes, retry_after, scopes
+from domain.signin import (
+    Budgets,
+    Scopes,
+    device_digest,
+    needs_step_up,
+    retry_after,
+    scopes,
+)
 from domain.tokens import issue_access_token, new_refresh_token, split_refresh_token
 from gateway.access import actor, bearer, client_ip, session_user, unauthorized, user_principal
 from gateway.errors import ApiError, invalid
@@ -65,8 +72,11 @@ def user_view(user: User) -> UserView:
     )
 
 
-async def start_session(e: Edge, user: User, mfa: bool, family: str | None = None) -> Session:
-    """Tokens for a new session, or the next pair of an existing one (`family`)."""
+async def start_session(
+    e: Edge, user: User, mfa: bool, family: str | None = None, step_up: bool = False
+) -> Session:
+    """Tokens for a new session, or the next pair of an existing one (`family`). `step_up`:
+    the session can do nothing until its user passes MFA, whatever the platform's policy."""
     auth = e.settings.auth
     family = family or new_id("ses")
     token_id, refresh_token, digest = new_refresh_token()
@@ -78,6 +88,7 @@ async def start_session(e: Edge, user: User, mfa: bool, family: str | None = Non
         digest=digest,
         mfa=mfa,
         expires_at=datetime.now(UTC) + timedelta(seconds=auth.refresh_ttl_s),
+        step_up=step_up,
     )
     access = issue_access_token(
         await e.keyring.signing(),
@@ -89,6 +100,7 @@ async def start_session(e: Edge, user: User, mfa: bool, family: str | None = Non
         now=int(time.time()),
         ttl_s=auth.access_ttl_s,
         issuer=auth.issuer,
+        step_up=step_up,
     )
     policy = await e.policy.get()
     return Session(
@@ -98,7 +110,7 @@ async def start_session(e: Edge, user: User, mfa: bool, family: str | None = Non
         refresh_token=refresh_token,
         mfa=mfa,
         mfa_enrolment_required=not user.mfa_enabled
-        and policy.mfa_required(user.realm.value, user.org_requires_mfa),
+        and (step_up or policy.mfa_required(user.realm.value, user.org_requires_mfa)),
     )
 
 
@@ -254,19 +266,28 @@ async def login(request: web.Request) -> web.Response:
     await identity.record_success(e.pg, user.id)
     country = request.headers.get(auth.country_header, "") if auth.country_header else ""
     new_ip, new_country = await identity.note_login_place(e.pg, user.id, ip, country)
+    flags: set[str] = set()
     if new_ip or new_country:
-        await _flag(
-            request,
-            user,
-            "new_country" if new_country else "new_ip",
-            {"ip": ip, "country": country},
-        )
+        place = "new_country" if new_country else "new_ip"
+        flags.add(place)
+        await _flag(request, user, place, {"ip": ip, "country": country})
+    if req.device is not None and await identity.note_login_device(
+        e.pg, user.id, device_digest(req.device)
+    ):
+        flags.add("new_device")
+        await _flag(request, user, "new_device", {"ip": ip})
     if burst >= auth.failure_burst:
+        flags.add("failure_burst")
         await _flag(request, user, "failure_burst", {"failures": str(burst)})
-    session = await start_session(e, user, mfa)
+    step_up = needs_step_up(flags, mfa)
+    session = await start_session(e, user, mfa, step_up=step_up)
     metrics.auth_logins.labels("ok").inc()
     await audit.append(
-        e.pg, _user_actor(request, user), "auth.login", f"user:{user.id}", after={"mfa": mfa}
+        e.pg,
+        _user_actor(request, user),
+        "auth.login",
+        f"user:{user.id}",
+        after={"mfa": mfa, "step_up": step_up},
     )
     return json_answer(session)
 
@@ -289,7 +310,9 @@ async def refresh(request: web.Request) -> web.Response:
     user = await identity.user_by_id(e.pg, spent.user_id or "")
     if user is None or user.status != "active":
         raise unauthorized("account_disabled", "the account is disabled")
-    return json_answer(await start_session(e, user, spent.mfa, spent.family_id))
+    return json_answer(
+        await start_session(e, user, spent.mfa, spent.family_id, step_up=spent.step_up)
+    )
 
 
 async def logout(request: web.Request) -> web.Response:

@@ -217,6 +217,20 @@ async def note_login_place(
     }
 
 
+async def note_login_device(conn: asyncpg.Pool, user_id: str, device_digest: str) -> bool:
+    """Remember a device an account signed in from: whether it is new to an account that has
+    signed in from others (its first device is where it lives, not an anomaly)."""
+    async with conn.acquire() as tx, tx.transaction():
+        seen = await tx.fetch("SELECT device_digest FROM known_devices WHERE user_id = $1", user_id)
+        await tx.execute(
+            "INSERT INTO known_devices (user_id, device_digest) VALUES ($1, $2) "
+            "ON CONFLICT DO NOTHING",
+            user_id,
+            device_digest,
+        )
+    return bool(seen) and device_digest not in {r["device_digest"] for r in seen}
+
+
 # MFA ---------------------------------------------------------------------------------------
 
 
@@ -295,16 +309,18 @@ async def insert_refresh(
     digest: str,
     mfa: bool,
     expires_at: datetime,
+    step_up: bool = False,
 ) -> None:
     await conn.execute(
-        "INSERT INTO refresh_tokens (id, family_id, user_id, digest, mfa, expires_at) "
-        "VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO refresh_tokens (id, family_id, user_id, digest, mfa, expires_at, step_up) "
+        "VALUES ($1, $2, $3, $4, $5, $6, $7)",
         token_id,
         family_id,
         user_id,
         digest,
         mfa,
         expires_at,
+        step_up,
     )
 
 
@@ -314,19 +330,20 @@ class SpentRefresh:
     user_id: str | None = None
     family_id: str | None = None
     mfa: bool = False
+    step_up: bool = False
 
 
 async def spend_refresh(conn: Conn, token_id: str, digest: str) -> SpentRefresh:
     """Spend a refresh token. Presenting one already spent means it was stolen or replayed:
     the whole family (that sign-in and every token it led to) is revoked."""
     row = await conn.fetchrow(
-        "SELECT family_id, user_id, digest, mfa, expires_at, used_at, revoked_at "
+        "SELECT family_id, user_id, digest, mfa, step_up, expires_at, used_at, revoked_at "
         "FROM refresh_tokens WHERE id = $1",
         token_id,
     )
     if row is None or row["digest"] != digest:
         return SpentRefresh("unknown")
-    known = SpentRefresh("ok", row["user_id"], row["family_id"], row["mfa"])
+    known = SpentRefresh("ok", row["user_id"], row["family_id"], row["mfa"], row["step_up"])
     if row["revoked_at"] is not None:
         return SpentRefresh("revoked", known.user_id, known.family_id)
     if row["expires_at"] <= datetime.now(UTC):

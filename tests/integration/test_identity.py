@@ -672,6 +672,59 @@ async def test_the_platform_may_relax_mfa_and_a_merchant_may_still_demand_it(
     ], "audited"
 
 
+async def test_a_new_country_device_or_failure_burst_asks_for_mfa_where_it_is_optional(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    """Seed §7.3: the flagged sign-in's session can only enrol MFA, even across a refresh."""
+    admin = await make_user(stack, http, Realm.PLATFORM, None, ["platform_admin"])
+    shop = await new_merchant()
+    async with platform_setting(admin, "mfa_required_merchant", False):
+        staff = await make_user(
+            stack, http, Realm.MERCHANT, shop.merchant_id, ["merchant_staff"], sign_in=False
+        )
+
+        async def sign_in(device: str | None = None, **headers: str) -> bool:
+            """Whether the session was asked to pass MFA (and is refused until it does)."""
+            payload = {"email": staff.email, "password": PASSWORD}
+            if device is not None:
+                payload["device"] = device
+            status, session = await staff.call(
+                "POST", "/api/v1/auth/login", payload, token="", headers=headers
+            )
+            assert status == 200, session
+            staff.access, staff.refresh = session["access_token"], session["refresh_token"]
+            status, body = await staff.call("GET", "/api/v1/payments")
+            demanded = session["mfa_enrolment_required"]
+            assert (status == 403) is demanded, body
+            return demanded
+
+        assert not await sign_in("device-one", **{"X-Test-Country": "TW"}), "where it lives"
+        assert not await sign_in("device-one", **{"X-Test-Country": "TW"})
+        assert not await sign_in(None, **{"X-Test-Country": "TW"}), "no device: nothing new"
+        assert await sign_in("device-one", **{"X-Test-Country": "JP"}), "a new country"
+        status, renewed = await staff.call(
+            "POST", "/api/v1/auth/refresh", {"refresh_token": staff.refresh}, token=""
+        )
+        assert status == 200 and renewed["mfa_enrolment_required"] is True, renewed
+        staff.access = renewed["access_token"]
+        status, body = await staff.call("GET", "/api/v1/payments")
+        assert status == 403 and body["error"]["code"] == "mfa_required", "a refresh keeps it"
+        assert await sign_in("device-two", **{"X-Test-Country": "TW"}), "a new device"
+        for _ in range(stack.settings.auth.failure_burst):
+            status, _ = await staff.login(password="not-the-password-1")
+            assert status == 401
+        assert await sign_in("device-one", **{"X-Test-Country": "TW"}), "after a burst"
+        assert not await sign_in("device-one", **{"X-Test-Country": "TW"}), "then as before"
+        await staff.enrol_mfa()
+        status, _ = await staff.call("GET", "/api/v1/payments")
+        assert status == 200, "MFA passed"
+    flagged = await _audit(stack, "auth.anomaly", f"user:{staff.user_id}")
+    reasons = sorted(r["after"]["reason"] for r in flagged)
+    assert reasons == ["failure_burst", "new_country", "new_device"], reasons
+    logins = await _audit(stack, "auth.login", f"user:{staff.user_id}")
+    assert sum(r["after"].get("step_up") is True for r in logins) == 3
+
+
 async def _role(admin: Portal, permissions: list[str]) -> str:
     role_id = f"desk_{time.time_ns()}"
     body = {"name": role_id, "realm": "platform", "permissions": permissions}

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import pytest
 
-from domain.signin import Budgets, Failures, client_of, retry_after, scopes, wait_s
+from domain.signin import (
+    Budgets,
+    Failures,
+    client_of,
+    device_digest,
+    needs_step_up,
+    retry_after,
+    scopes,
+    wait_s,
+)
 
 NOW = 1_800_000_000.0
 BUDGETS = Budgets(client_account=5, account=10, client=50, max_wait_s=900)
@@ -56,3 +65,17 @@ def test_an_ipv6_client_is_its_64() -> None:
     assert client_of("::ffff:192.0.2.1") == "192.0.2.1"
     assert client_of("192.0.2.1") == "192.0.2.1"
     assert client_of("") == ""
+
+
+def test_a_new_device_or_country_or_a_failure_burst_asks_for_mfa() -> None:
+    for flags in ({"new_country"}, {"new_device"}, {"failure_burst"}, {"new_ip", "new_device"}):
+        assert needs_step_up(flags, mfa_passed=False), flags
+        assert not needs_step_up(flags, mfa_passed=True), "passed MFA already"
+    assert not needs_step_up({"new_ip"}, mfa_passed=False), "a new IP alone is only flagged"
+    assert not needs_step_up(set(), mfa_passed=False)
+
+
+def test_a_device_id_is_kept_as_a_digest() -> None:
+    kept = device_digest("d3v1c3-fingerprint")
+    assert kept == device_digest("d3v1c3-fingerprint") != device_digest("another-device")
+    assert "fingerprint" not in kept and len(kept) == 32

@@ -39,6 +39,24 @@ def token(key=KEY, now: int = NOW, ttl: int = 600, issuer: str = "juhe") -> str:
     )
 
 
+def test_a_step_up_demand_travels_in_the_token() -> None:
+    claims = read_access_token(token(), keys(KEY), now=NOW, issuer="juhe")
+    assert claims.step_up is False
+    demanded = issue_access_token(
+        KEY,
+        user_id="usr_1",
+        realm="merchant",
+        org_id="mch_1",
+        mfa=False,
+        session="ses_1",
+        now=NOW,
+        ttl_s=600,
+        issuer="juhe",
+        step_up=True,
+    )
+    assert read_access_token(demanded, keys(KEY), now=NOW, issuer="juhe").step_up is True
+
+
 def keys(*signing) -> dict:
     return {k.kid: load_public(k.public_pem) for k in signing}
 
