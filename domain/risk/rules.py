@@ -34,9 +34,10 @@ _SCORE = re.compile(r"^score\s*\+\s*([0-9]{1,4})$")
 _SCOPE = re.compile(r"^(platform|agent:[A-Za-z0-9_]{1,64}|merchant:[A-Za-z0-9_]{1,64})$")
 _POSITION = re.compile(r"<input>:(\d+):(\d+):")
 _TOKEN = re.compile(
-    r"""(?P<space>\s+)
-      | (?P<string>[rRbB]{0,2}(?:\"\"\"(?:\\.|[^\\])*?\"\"\"|'''(?:\\.|[^\\])*?'''
-                            |"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
+    r"""(?P<space>\s+|//[^\n]*)
+      | (?P<raw>(?:[rR][bB]?|[bB][rR])(?:\"\"\".*?\"\"\"|'''.*?'''|"[^"\n]*"|'[^'\n]*'))
+      | (?P<string>[bB]?(?:\"\"\"(?:\\.|[^\\])*?\"\"\"|'''(?:\\.|[^\\])*?'''
+                         |"(?:\\.|[^"\\\n])*"|'(?:\\.|[^'\\\n])*'))
       | (?P<number>[0-9][0-9a-fA-FxX.eE+\-uU]*)
       | (?P<ident>[A-Za-z_][A-Za-z0-9_]*)
       | (?P<punct>[()\[\]{}.,?:!<>=&|+\-*/%])""",
@@ -181,18 +182,20 @@ class _Token:
     offset: int
 
 
-def _tokens(source: str) -> list[_Token]:
-    """CEL's lexical shape, enough to find identifiers, calls and nesting outside strings."""
+def _tokens(source: str) -> tuple[list[_Token], int | None]:
+    """CEL's lexical shape, enough to find identifiers, calls and nesting outside strings and
+    comments; and the offset of the first character it cannot read (refused: the checks must
+    see the whole expression)."""
     out: list[_Token] = []
     offset = 0
     while offset < len(source):
         match = _TOKEN.match(source, offset)
-        if match is None:  # CEL's parser reports what this is
-            return out
+        if match is None:
+            return out, offset
         if match.lastgroup != "space":
             out.append(_Token(match.lastgroup or "", match.group(), offset))
         offset = match.end()
-    return out
+    return out, None
 
 
 def _line_column(source: str, offset: int) -> tuple[int, int]:
@@ -374,7 +377,11 @@ def compile_rule(rule: Rule) -> tuple[CompiledRule | None, set[Feature], list[Ru
     if len(source) > MAX_EXPRESSION:
         message = f"longer than {MAX_EXPRESSION} characters"
         return None, set(), [*errors, RuleError(rule.id, "expression", message)]
-    tokens = _tokens(source)
+    tokens, unreadable = _tokens(source)
+    if unreadable is not None:
+        where = _line_column(source, unreadable)
+        message = f"unexpected {source[unreadable]!r} (or a string left open)"
+        return None, set(), [*errors, RuleError(rule.id, "expression", message, *where)]
     if shape := _shape(rule.id, source, tokens):
         return None, set(), [*errors, *shape]
     try:

@@ -247,3 +247,31 @@ def test_arithmetic_overflow_is_an_error() -> None:
     assert one("amount * 9223372036854775807 * 9223372036854775807 > 0").message.startswith(
         "type error"
     )
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        # a raw string ends at its quote (no escapes): what follows is code, and is checked
+        "r'\\' == 'x' || [1].map(a, a) == [] || 'y' == ''",
+        # a comment hides nothing on the next line
+        "amount > 1 // don't\n || [1].map(a, a) == []",
+        "amount > 1 /* no block comments in CEL */ || [1].map(a, a) == []",
+    ],
+)
+def test_no_comprehension_hides_from_the_checks(expression: str) -> None:
+    assert "comprehensions" in one(expression, "reject").message
+
+
+def test_a_character_the_checks_cannot_read_is_refused_with_its_place() -> None:
+    error = one("amount > 1 || `x` == 1")
+    assert "unexpected" in error.message and (error.line, error.column) == (1, 15)
+
+
+def test_comments_and_raw_strings_are_fine() -> None:
+    compiled = compile_rules(
+        1,
+        [Rule("r1", "// big ones\nemail.matches(r'^\\d+@') && amount > 5 // (raw)", "review")],
+        Thresholds(),
+    )
+    assert compiled.rules[0].paths == ("email", "amount")
