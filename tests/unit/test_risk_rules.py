@@ -275,3 +275,9 @@ def test_comments_and_raw_strings_are_fine() -> None:
         Thresholds(),
     )
     assert compiled.rules[0].paths == ("email", "amount")
+
+
+def test_a_regex_too_large_to_compile_is_refused_at_publish() -> None:
+    """`matches` runs Rust's regex engine: linear in the input, no backtracking, and a size
+    limit on the compiled pattern, which a rule meets at publish, not on a payment."""
+    assert "not a valid regex" in one("email.matches('(a{1000}){1000}')").message
