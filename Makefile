@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: run test bench soak lint services clean pdf-tools
+.PHONY: run test bench soak lint services clean pdf-tools chain
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,8 +15,19 @@ $(STAMP): pyproject.toml
 services:
 	bash .ci/services.sh
 
+# The local Ethereum chain: anvil and solcjs at the versions chain/package-lock.json pins, and
+# the test USDT compiled from its committed source by solcjs (JavaScript: nothing downloaded).
+CHAIN_MODULES := chain/node_modules/.package-lock.json
+USDT_ARTIFACT := chain/build/TestUSDT.json
+$(CHAIN_MODULES): chain/package.json chain/package-lock.json
+	cd chain && npm ci --no-audit --no-fund --loglevel=error
+	touch $(CHAIN_MODULES)
+$(USDT_ARTIFACT): $(CHAIN_MODULES) chain/TestUSDT.sol chain/compile.js
+	cd chain && node compile.js
+chain: $(USDT_ARTIFACT)
+
 # The development profile (config/dev.toml) allows the secrets published in config/default.toml.
-run: $(STAMP) services
+run: $(STAMP) services chain
 	JUHE_CONFIG=config/dev.toml $(VENV)/bin/juhe up
 
 # PDFs embed a Traditional Chinese font (fonts-arphic-bsmi00lp, config settlement.pdf_font);
@@ -30,7 +41,7 @@ pdf-tools:
 	  echo "make: fonts-arphic-bsmi00lp or poppler-utils could not be installed; PDF tests skip"
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
-test: $(STAMP) services pdf-tools
+test: $(STAMP) services pdf-tools chain
 	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
@@ -50,4 +61,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis chain/node_modules chain/build
