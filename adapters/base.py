@@ -108,11 +108,25 @@ class BankTransfer:
 
 
 @dataclass(frozen=True, slots=True)
+class CryptoDeposit:
+    """Where the customer sends a crypto payment: this payment's own address on `network`
+    (CAIP-2), `amount` of `asset` in its minor unit, and the wallet URI (EIP-681) for both."""
+
+    network: str
+    asset: str
+    address: str
+    amount: int
+    uri: str
+    token: str | None = None  # the asset's contract, for a token
+
+
+@dataclass(frozen=True, slots=True)
 class ChannelOrder:
     channel_order_id: str
     pay_url: str | None
     qr_payload: str | None
     bank_transfer: BankTransfer | None = None
+    crypto: CryptoDeposit | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ def payment_view(p: Mapping[str, Any], public_url: str) -> dict[str, Any]:
         "pay_url": p.get("pay_url"),
         "qr_payload": p.get("qr_payload"),
         "bank_transfer": _json_field(p.get("bank_transfer")),
+        "crypto": _crypto_view(p.get("crypto")),
         "checkout_url": f"{public_url}/checkout/{p['id']}",
         "amount_refunded": format_amount(refunded, currency),
         "failure_code": p.get("failure_code"),
@@ -61,6 +62,27 @@ def _risk_view(stored: str | dict[str, Any] | None) -> dict[str, Any] | None:
     if doc is None:
         return None
     return {k: v for k, v in doc.items() if k not in ("facts", "shadow")}
+
+
+def _crypto_view(stored: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """A crypto deposit: where to send how much, and the watcher's progress on it (`state`
+    awaiting → processing with confirmations → confirmed)."""
+    doc = _json_field(stored)
+    if doc is None:
+        return None
+    asset = doc["asset"]
+    return {
+        "network": doc["network"],
+        "asset": asset,
+        "address": doc["address"],
+        "amount": format_amount(int(doc["amount"]), asset),
+        "token_contract": doc.get("token"),
+        "uri": doc["uri"],
+        "state": doc.get("state", "awaiting"),
+        "amount_received": format_amount(int(doc.get("received_minor", 0)), asset),
+        "confirmations": doc.get("confirmations", 0),
+        "confirmations_required": doc.get("confirmations_required"),
+    }
 
 
 def _fx_view(stored: str | dict[str, Any] | None, currency: str) -> dict[str, Any] | None:

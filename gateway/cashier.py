@@ -55,6 +55,19 @@ def render(view: dict, card: bool = False) -> str:
                 '<p>Pay by card</p><div id="card-element"></div>'
                 '<button class="pay" type="submit">Pay</button></form>'
             )
+        elif crypto := view.get("crypto"):
+            seen = (
+                f'<p id="confirmations">Seen on the chain: {crypto["confirmations"]} of '
+                f"{crypto['confirmations_required']} confirmations</p>"
+                if crypto["state"] == "processing"
+                else ""
+            )
+            body = (
+                f"<p>Send exactly {escape(crypto['amount'])} {escape(crypto['asset'])} "
+                f"({escape(crypto['network'])}) to:</p>"
+                f'<p class="qr" id="address">{escape(crypto["address"])}</p>'
+                f'<a class="pay" id="pay" href="{escape(crypto["uri"])}">Open in wallet</a>{seen}'
+            )
         elif transfer := view.get("bank_transfer"):
             body = (
                 "<p>Transfer the amount to:</p>"

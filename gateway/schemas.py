@@ -119,6 +119,24 @@ class Payment(msgspec.Struct):
     # the risk decision: outcome, score, rule version, fired rules with the values they saw
     risk: dict[str, Any] | None = None
     bank_transfer: dict[str, str] | None = None  # bank_code, account_number, reference
+    crypto: CryptoDeposit | None = None  # where to pay on a crypto channel, and the progress
+
+
+class CryptoDeposit(msgspec.Struct):
+    """A crypto payment's own deposit address, what is due there (in major units of `asset`)
+    and the chain watcher's progress: `processing` once a transfer is in a block, with its
+    confirmations, `confirmed` at the required depth."""
+
+    network: str  # CAIP-2, e.g. eip155:1
+    asset: Literal["ETH", "USDT"]
+    address: str
+    amount: str
+    token_contract: str | None
+    uri: str  # EIP-681
+    state: Literal["awaiting", "processing", "confirmed"]
+    amount_received: str
+    confirmations: int
+    confirmations_required: int | None
 
 
 class Refund(msgspec.Struct):

@@ -296,7 +296,7 @@ class ChannelRegistry:
             return None
         held = self._adapters.get(code)
         if held is None or held[0] != spec.version:
-            held = (spec.version, build_adapter(spec, self._http))
+            held = (spec.version, build_adapter(spec, self._http, self._pg))
             self._adapters[code] = held
         return held[1]
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from adapters.base import ChannelOrder
+from adapters.base import ChannelOrder, CryptoDeposit
 from domain.commission import Terms
 from domain.ids import new_id
 from domain.ledger import Posting
@@ -375,11 +375,12 @@ async def attach_channel_orders(
     callback that already settled a payment keeps its status."""
     return await conn.fetch(
         """UPDATE payments p SET channel_order_id = u.o, pay_url = u.url, qr_payload = u.qr,
-                  bank_transfer = u.bt::jsonb, version = p.version + 1, updated_at = now(),
+                  bank_transfer = u.bt::jsonb, crypto = COALESCE(p.crypto, u.cr::jsonb),
+                  version = p.version + 1, updated_at = now(),
                   status = CASE WHEN p.status = 'processing' THEN 'awaiting_payment'
                                 ELSE p.status END
-           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
-                AS u(id, o, url, qr, bt)
+           FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[])
+                AS u(id, o, url, qr, bt, cr)
            WHERE p.id = u.id RETURNING p.*""",
         [pid for pid, _ in orders],
         [o.channel_order_id for _, o in orders],
@@ -389,7 +390,14 @@ async def attach_channel_orders(
             orjson.dumps(dataclasses.asdict(o.bank_transfer)).decode() if o.bank_transfer else None
             for _, o in orders
         ],
+        [crypto_doc(o.crypto) if o.crypto else None for _, o in orders],
     )
+
+
+def crypto_doc(deposit: CryptoDeposit) -> str:
+    """The deposit as `payments.crypto` keeps it: amounts as minor-unit strings (wei overflows
+    JSON's safe integers); the watcher adds its progress to it."""
+    return orjson.dumps({**dataclasses.asdict(deposit), "amount": str(deposit.amount)}).decode()
 
 
 async def reserve_refund(

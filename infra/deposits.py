@@ -1,0 +1,166 @@
+"""Crypto deposits in PostgreSQL: addresses issued per payment, the chain events found for them,
+and the recent blocks the watcher followed (its progress, and what a reorg is checked against)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import asyncpg
+
+from domain.chain import Transfer
+
+Conn = asyncpg.Connection | asyncpg.Pool
+
+
+async def issue(
+    pg: asyncpg.Pool,
+    chain: str,
+    channel: str,
+    payment_id: str,
+    asset: str,
+    amount_due: int,
+    derive: Callable[[int], str],
+) -> asyncpg.Record:
+    """The payment's deposit address, allocated at the chain's next index in one transaction
+    with its row; the same row again for a payment that has one (a retried create), so an
+    index is never used twice and a payment never gets two addresses."""
+    async with pg.acquire() as conn, conn.transaction():
+        held = await conn.fetchrow(
+            "SELECT * FROM deposit_addresses WHERE payment_id = $1", payment_id
+        )
+        if held is not None:
+            return held
+        await conn.execute(
+            "INSERT INTO deposit_counters (chain) VALUES ($1) ON CONFLICT DO NOTHING", chain
+        )
+        index = await conn.fetchval(
+            "UPDATE deposit_counters SET next_index = next_index + 1 WHERE chain = $1 "
+            "RETURNING next_index - 1",
+            chain,
+        )
+        return await conn.fetchrow(
+            """INSERT INTO deposit_addresses
+                   (chain, idx, address, payment_id, channel, asset, amount_due)
+               VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *""",
+            chain,
+            index,
+            derive(index),
+            payment_id,
+            channel,
+            asset,
+            amount_due,
+        )
+
+
+async def of_payment(conn: Conn, payment_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow("SELECT * FROM deposit_addresses WHERE payment_id = $1", payment_id)
+
+
+async def issued(conn: Conn, chain: str, addresses: Sequence[str]) -> set[str]:
+    """Which of these addresses were ever issued on the chain (ended payments' too)."""
+    rows = await conn.fetch(
+        "SELECT address FROM deposit_addresses WHERE chain = $1 AND address = ANY($2::text[])",
+        chain,
+        list(addresses),
+    )
+    return {r["address"] for r in rows}
+
+
+async def transfers(conn: Conn, chain: str, address: str) -> list[Transfer]:
+    rows = await conn.fetch(
+        "SELECT * FROM chain_events WHERE chain = $1 AND address = $2 ORDER BY block_number",
+        chain,
+        address,
+    )
+    return [
+        Transfer(
+            tx_hash=r["tx_hash"],
+            log_index=r["log_index"],
+            block_hash=r["block_hash"],
+            block_number=r["block_number"],
+            address=r["address"],
+            asset=r["asset"],
+            amount=int(r["amount"]),
+            orphaned=r["orphaned"],
+        )
+        for r in rows
+    ]
+
+
+async def record(conn: asyncpg.Connection, chain: str, found: Sequence[Transfer]) -> int:
+    """Chain events, each once: the same (tx, log, block) seen again changes nothing."""
+    if not found:
+        return 0
+    rows = await conn.fetch(
+        """INSERT INTO chain_events
+               (chain, tx_hash, log_index, block_hash, block_number, address, asset, amount)
+           SELECT $1, * FROM unnest($2::text[], $3::int[], $4::text[], $5::bigint[], $6::text[],
+                                    $7::text[], $8::numeric[])
+           ON CONFLICT DO NOTHING RETURNING 1""",
+        chain,
+        [t.tx_hash for t in found],
+        [t.log_index for t in found],
+        [t.block_hash for t in found],
+        [t.block_number for t in found],
+        [t.address for t in found],
+        [t.asset for t in found],
+        [t.amount for t in found],
+    )
+    return len(rows)
+
+
+async def tip(conn: Conn, channel: str) -> asyncpg.Record | None:
+    """The last block the watcher finished for the channel: where it resumes."""
+    return await conn.fetchrow(
+        "SELECT number, hash FROM chain_blocks WHERE channel = $1 ORDER BY number DESC LIMIT 1",
+        channel,
+    )
+
+
+async def follow(
+    conn: asyncpg.Connection, channel: str, number: int, block_hash: str, parent: str, keep: int
+) -> None:
+    """Block `number` done; blocks older than the last `keep` are forgotten."""
+    await conn.execute(
+        """INSERT INTO chain_blocks (channel, number, hash, parent_hash) VALUES ($1, $2, $3, $4)
+           ON CONFLICT (channel, number) DO UPDATE SET hash = $3, parent_hash = $4""",
+        channel,
+        number,
+        block_hash,
+        parent,
+    )
+    await conn.execute(
+        "DELETE FROM chain_blocks WHERE channel = $1 AND number <= $2", channel, number - keep
+    )
+
+
+async def drop_tip(conn: asyncpg.Connection, channel: str, chain: str, number: int) -> list[str]:
+    """A block we followed left the canonical chain: forget it and orphan its events. Returns
+    the deposit addresses whose payments must be recomputed."""
+    gone = await conn.fetchval(
+        "DELETE FROM chain_blocks WHERE channel = $1 AND number = $2 RETURNING hash",
+        channel,
+        number,
+    )
+    rows = await conn.fetch(
+        """UPDATE chain_events SET orphaned = true
+           WHERE chain = $1 AND block_hash = $2 AND NOT orphaned RETURNING address""",
+        chain,
+        gone,
+    )
+    return sorted({r["address"] for r in rows})
+
+
+async def open_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
+    """Deposits of payments still awaiting theirs that have any event, orphaned ones too (a
+    reorg may have taken their transfer away): what the watcher recomputes each round, as
+    confirmations grow with every block."""
+    return await conn.fetch(
+        """SELECT d.*, p.status AS payment_status FROM deposit_addresses d
+           JOIN payments p ON p.id = d.payment_id
+           WHERE d.channel = $1 AND d.reported IS DISTINCT FROM 'paid'
+             AND p.status = 'awaiting_payment'
+             AND EXISTS (SELECT 1 FROM chain_events e
+                         WHERE e.chain = d.chain AND e.address = d.address)""",
+        channel,
+    )

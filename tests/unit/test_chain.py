@@ -1,0 +1,146 @@
+"""Crypto deposits without a chain: confirmations, what a deposit address has received and
+when it is paid, addresses derived from an xpub, EIP-681 URIs and ERC-20 Transfer logs."""
+
+from __future__ import annotations
+
+import pytest
+from bip_utils import Bip39SeedGenerator, Bip44, Bip44Changes, Bip44Coins
+from hexbytes import HexBytes
+
+from adapters.ethereum.wire import (
+    TRANSFER_TOPIC,
+    Deriver,
+    KeyInvalid,
+    payment_uri,
+    token_transfer,
+)
+from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, confirmations, deposit
+
+MNEMONIC = "test test test test test test test test test test test junk"
+ADDRESS = "0x" + "ab" * 20
+
+
+def _account(index: int) -> Bip44:
+    seed = Bip39SeedGenerator(MNEMONIC).Generate()
+    return Bip44.FromSeed(seed, Bip44Coins.ETHEREUM).Purpose().Coin().Account(index)
+
+
+def _transfer(amount: int, block: int, *, asset: str = "ETH", **kw: object) -> Transfer:
+    fields = {
+        "tx_hash": f"0x{block:064x}",
+        "log_index": NATIVE_LOG_INDEX,
+        "block_hash": f"0x{block + 1000:064x}",
+        "block_number": block,
+        "address": ADDRESS,
+        "asset": asset,
+        "amount": amount,
+        **kw,
+    }
+    return Transfer(**fields)  # type: ignore[arg-type]
+
+
+def test_the_head_block_is_the_first_confirmation() -> None:
+    assert confirmations(10, 10) == 1
+    assert confirmations(10, 12) == 3
+    assert confirmations(11, 10) == 0, "a block newer than the head we read"
+
+
+def test_a_deposit_is_awaiting_then_processing_then_confirmed_at_depth() -> None:
+    assert deposit(500, "ETH", [], 100, 3).state is DepositState.AWAITING
+    seen = deposit(500, "ETH", [_transfer(500, 100)], 101, 3)
+    assert (seen.state, seen.confirmations, seen.received, seen.confirmed) == (
+        DepositState.PROCESSING,
+        2,
+        500,
+        0,
+    )
+    paid = deposit(500, "ETH", [_transfer(500, 100)], 102, 3)
+    assert (paid.state, paid.confirmations, paid.confirmed) == (DepositState.CONFIRMED, 3, 500)
+
+
+def test_partial_transfers_add_up_and_the_shallowest_is_shown() -> None:
+    parts = [_transfer(200, 100), _transfer(300, 104)]
+    early = deposit(500, "ETH", parts, 104, 3)
+    assert (early.state, early.received, early.confirmed, early.confirmations) == (
+        DepositState.PROCESSING,
+        500,
+        200,
+        1,
+    )
+    assert deposit(500, "ETH", parts, 106, 3).state is DepositState.CONFIRMED
+    assert deposit(600, "ETH", parts, 200, 3).state is DepositState.PROCESSING, "short of due"
+
+
+def test_orphaned_transfers_and_other_assets_pay_nothing() -> None:
+    transfers = [
+        _transfer(500, 100, orphaned=True),
+        _transfer(500, 100, asset="USDT", log_index=0),
+    ]
+    state = deposit(500, "ETH", transfers, 200, 3)
+    assert (state.state, state.received, state.confirmations) == (DepositState.AWAITING, 0, 0)
+
+
+def test_a_deposit_needs_a_positive_amount_and_depth() -> None:
+    with pytest.raises(ValueError):
+        deposit(0, "ETH", [], 1, 3)
+    with pytest.raises(ValueError):
+        deposit(1, "ETH", [], 1, 0)
+
+
+def test_wei_amounts_beyond_64_bits_stay_exact() -> None:
+    huge = 10**30 + 1
+    state = deposit(huge, "ETH", [_transfer(huge, 1)], 1, 1)
+    assert state.state is DepositState.CONFIRMED and state.doc()["received_minor"] == huge
+
+
+def test_addresses_come_from_the_account_xpub_alone() -> None:
+    deriver = Deriver(_account(0).PublicKey().ToExtended())
+    # index 0 of m/44'/60'/0' of the test mnemonic is anvil's (and hardhat's) first account
+    assert deriver.address(0) == "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266"
+    assert deriver.address(1) == "0x70997970c51812dc3a010c7d01b50e0d17dc79c8"
+    assert len({deriver.address(i) for i in range(20)}) == 20
+
+
+def test_a_private_or_wrong_level_key_is_refused() -> None:
+    with pytest.raises(KeyInvalid, match="private"):
+        Deriver(_account(0).PrivateKey().ToExtended())
+    with pytest.raises(KeyInvalid, match="account level"):
+        Deriver(_account(0).Change(Bip44Changes.CHAIN_EXT).PublicKey().ToExtended())
+    with pytest.raises(KeyInvalid):
+        Deriver("xpub-not-a-key")
+
+
+def test_eip681_uris_for_ether_and_for_a_token() -> None:
+    assert payment_uri(1, ADDRESS, "ETH", 10**18, None) == f"ethereum:{ADDRESS}@1?value={10**18}"
+    token = "0x" + "cd" * 20
+    assert payment_uri(31337, ADDRESS, "USDT", 2_500_000, token) == (
+        f"ethereum:{token}@31337/transfer?address={ADDRESS}&uint256=2500000"
+    )
+    with pytest.raises(ValueError):
+        payment_uri(1, ADDRESS, "USDT", 1, None)
+
+
+def test_a_transfer_log_is_read_and_other_logs_are_not() -> None:
+    log = {
+        "topics": [
+            HexBytes(TRANSFER_TOPIC),
+            HexBytes("0x" + "00" * 12 + "11" * 20),
+            HexBytes("0x" + "00" * 12 + "ab" * 20),
+        ],
+        "data": HexBytes((25_500_000).to_bytes(32, "big")),
+        "transactionHash": HexBytes("0x" + "01" * 32),
+        "blockHash": HexBytes("0x" + "02" * 32),
+        "blockNumber": 7,
+        "logIndex": 3,
+    }
+    found = token_transfer(log)
+    assert found is not None
+    assert (found.to, found.amount, found.log_index, found.block_number) == (
+        ADDRESS,
+        25_500_000,
+        3,
+        7,
+    )
+    assert token_transfer({**log, "topics": log["topics"][:1]}) is None
+    approval = HexBytes("0x" + "8c" * 32)
+    assert token_transfer({**log, "topics": [approval, *log["topics"][1:]]}) is None
