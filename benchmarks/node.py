@@ -28,6 +28,7 @@ from config import Settings, load_settings
 from infra import db, redisclient, reset
 from infra.channels import seed_from_config
 from infra.secretbox import SecretBox
+from workers.supervisor import POOL_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -165,7 +166,7 @@ class LocalNode:
         return found
 
     def pools_running(self) -> bool:
-        return len(self.pool_processes()) == 6
+        return set(self.pool_processes()) == set(POOL_NAMES)
 
     async def stop(self) -> None:
         self._terminate()

@@ -210,7 +210,7 @@ def parser() -> argparse.ArgumentParser:
     gw.add_argument("--processes", type=int, default=0)
     worker = sub.add_parser("worker", help="run one worker pool")
     worker.add_argument(
-        "pool", choices=["relay", "risk", "channel", "ledger", "notify", "scheduler"]
+        "pool", choices=["relay", "risk", "channel", "ledger", "notify", "scheduler", "chain"]
     )
     sub.add_parser("simulator", help="run the channel simulator")
     sub.add_parser("up", help="migrate, then run everything under one supervisor")

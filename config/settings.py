@@ -120,6 +120,17 @@ class Scheduler(Base):
     check_for_s: float
 
 
+class Chain(Base):
+    """The chain watcher: how often it polls each crypto channel's node, how many blocks it
+    reads per round, how many recent block hashes it keeps to notice a reorg, and the depth
+    at which a deposit in each asset counts as paid."""
+
+    poll_ms: int
+    blocks_per_round: int
+    keep_blocks: int
+    confirmations: dict[str, int]
+
+
 class Reconciliation(Base):
     """When the scheduler reconciles each channel's daily statement by itself."""
 
@@ -284,6 +295,7 @@ class Settings(Base):
     secrets: Secrets
     alerts: Alerts
     fx: Fx
+    chain: Chain
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

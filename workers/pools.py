@@ -16,7 +16,7 @@ from config import Settings
 from infra import metrics
 from infra.httpserver import hide_versions
 from infra.invalidation import follow
-from workers import channel, ledger, notify, relay, risk, scheduler
+from workers import chain, channel, ledger, notify, relay, risk, scheduler
 from workers.context import Context
 
 log = logging.getLogger("juhe.pool")
@@ -28,6 +28,7 @@ POOLS: dict[str, Callable[[Context], Awaitable[None]]] = {
     "ledger": ledger.run,
     "notify": notify.run,
     "scheduler": scheduler.run,
+    "chain": chain.run,
 }
 
 

@@ -22,7 +22,7 @@ from config import Settings
 
 log = logging.getLogger("juhe.supervisor")
 
-POOL_NAMES = ("relay", "risk", "channel", "ledger", "notify", "scheduler")
+POOL_NAMES = ("relay", "risk", "channel", "ledger", "notify", "scheduler", "chain")
 
 
 @dataclass

@@ -1,0 +1,296 @@
+"""The Ethereum channel end to end against a real local chain (anvil) and a whole node (real
+PostgreSQL, Redis, RabbitMQ): ETH and USDT deposits found by the chain watcher, shown with
+their confirmations, paid at the configured depth with one balanced entry and a webhook; the
+watcher restarted with blocks mined while it was down; blocks re-read; a reorg before
+confirmation."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from domain.access import Realm
+from gateway.client import MerchantClient
+from infra.merchants import create_merchant
+from tests.chain import CHAIN_ID, DEPOSIT_XPUB, Anvil, Wallets
+from tests.conftest import Receiver, wait_status
+from tests.invariants import assert_ledger_invariants
+from tests.portal import Portal, make_user
+from tests.stack import Stack
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+DEPTH = 3
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def anvil() -> AsyncIterator[Anvil]:
+    chain = Anvil()
+    try:
+        await chain.start()
+        yield chain
+    finally:
+        await chain.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def wallets(anvil: Anvil) -> Wallets:
+    return await Wallets.deploy(anvil)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def node() -> AsyncIterator[Stack]:
+    stack = Stack(
+        "cry",
+        {
+            "JUHE_CHAIN__POLL_MS": "100",
+            "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": {DEPTH}, "USDT": {DEPTH}}}',
+            # No channel takes USD as it is, so a USD price is quoted into the first currency
+            # a channel takes (ETH, before EUR and USDT) and locked on the payment.
+            "JUHE_CHANNELS__SIM__CURRENCIES": '["EUR"]',
+            "JUHE_CHANNELS__SIM_B__CURRENCIES": '["EUR"]',
+        },
+    )
+    try:
+        await stack.start()
+        yield stack
+    finally:
+        await stack.stop()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def shop(
+    node: Stack, anvil: Anvil, wallets: Wallets, http: aiohttp.ClientSession, receiver: Receiver
+) -> MerchantClient:
+    """A merchant whose crypto payments go to an `ethereum` channel on the local chain."""
+    admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
+    status, body = await admin.call(
+        "POST",
+        "/api/v1/admin/channels",
+        {
+            "code": "eth",
+            "adapter": "ethereum",
+            "base_url": anvil.url,
+            "credentials": {"xpub": DEPOSIT_XPUB, "usdt_contract": wallets.usdt_address},
+            "methods": ["crypto"],
+            "currencies": ["ETH", "USDT"],
+            "fees": [{"bps": 100}],
+            "priority": 500,
+        },
+    )
+    assert status == 201, body
+    assert node.pg is not None
+    created = await create_merchant(
+        node.pg,
+        node.box,
+        name="crypto shop",
+        notify_url=f"{receiver.url}/placeholder",
+        currencies=["USD", "ETH", "USDT"],
+        fee_bps=250,
+    )
+    await node.pg.execute(
+        "UPDATE merchants SET notify_url = $2 WHERE id = $1",
+        created.id,
+        f"{receiver.url}/{created.id}",
+    )
+    receiver.secrets[created.id] = created.webhook_secret.encode()
+    client = MerchantClient(node.url, created.key_id, created.secret, http)
+    client.merchant_id = created.id  # type: ignore[attr-defined]
+    status, body = await admin.call(
+        "PUT",
+        f"/api/v1/merchants/{created.id}/payment-config",
+        {"routing": [{"strategy": "pinned", "channels": ["eth"], "methods": ["crypto"]}]},
+    )
+    assert status == 200, body
+    await asyncio.sleep(1.0)  # every process hears of the channel and the routing
+    return client
+
+
+async def _open(shop: MerchantClient, amount: str, currency: str) -> dict[str, Any]:
+    status, created = await shop.create_payment(
+        amount=amount,
+        currency=currency,
+        method="crypto",
+        merchant_order_id=f"c{time.time_ns()}",
+    )
+    assert status == 201, created
+    return await wait_status(shop, created["id"], {"awaiting_payment", "failed"}, timeout=20)
+
+
+async def _until(
+    shop: MerchantClient, payment_id: str, test: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    deadline = time.monotonic() + 20
+    while True:
+        status, body = await shop.get_payment(payment_id)
+        assert status == 200, body
+        if test(body) or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.05)
+
+
+def _processing(body: dict[str, Any]) -> bool:
+    return body["crypto"]["state"] == "processing"
+
+
+async def _entries(node: Stack, payment_id: str) -> int:
+    assert node.pg is not None
+    return await node.pg.fetchval(
+        "SELECT count(*) FROM journal_entries WHERE kind = 'payment' AND ref = $1", payment_id
+    )
+
+
+async def test_an_eth_payment_is_found_confirmed_posted_and_notified(
+    node: Stack,
+    anvil: Anvil,
+    wallets: Wallets,
+    shop: MerchantClient,
+    receiver: Receiver,
+    http: aiohttp.ClientSession,
+) -> None:
+    waiting = await _open(shop, "0.123456789012345678", "ETH")
+    assert (waiting["status"], waiting["channel"]) == ("awaiting_payment", "eth")
+    crypto = waiting["crypto"]
+    address = crypto["address"]
+    assert address.startswith("0x") and len(address) == 42
+    assert address not in [a.lower() for a in wallets.accounts], "derived, not a funded account"
+    assert (crypto["asset"], crypto["amount"]) == ("ETH", "0.123456789012345678")
+    assert crypto["network"] == f"eip155:{CHAIN_ID}" and crypto["state"] == "awaiting"
+    assert crypto["uri"] == f"ethereum:{address}@{CHAIN_ID}?value=123456789012345678"
+    async with http.get(f"{node.url}/checkout/{waiting['id']}") as page:
+        html = await page.text()
+    assert address in html and "0.123456789012345678 ETH" in html
+
+    await wallets.send_eth(1, address, 123456789012345678)
+    seen = await _until(shop, waiting["id"], _processing)
+    assert seen["status"] == "awaiting_payment", "seen on the chain, not yet deep enough"
+    assert seen["crypto"]["confirmations"] >= 1
+    assert seen["crypto"]["confirmations_required"] == DEPTH
+    assert seen["crypto"]["amount_received"] == "0.123456789012345678"
+    async with http.get(f"{node.url}/checkout/{waiting['id']}") as page:
+        assert 'id="confirmations"' in await page.text()
+
+    await anvil.mine(DEPTH)
+    paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert paid["amount"] == "0.123456789012345678"
+    event = await receiver.wait_for(
+        shop.merchant_id,  # type: ignore[attr-defined]
+        lambda e: e["type"] == "payment.succeeded" and e["data"]["id"] == waiting["id"],
+    )
+    assert event["data"]["status"] == "succeeded"
+    assert await _entries(node, waiting["id"]) == 1
+    assert node.pg is not None
+    clearing = await node.pg.fetchval(
+        "SELECT balance FROM ledger_accounts WHERE name = 'channel:eth:clearing' AND currency = $1",
+        "ETH",
+    )
+    assert clearing != 0
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_a_usdt_payment_through_its_transfer_log(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, receiver: Receiver
+) -> None:
+    waiting = await _open(shop, "25.50", "USDT")
+    crypto = waiting["crypto"]
+    token = wallets.usdt_address
+    assert crypto["token_contract"] == token
+    assert crypto["uri"] == (
+        f"ethereum:{token}@{CHAIN_ID}/transfer?address={crypto['address']}&uint256=25500000"
+    )
+    await wallets.send_usdt(2, crypto["address"], 25_500_000)
+    await _until(shop, waiting["id"], _processing)
+    await anvil.mine(DEPTH)
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    await receiver.wait_for(
+        shop.merchant_id,  # type: ignore[attr-defined]
+        lambda e: e["type"] == "payment.succeeded" and e["data"]["id"] == waiting["id"],
+    )
+    assert await _entries(node, waiting["id"]) == 1
+    assert node.pg is not None
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_each_payment_gets_its_own_address_at_a_new_index(
+    node: Stack, shop: MerchantClient
+) -> None:
+    first, second = await _open(shop, "1.00", "USDT"), await _open(shop, "1.00", "USDT")
+    assert first["crypto"]["address"] != second["crypto"]["address"]
+    assert node.pg is not None
+    rows = await node.pg.fetch(
+        "SELECT idx FROM deposit_addresses WHERE payment_id = ANY($1::text[]) ORDER BY idx",
+        [first["id"], second["id"]],
+    )
+    assert rows[1]["idx"] > rows[0]["idx"]
+
+
+async def test_a_fiat_price_is_due_at_the_locked_quote(shop: MerchantClient) -> None:
+    waiting = await _open(shop, "100.00", "USD")
+    fx, crypto = waiting["fx"], waiting["crypto"]
+    assert waiting["status"] == "awaiting_payment", waiting
+    assert fx is not None and fx["to_currency"] == crypto["asset"] == "ETH"
+    assert crypto["amount"] == fx["converted_amount"]
+    assert crypto["uri"].endswith(f"?value={fx['converted_amount'].replace('.', '').lstrip('0')}")
+
+
+async def test_a_restarted_watcher_catches_up_and_counts_each_transfer_once(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "3.00", "USDT")
+    address = waiting["crypto"]["address"]
+    watcher = node.pool_processes()["chain"]
+    watcher.kill()
+    tx = await wallets.send_usdt(1, address, 3_000_000)
+    await anvil.mine(DEPTH + 2)  # all mined while the watcher is down
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=30)
+    assert node.pool_processes()["chain"].pid != watcher.pid
+    assert node.pg is not None
+    events = await node.pg.fetch("SELECT * FROM chain_events WHERE address = $1", address)
+    assert [(e["tx_hash"], int(e["amount"])) for e in events] == [(tx, 3_000_000)]
+
+    # As after a crash between recording a block and keeping the progress: the watcher reads
+    # the blocks again and reports the deposit again; nothing counts twice.
+    block = events[0]["block_number"]
+    await node.pg.execute("DELETE FROM chain_blocks WHERE number >= $1", block - 1)
+    await node.pg.execute(
+        "UPDATE deposit_addresses SET reported = NULL WHERE payment_id = $1", waiting["id"]
+    )
+    await anvil.mine(1)
+    deadline = time.monotonic() + 20
+    while await node.pg.fetchval("SELECT max(number) FROM chain_blocks") <= block:
+        assert time.monotonic() < deadline, "the watcher did not read the blocks again"
+        await asyncio.sleep(0.1)
+    again = await node.pg.fetch("SELECT * FROM chain_events WHERE address = $1", address)
+    assert len(again) == 1
+    assert await _entries(node, waiting["id"]) == 1
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_a_reorg_before_confirmation_puts_the_payment_back_to_awaiting(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "0.5", "ETH")
+    address = waiting["crypto"]["address"]
+    await wallets.send_eth(3, address, 5 * 10**17)
+    await _until(shop, waiting["id"], _processing)
+    await anvil.rpc("anvil_reorg", 1, [])  # the payment's block replaced by one without it
+    back = await _until(shop, waiting["id"], lambda b: b["crypto"]["state"] == "awaiting")
+    assert back["crypto"]["amount_received"] == "0.000000000000000000"
+    await anvil.mine(DEPTH + 1)
+    head = int(str(await anvil.rpc("eth_blockNumber")), 16)
+    assert node.pg is not None
+    deadline = time.monotonic() + 20
+    while await node.pg.fetchval("SELECT max(number) FROM chain_blocks") < head:
+        assert time.monotonic() < deadline, "the watcher did not follow the new chain"
+        await asyncio.sleep(0.1)
+    status, still = await shop.get_payment(waiting["id"])
+    assert status == 200 and still["status"] == "awaiting_payment"
+    assert node.pg is not None
+    orphaned = await node.pg.fetch("SELECT orphaned FROM chain_events WHERE address = $1", address)
+    assert [r["orphaned"] for r in orphaned] == [True]

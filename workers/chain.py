@@ -1,0 +1,220 @@
+"""Chain watcher pool: follows each crypto channel's chain block by block from where it
+stopped, records transfers to the deposit addresses ever issued, shows each open deposit's
+confirmations on its payment, and reports `paid` to the ledger once the amount due is deep
+enough, as a `ChannelCallback` like any channel's.
+
+Progress is the last block done, kept in PostgreSQL with the recent blocks' hashes: a restarted
+watcher resumes after it and catches up on what was mined meanwhile, and a block whose parent is
+not the hash we kept means a reorg, so our tip is dropped (its events orphaned) until the
+chains agree again; the tip itself is compared with the chain's block at its height each round,
+so a replaced head block is noticed at once. Recording is idempotent (events keyed by tx hash,
+log index and block hash) and the ledger applies a (channel, event id) once, so a re-read block
+or a repeated report counts once. The decisions are `domain.chain`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+
+import orjson
+from hexbytes import HexBytes
+
+from adapters.base import ChannelTransientError
+from adapters.ethereum import EthereumAdapter
+from adapters.ethereum.wire import TRANSFER_TOPIC, token_transfer
+from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, deposit
+from domain.channels import ChannelSpec
+from domain.messages import ChannelCallback, LedgerCommand
+from infra import deposits
+from workers.context import Context
+
+log = logging.getLogger("juhe.chain")
+
+
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
+class Watcher:
+    """One crypto channel's chain."""
+
+    def __init__(self, ctx: Context, code: str) -> None:
+        self.ctx = ctx
+        self.code = code
+        self.settings = ctx.settings.chain
+
+    @property
+    def adapter(self) -> EthereumAdapter:
+        adapter = self.ctx.channels.adapter(self.code)
+        if not isinstance(adapter, EthereumAdapter):
+            raise ChannelTransientError("channel_unavailable", f"channel {self.code} not loaded")
+        return adapter
+
+    def depth(self, asset: str) -> int:
+        required = self.settings.confirmations
+        return required.get(asset, max(required.values(), default=12))
+
+    async def run(self) -> None:
+        while True:
+            try:
+                busy = await self.round()
+            except (ChannelTransientError, OSError) as exc:
+                log.warning("chain round failed", extra={"channel": self.code, "error": str(exc)})
+                busy = False
+            if not busy:
+                await asyncio.sleep(self.settings.poll_ms / 1000)
+
+    async def round(self) -> bool:
+        """Follow the chain up to its head (at most `blocks_per_round` blocks), then recompute
+        the open deposits. True when blocks are left to read."""
+        adapter = self.adapter
+        chain = await adapter.chain()
+        head = await adapter.call(adapter.rpc.eth.block_number)
+        tip = await deposits.tip(self.ctx.pg, self.code)
+        while tip is not None and not await self.canonical(adapter, tip, head):
+            await self.drop_tip(chain, tip["number"])
+            tip = await deposits.tip(self.ctx.pg, self.code)
+        # A first start looks back over the blocks it would keep: a deposit may be paid before
+        # the watcher first runs.
+        number = tip["number"] + 1 if tip else max(0, head - self.settings.keep_blocks + 1)
+        tip_hash = tip["hash"] if tip else None
+        last = min(head, number + self.settings.blocks_per_round - 1)
+        while number <= last:
+            block = await adapter.call(adapter.rpc.eth.get_block(number, full_transactions=True))
+            if tip_hash is not None and _hex(block["parentHash"]) != tip_hash:
+                await self.drop_tip(chain, number - 1)
+                tip = await deposits.tip(self.ctx.pg, self.code)
+                number = tip["number"] + 1 if tip else number - 1
+                tip_hash = tip["hash"] if tip else None
+                continue
+            await self.follow(adapter, chain, block)
+            tip_hash = _hex(block["hash"])
+            number += 1
+        await self.report(chain, head)
+        return last < head
+
+    async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
+        """Is the last block we followed still the chain's block at its height? Asked every
+        round, so a replaced tip is noticed before any block is built on the new one."""
+        if tip["number"] > head:
+            return False
+        block = await adapter.call(adapter.rpc.eth.get_block(tip["number"]))
+        return _hex(block["hash"]) == tip["hash"]
+
+    async def drop_tip(self, chain: str, number: int) -> None:
+        async with self.ctx.pg.acquire() as conn, conn.transaction():
+            touched = await deposits.drop_tip(conn, self.code, chain, number)
+        log.warning(
+            "reorg: a followed block left the chain",
+            extra={"channel": self.code, "block": number, "deposits": len(touched)},
+        )
+
+    async def follow(self, adapter: EthereumAdapter, chain: str, block: Mapping) -> None:
+        """Record the block's transfers to issued addresses (native ETH, then USDT logs) and the
+        block itself, in one transaction: a crash in between re-reads the whole block."""
+        block_hash, number = _hex(block["hash"]), int(block["number"])
+        found: list[Transfer] = [
+            Transfer(
+                tx_hash=_hex(tx["hash"]),
+                log_index=NATIVE_LOG_INDEX,
+                block_hash=block_hash,
+                block_number=number,
+                address=str(tx["to"]).lower(),
+                asset="ETH",
+                amount=int(tx["value"]),
+            )
+            for tx in block["transactions"]
+            if tx.get("to") and int(tx["value"]) > 0
+        ]
+        if adapter.token is not None:
+            logs = await adapter.call(
+                adapter.rpc.eth.get_logs(
+                    {
+                        "blockHash": HexBytes(block_hash),
+                        "address": adapter.rpc.to_checksum_address(adapter.token),
+                        "topics": [TRANSFER_TOPIC],
+                    }
+                )
+            )
+            for entry in logs:
+                t = token_transfer(entry)
+                if t is not None and t.amount > 0:
+                    found.append(
+                        Transfer(t.tx_hash, t.log_index, block_hash, number, t.to, "USDT", t.amount)
+                    )
+        async with self.ctx.pg.acquire() as conn, conn.transaction():
+            ours = await deposits.issued(conn, chain, sorted({t.address for t in found}))
+            mine = [t for t in found if t.address in ours]
+            recorded = await deposits.record(conn, chain, mine)
+            await deposits.follow(
+                conn,
+                self.code,
+                number,
+                block_hash,
+                _hex(block["parentHash"]),
+                self.settings.keep_blocks,
+            )
+        if recorded:
+            log.info(
+                "chain transfers recorded",
+                extra={"channel": self.code, "block": number, "transfers": recorded},
+            )
+
+    async def report(self, chain: str, head: int) -> None:
+        """Each open deposit's progress onto its payment (only when it changed), and `paid` to
+        the ledger once confirmed: sent before it is marked, so a crash between resends it,
+        which the ledger counts once."""
+        ctx = self.ctx
+        for row in await deposits.open_deposits(ctx.pg, self.code):
+            asset, due = row["asset"], int(row["amount_due"])
+            transfers = await deposits.transfers(ctx.pg, chain, row["address"])
+            state = deposit(due, asset, transfers, head, self.depth(asset))
+            progress = {**state.doc(), "received_minor": str(state.received)}
+            updated = await ctx.pg.fetchrow(
+                """UPDATE payments SET crypto = crypto || $2::jsonb, version = version + 1,
+                          updated_at = now()
+                   WHERE id = $1 AND status = 'awaiting_payment' AND crypto IS NOT NULL
+                     AND NOT crypto @> $2::jsonb RETURNING *""",
+                row["payment_id"],
+                orjson.dumps(progress).decode(),
+            )
+            if updated is not None:
+                await ctx.hot.put_payment(updated)
+            if state.state is not DepositState.CONFIRMED:
+                continue
+            paid = ChannelCallback(
+                channel=self.code,
+                event_id=f"chain:{row['payment_id']}:paid",
+                payment_id=row["payment_id"],
+                channel_order_id=row["address"],
+                outcome="paid",
+                amount=str(due),
+                currency=asset,
+            )
+            await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(callback=paid)])
+            await ctx.pg.execute(
+                "UPDATE deposit_addresses SET reported = 'paid' WHERE payment_id = $1",
+                row["payment_id"],
+            )
+            log.info(
+                "deposit confirmed",
+                extra={"channel": self.code, "payment_id": row["payment_id"], "head": head},
+            )
+
+
+async def run(ctx: Context) -> None:
+    async with asyncio.TaskGroup() as group:
+        started: set[str] = set()
+
+        async def start_watchers(specs: Mapping[str, ChannelSpec]) -> None:
+            """A crypto channel created while the pool runs is watched from then on."""
+            for code in sorted(c for c, s in specs.items() if s.adapter == "ethereum"):
+                if code not in started:
+                    group.create_task(Watcher(ctx, code).run())
+                    started.add(code)
+
+        await start_watchers(ctx.channels.specs)
+        ctx.channels.listen(start_watchers)
+        await asyncio.Event().wait()  # with no crypto channel yet, wait for one
