@@ -66,6 +66,8 @@ WEBHOOK_TYPES = (
     "payment.expired",
     "payment.canceled",
     "payment.rejected",
+    "payment.review_opened",
+    "payment.review_closed",
     "refund.succeeded",
     "refund.failed",
 )
