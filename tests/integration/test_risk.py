@@ -18,7 +18,9 @@ import pytest_asyncio
 from aiohttp import web
 
 from domain.access import Realm
+from domain.ids import new_id
 from gateway.client import MerchantClient
+from infra import agents
 from tests.conftest import merchant_on, wait_status
 from tests.portal import Portal, make_user
 from tests.stack import Stack, free_port
@@ -536,3 +538,30 @@ async def test_operators_hear_of_high_scores_and_a_long_review_queue(
     await held(shop, "cus_alert")
     queue = await until(lambda: heard("risk.review_queue"))
     assert queue["detail"]["waiting"] >= 1 and queue["detail"]["limit"] == 1
+
+
+async def test_an_agent_scoped_rule_judges_its_whole_subtree_only(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    assert node.pg is not None
+    top, child = new_id("agt"), new_id("agt")
+    under = await merchant_on(node, http, "risk-under")
+    outside = await merchant_on(node, http, "risk-outside")
+    async with node.pg.acquire() as conn, conn.transaction():
+        for agent_id, parent in ((top, None), (child, top)):
+            await agents.create_agent(
+                conn,
+                agent_id=agent_id,
+                name=agent_id,
+                email=f"{agent_id}@agents.example",
+                parent_id=parent,
+                status="active",
+                grants=[],
+            )
+        await agents.place_merchant(conn, under.merchant_id, child)
+    await publish(admin, [rule("subtree", f"'{child}' in agents", "review", scope=f"agent:{top}")])
+    await asyncio.sleep(1.0)
+    judged = await pay(under)
+    assert judged["risk"]["outcome"] == "review"
+    assert judged["risk"]["fired"][0]["values"] == {"agents": [child, top]}  # nearest first
+    assert (await pay(outside))["risk"]["fired"] == []
