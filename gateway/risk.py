@@ -1,10 +1,12 @@
-"""Risk control's administration: block and allow lists, and versioned rule sets.
-`/api/v1/risk/…` and `juhe risk` share these operations.
+"""Risk control over HTTP: block and allow lists, versioned rule sets, shadow runs and
+backtests, the manual review queue, and evaluating a transaction without a payment.
+`/api/v1/risk/…` and `juhe risk` share the list and rule operations.
 
 Every change is validated first (a rule set is compiled, and refused with the rule and the
 position of each error), written with its audit record in one transaction, then announced, so
 every risk process judges by it within a second. A rule set version never changes once
 written: publishing moves the live pointer, and rolling back is publishing an earlier version.
+Reviews are decided by platform reviewers only (`risk:write`), never by the merchant.
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@
 Lists and rule versions are written here, each change bumping `risk_state` in the same
 transaction; the writer announces it (infra.invalidation) and every process's `RiskBook`
 reloads within moments, or at its next version check if it missed the message. A book holds
-one compiled rule set at a time and swaps it whole, so whatever judges a payment reads one
-version from start to end.
+one compiled rule set at a time (and the shadow's) and swaps it whole, so whatever judges a
+payment reads one version from start to end. `Judge` is that judging step, shared by the risk
+pool and the gateway's `POST /risk/evaluate`.
 """
 
 from __future__ import annotations
