@@ -58,7 +58,7 @@ def node_env(name: str, overrides: Mapping[str, str] | None = None) -> dict[str,
     development profile (it runs with the published demo secrets). In `overrides`,
     `{simulator_url}` stands for this node's simulator (for extra simulated channels)."""
     tag = f"t{name}{secrets.token_hex(3)}"
-    gateway, simulator, metrics = free_port(), free_port(), free_port_block(6)
+    gateway, simulator, metrics = free_port(), free_port(), free_port_block(len(POOL_NAMES))
     simulator_url = f"http://127.0.0.1:{simulator}"
     return {
         "JUHE_NODE__PROFILE": "development",

@@ -12,7 +12,7 @@ import msgspec
 import orjson
 import uvloop
 
-from cli import channels, recon, risk
+from cli import chain, channels, recon, risk
 from config import Settings, load_settings
 from config.published import packaged, published_credentials, published_settings, refusal
 from domain.fees import PriceBps
@@ -175,11 +175,30 @@ def _up(settings: Settings) -> None:
         f"  gateway    {g.public_url}   (health /healthz, metrics /metrics, "
         "API /api/v1, OpenAPI /api/v1/openapi.json)\n"
         f"  simulator  http://{s.host}:{s.port}\n"
-        f"  demo merchant: {orjson.dumps(demo).decode()}\n"
+        + (
+            f"  chain      http://127.0.0.1:{settings.chain.local_node_port}   (anvil; "
+            "juhe chain pay|mine)\n"
+            if settings.chain.local_node_port
+            else ""
+        )
+        + f"  demo merchant: {orjson.dumps(demo).decode()}\n"
         "Ctrl-C stops everything.\n",
         flush=True,
     )
     uvloop.run(Supervisor(settings, children(settings, multiproc_dir())).run())
+
+
+def _chain(settings: Settings, args: argparse.Namespace) -> None:
+    from infra import localchain
+
+    try:
+        if args.action == "node":
+            setup_logging("chain-node", settings.logging.level)
+            uvloop.run(localchain.serve(settings))
+        else:
+            print(orjson.dumps(asyncio.run(chain.run(settings, args))).decode())
+    except localchain.NotDevelopment as exc:
+        raise SystemExit(f"juhe chain: {exc}") from None
 
 
 def _dev_reset(settings: Settings, args: argparse.Namespace) -> None:
@@ -243,6 +262,7 @@ def parser() -> argparse.ArgumentParser:
     )
     channels.add_parser(sub)
     recon.add_parser(sub)
+    chain.add_parser(sub)
     return p
 
 
@@ -310,6 +330,8 @@ def main(argv: list[str] | None = None) -> None:
             _api_command(settings, args, recon.run)
         case "dev":
             _dev_reset(settings, args)
+        case "chain":
+            _chain(settings, args)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """`juhe up`: every process of a node under one supervised foreground process.
 
-Children are the gateway, each worker pool and the channel simulator, each its own `juhe`
-subcommand. A child that exits is restarted after a short backoff (longer if it keeps dying);
-SIGINT/SIGTERM stop all of them. All children share one Prometheus multiprocess directory, so
-the gateway's /metrics shows the whole node.
+Children are the gateway, each worker pool, the channel simulator and, where configured, the
+local development chain, each its own `juhe` subcommand. A child that exits is restarted after
+a short backoff (longer if it keeps dying); SIGINT/SIGTERM stop all of them. All children share
+one Prometheus multiprocess directory, so the gateway's /metrics shows the whole node.
 """
 
 from __future__ import annotations
@@ -42,6 +42,8 @@ def children(settings: Settings, multiproc_dir: str, with_simulator: bool = True
     found += [Child(p, [*base, "worker", p], {**env, "JUHE_WORKER_INDEX": "0"}) for p in POOL_NAMES]
     if with_simulator:
         found.append(Child("simulator", [*base, "simulator"], env))
+    if settings.chain.local_node_port:
+        found.append(Child("chain-node", [*base, "chain", "node"], env))
     return found
 
 
