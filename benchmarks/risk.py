@@ -1,21 +1,32 @@
-"""Issue 14's cost of a decision, in-process against the real Redis: CPU µs per payment in the
-risk pool's judging step (facts, lists, every velocity counter in one pipelined round trip per
-envelope of 100, the rules) with 50 rules reading 10 velocity counters, against the same step
-with no rules (velocity still records each payment). The end-to-end throughput with and without
-the rule set on a whole node is not measured here yet."""
+"""Issue 14's figures. The cost of a decision, in-process against the real Redis: CPU µs per
+payment in the risk pool's judging step (facts, lists, every velocity counter in one pipelined
+round trip per envelope of 100, the rules) with 50 rules reading 10 velocity counters, against
+the same step with no rules (velocity still records each payment). And `POST /risk/evaluate`'s
+p50/p99 at a fixed arrival rate on a gateway judging by those 50 rules. The end-to-end
+throughput with and without the rule set on a whole node is not measured here yet."""
 
 from __future__ import annotations
 
+import asyncio
+import secrets
 import time
 import uuid
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
+from benchmarks.load import Prepared
+from benchmarks.node import LocalNode
+from benchmarks.scenarios import warm_open_loop
 from config import load_settings
 from domain.risk import EMPTY, MerchantLimits, Rule, Thresholds, Transaction, compile_rules
+from gateway.client import signed_headers
+from infra import risk
 from infra.fx import rate_source
+from infra.invalidation import announce
 from infra.keys import Keys
+from infra.merchants import create_merchant
 from infra.risk import Judge, RiskBook, load_countries
 from infra.velocity import Velocity
 
@@ -115,3 +126,56 @@ async def decision_cost(count: int) -> dict[str, Any]:
         "cpu_us_per_payment_no_rules": bare * 1e6,
         "rules_cpu_us": (with_rules - bare) * 1e6,
     }
+
+
+EVALUATE_PATH = "/api/v1/risk/evaluate"
+
+
+async def evaluate_latency(rate: float, seconds: float) -> dict[str, Any]:
+    """`POST /risk/evaluate` under an open-loop load (constant arrival rate) on a gateway
+    judging by the 50 rules, each request a different customer, device and card."""
+    node = LocalNode("bench")
+    try:
+        await node.start("gateway")
+        assert node.pg is not None and node.redis is not None
+        merchant = await create_merchant(
+            node.pg,
+            node.box,
+            name="bench",
+            notify_url="http://127.0.0.1:9/none",
+            currencies=["USD", "EUR"],
+            fee_bps=250,
+        )
+        async with node.pg.acquire() as conn, conn.transaction():
+            row = await risk.save_version(conn, fifty_rules(), Thresholds(), "bench")
+            await risk.publish(conn, row["version"])
+        await announce(node.redis, Keys(node.settings.redis.prefix), risk=True)
+        await asyncio.sleep(1.0)
+
+        def requests(count: int) -> list[Prepared]:
+            pool = []
+            for n in range(count):
+                body = orjson.dumps(
+                    {
+                        "amount": f"{10 + n % 90}.00",
+                        "currency": "USD",
+                        "method": "card",
+                        "customer": {
+                            "email": f"buyer{n % 500}@shop.example",
+                            "ip": f"198.51.100.{n % 250}",
+                            "device_id": f"dev_{n % 300:08d}",
+                            "id": f"cus_{n}_{secrets.token_hex(3)}",
+                        },
+                        "card": {"fingerprint": f"fp_{n % 700}", "bin": "424242"},
+                    }
+                )
+                headers = signed_headers(
+                    merchant.key_id, merchant.secret, "POST", EVALUATE_PATH, body
+                )
+                pool.append(Prepared("POST", EVALUATE_PATH, headers, body))
+            return pool
+
+        result = await warm_open_loop(node.url, requests, rate, seconds)
+        return {**result.as_dict(), "rate": rate, "rules": 50}
+    finally:
+        await node.stop()

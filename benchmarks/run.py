@@ -106,7 +106,12 @@ async def settlements(smoke: bool) -> dict[str, Any]:
 
 async def risk_figures(smoke: bool) -> dict[str, Any]:
     """Issue 14's figure: the CPU cost of a decision with 50 rules and 10 velocity counters."""
-    return {"risk_decision": await risk.decision_cost(500 if smoke else 20_000)}
+    return {
+        "risk_decision": await risk.decision_cost(500 if smoke else 20_000),
+        "risk_evaluate": await risk.evaluate_latency(
+            20.0 if smoke else 200.0, 1.0 if smoke else 10.0
+        ),
+    }
 
 
 GROUPS = {"payments": payments, "settlement": settlements, "risk": risk_figures}
@@ -133,6 +138,13 @@ def report(figures: dict[str, Any]) -> str:
             f"against {r['cpu_us_per_payment_no_rules']:.0f} µs with no rules (the rules: "
             f"{r['rules_cpu_us']:.0f} µs; this machine; {r['payments']} payments in "
             "envelopes of 100)"
+        )
+    if "risk_evaluate" in figures:
+        r = figures["risk_evaluate"]
+        parts.append(
+            f"POST /risk/evaluate at {r['rate']:.0f}/s with {r['rules']} rules: p50 "
+            f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors of "
+            f"{r['requests']} (this machine)"
         )
     return "\n".join(parts)
 

@@ -50,6 +50,8 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     decision = figures["risk_decision"]
     assert decision["rules"] == 50 and decision["counters"] == 10, decision
     assert decision["cpu_us_per_payment"] > 0 and decision["cpu_us_per_payment_no_rules"] > 0
+    evaluate = figures["risk_evaluate"]
+    assert evaluate["requests"] > 0 and evaluate["errors"] == 0, evaluate
     assert "ratio" in run.stdout and "result file" in run.stdout
 
 
