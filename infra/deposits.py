@@ -152,14 +152,15 @@ async def drop_tip(conn: asyncpg.Connection, channel: str, chain: str, number: i
 
 
 async def open_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
-    """Deposits of payments still awaiting theirs that have any event, orphaned ones too (a
-    reorg may have taken their transfer away): what the watcher recomputes each round, as
-    confirmations grow with every block."""
+    """Deposits not yet reported paid that have any event, orphaned ones too (a reorg may
+    have taken their transfer away): what the watcher recomputes each round, as confirmations
+    grow with every block. Those of payments that expired or were canceled are watched too: a
+    transfer to their address is reported like any, and the ledger keeps it for operations."""
     return await conn.fetch(
         """SELECT d.*, p.status AS payment_status FROM deposit_addresses d
            JOIN payments p ON p.id = d.payment_id
            WHERE d.channel = $1 AND d.reported IS DISTINCT FROM 'paid'
-             AND p.status = 'awaiting_payment'
+             AND p.status = ANY(ARRAY['awaiting_payment', 'expired', 'canceled'])
              AND EXISTS (SELECT 1 FROM chain_events e
                          WHERE e.chain = d.chain AND e.address = d.address)""",
         channel,

@@ -165,7 +165,9 @@ class Watcher:
     async def report(self, chain: str, head: int) -> None:
         """Each open deposit's progress onto its payment (only when it changed), and `paid` to
         the ledger once confirmed: sent before it is marked, so a crash between resends it,
-        which the ledger counts once."""
+        which the ledger counts once. Paid to a payment that ended (expired, canceled), it is
+        raised to operations too; the ledger records it as paid after end (reconciliation's
+        `paid_after_end`), to be accepted or refunded, never posted by itself."""
         ctx = self.ctx
         for row in await deposits.open_deposits(ctx.pg, self.code):
             asset, due = row["asset"], int(row["amount_due"])
@@ -198,10 +200,21 @@ class Watcher:
                 "UPDATE deposit_addresses SET reported = 'paid' WHERE payment_id = $1",
                 row["payment_id"],
             )
-            log.info(
+            ended = row["payment_status"] != "awaiting_payment"
+            log.log(
+                logging.ERROR if ended else logging.INFO,
                 "deposit confirmed",
-                extra={"channel": self.code, "payment_id": row["payment_id"], "head": head},
+                extra={
+                    "channel": self.code,
+                    "payment_id": row["payment_id"],
+                    "status": row["payment_status"],
+                    "head": head,
+                },
             )
+            if ended:
+                await ctx.alerts.send(
+                    "payment.paid_after_end", payment_id=row["payment_id"], channel=self.code
+                )
 
 
 async def run(ctx: Context) -> None:

@@ -294,3 +294,24 @@ async def test_a_reorg_before_confirmation_puts_the_payment_back_to_awaiting(
     assert node.pg is not None
     orphaned = await node.pg.fetch("SELECT orphaned FROM chain_events WHERE address = $1", address)
     assert [r["orphaned"] for r in orphaned] == [True]
+
+
+async def test_a_transfer_to_a_canceled_payments_address_is_kept_for_operations(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "4.00", "USDT")
+    status, canceled = await shop.request("POST", f"/api/v1/payments/{waiting['id']}/cancel", {})
+    assert status == 200, canceled
+    await wait_status(shop, waiting["id"], {"canceled"})
+    await wallets.send_usdt(1, waiting["crypto"]["address"], 4_000_000)
+    await anvil.mine(DEPTH)
+    assert node.pg is not None
+    deadline = time.monotonic() + 20
+    query = "SELECT * FROM recon_discrepancies WHERE juhe_id = $1 AND kind = 'paid_after_end'"
+    while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
+        assert time.monotonic() < deadline, "the late transfer was not kept for operations"
+        await asyncio.sleep(0.1)
+    assert (found["channel"], found["reference"]) == ("eth", waiting["crypto"]["address"])
+    status, after = await shop.get_payment(waiting["id"])
+    assert status == 200 and after["status"] == "canceled"
+    assert await _entries(node, waiting["id"]) == 0, "never posted by itself"
