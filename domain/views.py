@@ -14,6 +14,7 @@ import orjson
 
 from domain.fx import Conversion, format_rate
 from domain.money import format_amount
+from domain.settlement import TOTALS
 
 
 def unix(value: datetime | float | int) -> int:
@@ -112,5 +113,25 @@ def refund_view(r: Mapping[str, Any]) -> dict[str, Any]:
         "reason": r.get("reason"),
         "failure_code": r.get("failure_code"),
         "failure_message": r.get("failure_message"),
+        "created": unix(r["created_at"]),
+    }
+
+
+def statement_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    """A settlement statement as the API and the `settlement.closed` webhook show it."""
+    c = r["currency"]
+    return {
+        "id": r["id"],
+        "object": "settlement",
+        "entity_id": r["entity_id"],
+        "entity_kind": r["entity_kind"],
+        "currency": c,
+        "cycle": r["cycle"],
+        "period_start": unix(r["period_start"]),
+        "period_end": unix(r["period_end"]),
+        "status": r["status"],
+        **{name: format_amount(int(r[name]), c) for name in (*TOTALS, "net")},
+        "carried_from": r["carried_from"],
+        "line_count": r["line_count"],
         "created": unix(r["created_at"]),
     }

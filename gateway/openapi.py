@@ -13,6 +13,8 @@ import msgspec
 import orjson
 
 from gateway.schemas import Error, Payment, Refund
+from gateway.settlement_schemas import StatementView
+from gateway.withdrawal_schemas import Withdrawal
 
 if TYPE_CHECKING:  # the table is handed in: it names the handlers, one of which serves this
     from gateway.routes import Route, Schema
@@ -70,6 +72,9 @@ WEBHOOK_TYPES = (
     "payment.review_closed",
     "refund.succeeded",
     "refund.failed",
+    "withdrawal.succeeded",
+    "withdrawal.failed",
+    "settlement.closed",
 )
 
 
@@ -153,11 +158,19 @@ def _operation(route: Route) -> dict[str, Any]:
     return op
 
 
+_WEBHOOK_DATA: dict[str, type] = {
+    "payment": Payment,
+    "refund": Refund,
+    "withdrawal": Withdrawal,
+    "settlement": StatementView,
+}
+
+
 def _webhooks() -> dict[str, Any]:
     """What Juhe POSTs to a merchant's notify_url: one signed event per change."""
     hooks = {}
     for event_type in WEBHOOK_TYPES:
-        data = Payment if event_type.startswith("payment.") else Refund
+        data = _WEBHOOK_DATA[event_type.split(".", 1)[0]]
         hooks[event_type] = {
             "post": {
                 "summary": f"`{event_type}`, at least once, the same event id on every attempt",

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
+from domain import views as domain_views
 from domain.access import Realm
 from domain.money import format_amount
 from domain.settlement import TOTALS
@@ -75,21 +76,7 @@ def _ts(value: datetime) -> int:
 
 
 def statement_view(r: asyncpg.Record) -> StatementView:
-    c = r["currency"]
-    return StatementView(
-        id=r["id"],
-        entity_id=r["entity_id"],
-        entity_kind=r["entity_kind"],
-        currency=c,
-        cycle=r["cycle"],
-        period_start=_ts(r["period_start"]),
-        period_end=_ts(r["period_end"]),
-        status=r["status"],
-        **{name: _amount(r[name], c) for name in (*TOTALS, "net")},
-        carried_from=r["carried_from"],
-        line_count=r["line_count"],
-        created=_ts(r["created_at"]),
-    )
+    return StatementView(**domain_views.statement_view(r))
 
 
 def terms_view(r: asyncpg.Record) -> CommissionTerms | None:

@@ -47,6 +47,7 @@ from domain.settlement import (
     release,
     reserve_release,
 )
+from domain.views import statement_view
 from domain.withdrawals import Refused, WithdrawalStatus
 from infra import audit, store, withdrawals
 
@@ -300,8 +301,32 @@ async def run(
         ]
         await _insert_statements(conn, drafts, cycles)
         result.statements = [d.id for d in drafts]
+        await _announce(conn, [d for d in drafts if d.entity.kind == "merchant"])
         await _auto_withdraw(conn, settings, drafts, result)
         return result
+
+
+async def _announce(conn: asyncpg.Connection, drafts: Sequence[Draft]) -> None:
+    """`settlement.closed` to each merchant whose statement closed (agents have no webhook
+    endpoint: they read their statements), through the outbox, due at the next sweep."""
+    if not drafts:
+        return
+    rows = await conn.fetch(
+        "SELECT * FROM settlement_statements WHERE id = ANY($1::text[]) ORDER BY id",
+        [d.id for d in drafts],
+    )
+    await store.add_events(
+        conn,
+        [
+            (
+                "settlement.closed",
+                statement_view(r),
+                {"merchant_id": r["entity_id"], "notify_url": None, "request_id": None},
+            )
+            for r in rows
+        ],
+        due_now=True,
+    )
 
 
 AUTO = audit.Actor("system:settlement", "platform")

@@ -9,6 +9,7 @@ import asyncio
 import time
 from datetime import datetime
 
+import orjson
 import pytest
 
 from domain.access import Realm
@@ -101,6 +102,13 @@ async def test_pending_becomes_available_and_closes_into_a_statement(
     assert closed.statements, "the period closed into a statement"
     again = await settle(stack, end, mid)
     assert again == RunResult(), "a re-run at the same clock changes nothing"
+    announced = await stack.pg.fetch(
+        "SELECT payload FROM webhook_events WHERE merchant_id = $1 AND type = 'settlement.closed'",
+        mid,
+    )
+    assert sorted(orjson.loads(r["payload"])["data"]["id"] for r in announced) == sorted(
+        closed.statements
+    ), "one settlement.closed per statement, none for the re-run"
 
     status, listed = await owner.call("GET", f"/api/v1/settlements/{mid}")
     assert status == 200 and [s["id"] for s in listed["data"]] == closed.statements[::-1]
