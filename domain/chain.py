@@ -59,6 +59,13 @@ def confirmations(block_number: int, head: int) -> int:
     return max(0, head - block_number + 1)
 
 
+def taken_back(state: Deposit, due: int) -> bool:
+    """A deposit credited as paid whose transfers the canonical chain no longer holds, at any
+    depth, in full: a reorg removed them, so the credit is reversed. One only pushed deeper,
+    or re-included in a replacing block, keeps its credit."""
+    return state.received < due
+
+
 def deposit(
     due: int, asset: str, transfers: Iterable[Transfer], head: int, required: int
 ) -> Deposit:

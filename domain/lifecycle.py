@@ -65,6 +65,7 @@ _TARGET = {
     "paid": PaymentStatus.SUCCEEDED,
     "failed": PaymentStatus.FAILED,
     "pending": PaymentStatus.AWAITING_PAYMENT,
+    "reversed": PaymentStatus.REVERSED,
 }
 
 
@@ -133,11 +134,13 @@ def on_callback(
     cost_rate: Rate,
     chain: Sequence[AgentTerms] = (),
     confirmation: Confirmation = Confirmation.NOT_ASKED,
+    paid_entry: Sequence[ledger.Posting] = (),
 ) -> CallbackEffect:
     """What a channel's word does to a payment; `cost_rate` is what the channel charges for
     it (its fee schedule's line for the method and the charged currency); `chain` is the
     merchant's agents (top first) with the commission policies in force now; `confirmation`
-    what the channel said of the callback's order if the payment has none recorded yet."""
+    what the channel said of the callback's order if the payment has none recorded yet;
+    `paid_entry` the postings that credited it, which a reversal undoes line by line."""
     if payment is None:
         return CallbackEffect("unknown_payment")
     refused = refusal(payment, callback, confirmation)
@@ -173,6 +176,18 @@ def on_callback(
             postings=tuple(postings),
             event_type="payment.succeeded",
             commissions=commissions,
+        )
+    if target is PaymentStatus.REVERSED:
+        if not paid_entry:
+            raise ValueError(f"payment {payment.id} has no entry to reverse")
+        reversal = ledger.proportional_reversal(paid_entry, payment.amount, payment.amount)
+        return CallbackEffect(
+            "applied",
+            target,
+            failure_code="payment_reversed",
+            failure_message=callback.failure_message or "the channel took the payment back",
+            postings=tuple(reversal),
+            event_type="payment.reversed",
         )
     if target is PaymentStatus.FAILED:
         return CallbackEffect(

@@ -57,7 +57,8 @@ class ChannelCallback(Message, frozen=True, kw_only=True):
     event_id: str
     payment_id: str
     channel_order_id: str
-    outcome: Literal["paid", "failed", "pending"]
+    # reversed: paid, then taken back by the network (a reorg dropped a confirmed deposit)
+    outcome: Literal["paid", "failed", "pending", "reversed"]
     amount: str | None = None
     currency: str | None = None
     failure_code: str | None = None

@@ -21,6 +21,9 @@ class PaymentStatus(StrEnum):
     REJECTED = "rejected"
     PARTIALLY_REFUNDED = "partially_refunded"
     REFUNDED = "refunded"
+    # credited, then its money was taken back by the channel's network (a chain reorganisation
+    # that dropped the crypto transfer): the credit is reversed by its own entry
+    REVERSED = "reversed"
 
 
 class RefundStatus(StrEnum):
@@ -38,7 +41,7 @@ ENDED_UNPAID = frozenset({P.CANCELED, P.EXPIRED})
 # discrepancy (`paid_after_end`), and only reconciliation may take the channel's word for it.
 ENDED_WITHOUT_MONEY = frozenset({P.FAILED, P.EXPIRED, P.CANCELED})
 REFUNDABLE = frozenset({P.SUCCEEDED, P.PARTIALLY_REFUNDED})
-FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.REJECTED, P.REFUNDED})
+FINAL = frozenset({P.FAILED, P.EXPIRED, P.CANCELED, P.REJECTED, P.REFUNDED, P.REVERSED})
 
 PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.PENDING: frozenset({P.PROCESSING, P.REJECTED, P.CANCELED, P.EXPIRED, P.FAILED, P.IN_REVIEW}),
@@ -46,13 +49,14 @@ PAYMENT_TRANSITIONS: dict[PaymentStatus, frozenset[PaymentStatus]] = {
     P.IN_REVIEW: frozenset({P.PENDING, P.REJECTED, P.CANCELED, P.EXPIRED}),
     P.PROCESSING: frozenset({P.AWAITING_PAYMENT, P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}),
     P.AWAITING_PAYMENT: frozenset({P.SUCCEEDED, P.FAILED, P.CANCELED, P.EXPIRED}),
-    P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
+    P.SUCCEEDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED, P.REVERSED}),
     P.PARTIALLY_REFUNDED: frozenset({P.PARTIALLY_REFUNDED, P.REFUNDED}),
     P.FAILED: frozenset(),
     P.EXPIRED: frozenset(),
     P.CANCELED: frozenset(),
     P.REJECTED: frozenset(),
     P.REFUNDED: frozenset(),
+    P.REVERSED: frozenset(),
 }
 
 R = RefundStatus

@@ -68,6 +68,7 @@ WEBHOOK_TYPES = (
     "payment.expired",
     "payment.canceled",
     "payment.rejected",
+    "payment.reversed",
     "payment.review_opened",
     "payment.review_closed",
     "refund.succeeded",

@@ -99,6 +99,7 @@ class Payment(msgspec.Struct):
         "rejected",
         "partially_refunded",
         "refunded",
+        "reversed",
     ]
     amount: str
     currency: str

@@ -151,6 +151,19 @@ async def drop_tip(conn: asyncpg.Connection, channel: str, chain: str, number: i
     return sorted({r["address"] for r in rows})
 
 
+async def reorged_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
+    """Deposits reported paid, of payments still succeeded, with an orphaned event: a reorg
+    may have taken back what credited them."""
+    return await conn.fetch(
+        """SELECT d.*, p.status AS payment_status FROM deposit_addresses d
+           JOIN payments p ON p.id = d.payment_id
+           WHERE d.channel = $1 AND d.reported = 'paid' AND p.status = 'succeeded'
+             AND EXISTS (SELECT 1 FROM chain_events e WHERE e.chain = d.chain
+                         AND e.address = d.address AND e.orphaned)""",
+        channel,
+    )
+
+
 async def open_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
     """Deposits not yet reported paid that have any event, orphaned ones too (a reorg may
     have taken their transfer away): what the watcher recomputes each round, as confirmations

@@ -260,7 +260,8 @@ async def record_commissions(
 ) -> None:
     """Commission rows (ref, agent, merchant, currency, amount, terms) beside their journal
     entry: what agents' commission reports and statements read. A payment's rows keep the
-    terms each agent earned under; a refund's reversal (terms None) repeats its payment's."""
+    terms each agent earned under; a refund's or a reversal's (terms None; a reversal's ref
+    is `reversal:<payment id>`) repeat the payment's."""
     if not rows:
         return
     known = [r[5] for r in rows]
@@ -274,9 +275,11 @@ async def record_commissions(
                        $7::smallint[], $8::text[], $9::integer[], $10::numeric[])
                 AS u(ref, agent, merchant, currency, amount, level, mode, rate_bps, fixed)
            CROSS JOIN LATERAL (SELECT CASE WHEN $6 = 'payment' THEN u.ref
+                   WHEN $6 = 'reversal' THEN substr(u.ref, length('reversal:') + 1)
                    ELSE (SELECT payment_id FROM refunds WHERE id = u.ref) END AS payment_id) x
            LEFT JOIN commissions c
-                  ON $6 = 'refund' AND c.ref = x.payment_id AND c.agent_id = u.agent""",
+                  ON $6 <> 'payment' AND c.kind = 'payment' AND c.ref = x.payment_id
+                 AND c.agent_id = u.agent""",
         [r[0] for r in rows],
         [r[1] for r in rows],
         [r[2] for r in rows],

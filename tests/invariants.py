@@ -31,7 +31,10 @@ async def assert_ledger_invariants(pg: asyncpg.Pool) -> None:
     posted_unpaid = await pg.fetch(
         """SELECT e.ref FROM journal_entries e JOIN payments p ON p.id = e.ref
            WHERE e.kind = 'payment'
-             AND p.status NOT IN ('succeeded', 'partially_refunded', 'refunded')"""
+             AND p.status NOT IN ('succeeded', 'partially_refunded', 'refunded')
+             AND NOT (p.status = 'reversed' AND EXISTS (SELECT 1 FROM journal_entries r
+                                                        WHERE r.kind = 'reversal'
+                                                          AND r.ref = p.id))"""
     )
     assert posted_unpaid == [], f"posted but not paid: {posted_unpaid}"
     refunds = await pg.fetch(

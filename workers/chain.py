@@ -24,7 +24,7 @@ from hexbytes import HexBytes
 from adapters.base import ChannelTransientError
 from adapters.ethereum import EthereumAdapter
 from adapters.ethereum.wire import TRANSFER_TOPIC, token_transfer
-from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, deposit
+from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, deposit, taken_back
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback, LedgerCommand
 from infra import deposits
@@ -93,6 +93,7 @@ class Watcher:
             tip_hash = _hex(block["hash"])
             number += 1
         await self.report(chain, head)
+        await self.reverse(chain, head)
         return last < head
 
     async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
@@ -215,6 +216,38 @@ class Watcher:
                 await ctx.alerts.send(
                     "payment.paid_after_end", payment_id=row["payment_id"], channel=self.code
                 )
+
+    async def reverse(self, chain: str, head: int) -> None:
+        """A credited deposit a reorg took back: `reversed` to the ledger (a reversal entry and
+        `payment.reversed`) and to operations. Sent before it is marked, like `paid`."""
+        ctx = self.ctx
+        for row in await deposits.reorged_deposits(ctx.pg, self.code):
+            asset, due = row["asset"], int(row["amount_due"])
+            transfers = await deposits.transfers(ctx.pg, chain, row["address"])
+            if not taken_back(deposit(due, asset, transfers, head, self.depth(asset)), due):
+                continue
+            back = ChannelCallback(
+                channel=self.code,
+                event_id=f"chain:{row['payment_id']}:reversed",
+                payment_id=row["payment_id"],
+                channel_order_id=row["address"],
+                outcome="reversed",
+                amount=str(due),
+                currency=asset,
+                failure_message="a chain reorganisation removed the confirmed transfer",
+            )
+            await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(callback=back)])
+            await ctx.pg.execute(
+                "UPDATE deposit_addresses SET reported = 'reversed' WHERE payment_id = $1",
+                row["payment_id"],
+            )
+            log.error(
+                "a confirmed deposit was taken back by a reorg",
+                extra={"channel": self.code, "payment_id": row["payment_id"], "head": head},
+            )
+            await ctx.alerts.send(
+                "payment.reversed", payment_id=row["payment_id"], channel=self.code
+            )
 
 
 async def run(ctx: Context) -> None:

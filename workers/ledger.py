@@ -200,6 +200,9 @@ class LedgerActor:
         chain_key = {r["id"]: (r["merchant_id"], r["currency"], r["method"] or "*") for r in rows}
         method = {r["id"]: r["method"] for r in rows}
         chains = await self.chains.chains(conn, {chain_key[i] for i in paid if i in chain_key})
+        reversing = sorted({c.payment_id for c in fresh if c.outcome == "reversed"} & set(state))
+        paid_entries = {i: await store.entry_postings(conn, "payment", i) for i in reversing}
+        reversed_commissions: list[tuple[str, str, str, str, int, Terms | None]] = []
         changes: dict[str, dict[str, Any]] = {}
         entries: list[tuple[str, str, Sequence[Posting]]] = []
         earned: list[tuple[str, str, str, str, int, Terms | None]] = []
@@ -211,7 +214,9 @@ class LedgerActor:
             cost = spec.cost(method[c.payment_id], payment.charged[0]) if spec and payment else FREE
             chain = chains.get(chain_key[payment.id], ()) if payment else ()
             confirmation = confirmations.get((c.channel, c.event_id), Confirmation.NOT_ASKED)
-            effect = on_callback(payment, c, cost, chain, confirmation)
+            effect = on_callback(
+                payment, c, cost, chain, confirmation, paid_entries.get(c.payment_id, ())
+            )
             results.append(effect.result)
             if payment is None or effect.status is None:
                 continue
@@ -223,7 +228,22 @@ class LedgerActor:
             if effect.failure_code:
                 change["failure_code"] = effect.failure_code
                 change["failure_message"] = effect.failure_message
-            if effect.postings:
+            if effect.status is PaymentStatus.REVERSED:
+                released = await settlement.released_entities(conn, c.payment_id)
+                postings = redirect_released(effect.postings, released)
+                entries.append(("reversal", c.payment_id, postings))
+                reversed_commissions += [
+                    (
+                        f"reversal:{c.payment_id}",
+                        agent,
+                        payment.merchant_id,
+                        payment.currency,
+                        amount,
+                        None,
+                    )
+                    for agent, amount in agent_lines(postings)
+                ]
+            elif effect.postings:
                 entries.append(("payment", c.payment_id, effect.postings))
             terms = terms_of(chain)
             earned += [
@@ -278,6 +298,7 @@ class LedgerActor:
             raise RuntimeError("payments changed under a row lock; retrying the batch")
         await store.post_entries(conn, entries)
         await store.record_commissions(conn, "payment", earned)
+        await store.record_commissions(conn, "reversal", reversed_commissions)
         by_id = {r["id"]: r for r in updated}
         public_url = self.ctx.settings.gateway.public_url
         written.events += await store.add_events(

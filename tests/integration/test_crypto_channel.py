@@ -315,3 +315,36 @@ async def test_a_transfer_to_a_canceled_payments_address_is_kept_for_operations(
     status, after = await shop.get_payment(waiting["id"])
     assert status == 200 and after["status"] == "canceled"
     assert await _entries(node, waiting["id"]) == 0, "never posted by itself"
+
+
+async def test_a_reorg_after_confirmation_reverses_the_credit(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, receiver: Receiver
+) -> None:
+    waiting = await _open(shop, "7.25", "USDT")
+    await wallets.send_usdt(2, waiting["crypto"]["address"], 7_250_000)
+    await anvil.mine(DEPTH)
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert node.pg is not None
+    block = await node.pg.fetchval(
+        "SELECT block_number FROM chain_events WHERE address = $1", waiting["crypto"]["address"]
+    )
+    head = int(str(await anvil.rpc("eth_blockNumber")), 16)
+    await anvil.rpc("anvil_reorg", head - block + 1, [])  # every block since the transfer
+    reversed_ = await wait_status(shop, waiting["id"], {"reversed"}, timeout=20)
+    assert reversed_["failure_code"] == "payment_reversed"
+    await receiver.wait_for(
+        shop.merchant_id,  # type: ignore[attr-defined]
+        lambda e: e["type"] == "payment.reversed" and e["data"]["id"] == waiting["id"],
+    )
+    kinds = await node.pg.fetch(
+        "SELECT kind FROM journal_entries WHERE ref = $1 ORDER BY id", waiting["id"]
+    )
+    assert [k["kind"] for k in kinds] == ["payment", "reversal"]
+    net = await node.pg.fetch(
+        """SELECT a.name, sum(p.amount) AS total FROM journal_entries e
+           JOIN postings p ON p.entry_id = e.id JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.ref = $1 GROUP BY a.name HAVING sum(p.amount) <> 0""",
+        waiting["id"],
+    )
+    assert net == [], "the reversal undoes every line of the credit"
+    await assert_ledger_invariants(node.pg)

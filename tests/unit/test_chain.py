@@ -1,8 +1,10 @@
 """Crypto deposits without a chain: confirmations, what a deposit address has received and
-when it is paid, addresses derived from an xpub, EIP-681 URIs and ERC-20 Transfer logs."""
+when it is paid or taken back, the reversal of a credit, addresses derived from an xpub,
+EIP-681 URIs and ERC-20 Transfer logs."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from bip_utils import Bip39SeedGenerator, Bip44, Bip44Changes, Bip44Coins
 from hexbytes import HexBytes
@@ -14,7 +16,18 @@ from adapters.ethereum.wire import (
     payment_uri,
     token_transfer,
 )
-from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, confirmations, deposit
+from domain.chain import (
+    NATIVE_LOG_INDEX,
+    DepositState,
+    Transfer,
+    confirmations,
+    deposit,
+    taken_back,
+)
+from domain.fees import Rate
+from domain.lifecycle import PaymentFacts, on_callback
+from domain.messages import ChannelCallback
+from domain.states import PaymentStatus
 
 MNEMONIC = "test test test test test test test test test test test junk"
 ADDRESS = "0x" + "ab" * 20
@@ -144,3 +157,60 @@ def test_a_transfer_log_is_read_and_other_logs_are_not() -> None:
     assert token_transfer({**log, "topics": log["topics"][:1]}) is None
     approval = HexBytes("0x" + "8c" * 32)
     assert token_transfer({**log, "topics": [approval, *log["topics"][1:]]}) is None
+
+
+def test_only_a_credit_the_chain_no_longer_holds_is_taken_back() -> None:
+    gone = deposit(500, "ETH", [_transfer(500, 100, orphaned=True)], 120, 3)
+    assert taken_back(gone, 500)
+    reincluded = [_transfer(500, 100, orphaned=True), _transfer(500, 119, block_hash="0xnew")]
+    assert not taken_back(deposit(500, "ETH", reincluded, 120, 3), 500), "shallow, but there"
+
+
+def _paid(status: PaymentStatus = PaymentStatus.SUCCEEDED) -> PaymentFacts:
+    return PaymentFacts(
+        id="pay_1",
+        merchant_id="mch_1",
+        status=status,
+        amount=7_250_000,
+        currency="USDT",
+        channel="eth",
+        fee_bps=250,
+        fee_fixed=0,
+        refund_reserved=0,
+        refunded_amount=0,
+        channel_order_id=ADDRESS,
+    )
+
+
+def _reversed() -> ChannelCallback:
+    return ChannelCallback(
+        channel="eth",
+        event_id="chain:pay_1:reversed",
+        payment_id="pay_1",
+        channel_order_id=ADDRESS,
+        outcome="reversed",
+        amount="7250000",
+        currency="USDT",
+    )
+
+
+def test_a_reversal_undoes_every_line_of_the_credit() -> None:
+    credit = on_callback(
+        _paid(PaymentStatus.AWAITING_PAYMENT),
+        msgspec.structs.replace(_reversed(), outcome="paid", event_id="chain:pay_1:paid"),
+        Rate(100),
+    )
+    assert credit.status is PaymentStatus.SUCCEEDED and credit.postings
+    effect = on_callback(_paid(), _reversed(), Rate(100), paid_entry=credit.postings)
+    assert (effect.status, effect.event_type) == (PaymentStatus.REVERSED, "payment.reversed")
+    total: dict[tuple[str, str], int] = {}
+    for p in (*credit.postings, *effect.postings):
+        total[(p.account, p.currency)] = total.get((p.account, p.currency), 0) + p.amount
+    assert set(total.values()) == {0}
+
+
+def test_only_a_succeeded_payment_is_reversed() -> None:
+    for status in (PaymentStatus.AWAITING_PAYMENT, PaymentStatus.REFUNDED, PaymentStatus.REVERSED):
+        assert on_callback(_paid(status), _reversed(), Rate(100)).result == "stale"
+    with pytest.raises(ValueError, match="no entry"):
+        on_callback(_paid(), _reversed(), Rate(100))
