@@ -348,3 +348,27 @@ async def test_a_reorg_after_confirmation_reverses_the_credit(
     )
     assert net == [], "the reversal undoes every line of the credit"
     await assert_ledger_invariants(node.pg)
+
+
+async def test_two_partial_transfers_add_up_and_an_extra_one_is_kept(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "10.00", "USDT")
+    address = waiting["crypto"]["address"]
+    await wallets.send_usdt(1, address, 4_000_000)
+    await anvil.mine(DEPTH)
+    part = await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] != "0.000000")
+    assert part["status"] == "awaiting_payment", "deep enough, but short of what is due"
+    assert (part["crypto"]["state"], part["crypto"]["amount_received"]) == (
+        "processing",
+        "4.000000",
+    )
+    await wallets.send_usdt(2, address, 6_500_000)  # the rest, and 0.50 more
+    await anvil.mine(DEPTH)
+    paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert paid["amount"] == "10.000000" and paid["crypto"]["amount_received"] == "10.500000"
+    assert node.pg is not None
+    events = await node.pg.fetch("SELECT amount FROM chain_events WHERE address = $1", address)
+    assert sorted(int(e["amount"]) for e in events) == [4_000_000, 6_500_000]
+    assert await _entries(node, waiting["id"]) == 1
+    await assert_ledger_invariants(node.pg)
