@@ -123,14 +123,16 @@ class Scheduler(Base):
 class Chain(Base):
     """The chain watcher: how often it polls each crypto channel's node, how many blocks it
     reads per round, how many recent block hashes it keeps to notice a reorg, and the depth
-    at which a deposit in each asset counts as paid. `local_node_port`: where `juhe up` runs
-    the development chain (infra.localchain), 0 for none; `local_node_state`: the file its
-    state is kept in across restarts, "" for none."""
+    at which a deposit in each asset counts as paid; a payment paid in full and waiting for
+    that depth is kept from expiring for `confirming_grace_s` more. `local_node_port`: where
+    `juhe up` runs the development chain (infra.localchain), 0 for none; `local_node_state`:
+    the file its state is kept in across restarts, "" for none."""
 
     poll_ms: int
     blocks_per_round: int
     keep_blocks: int
     confirmations: dict[str, int]
+    confirming_grace_s: int
     local_node_port: int = 0
     local_node_state: str = ""
 

@@ -59,6 +59,12 @@ def confirmations(block_number: int, head: int) -> int:
     return max(0, head - block_number + 1)
 
 
+def confirming(state: Deposit, due: int) -> bool:
+    """Paid in full on the chain, waiting only for depth: the payment is held open (its expiry
+    put off) so that a customer who paid in time is not expired by a slow chain."""
+    return state.state is DepositState.PROCESSING and state.received >= due
+
+
 def taken_back(state: Deposit, due: int) -> bool:
     """A deposit credited as paid whose transfers the canonical chain no longer holds, at any
     depth, in full: a reorg removed them, so the credit is reversed. One only pushed deeper,

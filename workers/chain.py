@@ -18,13 +18,21 @@ import asyncio
 import logging
 from collections.abc import Mapping
 
+import asyncpg
 import orjson
 from hexbytes import HexBytes
 
 from adapters.base import ChannelTransientError
 from adapters.ethereum import EthereumAdapter
 from adapters.ethereum.wire import TRANSFER_TOPIC, token_transfer
-from domain.chain import NATIVE_LOG_INDEX, DepositState, Transfer, deposit, taken_back
+from domain.chain import (
+    NATIVE_LOG_INDEX,
+    DepositState,
+    Transfer,
+    confirming,
+    deposit,
+    taken_back,
+)
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback, LedgerCommand
 from infra import deposits
@@ -183,6 +191,8 @@ class Watcher:
                 row["payment_id"],
                 orjson.dumps(progress).decode(),
             )
+            if confirming(state, due):
+                updated = await self.hold_open(row["payment_id"]) or updated
             if updated is not None:
                 await ctx.hot.put_payment(updated)
             if state.state is not DepositState.CONFIRMED:
@@ -216,6 +226,19 @@ class Watcher:
                 await ctx.alerts.send(
                     "payment.paid_after_end", payment_id=row["payment_id"], channel=self.code
                 )
+
+    async def hold_open(self, payment_id: str) -> asyncpg.Record | None:
+        """Put the expiry of a payment paid in full off to `confirming_grace_s` from now, only
+        once less than half of that is left: a write now and then, not every round."""
+        return await self.ctx.pg.fetchrow(
+            """UPDATE payments SET expires_at = now() + make_interval(secs => $2),
+                      version = version + 1, updated_at = now()
+               WHERE id = $1 AND status = 'awaiting_payment'
+                 AND expires_at < now() + make_interval(secs => $2 / 2.0)
+               RETURNING *""",
+            payment_id,
+            float(self.settings.confirming_grace_s),
+        )
 
     async def reverse(self, chain: str, head: int) -> None:
         """A credited deposit a reorg took back: `reversed` to the ledger (a reversal entry and

@@ -50,6 +50,7 @@ async def node() -> AsyncIterator[Stack]:
         "cry",
         {
             "JUHE_CHAIN__POLL_MS": "100",
+            "JUHE_CHAIN__CONFIRMING_GRACE_S": "7200",
             "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": {DEPTH}, "USDT": {DEPTH}}}',
             # No channel takes USD as it is, so a USD price is quoted into the first currency
             # a channel takes (ETH, before EUR and USDT) and locked on the payment.
@@ -173,6 +174,7 @@ async def test_an_eth_payment_is_found_confirmed_posted_and_notified(
     assert seen["crypto"]["confirmations"] >= 1
     assert seen["crypto"]["confirmations_required"] == DEPTH
     assert seen["crypto"]["amount_received"] == "0.123456789012345678"
+    assert seen["expires_at"] > waiting["expires_at"], "paid in time: not expired while it confirms"
     async with http.get(f"{node.url}/checkout/{waiting['id']}") as page:
         assert 'id="confirmations"' in await page.text()
 

@@ -21,6 +21,7 @@ from domain.chain import (
     DepositState,
     Transfer,
     confirmations,
+    confirming,
     deposit,
     taken_back,
 )
@@ -214,3 +215,10 @@ def test_only_a_succeeded_payment_is_reversed() -> None:
         assert on_callback(_paid(status), _reversed(), Rate(100)).result == "stale"
     with pytest.raises(ValueError, match="no entry"):
         on_callback(_paid(), _reversed(), Rate(100))
+
+
+def test_only_a_deposit_paid_in_full_and_not_yet_deep_is_held_open() -> None:
+    assert confirming(deposit(500, "ETH", [_transfer(500, 100)], 100, 3), 500)
+    assert not confirming(deposit(500, "ETH", [_transfer(400, 100)], 100, 3), 500), "short"
+    assert not confirming(deposit(500, "ETH", [_transfer(500, 100)], 102, 3), 500), "deep"
+    assert not confirming(deposit(500, "ETH", [], 100, 3), 500)
