@@ -8,6 +8,7 @@ from typing import Annotated
 
 import msgspec
 import orjson
+import segno
 from aiohttp import web
 from msgspec import Meta
 
@@ -44,6 +45,12 @@ _MESSAGES = {
 }
 
 
+def qr_image(uri: str) -> str:
+    """The wallet URI as an inline SVG QR code: drawn with presentation attributes only, so
+    the page's policy (no script, no style but its own) holds, and nothing is fetched."""
+    return segno.make(uri, error="m").svg_inline(scale=4)
+
+
 def render(view: dict, card: bool = False) -> str:
     """`card`: the payment's channel takes the customer's card on this page (its browser
     library tokenises the card and the token is posted to `/checkout/{id}/card`)."""
@@ -66,6 +73,7 @@ def render(view: dict, card: bool = False) -> str:
                 f"<p>Send exactly {escape(crypto['amount'])} {escape(crypto['asset'])} "
                 f"({escape(crypto['network'])}) to:</p>"
                 f'<p class="qr" id="address">{escape(crypto["address"])}</p>'
+                f'<p id="qr-image">{qr_image(crypto["uri"])}</p>'
                 f'<a class="pay" id="pay" href="{escape(crypto["uri"])}">Open in wallet</a>{seen}'
             )
         elif transfer := view.get("bank_transfer"):

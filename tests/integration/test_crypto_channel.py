@@ -167,6 +167,7 @@ async def test_an_eth_payment_is_found_confirmed_posted_and_notified(
     async with http.get(f"{node.url}/checkout/{waiting['id']}") as page:
         html = await page.text()
     assert address in html and "0.123456789012345678 ETH" in html
+    assert '<p id="qr-image"><svg' in html, "the URI as a QR code image, inline"
 
     await wallets.send_eth(1, address, 123456789012345678)
     seen = await _until(shop, waiting["id"], _processing)
