@@ -22,6 +22,8 @@ from urllib.parse import urlsplit
 import hiredis
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.connection import Connection, SSLConnection, UnixDomainSocketConnection
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import DataError
 
 # run_id of each server this process talks to, by address, as of its latest connection
@@ -92,7 +94,12 @@ _BY_SCHEME = {"redis": _TcpConnection, "rediss": _TlsConnection, "unix": _UnixCo
 
 
 def connect(url: str, max_connections: int = 64, **options: Any) -> Redis:
-    """A client whose pool holds at most `max_connections` and makes a command wait for one."""
+    """A client whose pool holds at most `max_connections` and makes a command wait for one.
+
+    A command on a pooled connection that the server closed (it restarted) reconnects and runs
+    again, twice at most within about 30 ms: without that, every stale connection in the pool
+    failed one command after Redis came back. A Redis that is really down still fails fast."""
+    options.setdefault("retry", Retry(ExponentialBackoff(cap=0.02, base=0.01), 2))
     pool = BlockingConnectionPool.from_url(
         url,
         max_connections=max_connections,
