@@ -60,7 +60,7 @@ REFUNDS = "/api/v1/refunds"
 CALLBACK = "/api/v1/payments/callback/sim"
 SAFE_ENDINGS = [c for c in range(100) if c not in TEST_AMOUNTS]
 NEVER_PAID = 56
-UNPAID = frozenset({"pending", "processing", "awaiting_payment"})
+UNPAID = frozenset({"pending", "in_review", "processing", "awaiting_payment"})
 
 
 class Reply(NamedTuple):

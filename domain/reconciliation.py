@@ -24,7 +24,7 @@ from domain.states import ENDED_WITHOUT_MONEY
 
 SUCCEEDED = "succeeded"
 _PAID = frozenset({"succeeded", "partially_refunded", "refunded"})
-_OPEN = frozenset({"pending", "processing", "awaiting_payment"})
+_OPEN = frozenset({"pending", "in_review", "processing", "awaiting_payment"})
 _ENDED = frozenset(s.value for s in ENDED_WITHOUT_MONEY)
 
 
