@@ -190,3 +190,23 @@ async def block(stack: Stack, kind: Kind, value: str) -> str:
 
 
 pytest.register_assert_rewrite("tests.invariants")
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def ops_inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
+    """An ops webhook receiver on a free port, for a module's own node: its URL, and every
+    alert it received."""
+    received: list[dict[str, Any]] = []
+
+    async def take(request: web.Request) -> web.Response:
+        received.append(await request.json())
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/ops", take)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    yield f"http://127.0.0.1:{port}/ops", received
+    await runner.cleanup()

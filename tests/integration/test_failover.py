@@ -10,7 +10,6 @@ from contextlib import asynccontextmanager
 
 import pytest
 import pytest_asyncio
-from aiohttp import web
 
 from domain.access import Realm
 from domain.ids import new_id
@@ -22,7 +21,7 @@ from routing.breaker import LOCAL_TTL_S
 from routing.health import HealthBook
 from tests.conftest import merchant_on, wait_status
 from tests.portal import make_user
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -124,24 +123,6 @@ async def test_a_merchant_rule_pins_its_channel(stack: Stack, http, new_merchant
         failed = await wait_status(shop, stuck["id"], {"failed"}, timeout=20)
     assert await _attempts(shop, stuck["id"]) == [("sim_b", "unavailable")], "pinned: no fallback"
     assert failed["status"] == "failed"
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def ops_inbox() -> AsyncIterator[tuple[str, list[dict]]]:
-    received: list[dict] = []
-
-    async def take(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/ops", take)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/ops", received
-    await runner.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

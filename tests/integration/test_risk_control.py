@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest_asyncio
-from aiohttp import web
 
 from domain.access import Realm
 from domain.ids import new_id
@@ -23,29 +22,11 @@ from gateway.client import MerchantClient
 from infra import agents
 from tests.conftest import merchant_on, wait_status
 from tests.portal import Portal, make_user
-from tests.stack import Stack, free_port
+from tests.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 # where a payment rests once risk has judged it (a review holds it `in_review`)
 FINAL = {"succeeded", "failed", "rejected", "awaiting_payment", "expired", "in_review"}
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def ops_inbox() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    async def take(request: web.Request) -> web.Response:
-        received.append(await request.json())
-        return web.Response(text="ok")
-
-    app = web.Application()
-    app.router.add_post("/ops", take)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield f"http://127.0.0.1:{port}/ops", received
-    await runner.cleanup()
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
