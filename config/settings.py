@@ -90,6 +90,15 @@ class Risk(Pool):
     alert_score: int = 150
     alert_z: float = 6.0
     alert_review_queue: int = 100
+    # streaming anomaly models (domain.risk.anomaly): the recent and usual EWMA weights, and
+    # the z-score (of a decline rate, a new-country share, a rule's fire share) that alerts,
+    # once per `anomaly_alert_window_s` per model and subject; rule fire shares are kept per
+    # `rule_window_s` window in each risk process
+    anomaly_fast_alpha: float = 0.1
+    anomaly_slow_alpha: float = 0.01
+    anomaly_z: float = 4.0
+    anomaly_alert_window_s: int = 3_600
+    rule_window_s: int = 60
 
     def __post_init__(self) -> None:
         if self.review_timeout_s < 1:

@@ -23,6 +23,7 @@ from gateway.routes import ROUTES, add_routes, check_query
 from gateway.state import ALLOW_PRIVATE_TARGETS, EDGE, REQUEST_ID, ROUTE_TABLE, Edge
 from infra import db, identity, metrics, redisclient
 from infra.alerts import OpsAlerts
+from infra.anomaly import alphas_of
 from infra.channels import ChannelRegistry
 from infra.faults import Fault, classify, describe
 from infra.fx import rate_source
@@ -153,7 +154,7 @@ def create_app(settings: Settings) -> web.Application:
             box=box,
             alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
             rates=rates,
-            risk=Judge(book, Velocity(redis, keys), rates),
+            risk=Judge(book, Velocity(redis, keys, alphas_of(settings.risk)), rates),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))

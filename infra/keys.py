@@ -54,6 +54,14 @@ class Keys:
         """A merchant's usual payment amount (infra.velocity): EWMA mean and variance."""
         return f"{self.prefix}:risk:usual:{merchant_id}"
 
+    def anomaly(self, model: str, subject: str) -> str:
+        """One streaming model's state (infra.anomaly): a merchant's or a channel's id."""
+        return f"{self.prefix}:risk:anomaly:{model}:{subject}"
+
+    def countries_seen(self, merchant_id: str) -> str:
+        """The countries a merchant's customers paid from (the new-country model)."""
+        return f"{self.prefix}:risk:countries:{merchant_id}"
+
     def alerted(self, kind: str) -> str:
         """Set while an alert of this kind was sent lately (once per period, not per tick)."""
         return f"{self.prefix}:alerted:{kind}"

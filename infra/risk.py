@@ -37,6 +37,7 @@ from domain.risk import (
     judge,
     list_values,
 )
+from domain.risk.anomaly import score
 from domain.risk.backtest import facts_doc
 from domain.risk.geo import CountryTable
 from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
@@ -328,13 +329,26 @@ class Judge:
         rules, shadow, lists = self.book.rules, self.book.shadow, self.book.lists
         features = rules.features | (shadow.features if shadow else frozenset())
         usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
-        counters = await self.velocity.observe_many(
-            zip(txs, usd, strict=True), features, int(now * 1000), keep
+        ip_countries = [self.book.countries.country(tx.ip) for tx in txs]
+        observed = await self.velocity.observe_many(
+            zip(txs, usd, strict=True),
+            features,
+            int(now * 1000),
+            keep,
+            [c or tx.country for c, tx in zip(ip_countries, txs, strict=True)],
         )
+        alphas = self.velocity.alphas
         judged = []
         for n, tx in enumerate(txs):
-            seen, usual = counters[n]
-            found = Lookups(usd[n], self.book.countries.country(tx.ip), seen, usual)
+            seen = observed[n]
+            found = Lookups(
+                usd[n],
+                ip_countries[n],
+                seen.counters,
+                seen.usual,
+                score(seen.decline, alphas),
+                score(seen.new_country, alphas),
+            )
             facts = facts_of(tx, found)
             hits = lists.hits(list_values(facts), now)
             judged.append(

@@ -20,18 +20,23 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from redis.asyncio import Redis
 
+from domain.risk.anomaly import Alphas, Rate
 from domain.risk.facts import Transaction, Usual
 from domain.risk.velocity import DIMENSIONS, HORIZON_MS, Feature
+from infra.anomaly import DECLINE, EWMA, NEW_COUNTRY, rate_of
 from infra.keys import Keys
 
 _METRIC = {"count": "c", "sum_usd": "s", "distinct": "d"}
 USUAL_ALPHA = 0.02  # weight of each new payment in the merchant's usual amount (~50 payments)
 _FIELD = {dim: n + 3 for n, dim in enumerate(DIMENSIONS)}  # 1: id, 2: usd, then dimensions
 
-SCRIPT = """
+SCRIPT = (
+    EWMA
+    + """
 local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local member = ARGV[3]
@@ -97,16 +102,39 @@ if keep and x >= 0 and added[tonumber(ARGV[tail + 4])] == 1 then
   redis.call('HSET', usual, 'mean', tostring(m), 'var', tostring(v), 'n', seen + 1)
   redis.call('EXPIRE', usual, 30 * 86400)
 end
+-- the merchant's new-country share: this payment's country (if any) new to the merchant is 1,
+-- else 0; learned once per new payment, an evaluation sees what it would be
+local countries, model = KEYS[dims + 2], KEYS[dims + 3]
+local country = ARGV[tail + 5]
+local cf, cm, cv, cn = ewma_state(model)
+if country ~= '' then
+  local new = 1 - redis.call('SISMEMBER', countries, country)
+  cf, cm, cv, cn = ewma(cf, cm, cv, cn, new, tonumber(ARGV[tail + 6]), tonumber(ARGV[tail + 7]))
+  if keep and added[tonumber(ARGV[tail + 4])] == 1 then
+    redis.call('SADD', countries, country)
+    redis.call('EXPIRE', countries, 90 * 86400)
+    ewma_save(model, cf, cm, cv, cn, 30 * 86400)
+  end
+end
+local df, dm, dv, dn = ewma_state(KEYS[dims + 4])
 if not keep then
   for i = 1, dims do
     if added[i] == 1 then redis.call('ZREM', KEYS[i], member) end
   end
 end
-out[#out + 1] = tostring(mean)
-out[#out + 1] = tostring(var)
-out[#out + 1] = tostring(seen)
+for _, v in ipairs({mean, var, seen, cf, cm, cv, cn, df, dm, dv, dn}) do
+  out[#out + 1] = tostring(v)
+end
 return out
 """
+)
+
+
+class Observed(NamedTuple):
+    counters: dict[Feature, int]
+    usual: Usual  # the merchant's usual amount, before this payment
+    new_country: Rate  # the merchant's new-country share, with this payment
+    decline: Rate  # the merchant's decline rate, as the ledger pool last learned it
 
 
 def digest(value: str) -> str:
@@ -114,9 +142,10 @@ def digest(value: str) -> str:
 
 
 class Velocity:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, alphas: Alphas | None = None) -> None:
         self.redis = redis
         self.keys = keys
+        self.alphas = alphas or Alphas()
         self.script = redis.register_script(SCRIPT)
 
     def _call(
@@ -126,7 +155,8 @@ class Velocity:
         features: Sequence[Feature],
         now_ms: int,
         keep: bool,
-    ) -> tuple[list[str], list[str | int], list[Feature]]:
+        country: str | None,
+    ) -> tuple[list[str], list[str | int | float], list[Feature]]:
         values = {dim: digest(v) for dim, v in tx.keys().items()}
         dims = list(values)
         member = "|".join(
@@ -137,7 +167,13 @@ class Velocity:
             ]
         )
         asked = [f for f in features if f.key in values]
-        args: list[str | int] = [now_ms, HORIZON_MS, member, HORIZON_MS // 1000 + 60, len(asked)]
+        args: list[str | int | float] = [
+            now_ms,
+            HORIZON_MS,
+            member,
+            HORIZON_MS // 1000 + 60,
+            len(asked),
+        ]
         for f in asked:
             args += [
                 dims.index(f.key) + 1,
@@ -147,8 +183,16 @@ class Velocity:
             ]
         usd = -1 if amount_usd is None else amount_usd
         args += [1 if keep else 0, len(dims), USUAL_ALPHA, usd, dims.index("merchant") + 1]
+        args += [country or "", self.alphas.fast, self.alphas.slow]
+        m = tx.merchant_id
         keys = [self.keys.velocity(d, values[d]) for d in dims]
-        return [*keys, self.keys.usual_amount(tx.merchant_id)], args, asked
+        keys += [
+            self.keys.usual_amount(m),
+            self.keys.countries_seen(m),
+            self.keys.anomaly(NEW_COUNTRY, m),
+            self.keys.anomaly(DECLINE, m),
+        ]
+        return keys, args, asked
 
     async def observe_many(
         self,
@@ -156,13 +200,19 @@ class Velocity:
         features: Iterable[Feature],
         now_ms: int,
         keep: bool = True,
-    ) -> list[tuple[dict[Feature, int], Usual]]:
+        countries: Sequence[str | None] = (),
+    ) -> list[Observed]:
         """Record each payment and read the counters asked for, in one round trip. Counters of
         a dimension the payment has no value for (no e-mail…) are 0. With `keep` false the
         counters are what they would be with the payment, and nothing stays recorded (an
-        evaluation)."""
+        evaluation). `countries`, one per payment, feed the merchant's new-country model."""
         wanted = sorted(features)
-        calls = [self._call(tx, usd, wanted, now_ms, keep) for tx, usd in payments]
+        pairs = list(payments)
+        where = list(countries) or [None] * len(pairs)
+        calls = [
+            self._call(tx, usd, wanted, now_ms, keep, country)
+            for (tx, usd), country in zip(pairs, where, strict=True)
+        ]
         async with self.redis.pipeline(transaction=False) as pipe:
             for keys, args, _ in calls:
                 await self.script(keys=keys, args=args, client=pipe)
@@ -170,7 +220,14 @@ class Velocity:
         out = []
         for (_, _, asked), answer in zip(calls, answers, strict=True):
             counters = dict.fromkeys(wanted, 0)
-            counters.update(zip(asked, (int(v) for v in answer[:-3]), strict=True))
-            mean, var, seen = (float(v) for v in answer[-3:])
-            out.append((counters, Usual(mean, var, int(seen))))
+            counters.update(zip(asked, (int(v) for v in answer[:-11]), strict=True))
+            mean, var, seen = (float(v) for v in answer[-11:-8])
+            out.append(
+                Observed(
+                    counters,
+                    Usual(mean, var, int(seen)),
+                    rate_of(answer[-8:-4]),
+                    rate_of(answer[-4:]),
+                )
+            )
         return out

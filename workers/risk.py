@@ -7,6 +7,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import Counter
 from collections.abc import Coroutine, Sequence
 from typing import Any
 
@@ -20,9 +21,11 @@ from domain.risk import (
     Outcome,
     Transaction,
 )
-from domain.risk.alerts import AlertLimits, alerts_for
+from domain.risk.alerts import AlertLimits, alerts_for, anomaly_alerts, surge_alerts
+from domain.risk.anomaly import RuleWindow, rule_surges
 from domain.states import PaymentStatus
 from infra import reviews
+from infra.anomaly import NEW_COUNTRY, Anomalies, alphas_of
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
@@ -56,7 +59,13 @@ class RiskActor:
         self.volume = DailyVolume(ctx.redis, ctx.keys)
         self._profiles: tuple[int, list[ChannelProfile]] = (-1, [])
         self.risk = RiskBook(ctx.pg, load_countries(ctx.settings.risk.ip_country_table))
-        self.judging = Judge(self.risk, Velocity(ctx.redis, ctx.keys), self.fx_rates)
+        alphas = alphas_of(ctx.settings.risk)
+        self.judging = Judge(self.risk, Velocity(ctx.redis, ctx.keys, alphas), self.fx_rates)
+        self.anomalies = Anomalies(ctx.redis, ctx.keys, alphas)
+        self.rule_usual: dict[str, RuleWindow] = {}
+        self.rule_fires: Counter[str] = Counter()
+        self.judged = 0
+        self.window_ends = time.monotonic() + ctx.settings.risk.rule_window_s
 
     @property
     def channels(self) -> list[ChannelProfile]:
@@ -267,7 +276,49 @@ class RiskActor:
             for kind, detail in alerts_for(intent.id, one.verdict, one.facts, limits):
                 log.warning("risk alert", extra={"kind": kind, **detail})
                 sends.append(self.ctx.alerts.send(kind, **detail))
+        scores = {
+            (NEW_COUNTRY, one.facts["merchant"], one.facts["merchant_new_country_z"])
+            for one in judged
+        }
+        sends += [
+            self.anomaly_alert(kind, subject, detail)
+            for kind, subject, detail in anomaly_alerts(scores, s.anomaly_z)
+        ]
+        sends += [self.surge_alert(detail) for detail in self.rule_window(judged)]
         return sends
+
+    async def anomaly_alert(self, kind: str, subject: str, detail: dict[str, Any]) -> bool:
+        window = self.ctx.settings.risk.anomaly_alert_window_s
+        if not await self.anomalies.first_in_window(f"{kind}:{subject}", window):
+            return False
+        log.warning("risk anomaly", extra={"kind": kind, **detail})
+        return await self.ctx.alerts.send(kind, **detail)
+
+    async def surge_alert(self, detail: dict[str, Any]) -> bool:
+        log.warning("risk rule surge", extra=detail)
+        return await self.ctx.alerts.send("risk.rule_surge", **detail)
+
+    def rule_window(self, judged: Sequence[Judged]) -> list[dict[str, Any]]:
+        """Count this envelope's fired rules; when this process's window closes, each live
+        rule's usual fire share learns it, and rules far above theirs are surge alerts."""
+        self.judged += len(judged)
+        self.rule_fires.update(f.rule for one in judged for f in one.verdict.fired)
+        if time.monotonic() < self.window_ends:
+            return []
+        s = self.ctx.settings.risk
+        rules = self.risk.rules
+        self.rule_usual, surging = rule_surges(
+            self.rule_usual,
+            self.rule_fires,
+            self.judged,
+            frozenset(r.rule.id for r in rules.rules),
+            s.anomaly_slow_alpha,
+            s.anomaly_z,
+        )
+        self.rule_fires.clear()
+        self.judged = 0
+        self.window_ends = time.monotonic() + s.rule_window_s
+        return surge_alerts(surging, rules.version)
 
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Payments the rules sent to review wait `in_review` in the review queue."""

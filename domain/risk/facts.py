@@ -39,6 +39,10 @@ FACTS: dict[str, Any] = {
     "customer": "cus_x",  # the merchant's id for its customer
     "merchant_usual_usd": 12_345,  # the merchant's usual amount (EWMA, USD minor units)
     "merchant_amount_z": 0.5,  # this amount against it, in standard deviations (0.0: too new)
+    # the merchant's recent decline rate and new-country share against their usual, in standard
+    # deviations (domain.risk.anomaly; 0.0 until enough history)
+    "merchant_decline_z": 0.5,
+    "merchant_new_country_z": 0.5,
     "hour": 13,  # 0–23, UTC
     "weekday": 2,  # 0 Monday … 6 Sunday
     VELOCITY: {},
@@ -104,6 +108,8 @@ class Lookups:
     ip_country: str | None = None
     velocity: Mapping[Any, int] = field(default_factory=dict)
     usual: Usual = field(default_factory=Usual)
+    decline_z: float = 0.0
+    new_country_z: float = 0.0
 
 
 def email_domain(email: str | None) -> str:
@@ -131,6 +137,8 @@ def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
         "customer": tx.customer or "",
         "merchant_usual_usd": round(found.usual.mean),
         "merchant_amount_z": float(found.usual.z(found.amount_usd)),
+        "merchant_decline_z": float(found.decline_z),
+        "merchant_new_country_z": float(found.new_country_z),
         "hour": at.hour,
         "weekday": at.weekday(),
         VELOCITY: nested(dict(found.velocity)),

@@ -7,12 +7,15 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 
+import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 
 from config import load_settings
+from domain.risk.anomaly import Rate, score, update
 from domain.risk.facts import Transaction
 from domain.risk.velocity import Feature
+from infra.anomaly import DECLINE, Anomalies
 from infra.keys import Keys
 from infra.velocity import Velocity
 
@@ -45,7 +48,7 @@ def pay(n: int, ip: str = "203.0.113.5", card: str | None = None, email: str = "
 
 
 async def one(v: Velocity, tx_usd, now: int, features=ALL) -> dict[Feature, int]:
-    ((counters, _),) = await v.observe_many([tx_usd], features, now)
+    ((counters, *_),) = await v.observe_many([tx_usd], features, now)
     return counters
 
 
@@ -118,21 +121,22 @@ async def test_an_envelope_is_one_round_trip_and_keys_hold_no_clear_values(veloc
     finally:
         client.pipeline = real  # type: ignore[method-assign]
     assert len(pipelines) == 1  # one pipeline sent once: every counter of 20 payments
-    assert [a[IP_1M] for a, _ in answers] == [1] * 20
+    assert [a[IP_1M] for a, *_ in answers] == [1] * 20
     assert answers[-1][0][MERCHANT_24H] == 20
     keys = [k.decode() async for k in client.scan_iter(f"{prefix}:*")]
     assert keys and not any("198.51.100" in k or "x.example" in k for k in keys)
-    members = await client.zrange(keys[0], 0, -1)
+    sets = [k for k in keys if ":risk:v:" in k]
+    members = await client.zrange(sets[0], 0, -1)
     assert not any(b"198.51.100" in m or b"x.example" in m for m in members)
 
 
 async def test_an_evaluation_counts_itself_and_leaves_nothing(velocity) -> None:
     v, _, _ = velocity
     await one(v, pay(1), T0)
-    ((seen, _),) = await v.observe_many([pay(2)], ALL, T0 + 1, keep=False)
+    ((seen, *_),) = await v.observe_many([pay(2)], ALL, T0 + 1, keep=False)
     assert seen[IP_1M] == 2 and seen[EMAIL_SUM_1H] == 1_001 + 1_002
     assert (await one(v, pay(3), T0 + 2))[IP_1M] == 2  # pay_2 was not kept
-    ((again, _),) = await v.observe_many([pay(3)], ALL, T0 + 3, keep=False)
+    ((again, *_),) = await v.observe_many([pay(3)], ALL, T0 + 3, keep=False)
     assert again[IP_1M] == 2, "evaluating a recorded payment neither adds nor removes it"
     assert (await one(v, pay(4), T0 + 4))[IP_1M] == 3
 
@@ -145,11 +149,46 @@ async def test_the_merchants_usual_amount(velocity) -> None:
         tx, _ = pay(n)
         await v.observe_many([(tx, 900 if n % 2 else 1100)], [], T0 + n)
     tx, _ = pay(60)
-    ((_, usual),) = await v.observe_many([(tx, 5_000)], [], T0 + 60, keep=False)
+    ((_, usual, *_),) = await v.observe_many([(tx, 5_000)], [], T0 + 60, keep=False)
     assert usual.seen == 60 and 950 < usual.mean < 1050 and 5_000 < usual.var < 15_000
     assert usual.z(5_000) > 30 and abs(usual.z(1_000)) < 1
-    ((_, again),) = await v.observe_many([(tx, 5_000)], [], T0 + 61)
+    ((_, again, *_),) = await v.observe_many([(tx, 5_000)], [], T0 + 61)
     assert again == usual, "an evaluation changed nothing"
     await v.observe_many([(tx, 5_000)], [], T0 + 62)  # the same payment again: not counted
-    ((_, after),) = await v.observe_many([pay(61)], [], T0 + 63, keep=False)
+    ((_, after, *_),) = await v.observe_many([pay(61)], [], T0 + 63, keep=False)
     assert after.seen == 61 and after.mean > usual.mean
+
+
+async def test_the_anomaly_models_match_the_pure_update(velocity) -> None:
+    """The new-country share learns in the velocity script (once per payment, not by a
+    redelivery or an evaluation), the decline rate in infra.anomaly's script; both compute
+    exactly domain.risk.anomaly.update."""
+    v, client, prefix = velocity
+    alphas = v.alphas
+    expected = Rate()
+    for n in range(50):
+        country = "US" if n < 44 else f"C{n}"  # six new countries at the end
+        tx, usd = pay(n)
+        expected = update(expected, 1.0 if n == 0 or n >= 44 else 0.0, alphas)
+        (seen,) = await v.observe_many([(tx, usd)], [], T0 + n, countries=[country])
+    assert seen.new_country.seen == 50
+    assert seen.new_country.fast == pytest.approx(expected.fast)
+    assert seen.new_country.var == pytest.approx(expected.var)
+    assert score(seen.new_country, alphas) > 4
+    await v.observe_many([pay(49)], [], T0 + 51, countries=["C49"])  # redelivered
+    (evaluated,) = await v.observe_many([pay(99)], [], T0 + 52, keep=False, countries=["ZZ"])
+    assert evaluated.new_country.seen == 51, "a redelivery is not learned twice"
+    (after,) = await v.observe_many([pay(100)], [], T0 + 53, keep=False)
+    assert after.new_country == seen.new_country, "an evaluation keeps nothing"
+
+    declines = Anomalies(client, Keys(prefix), alphas)
+    expected = Rate()
+    for n in range(40):
+        x = 1.0 if n >= 32 else 0.0
+        expected = update(expected, x, alphas)
+        ((_, _, z),) = await declines.observe([(DECLINE, "mch_v", x)])
+    assert z == pytest.approx(score(expected, alphas)) and z > 4
+    (read,) = await v.observe_many([pay(101)], [], T0 + 54, keep=False)
+    assert read.decline.seen == 40 and read.decline.mean == pytest.approx(expected.mean)
+    assert await declines.first_in_window("risk.anomaly.decline:mch_v", 60)
+    assert not await declines.first_in_window("risk.anomaly.decline:mch_v", 60)
