@@ -3,7 +3,7 @@ decimal strings in major units of the currency; times are unix seconds."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
@@ -70,6 +70,8 @@ class Withdrawal(msgspec.Struct, kw_only=True):
     failure_code: str | None
     failure_message: str | None
     settlement_id: str | None
+    # the risk decision: outcome, score, rule version, fired rules with the values they saw
+    risk: dict[str, Any] | None = None
     created: int
     updated: int
 

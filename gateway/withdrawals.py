@@ -136,7 +136,9 @@ async def list_payout_accounts(request: web.Request) -> web.Response:
 
 async def create_withdrawal(request: web.Request) -> web.Response:
     """Hold amount + fee and queue the payout (or wait for approval). The Idempotency-Key is
-    required: a repeat answers the first withdrawal, a different body under it is 409."""
+    required: a repeat answers the first withdrawal, a different body under it is 409. The
+    live risk rules judge it: `reject` is 400 `risk_rejected` (nothing held), `review` waits
+    for approval."""
     e = edge(request)
     body = await request.read()
     who = (await identify(request, body)).principal
@@ -151,6 +153,7 @@ async def create_withdrawal(request: web.Request) -> web.Response:
     if amount <= 0:
         raise invalid("invalid_amount", "amount must be positive", "amount")
     fp = fingerprint(request.method, request.path, body)
+    risk = withdrawals.RiskCheck(e.risk.book.rules, await e.risk.usd(amount, req.currency))
     async with e.pg.acquire() as conn:
         account = await conn.fetchval(
             "SELECT 1 FROM payout_accounts WHERE id = $1 AND entity_id = $2",
@@ -175,6 +178,7 @@ async def create_withdrawal(request: web.Request) -> web.Response:
                     requested_by=who.id,
                     request_id=request.get(REQUEST_ID),
                     settlement_id=req.settlement_id,
+                    risk=risk,
                 )
                 if new:
                     await audit.append(

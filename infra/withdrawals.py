@@ -10,6 +10,8 @@ nothing.
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +21,8 @@ import orjson
 from config import Settings
 from domain.ids import new_id
 from domain.money import format_amount, parse_amount
+from domain.risk import CompiledRuleSet, Outcome, judge
+from domain.risk.facts import WithdrawalRequest, withdrawal_facts
 from domain.settlement import Entity, StatementStatus, statement_sources
 from domain.withdrawals import (
     HOLD,
@@ -59,6 +63,7 @@ def view(row: asyncpg.Record | dict[str, Any]) -> dict[str, Any]:
         "failure_code": row["failure_code"],
         "failure_message": row["failure_message"],
         "settlement_id": row["settlement_id"],
+        "risk": orjson.loads(row["risk"]) if row.get("risk") else None,
         "created": int(row["created_at"].timestamp()),
         "updated": int(row["updated_at"].timestamp()),
     }
@@ -176,9 +181,12 @@ async def request(
     requested_by: str,
     request_id: str | None,
     settlement_id: str | None = None,
+    risk: RiskCheck | None = None,
 ) -> tuple[asyncpg.Record, bool]:
     """In the caller's transaction: the withdrawal, held, and whether it is new (False: the
-    Idempotency-Key's earlier one). Raises `domain.withdrawals.Refused`."""
+    Idempotency-Key's earlier one). Raises `domain.withdrawals.Refused`. With `risk`, the rules
+    judge it after the withdrawal rules pass: `reject` refuses it (`risk_rejected`), `review`
+    holds it for a checker (`pending_approval`); the decision is kept on the withdrawal."""
     # The lock first: concurrent requests of this entity and currency queue here, so each
     # reads the balance (and the day's total) the one before it left.
     owed = await conn.fetchval(
@@ -214,14 +222,25 @@ async def request(
     decision: Decision = check(
         await rules(conn, who.id, currency, settings), amount, int(owed or 0), int(today)
     )
+    verdict = None
+    if risk is not None:
+        verdict = judge(risk.rules, await _facts(conn, who, account_id, currency, amount, risk), [])
+        if verdict.outcome is Outcome.REJECT:
+            raise Refused(
+                "risk_rejected", f"the risk rules reject this withdrawal ({verdict.reason})"
+            )
+    reviewed = verdict is not None and verdict.outcome is Outcome.REVIEW
     status = (
-        WithdrawalStatus.PENDING_APPROVAL if decision.needs_approval else WithdrawalStatus.REQUESTED
+        WithdrawalStatus.PENDING_APPROVAL
+        if decision.needs_approval or reviewed
+        else WithdrawalStatus.REQUESTED
     )
     row = await conn.fetchrow(
         """INSERT INTO withdrawals (id, entity_kind, entity_id, payout_account_id, currency,
                amount, fee, status, idempotency_key, fingerprint, requested_by, request_id,
-               settlement_id)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING *""",
+               settlement_id, risk)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::jsonb)
+           RETURNING *""",
         new_id("wd"),
         who.kind,
         who.id,
@@ -235,11 +254,62 @@ async def request(
         requested_by,
         request_id,
         settlement_id,
+        orjson.dumps(verdict.to_doc()).decode() if verdict is not None else None,
     )
     await store.post_entries(
         conn, [(HOLD, row["id"], postings(HOLD, who, currency, amount, decision.fee))]
     )
     return row, True
+
+
+@dataclass(frozen=True, slots=True)
+class RiskCheck:
+    """The live rule set and the amount's USD equivalent, both found before the transaction."""
+
+    rules: CompiledRuleSet
+    amount_usd: int | None
+
+
+async def _facts(
+    conn: asyncpg.Connection,
+    who: Entity,
+    account_id: str,
+    currency: str,
+    amount: int,
+    risk: RiskCheck,
+) -> dict[str, Any]:
+    """The withdrawal's facts: its entity's agent chain (an agent's own id first) and payout
+    account kind, and the day's withdrawals, read under the entity's lock."""
+    chain = (
+        "SELECT a.path::text FROM merchants m JOIN agents a ON a.id = m.agent_id WHERE m.id = $1"
+        if who.kind == "merchant"
+        else "SELECT path::text FROM agents WHERE id = $1"
+    )
+    path = await conn.fetchval(chain, who.id)
+    day = await conn.fetchrow(
+        """SELECT COALESCE(sum(amount), 0) AS total, count(*) AS n FROM withdrawals
+           WHERE entity_id = $1 AND currency = $2 AND created_at >= $3
+             AND status = ANY($4::text[])""",
+        who.id,
+        currency,
+        datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0),
+        list(_COUNTED),
+    )
+    request = WithdrawalRequest(
+        entity_kind=who.kind,
+        entity_id=who.id,
+        agents=tuple(reversed(path.split("."))) if path else (),
+        amount=amount,
+        currency=currency,
+        at=time.time(),
+        payout_account_kind=await conn.fetchval(
+            "SELECT kind FROM payout_accounts WHERE id = $1", account_id
+        )
+        or "",
+        withdrawn_today=int(day["total"]),
+        withdrawals_today=int(day["n"]),
+    )
+    return withdrawal_facts(request, risk.amount_usd, risk.rules.features)
 
 
 async def fetch(conn: Conn, withdrawal_id: str) -> asyncpg.Record | None:

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import ipaddress
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from domain.risk.velocity import every_feature, nested
+from domain.risk.velocity import Feature, every_feature, nested
 
 VELOCITY = "velocity"
 # Every fact, with a typical value: what publishing checks rules' types against.
@@ -45,6 +45,13 @@ FACTS: dict[str, Any] = {
     "merchant_new_country_z": 0.5,
     "hour": 13,  # 0–23, UTC
     "weekday": 2,  # 0 Monday … 6 Sunday
+    # what is judged: a payment or a withdrawal (withdrawal_facts); for a withdrawal
+    # `merchant` is the withdrawing entity's id and the customer's facts are blank
+    "kind": "payment",
+    "entity_kind": "merchant",  # merchant or agent
+    "payout_account_kind": "bank_account",  # bank_account or crypto_wallet ("" for payments)
+    "withdrawn_today": 12_345,  # the entity's withdrawals since 00:00 UTC, minor units of currency
+    "withdrawals_today": 2,  # and how many (before this one)
     VELOCITY: {},
 }
 
@@ -141,7 +148,53 @@ def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
         "merchant_new_country_z": float(found.new_country_z),
         "hour": at.hour,
         "weekday": at.weekday(),
+        "kind": "payment",
+        "entity_kind": "merchant",
+        "payout_account_kind": "",
+        "withdrawn_today": 0,
+        "withdrawals_today": 0,
         VELOCITY: nested(dict(found.velocity)),
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class WithdrawalRequest:
+    """What a withdrawal's rules see: the entity, its chain, the payout account, its day."""
+
+    entity_kind: str  # merchant or agent
+    entity_id: str
+    agents: Sequence[str]  # a merchant's agent chain, or an agent itself and those above it
+    amount: int
+    currency: str
+    at: float
+    payout_account_kind: str
+    withdrawn_today: int
+    withdrawals_today: int
+
+
+def withdrawal_facts(
+    w: WithdrawalRequest, amount_usd: int | None, features: Iterable[Feature]
+) -> dict[str, Any]:
+    """A withdrawal's facts, in the payments' shape so every published rule type-checks on
+    them: customer facts blank, the merchant's models at 0.0 and the velocity counters the
+    rules read at 0 (withdrawals are not counted with payments)."""
+    at = datetime.fromtimestamp(w.at, UTC)
+    blank = {k: type(v)() for k, v in FACTS.items()}
+    return {
+        **blank,
+        "amount": w.amount,
+        "amount_usd": amount_usd,
+        "currency": w.currency,
+        "merchant": w.entity_id,
+        "agents": list(w.agents),
+        "hour": at.hour,
+        "weekday": at.weekday(),
+        "kind": "withdrawal",
+        "entity_kind": w.entity_kind,
+        "payout_account_kind": w.payout_account_kind,
+        "withdrawn_today": w.withdrawn_today,
+        "withdrawals_today": w.withdrawals_today,
+        VELOCITY: nested(dict.fromkeys(features, 0)),
     }
 
 

@@ -396,6 +396,49 @@ async def test_maker_checker(stack: Stack, http, new_merchant: MerchantFactory) 
     assert "withdrawal.approve" in actions and "withdrawal.reject" in actions, actions
 
 
+async def test_the_risk_rules_judge_withdrawals(
+    stack: Stack, http, new_merchant: MerchantFactory
+) -> None:
+    """The live rule set's rules scoped to the entity judge its withdrawals: `reject` is 400
+    risk_rejected with nothing held, `review` waits for a checker; the decision is kept."""
+    mid, owner, _, account = await setup(stack, http, new_merchant, 100_000)
+    analyst = await make_user(stack, http, Realm.PLATFORM, None, ["risk_analyst"])
+    scope = f"merchant:{mid}"
+    rules = [
+        {
+            "id": "wd_big",
+            "expression": 'kind == "withdrawal" && amount_usd >= 50000',
+            "action": "reject",
+            "scope": scope,
+        },
+        {
+            "id": "wd_again",
+            "expression": 'payout_account_kind == "bank_account" && withdrawals_today >= 1',
+            "action": "review",
+            "scope": scope,
+        },
+    ]
+    status, published = await analyst.call("PUT", "/api/v1/risk/rules", {"rules": rules})
+    assert status == 200, published
+    try:
+        await asyncio.sleep(1.0)  # every gateway process has it within a second
+        payload = {"amount": "600.00", "currency": "USD", "payout_account_id": account}
+        status, body = await withdraw(owner, payload)
+        assert status == 400 and body["error"]["code"] == "risk_rejected", body
+        assert "wd_big" in body["error"]["message"]
+        assert (await balance(owner))["reserved"] == "0.00"
+        status, w1 = await withdraw(owner, {**payload, "amount": "20.00"})
+        assert status == 201 and w1["status"] == "requested", w1
+        assert w1["risk"]["outcome"] == "approve" and w1["risk"]["version"] == published["version"]
+        status, w2 = await withdraw(owner, {**payload, "amount": "30.00"})
+        assert status == 201 and w2["status"] == "pending_approval", w2
+        (fired,) = w2["risk"]["fired"]
+        assert fired["rule"] == "wd_again" and fired["values"]["withdrawals_today"] == 1, fired
+    finally:
+        status, _ = await analyst.call("PUT", "/api/v1/risk/rules", {"rules": []})
+        assert status == 200
+
+
 async def test_failed_returned_and_timed_out_payouts(
     stack: Stack, http, new_merchant: MerchantFactory
 ) -> None:
