@@ -21,6 +21,7 @@ import asyncpg
 
 from config import Settings
 from domain.ids import new_id
+from domain.risk import EMPTY
 from domain.settlement import (
     INTERNAL,
     RELEASE,
@@ -49,7 +50,7 @@ from domain.settlement import (
 )
 from domain.views import statement_view
 from domain.withdrawals import Refused, WithdrawalStatus
-from infra import audit, store, withdrawals
+from infra import audit, risk, store, withdrawals
 
 Conn = asyncpg.Connection | asyncpg.Pool
 log = logging.getLogger("juhe.settlement")
@@ -336,12 +337,16 @@ async def _auto_withdraw(
     conn: asyncpg.Connection, settings: Settings, drafts: Sequence[Draft], result: RunResult
 ) -> None:
     """Each closed statement of an entity with an auto-payout account becomes a withdrawal of
-    its net to it, as a person's request would (rules, hold, approval above the threshold),
-    keyed by the statement so a re-run asks nothing twice. One the rules refuse is logged and
-    left closed, to be paid by hand; it never stops the run."""
+    its net to it, as a person's request would (rules, risk rules, hold, approval above the
+    threshold), keyed by the statement so a re-run asks nothing twice. One the rules refuse
+    is logged and left closed, to be paid by hand; it never stops the run."""
     closed = [d for d in drafts if d.status is StatementStatus.CLOSED and d.net > 0]
     if not closed:
         return
+    # the live risk rules judge them too (no mid rate is fetched here: amount_usd is known
+    # for USD statements only, null otherwise)
+    live = await risk.live_version(conn)
+    rules = risk.compiled_of(live) if live else EMPTY
     accounts = dict(
         await conn.fetch(
             """SELECT entity_id, payout_account_id FROM settlement_terms
@@ -368,6 +373,7 @@ async def _auto_withdraw(
                     requested_by=AUTO.id,
                     request_id=None,
                     settlement_id=d.id,
+                    risk=withdrawals.RiskCheck(rules, d.net if d.currency == "USD" else None),
                 )
                 if new:
                     after = {"status": row["status"], "amount": str(d.net), "fee": str(row["fee"])}
