@@ -295,6 +295,12 @@ async def reconcile(entries: int) -> dict[str, Any]:
         assert len(found) == len(expected), found
         # every record but the omitted two and the three changed ones agrees
         assert run["matched_count"] == len(books.sales) + len(books.refunds) - 5, dict(run)
+        # the same file again is the same run, and writes nothing
+        again, made_again = await reconciliation.run(
+            pool, CHANNEL, DAY.date(), Statement(content, lines), actor
+        )
+        written = await pool.fetchval("SELECT count(*) FROM recon_discrepancies")
+        assert not made_again and again["id"] == run["id"] and written == len(found)
         copy_s = (copy_before + copy_after) / 2
         return {
             "lines": len(lines),
