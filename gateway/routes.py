@@ -1458,7 +1458,9 @@ ROUTES: tuple[Route, ...] = (
         tag="withdrawals",
         description="The Idempotency-Key is required (400 `missing_idempotency_key`). Refused "
         "with 400 `amount_too_small`, `insufficient_funds` or `daily_limit_exceeded`; above the "
-        "entity's `approval_above` the withdrawal is `pending_approval`.",
+        "entity's `approval_above` the withdrawal is `pending_approval`. The live risk rules "
+        'judge it (facts with `kind == "withdrawal"`): a reject is 400 `risk_rejected` with '
+        "nothing held, a review makes it `pending_approval`; `risk` keeps the decision.",
     ),
     Route(
         "GET",

@@ -135,6 +135,13 @@ risk_rules_version = Gauge(
     "The rule set version this process judges with",
     multiprocess_mode="liveall",
 )
+risk_channel_anomaly = Gauge(
+    "juhe_risk_channel_anomaly_z",
+    "A channel's recent decline rate against its usual, in standard deviations (per merchant "
+    "the same score is the merchant_decline_z fact, not a metric: one series per merchant)",
+    ["channel"],
+    multiprocess_mode="mostrecent",
+)
 review_queue = Gauge(
     "juhe_risk_review_queue",
     "Payments waiting in manual review",

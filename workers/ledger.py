@@ -119,6 +119,9 @@ class LedgerActor:
             return
         risk = self.ctx.settings.risk
         scores = await self.anomalies.observe(observations)
+        for model, subject, z in scores:
+            if model == CHANNEL_DECLINE:
+                metrics.risk_channel_anomaly.labels(subject).set(z)
         for kind, subject, detail in anomaly_alerts(scores, risk.anomaly_z):
             if await self.anomalies.first_in_window(
                 f"{kind}:{subject}", risk.anomaly_alert_window_s
