@@ -105,13 +105,19 @@ async def settlements(smoke: bool) -> dict[str, Any]:
 
 
 async def risk_figures(smoke: bool) -> dict[str, Any]:
-    """Issue 14's figure: the CPU cost of a decision with 50 rules and 10 velocity counters."""
-    return {
+    """Issue 14's figures: the CPU cost of a decision with 50 rules and 10 velocity counters,
+    `POST /risk/evaluate`'s latency and (not in a smoke run: two more whole nodes) the
+    end-to-end throughput with that rule set against none."""
+    figures = {
         "risk_decision": await risk.decision_cost(500 if smoke else 20_000),
         "risk_evaluate": await risk.evaluate_latency(
             20.0 if smoke else 200.0, 1.0 if smoke else 10.0
         ),
     }
+    if not smoke:
+        rates = [25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0]
+        figures["risk_end_to_end"] = await risk.end_to_end_cost(rates, 10.0)
+    return figures
 
 
 GROUPS = {"payments": payments, "settlement": settlements, "risk": risk_figures}
@@ -145,6 +151,14 @@ def report(figures: dict[str, Any]) -> str:
             f"POST /risk/evaluate at {r['rate']:.0f}/s with {r['rules']} rules: p50 "
             f"{r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, {r['errors']} errors of "
             f"{r['requests']} (this machine)"
+        )
+    if "risk_end_to_end" in figures:
+        r = figures["risk_end_to_end"]
+        share = f"{r['cost_share']:.0%}" if r["cost_share"] is not None else "n/a"
+        parts.append(
+            f"end to end with 50 rules and 10 counters: {r['rules_per_s']:.0f} lifecycles/s "
+            f"sustained against {r['no_rules_per_s']:.0f}/s with no rules (cost {share}; rate "
+            f"ladder of {r['seconds']:.0f} s steps, this machine; target at most 10 %)"
         )
     return "\n".join(parts)
 

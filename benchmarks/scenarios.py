@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import timeit
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -260,11 +260,17 @@ async def _backlog(node: LocalNode) -> int:
     return total
 
 
-async def end_to_end(rates: Sequence[float], seconds: float) -> dict[str, Any]:
+async def end_to_end(
+    rates: Sequence[float],
+    seconds: float,
+    requests: Callable[[NewMerchant, int], list[Prepared]] = create_requests,
+    prepare: Callable[[LocalNode], Awaitable[None]] | None = None,
+) -> dict[str, Any]:
     """Sustained lifecycles per second: create → channel order → paid callback → ledger →
     webhook at a local merchant endpoint. A rate counts only if the backlog at the end of its
     window is no larger than one second of arrivals (bounded), and at least 90 % of its
-    payments' webhooks arrived within the window (they kept pace)."""
+    payments' webhooks arrived within the window (they kept pace). `requests` makes the
+    creates, `prepare` readies the started node (the risk group publishes its rules)."""
     arrived: dict[str, float] = {}
     sink = Sink(arrived)
     app = web.Application()
@@ -278,8 +284,10 @@ async def end_to_end(rates: Sequence[float], seconds: float) -> dict[str, Any]:
     try:
         await node.start()
         merchant = await _merchant(node, f"http://127.0.0.1:{port}/hook")
+        if prepare is not None:
+            await prepare(node)
         for rate in rates:
-            pool = create_requests(merchant, int(rate * seconds) + 1)
+            pool = requests(merchant, int(rate * seconds) + 1)
             sent: dict[str, float] = {}
             started = time.perf_counter()
             result = await _open_loop_ids(node.url, pool, rate, seconds, sent)
