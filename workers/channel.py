@@ -39,11 +39,12 @@ from domain.states import ENDED_UNPAID, PaymentStatus, RefundStatus
 from domain.views import refund_view
 from infra import metrics, store
 from infra.alerts import OpsAlerts
+from infra.anomaly import Anomalies, alphas_of
 from routing.breaker import CircuitBreakers, State
 from routing.health import HealthBook
 from routing.volume import DailyVolume
 from workers.context import Context
-from workers.outcomes import EXPIRED, end_payment, publish_events
+from workers.outcomes import EXPIRED, end_payment, learn_outcomes, publish_events
 from workers.payouts import pay_out
 from workers.runtime import Mailbox, gather_all
 
@@ -64,6 +65,7 @@ class ChannelActor:
         self.code = code
         self.breakers = breakers
         self.alerts = alerts
+        self.anomalies = Anomalies(ctx.redis, ctx.keys, alphas_of(ctx.settings.risk))
         self.health = HealthBook(ctx.redis, ctx.keys, ctx.settings.routing.health_window_s)
         self.volume = DailyVolume(ctx.redis, ctx.keys)
 
@@ -358,8 +360,9 @@ class ChannelActor:
         return True
 
     async def fail(self, payment_id: str, exc: ChannelError) -> None:
-        """Before money moves, an order the channel refused or does not have is a failed payment."""
-        await end_payment(
+        """Before money moves, an order the channel refused or does not have is a failed payment
+        (a decline the anomaly models learn)."""
+        row = await end_payment(
             self.ctx,
             payment_id,
             PaymentStatus.FAILED,
@@ -367,6 +370,8 @@ class ChannelActor:
             failure_code=exc.code,
             failure_message=exc.message,
         )
+        if row is not None:
+            await learn_outcomes(self.ctx, self.anomalies, [row])
 
     async def refund(self, task: ChannelTask) -> None:
         ctx = self.ctx

@@ -37,15 +37,14 @@ from domain.lifecycle import (
     refusal,
 )
 from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome, envelope_decoder
-from domain.risk.alerts import anomaly_alerts
 from domain.settlement import redirect_released
 from domain.states import ENDED_WITHOUT_MONEY, PaymentStatus, RefundStatus
 from domain.views import payment_view, refund_view
 from infra import metrics, reconciliation, settlement, store
 from infra.agents import ChainCache
-from infra.anomaly import CHANNEL_DECLINE, DECLINE, Anomalies, alphas_of
+from infra.anomaly import Anomalies, alphas_of
 from workers.context import Context
-from workers.outcomes import publish_events
+from workers.outcomes import learn_outcomes, publish_events
 from workers.runtime import Mailbox
 
 _commands = envelope_decoder(LedgerCommand)
@@ -104,30 +103,7 @@ class LedgerActor:
         await self.ctx.hot.put_many(written.payments, written.refunds)
         await publish_events(self.ctx, written.events)
         await self.report_refused(written.refused)
-        await self.learn(written.payments)
-
-    async def learn(self, payments: Sequence[asyncpg.Record]) -> None:
-        """The decline models (infra.anomaly) learn each payment a channel just ended, after
-        the commit; a rate far above its usual tells operations, once per window."""
-        observations = [
-            (model, subject, 1.0 if p["status"] == PaymentStatus.FAILED else 0.0)
-            for p in payments
-            if p["status"] in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED) and p["channel"]
-            for model, subject in ((DECLINE, p["merchant_id"]), (CHANNEL_DECLINE, p["channel"]))
-        ]
-        if not observations:
-            return
-        risk = self.ctx.settings.risk
-        scores = await self.anomalies.observe(observations)
-        for model, subject, z in scores:
-            if model == CHANNEL_DECLINE:
-                metrics.risk_channel_anomaly.labels(subject).set(z)
-        for kind, subject, detail in anomaly_alerts(scores, risk.anomaly_z):
-            if await self.anomalies.first_in_window(
-                f"{kind}:{subject}", risk.anomaly_alert_window_s
-            ):
-                log.warning("risk anomaly", extra={"kind": kind, **detail})
-                await self.ctx.alerts.send(kind, **detail)
+        await learn_outcomes(self.ctx, self.anomalies, written.payments)
 
     async def confirm_orders(
         self, callbacks: Sequence[ChannelCallback]

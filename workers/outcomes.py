@@ -4,16 +4,21 @@ end a payment, so each ends it the same way."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
 from domain.messages import NotifyTask
+from domain.risk.alerts import anomaly_alerts
 from domain.states import PaymentStatus
 from domain.views import payment_view
-from infra import store
+from infra import metrics, store
+from infra.anomaly import CHANNEL_DECLINE, DECLINE, Anomalies
 from workers.context import Context
+
+log = logging.getLogger("juhe.outcomes")
 
 
 async def publish_events(ctx: Context, events: Sequence[tuple[str, str]]) -> None:
@@ -42,3 +47,28 @@ async def end_payment(
     await ctx.hot.put_payment(row)
     await publish_events(ctx, events)
     return row
+
+
+async def learn_outcomes(
+    ctx: Context, anomalies: Anomalies, payments: Sequence[asyncpg.Record]
+) -> None:
+    """After commit, the decline models (infra.anomaly) learn each payment a channel just
+    ended: succeeded (the ledger pool) or failed (the ledger pool, or the channel pool when the
+    channel refused the order). A rate far above its usual tells operations, once per window."""
+    observations = [
+        (model, subject, 1.0 if p["status"] == PaymentStatus.FAILED else 0.0)
+        for p in payments
+        if p["status"] in (PaymentStatus.SUCCEEDED, PaymentStatus.FAILED) and p["channel"]
+        for model, subject in ((DECLINE, p["merchant_id"]), (CHANNEL_DECLINE, p["channel"]))
+    ]
+    if not observations:
+        return
+    risk = ctx.settings.risk
+    scores = await anomalies.observe(observations)
+    for model, subject, z in scores:
+        if model == CHANNEL_DECLINE:
+            metrics.risk_channel_anomaly.labels(subject).set(z)
+    for kind, subject, detail in anomaly_alerts(scores, risk.anomaly_z):
+        if await anomalies.first_in_window(f"{kind}:{subject}", risk.anomaly_alert_window_s):
+            log.warning("risk anomaly", extra={"kind": kind, **detail})
+            await ctx.alerts.send(kind, **detail)

@@ -20,6 +20,7 @@ from domain.access import Realm
 from domain.ids import new_id
 from gateway.client import MerchantClient
 from infra import agents
+from infra.keys import Keys
 from tests.conftest import merchant_on, wait_status
 from tests.portal import Portal, make_user
 from tests.stack import Stack
@@ -329,6 +330,10 @@ async def test_review_queue_approve_reject_and_the_default(
     assert status == 409 and again["error"]["code"] == "review_closed"
     kinds = await until(lambda: _having(events_of(node, first["id"]), "payment.succeeded"))
     assert kinds.index("payment.review_opened") < kinds.index("payment.review_closed")
+    assert node.redis is not None  # the ledger pool's decline models learned the success
+    key = Keys(node.settings.redis.prefix).anomaly("decline", shop.merchant_id)
+    model = await node.redis.hgetall(key)
+    assert int(model[b"n"]) >= 1 and float(model[b"mean"]) == 0.0, model
 
     # rejected: ends rejected, the merchant notified
     second = await held(shop, "cus_watch_2")
