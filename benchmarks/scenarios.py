@@ -29,9 +29,9 @@ from domain.fees import Rate
 from domain.ids import new_id
 from domain.messages import ChannelCallback
 from gateway.client import signed_headers
-from infra import broker
+from infra import broker, redisclient
 from infra.channels import ChannelRegistry
-from infra.keys import STREAMS
+from infra.keys import STREAMS, Keys
 from infra.merchants import NewMerchant, create_merchant
 from routing.strategies import ChannelProfile, Health, RouteRequest, Rule, Strategy, route
 from workers.ledger import LedgerActor, Written
@@ -445,9 +445,16 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
         )
         registry = ChannelRegistry(pool, node.box)
         await registry.refresh()
-        # The ledger core needs settings and the channels' prices; the broker and Redis are not
-        # part of this figure.
-        ctx = SimpleNamespace(settings=node.settings, channels=registry)
+        # The ledger core needs settings and the channels' prices; the broker is not part of
+        # this figure, and Redis only holds what the pool learns after a commit (the anomaly
+        # models), which `apply_callbacks` does not do.
+        redis = redisclient.connect(node.settings.redis.url, 2)
+        ctx = SimpleNamespace(
+            settings=node.settings,
+            channels=registry,
+            redis=redis,
+            keys=Keys(node.settings.redis.prefix),
+        )
         actor = LedgerActor(ctx)  # type: ignore[arg-type]
         rates = {}
         for label, size in (("single", 1), ("batched", batch)):
@@ -457,6 +464,7 @@ async def ledger(entries: int, batch: int) -> dict[str, float]:
                 async with pool.acquire() as conn, conn.transaction():
                     await actor.apply_callbacks(conn, callbacks[i : i + size], {}, Written())
             rates[label] = entries / (time.perf_counter() - started)
+        await redis.aclose()
         posted = await pool.fetchval("SELECT count(*) FROM journal_entries")
         assert posted == 2 * entries, posted
         return {
