@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -144,13 +145,20 @@ class LocalNode:
                         if ready.status == 200 and not self.whole:
                             return
                     async with http.get(sim + "/_sim/health") as health:
-                        if health.status == 200 and self.pools_running():
+                        if health.status == 200 and await self._pools_started(http):
                             await asyncio.sleep(1.0)  # consumers attach to their queues
                             return
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.2)
         raise RuntimeError(f"node did not become ready; see {self.log_path}")
+
+    async def _pools_started(self, http: aiohttp.ClientSession) -> bool:
+        """Every pool has a process that opened its services (the node's juhe_pool_started)."""
+        async with http.get(self.url + "/metrics") as response:
+            text = await response.text()
+        started = set(re.findall(r'^juhe_pool_started\{pool="(\w+)"\} 1\.0$', text, re.M))
+        return started == set(POOL_NAMES)
 
     def pool_processes(self) -> dict[str, psutil.Process]:
         """The live worker-pool processes by pool name."""

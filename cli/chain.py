@@ -1,19 +1,22 @@
 """`juhe chain …`: the development chain (infra.localchain). `node` runs it (what `make run`
 starts); `pay` sends ETH or test USDT from one of its funded accounts, as a customer's wallet
-would; `mine` adds blocks, so confirmations can be watched."""
+would; `mine` adds blocks, so confirmations can be watched. The chain libraries are imported
+only when a chain command runs: every pool process parses these commands."""
 
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from web3 import AsyncWeb3
 
 from config import Settings
 from domain.money import parse_amount
-from infra import channels, db, localchain
+from infra import channels, db
 from infra.secretbox import SecretBox
+
+if TYPE_CHECKING:
+    from web3 import AsyncWeb3
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 async def _usdt(settings: Settings, w3: AsyncWeb3) -> Any:
+    from infra import localchain
+
     box = SecretBox(settings.secrets.keys, settings.secrets.active)
     conn = await db.connect(settings.postgres.dsn)
     try:
@@ -44,6 +49,8 @@ async def _usdt(settings: Settings, w3: AsyncWeb3) -> Any:
 
 
 async def run(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
+    from infra import localchain
+
     w3 = localchain.connect(settings)
     if args.action == "mine":
         await w3.provider.make_request("anvil_mine", [hex(args.blocks)])

@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from adapters.registry import ADAPTERS, CREDENTIALS
+from adapters.registry import ADAPTERS, credentials
 from domain.access import PLATFORM_OWNED
 from gateway.access import actor, identify, require
 from gateway.channel_schemas import (
@@ -77,7 +77,7 @@ def _check(fields: dict[str, Any], current: asyncpg.Record | None = None) -> Non
             raise invalid(
                 "credentials_required", "a new adapter needs its credentials", "credentials"
             )
-        lacking = [k for k in CREDENTIALS[adapter] if k not in fields["credentials"]]
+        lacking = [k for k in credentials(adapter) if k not in fields["credentials"]]
         if lacking:
             raise invalid(
                 "credentials_incomplete",

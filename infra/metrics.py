@@ -73,6 +73,12 @@ callbacks_refused = Counter(
     "yet confirmed",
     ["channel", "reason"],
 )
+pool_started = Gauge(
+    "juhe_pool_started",
+    "1 while a process of the pool is connected and taking work (its services opened)",
+    ["pool"],
+    multiprocess_mode="livemax",
+)
 breaker_state = Gauge(
     "juhe_breaker_state",
     "Circuit breaker state (0 closed, 1 half-open, 2 open)",

@@ -1,10 +1,12 @@
 """Running one pool as a process: connections, the pool's actors, a metrics endpoint, and a
-clean stop on SIGTERM/SIGINT."""
+clean stop on SIGTERM/SIGINT. A process imports only its own pool's module (`workers.<name>`):
+the chain watcher's libraries alone take two seconds to import."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import logging
 import os
 import signal
@@ -16,20 +18,17 @@ from config import Settings
 from infra import metrics
 from infra.httpserver import hide_versions
 from infra.invalidation import follow
-from workers import chain, channel, ledger, notify, relay, risk, scheduler
 from workers.context import Context
+from workers.supervisor import POOL_NAMES
 
 log = logging.getLogger("juhe.pool")
 
-POOLS: dict[str, Callable[[Context], Awaitable[None]]] = {
-    "relay": relay.run,
-    "risk": risk.run,
-    "channel": channel.run,
-    "ledger": ledger.run,
-    "notify": notify.run,
-    "scheduler": scheduler.run,
-    "chain": chain.run,
-}
+
+def pool_main(name: str) -> Callable[[Context], Awaitable[None]]:
+    if name not in POOL_NAMES:
+        raise ValueError(f"no pool {name!r} (known: {', '.join(POOL_NAMES)})")
+    run: Callable[[Context], Awaitable[None]] = importlib.import_module(f"workers.{name}").run
+    return run
 
 
 async def metrics_handler(_: web.Request) -> web.Response:
@@ -56,7 +55,7 @@ async def serve_metrics(port: int) -> web.AppRunner:
 
 async def run_pool(name: str, settings: Settings) -> None:
     ctx = await Context.open(settings)
-    port = settings.supervisor.metrics_port_base + list(POOLS).index(name)
+    port = settings.supervisor.metrics_port_base + POOL_NAMES.index(name)
     port += 10 * int(os.environ.get("JUHE_WORKER_INDEX", "0"))
     runner = await serve_metrics(port)
     stop = asyncio.Event()
@@ -64,8 +63,9 @@ async def run_pool(name: str, settings: Settings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     log.info("pool started", extra={"pool": name, "metrics_port": port})
+    metrics.pool_started.labels(name).set(1)
     following = asyncio.create_task(follow(ctx.redis, ctx.keys, registry=ctx.channels))
-    task = asyncio.create_task(POOLS[name](ctx))
+    task = asyncio.create_task(pool_main(name)(ctx))
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)

@@ -18,6 +18,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from prometheus_client import multiprocess
+
 from config import Settings
 
 log = logging.getLogger("juhe.supervisor")
@@ -63,6 +65,8 @@ class Supervisor:
             await self.start(child)
             assert child.process is not None
             code = await child.process.wait()
+            # its live gauges (juhe_pool_started) go with it
+            multiprocess.mark_process_dead(child.process.pid, child.env["PROMETHEUS_MULTIPROC_DIR"])
             if self.stopping.is_set():
                 return
             quick = time.monotonic() - child.started_at < 5
