@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
+from typing import Literal
 
 import asyncpg
 import orjson
@@ -197,20 +198,7 @@ class Watcher:
                 await ctx.hot.put_payment(updated)
             if state.state is not DepositState.CONFIRMED:
                 continue
-            paid = ChannelCallback(
-                channel=self.code,
-                event_id=f"chain:{row['payment_id']}:paid",
-                payment_id=row["payment_id"],
-                channel_order_id=row["address"],
-                outcome="paid",
-                amount=str(due),
-                currency=asset,
-            )
-            await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(callback=paid)])
-            await ctx.pg.execute(
-                "UPDATE deposit_addresses SET reported = 'paid' WHERE payment_id = $1",
-                row["payment_id"],
-            )
+            await self.tell_ledger(row, "paid", due)
             ended = row["payment_status"] != "awaiting_payment"
             log.log(
                 logging.ERROR if ended else logging.INFO,
@@ -226,6 +214,33 @@ class Watcher:
                 await ctx.alerts.send(
                     "payment.paid_after_end", payment_id=row["payment_id"], channel=self.code
                 )
+
+    async def tell_ledger(
+        self,
+        row: asyncpg.Record,
+        outcome: Literal["paid", "reversed"],
+        due: int,
+        message: str | None = None,
+    ) -> None:
+        """Tell the ledger what the chain did to a deposit (through the callback path every
+        channel uses, its event id once per outcome), then mark it told. Sent before it is
+        marked: a crash between the two sends it again, and the ledger drops the repeat."""
+        told = ChannelCallback(
+            channel=self.code,
+            event_id=f"chain:{row['payment_id']}:{outcome}",
+            payment_id=row["payment_id"],
+            channel_order_id=row["address"],
+            outcome=outcome,
+            amount=str(due),
+            currency=row["asset"],
+            failure_message=message,
+        )
+        await self.ctx.publisher.send(self.ctx.queues.ledger, [LedgerCommand(callback=told)])
+        await self.ctx.pg.execute(
+            "UPDATE deposit_addresses SET reported = $2 WHERE payment_id = $1",
+            row["payment_id"],
+            outcome,
+        )
 
     async def hold_open(self, payment_id: str) -> asyncpg.Record | None:
         """Put the expiry of a payment paid in full off to `confirming_grace_s` from now, only
@@ -249,20 +264,8 @@ class Watcher:
             transfers = await deposits.transfers(ctx.pg, chain, row["address"])
             if not taken_back(deposit(due, asset, transfers, head, self.depth(asset)), due):
                 continue
-            back = ChannelCallback(
-                channel=self.code,
-                event_id=f"chain:{row['payment_id']}:reversed",
-                payment_id=row["payment_id"],
-                channel_order_id=row["address"],
-                outcome="reversed",
-                amount=str(due),
-                currency=asset,
-                failure_message="a chain reorganisation removed the confirmed transfer",
-            )
-            await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(callback=back)])
-            await ctx.pg.execute(
-                "UPDATE deposit_addresses SET reported = 'reversed' WHERE payment_id = $1",
-                row["payment_id"],
+            await self.tell_ledger(
+                row, "reversed", due, "a chain reorganisation removed the confirmed transfer"
             )
             log.error(
                 "a confirmed deposit was taken back by a reorg",

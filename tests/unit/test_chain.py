@@ -29,6 +29,7 @@ from domain.fees import Rate
 from domain.lifecycle import PaymentFacts, on_callback
 from domain.messages import ChannelCallback
 from domain.states import PaymentStatus
+from tests.facts import callback, payment
 
 MNEMONIC = "test test test test test test test test test test test junk"
 ADDRESS = "0x" + "ab" * 20
@@ -168,28 +169,22 @@ def test_only_a_credit_the_chain_no_longer_holds_is_taken_back() -> None:
 
 
 def _paid(status: PaymentStatus = PaymentStatus.SUCCEEDED) -> PaymentFacts:
-    return PaymentFacts(
-        id="pay_1",
-        merchant_id="mch_1",
-        status=status,
+    return payment(
+        status,
         amount=7_250_000,
         currency="USDT",
         channel="eth",
-        fee_bps=250,
         fee_fixed=0,
-        refund_reserved=0,
-        refunded_amount=0,
         channel_order_id=ADDRESS,
     )
 
 
 def _reversed() -> ChannelCallback:
-    return ChannelCallback(
+    return callback(
+        "reversed",
         channel="eth",
         event_id="chain:pay_1:reversed",
-        payment_id="pay_1",
         channel_order_id=ADDRESS,
-        outcome="reversed",
         amount="7250000",
         currency="USDT",
     )

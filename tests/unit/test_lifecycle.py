@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -30,42 +28,12 @@ from domain.lifecycle import (
     on_callback,
     on_refund_outcome,
 )
-from domain.messages import ChannelCallback
 from domain.states import FINAL, PaymentStatus, RefundStatus
+from tests.facts import callback as _callback
+from tests.facts import payment as _payment
 
 P = PaymentStatus
 PRICE = Rate(120)
-
-
-def _payment(status: P = P.PROCESSING, **changes: object) -> PaymentFacts:
-    base = PaymentFacts(
-        id="pay_1",
-        merchant_id="mch_1",
-        status=status,
-        amount=10_000,
-        currency="USD",
-        channel="sim",
-        fee_bps=250,
-        fee_fixed=30,
-        refund_reserved=0,
-        refunded_amount=0,
-        channel_order_id="ord_1",
-    )
-    return replace(base, **changes)
-
-
-def _callback(outcome: str = "paid", **changes: object) -> ChannelCallback:
-    fields: dict[str, object] = {
-        "channel": "sim",
-        "event_id": "evt_1",
-        "payment_id": "pay_1",
-        "channel_order_id": "ord_1",
-        "outcome": outcome,
-        "amount": "10000",
-        "currency": "USD",
-    }
-    fields.update(changes)
-    return ChannelCallback(**fields)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------------------- paid
