@@ -54,6 +54,7 @@ async def serve_metrics(port: int) -> web.AppRunner:
 
 
 async def run_pool(name: str, settings: Settings) -> None:
+    main = pool_main(name)  # imported before the pool says it started: it takes work at once
     ctx = await Context.open(settings)
     port = settings.supervisor.metrics_port_base + POOL_NAMES.index(name)
     port += 10 * int(os.environ.get("JUHE_WORKER_INDEX", "0"))
@@ -65,7 +66,7 @@ async def run_pool(name: str, settings: Settings) -> None:
     log.info("pool started", extra={"pool": name, "metrics_port": port})
     metrics.pool_started.labels(name).set(1)
     following = asyncio.create_task(follow(ctx.redis, ctx.keys, registry=ctx.channels))
-    task = asyncio.create_task(pool_main(name)(ctx))
+    task = asyncio.create_task(main(ctx))
     stopper = asyncio.create_task(stop.wait())
     try:
         done, _ = await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
