@@ -3,6 +3,9 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+# Two test files run at once (pytest-xdist, one file per worker so a module's node stays in one
+# process): most of an integration test is waiting on a node. TEST_WORKERS=0 runs them in turn.
+TEST_WORKERS ?= 2
 
 .PHONY: run test bench soak lint services clean pdf-tools chain
 
@@ -42,7 +45,7 @@ pdf-tools:
 
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
 test: $(STAMP) services pdf-tools chain
-	@$(PY) -m pytest $(PYTEST_ARGS); rc=$$?; \
+	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
 # wrk is the load generator when installed (Debian's package); otherwise an asyncio one is used.

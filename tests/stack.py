@@ -23,7 +23,10 @@ TEST_SETTINGS = {
     "JUHE_SETTLEMENT__INTERVAL_S": "3600",
     "JUHE_RELAY__CLAIM_IDLE_MS": "3000",
     "JUHE_BREAKER__FAILURE_THRESHOLD": "100000",
-    "JUHE_POSTGRES__POOL_MAX": "5",
+    # two test files run at once, each with its node of ten processes, on one PostgreSQL
+    # (max_connections 100): a process holds one connection idle and at most four
+    "JUHE_POSTGRES__POOL_MIN": "1",
+    "JUHE_POSTGRES__POOL_MAX": "4",
     # every test signs in from 127.0.0.1: the per-IP limit is tested on its own
     "JUHE_AUTH__LOGIN_LIMIT_PER_IP": "1000000",
     "JUHE_AUTH__COUNTRY_HEADER": "X-Test-Country",

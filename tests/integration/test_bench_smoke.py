@@ -3,6 +3,7 @@ scenarios ran and produced figures, never how fast they were."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,12 +12,17 @@ import orjson
 
 from benchmarks.node import ROOT
 
+# The suite runs two test files at once on one PostgreSQL: the benchmarks' nodes get the test
+# nodes' connection budget (tests/stack.py), not production's ten per process.
+SMALL_POOLS = {**os.environ, "JUHE_POSTGRES__POOL_MIN": "1", "JUHE_POSTGRES__POOL_MAX": "4"}
+
 
 def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     out = tmp_path / "smoke.json"
     run = subprocess.run(
         [sys.executable, "-m", "benchmarks.run", "--smoke", "--out", str(out)],
         cwd=ROOT,
+        env=SMALL_POOLS,
         capture_output=True,
         text=True,
         timeout=300,
@@ -70,6 +76,7 @@ def test_soak_samples_memory_of_every_process(tmp_path: Path) -> None:
             str(out),
         ],
         cwd=ROOT,
+        env=SMALL_POOLS,
         capture_output=True,
         text=True,
         timeout=120,
