@@ -79,10 +79,12 @@ class Pool(Base):
 
 class Risk(Pool):
     """`ip_country_table`: a `start,end,country` CSV of IP ranges (domain.risk.geo); empty is
-    the sample bundled in config/ip_country.csv. A review nobody decides within
-    `review_timeout_s` takes `review_default`."""
+    the sample bundled in config/ip_country.csv. `bin_country_table`: a `prefix,country` CSV
+    of card BIN prefixes; empty is the sample in config/bin_country.csv. A review nobody
+    decides within `review_timeout_s` takes `review_default`."""
 
     ip_country_table: str = ""
+    bin_country_table: str = ""
     review_timeout_s: int = 86_400
     review_default: Literal["approve", "reject"] = "reject"
     # the ops webhook hears of a decision scoring `alert_score` or more, an amount `alert_z`
@@ -99,6 +101,7 @@ class Risk(Pool):
     anomaly_z: float = 4.0
     anomaly_alert_window_s: int = 3_600
     rule_window_s: int = 60
+    volume_window_s: int = 60
 
     def __post_init__(self) -> None:
         if self.review_timeout_s < 1:

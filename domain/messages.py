@@ -32,6 +32,9 @@ class PaymentIntent(Message, frozen=True, kw_only=True):
     customer_country: str | None = None
     customer_device: str | None = None  # the cashier page's device id (risk velocity, lists)
     customer_id: str | None = None  # the merchant's id for its customer
+    card_fingerprint: str | None = None  # the card as the merchant's tokenisation knows it
+    card_bin: str | None = None
+    card_country: str | None = None
     notify_url: str | None = None
     return_url: str | None = None
     metadata: dict[str, str] | None = None

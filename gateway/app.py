@@ -35,7 +35,7 @@ from infra.logs import request_id
 from infra.merchants import MerchantDirectory
 from infra.ratelimit import RateLimiter
 from infra.redispipe import RedisPipe
-from infra.risk import Judge, RiskBook, load_countries
+from infra.risk import Judge, RiskBook, load_geo
 from infra.secretbox import SecretBox
 from infra.velocity import Velocity
 
@@ -136,7 +136,8 @@ def create_app(settings: Settings) -> web.Application:
         registry = ChannelRegistry(pg, box, http)
         await registry.refresh()
         rates = rate_source(settings.fx)
-        book = RiskBook(pg, load_countries(settings.risk.ip_country_table))
+        geo = load_geo(settings.risk.ip_country_table, settings.risk.bin_country_table)
+        book = RiskBook(pg, geo)
         await book.refresh()
         app[EDGE] = Edge(
             settings=settings,
@@ -154,7 +155,11 @@ def create_app(settings: Settings) -> web.Application:
             box=box,
             alerts=OpsAlerts(http, settings.alerts.ops_webhook_url, settings.alerts.timeout_ms),
             rates=rates,
-            risk=Judge(book, Velocity(redis, keys, alphas_of(settings.risk)), rates),
+            risk=Judge(
+                book,
+                Velocity(redis, keys, alphas_of(settings.risk), settings.risk.volume_window_s),
+                rates,
+            ),
         )
         await identity.sync_builtin_roles(pg)
         usage = asyncio.create_task(_record_key_usage(app[EDGE].merchants))

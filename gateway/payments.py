@@ -25,7 +25,7 @@ from gateway.intake import (
     RequestInProgress,
     fingerprint,
 )
-from gateway.schemas import CreatePayment, Customer
+from gateway.schemas import Card, CreatePayment, Customer
 from gateway.state import (
     REQUEST_ID,
     Edge,
@@ -101,7 +101,7 @@ async def create_payment(request: web.Request) -> web.Response:
             "invalid_field", f"expires_in must be at most {limits.max_expires_in_s}", "expires_in"
         )
     now = time.time()
-    payment_id, customer = new_id("pay"), req.customer or Customer()
+    payment_id, customer, card = new_id("pay"), req.customer or Customer(), req.card or Card()
     intent = PaymentIntent(
         id=payment_id,
         merchant_id=merchant.id,
@@ -116,6 +116,9 @@ async def create_payment(request: web.Request) -> web.Response:
         customer_country=customer.country,
         customer_device=customer.device_id,
         customer_id=customer.id,
+        card_fingerprint=card.fingerprint,
+        card_bin=card.bin,
+        card_country=card.country,
         notify_url=req.notify_url,
         return_url=req.return_url,
         metadata=req.metadata,

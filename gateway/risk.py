@@ -31,7 +31,6 @@ from gateway.errors import ApiError, invalid
 from gateway.payments import amount_of
 from gateway.risk_schemas import (
     BacktestIn,
-    Card,
     ComparisonView,
     CreateListEntry,
     DecideReview,
@@ -46,7 +45,7 @@ from gateway.risk_schemas import (
     ShadowView,
     ThresholdsIn,
 )
-from gateway.schemas import Customer
+from gateway.schemas import Card, Customer
 from gateway.state import Edge, decode, edge, int_query, json_answer, page_answer, page_limit
 from infra import audit, reviews, risk, store
 from infra.invalidation import announce

@@ -8,7 +8,7 @@ import msgspec
 from msgspec import Meta
 
 from domain.risk.rules import MAX_EXPRESSION, MAX_RULES
-from gateway.schemas import AmountText, CurrencyCode, Customer
+from gateway.schemas import AmountText, Card, CurrencyCode, Customer
 
 ListName = Literal["block", "allow"]
 ListKind = Literal["ip", "email", "domain", "device", "card", "bin", "country", "customer"]
@@ -99,12 +99,6 @@ class ReviewView(msgspec.Struct, kw_only=True):
 
 class DecideReview(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
-
-
-class Card(msgspec.Struct, forbid_unknown_fields=True):
-    fingerprint: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")] | None = None
-    bin: Annotated[str, Meta(pattern=r"^[0-9]{6,8}$")] | None = None
-    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None
 
 
 class Evaluate(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):

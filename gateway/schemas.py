@@ -61,6 +61,16 @@ class Customer(msgspec.Struct, forbid_unknown_fields=True):
     ) = None
 
 
+class Card(msgspec.Struct, forbid_unknown_fields=True):
+    """What the merchant's card tokenisation (or the channel) tells of the card before the
+    payment is judged: never the card number. Risk rules read these; `country` absent is
+    looked up from the BIN in the local table."""
+
+    fingerprint: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:\-]{1,128}$")] | None = None
+    bin: Annotated[str, Meta(pattern=r"^[0-9]{6,8}$")] | None = None
+    country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None
+
+
 class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
     amount: AmountText
     currency: CurrencyCode
@@ -68,6 +78,7 @@ class CreatePayment(msgspec.Struct, forbid_unknown_fields=True):
     method: Literal["card", "ewallet", "bank_transfer", "crypto"] | None = None
     description: Annotated[str, Meta(max_length=500)] | None = None
     customer: Customer | None = None
+    card: Card | None = None
     notify_url: NotifyUrl | None = None
     return_url: Url | None = None
     metadata: (

@@ -4,21 +4,27 @@ observation. Decline rates learn from the ledger pool, once per payment that end
 failed at a channel, after its transaction commits; the new-country share learns in the risk
 pool's velocity script (infra.velocity), in the round trip it already makes.
 
-An alert for a model and subject is sent at most once per `anomaly_alert_window_s`."""
+An alert for a model and subject is sent at most once per `anomaly_alert_window_s`.
+
+Rule fire shares are counted per wall-clock window in Redis by every risk process
+(`RuleWindows`), so the usual share of a rule is learned from all the traffic, survives a
+restart and is the same in every process. A window is closed once, two windows later (when
+every envelope judged in it has been counted), by whichever process first asks."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from redis.asyncio import Redis
 
 from config.settings import Risk
-from domain.risk.anomaly import Alphas, Rate, score
+from domain.risk.anomaly import Alphas, Rate, RuleWindow, rule_surges, score
 from infra.keys import Keys
 
 DECLINE = "decline"  # a merchant's
 CHANNEL_DECLINE = "channel_decline"
 NEW_COUNTRY = "new_country"
+VOLUME = "volume"  # a merchant's payments per window (infra.velocity keeps it)
 TTL_S = 30 * 86_400
 
 # domain.risk.anomaly.update in Lua: the state as 4 numbers, x, fast and slow weights
@@ -90,3 +96,51 @@ class Anomalies:
     async def first_in_window(self, kind: str, window_s: int) -> bool:
         """True once per window for this alert kind (and subject, named in `kind`)."""
         return bool(await self.redis.set(self.keys.alerted(kind), 1, nx=True, ex=window_s))
+
+
+JUDGED = "_judged"  # the field counting the payments judged in a window (never a rule id)
+
+
+class RuleWindows:
+    def __init__(self, redis: Redis, keys: Keys, window_s: int) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.window_s = window_s
+
+    async def count(self, fires: Mapping[str, int], judged: int, now: float) -> int | None:
+        """Add an envelope's fires to its window, in one round trip; the number of the window
+        this process is now to close (two before this one), if no other process took it."""
+        window = int(now // self.window_s)
+        key, ttl = self.keys.rule_fires(window), self.window_s * 4
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(key, JUDGED, judged)
+            for rule, fired in fires.items():
+                pipe.hincrby(key, rule, fired)
+            pipe.expire(key, ttl)
+            pipe.set(self.keys.rule_window_closed(window - 2), 1, nx=True, ex=ttl)
+            answers = await pipe.execute()
+        return window - 2 if answers[-1] else None
+
+    async def close(
+        self, window: int, rules: frozenset[str], alpha: float, z_limit: float
+    ) -> dict[str, float]:
+        """Each live rule's usual share learns the window's; the rules surging in it, with z."""
+        counted = await self.redis.hgetall(self.keys.rule_fires(window))
+        fires = {k.decode(): int(v) for k, v in counted.items()}
+        judged = fires.pop(JUDGED, 0)
+        stored = await self.redis.hgetall(self.keys.rule_usual())
+        usual = {}
+        for rule, text in stored.items():
+            mean, var, seen = text.decode().split(",")
+            usual[rule.decode()] = RuleWindow(float(mean), float(var), int(seen))
+        after, surging = rule_surges(usual, fires, judged, rules, alpha, z_limit)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.rule_usual())
+            if after:
+                pipe.hset(
+                    self.keys.rule_usual(),
+                    mapping={r: f"{u.mean!r},{u.var!r},{u.seen}" for r, u in after.items()},
+                )
+                pipe.expire(self.keys.rule_usual(), TTL_S)
+            await pipe.execute()
+        return surging

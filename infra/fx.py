@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Protocol
 
 from config.settings import Fx
-from domain.fx import RateError, cross, parse_rate
+from domain.fx import RateError, convert, cross, parse_rate
 
 
 class RateUnavailable(Exception):
@@ -95,3 +95,14 @@ def rate_source(settings: Fx) -> CachedRates:
         else StaticRates(settings.rates)
     )
     return CachedRates(provider, settings.cache_ttl_s, settings.stale_s)
+
+
+async def usd_equivalent(rates: RateProvider, amount: int, currency: str) -> int | None:
+    """`amount` (minor units of `currency`) in US cents at the mid rate, as risk rules read
+    it (`amount_usd`); None where no rate is known."""
+    if currency == "USD":
+        return amount
+    try:
+        return convert(amount, currency, "USD", await rates.mid(currency, "USD"))
+    except (RateUnavailable, KeyError, ValueError):
+        return None

@@ -62,6 +62,18 @@ class Keys:
         """The countries a merchant's customers paid from (the new-country model)."""
         return f"{self.prefix}:risk:countries:{merchant_id}"
 
+    def rule_fires(self, window: int) -> str:
+        """How often each rule fired in one wall-clock window, and `_judged` (infra.anomaly)."""
+        return f"{self.prefix}:risk:rules:fires:{window}"
+
+    def rule_window_closed(self, window: int) -> str:
+        """Set by the one process that closed that window."""
+        return f"{self.prefix}:risk:rules:closed:{window}"
+
+    def rule_usual(self) -> str:
+        """Each rule's usual fire share (domain.risk.anomaly.RuleWindow), one field a rule."""
+        return f"{self.prefix}:risk:rules:usual"
+
     def alerted(self, kind: str) -> str:
         """Set while an alert of this kind was sent lately (once per period, not per tick)."""
         return f"{self.prefix}:alerted:{kind}"

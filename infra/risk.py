@@ -21,7 +21,6 @@ from typing import Any
 import asyncpg
 import orjson
 
-from domain.fx import convert
 from domain.ids import new_id
 from domain.risk import (
     EMPTY,
@@ -37,27 +36,32 @@ from domain.risk import (
     judge,
     list_values,
 )
-from domain.risk.anomaly import score
+from domain.risk.anomaly import score, volume_score
 from domain.risk.backtest import facts_doc
-from domain.risk.geo import CountryTable
+from domain.risk.geo import BinTable, CountryTable, Geo
 from domain.risk.lists import EMPTY_LISTS, Entry, Kind, ListIndex, ListName
 from infra import metrics
-from infra.fx import RateProvider, RateUnavailable
+from infra.fx import RateProvider, usd_equivalent
 from infra.velocity import Velocity
 
 log = logging.getLogger("juhe.risk")
 Conn = asyncpg.Connection | asyncpg.Pool
 
 
-SAMPLE_COUNTRIES = Path(__file__).resolve().parent.parent / "config" / "ip_country.csv"
+SAMPLES = Path(__file__).resolve().parent.parent / "config"
 
 
-def load_countries(path: str | Path = "") -> CountryTable:
-    """`start,end,country` rows; lines starting with # are comments. "" is the sample."""
-    path = path or SAMPLE_COUNTRIES
+def _rows(path: str | Path) -> list[list[str]]:
     with open(path, newline="") as handle:
-        rows = [r for r in csv.reader(handle) if r and not r[0].startswith("#")]
-    return CountryTable((r[0], r[1], r[2]) for r in rows)
+        return [r for r in csv.reader(handle) if r and not r[0].startswith("#")]
+
+
+def load_geo(ip_table: str | Path = "", bin_table: str | Path = "") -> Geo:
+    """The IP ranges (`start,end,country` rows) and BIN prefixes (`prefix,country`); lines
+    starting with # are comments, and "" is the sample bundled in config/."""
+    ips = _rows(ip_table or SAMPLES / "ip_country.csv")
+    bins = _rows(bin_table or SAMPLES / "bin_country.csv")
+    return Geo(CountryTable((r[0], r[1], r[2]) for r in ips), BinTable((r[0], r[1]) for r in bins))
 
 
 # --- lists -----------------------------------------------------------------------------------
@@ -256,9 +260,9 @@ async def decisions(
 class RiskBook:
     """The live rule set and lists of one process, each replaced whole when it changes."""
 
-    def __init__(self, pg: asyncpg.Pool, countries: CountryTable) -> None:
+    def __init__(self, pg: asyncpg.Pool, geo: Geo) -> None:
         self._pg = pg
-        self.countries = countries
+        self.geo = geo
         self.rules: CompiledRuleSet = EMPTY
         self.shadow: CompiledRuleSet | None = None  # judged beside the live one, never applied
         self.lists: ListIndex = EMPTY_LISTS
@@ -303,7 +307,8 @@ class Judged:
 class Judge:
     """Decisions as the risk pool makes them, for payments and for `POST /risk/evaluate`
     alike: one rule version for the whole batch, every velocity counter in one round trip,
-    the IP's country from the local table, the USD equivalent at the mid rate."""
+    the IP's and the card's country from the local tables, the USD equivalent at the mid
+    rate."""
 
     def __init__(self, book: RiskBook, velocity: Velocity, rates: RateProvider) -> None:
         self.book = book
@@ -311,12 +316,7 @@ class Judge:
         self.rates = rates
 
     async def usd(self, amount: int, currency: str) -> int | None:
-        if currency == "USD":
-            return amount
-        try:
-            return convert(amount, currency, "USD", await self.rates.mid(currency, "USD"))
-        except (RateUnavailable, KeyError, ValueError):
-            return None
+        return await usd_equivalent(self.rates, amount, currency)
 
     async def decide(
         self,
@@ -329,7 +329,7 @@ class Judge:
         rules, shadow, lists = self.book.rules, self.book.shadow, self.book.lists
         features = rules.features | (shadow.features if shadow else frozenset())
         usd = [await self.usd(tx.amount, tx.currency) for tx in txs]
-        ip_countries = [self.book.countries.country(tx.ip) for tx in txs]
+        ip_countries = [self.book.geo.ips.country(tx.ip) for tx in txs]
         observed = await self.velocity.observe_many(
             zip(txs, usd, strict=True),
             features,
@@ -348,6 +348,8 @@ class Judge:
                 seen.usual,
                 score(seen.decline, alphas),
                 score(seen.new_country, alphas),
+                volume_score(seen.volume),
+                self.book.geo.bins.country(tx.card_bin),
             )
             facts = facts_of(tx, found)
             hits = lists.hits(list_values(facts), now)

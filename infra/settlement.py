@@ -51,6 +51,7 @@ from domain.settlement import (
 from domain.views import statement_view
 from domain.withdrawals import Refused, WithdrawalStatus
 from infra import audit, risk, store, withdrawals
+from infra.fx import rate_source, usd_equivalent
 
 Conn = asyncpg.Connection | asyncpg.Pool
 log = logging.getLogger("juhe.settlement")
@@ -343,10 +344,11 @@ async def _auto_withdraw(
     closed = [d for d in drafts if d.status is StatementStatus.CLOSED and d.net > 0]
     if not closed:
         return
-    # the live risk rules judge them too (no mid rate is fetched here: amount_usd is known
-    # for USD statements only, null otherwise)
+    # the live risk rules judge them too, `amount_usd` at the configured rates (a local table
+    # or feed: nothing is fetched over the network inside this transaction)
     live = await risk.live_version(conn)
     rules = risk.compiled_of(live) if live else EMPTY
+    rates = rate_source(settings.fx)
     accounts = dict(
         await conn.fetch(
             """SELECT entity_id, payout_account_id FROM settlement_terms
@@ -373,7 +375,9 @@ async def _auto_withdraw(
                     requested_by=AUTO.id,
                     request_id=None,
                     settlement_id=d.id,
-                    risk=withdrawals.RiskCheck(rules, d.net if d.currency == "USD" else None),
+                    risk=withdrawals.RiskCheck(
+                        rules, await usd_equivalent(rates, d.net, d.currency)
+                    ),
                 )
                 if new:
                     after = {"status": row["status"], "amount": str(d.net), "fee": str(row["fee"])}

@@ -24,10 +24,10 @@ from typing import NamedTuple
 
 from redis.asyncio import Redis
 
-from domain.risk.anomaly import Alphas, Rate
+from domain.risk.anomaly import VOLUME_MAX_GAP, Alphas, Rate, Volume
 from domain.risk.facts import Transaction, Usual
 from domain.risk.velocity import DIMENSIONS, HORIZON_MS, Feature
-from infra.anomaly import DECLINE, EWMA, NEW_COUNTRY, rate_of
+from infra.anomaly import DECLINE, EWMA, NEW_COUNTRY, VOLUME, rate_of
 from infra.keys import Keys
 
 _METRIC = {"count": "c", "sum_usd": "s", "distinct": "d"}
@@ -116,13 +116,42 @@ if country ~= '' then
     ewma_save(model, cf, cm, cv, cn, 30 * 86400)
   end
 end
+-- the merchant's volume, payments per window (domain.risk.anomaly.volume_step): a new payment
+-- counts once; an evaluation sees the count with it, and a redelivery the count as it is
+local vkey = KEYS[dims + 5]
+local vs = redis.call('HMGET', vkey, 'w', 'c', 'mean', 'var', 'n')
+local vw, vc = tonumber(vs[1]) or -1, tonumber(vs[2]) or 0
+local vm, vv, vn = tonumber(vs[3]) or 0, tonumber(vs[4]) or 0, tonumber(vs[5]) or 0
+if added[tonumber(ARGV[tail + 4])] == 1 then
+  local w = math.floor(now / tonumber(ARGV[tail + 8]))
+  local va = tonumber(ARGV[tail + 7])
+  local function learn(x)
+    if vn == 0 then vm, vv = x, 0 else
+      local a = math.max(va, 1 / (vn + 1))
+      local diff = x - vm
+      vm, vv = vm + a * diff, (1 - a) * (vv + a * diff * diff)
+    end
+    vn = vn + 1
+  end
+  if w <= vw then vc = vc + 1
+  elseif vw < 0 then vw, vc = w, 1
+  else
+    learn(vc)
+    for _ = 1, math.min(w - vw - 1, tonumber(ARGV[tail + 9])) do learn(0) end
+    vw, vc = w, 1
+  end
+  if keep then
+    redis.call('HSET', vkey, 'w', vw, 'c', vc, 'mean', tostring(vm), 'var', tostring(vv), 'n', vn)
+    redis.call('EXPIRE', vkey, 30 * 86400)
+  end
+end
 local df, dm, dv, dn = ewma_state(KEYS[dims + 4])
 if not keep then
   for i = 1, dims do
     if added[i] == 1 then redis.call('ZREM', KEYS[i], member) end
   end
 end
-for _, v in ipairs({mean, var, seen, cf, cm, cv, cn, df, dm, dv, dn}) do
+for _, v in ipairs({mean, var, seen, cf, cm, cv, cn, df, dm, dv, dn, vw, vc, vm, vv, vn}) do
   out[#out + 1] = tostring(v)
 end
 return out
@@ -135,6 +164,7 @@ class Observed(NamedTuple):
     usual: Usual  # the merchant's usual amount, before this payment
     new_country: Rate  # the merchant's new-country share, with this payment
     decline: Rate  # the merchant's decline rate, as the ledger pool last learned it
+    volume: Volume  # the merchant's payments per window, with this payment
 
 
 def digest(value: str) -> str:
@@ -142,10 +172,13 @@ def digest(value: str) -> str:
 
 
 class Velocity:
-    def __init__(self, redis: Redis, keys: Keys, alphas: Alphas | None = None) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, alphas: Alphas | None = None, volume_window_s: int = 60
+    ) -> None:
         self.redis = redis
         self.keys = keys
         self.alphas = alphas or Alphas()
+        self.volume_window_ms = volume_window_s * 1000
         self.script = redis.register_script(SCRIPT)
 
     def _call(
@@ -184,6 +217,7 @@ class Velocity:
         usd = -1 if amount_usd is None else amount_usd
         args += [1 if keep else 0, len(dims), USUAL_ALPHA, usd, dims.index("merchant") + 1]
         args += [country or "", self.alphas.fast, self.alphas.slow]
+        args += [self.volume_window_ms, VOLUME_MAX_GAP]
         m = tx.merchant_id
         keys = [self.keys.velocity(d, values[d]) for d in dims]
         keys += [
@@ -191,6 +225,7 @@ class Velocity:
             self.keys.countries_seen(m),
             self.keys.anomaly(NEW_COUNTRY, m),
             self.keys.anomaly(DECLINE, m),
+            self.keys.anomaly(VOLUME, m),
         ]
         return keys, args, asked
 
@@ -220,14 +255,16 @@ class Velocity:
         out = []
         for (_, _, asked), answer in zip(calls, answers, strict=True):
             counters = dict.fromkeys(wanted, 0)
-            counters.update(zip(asked, (int(v) for v in answer[:-11]), strict=True))
-            mean, var, seen = (float(v) for v in answer[-11:-8])
+            counters.update(zip(asked, (int(v) for v in answer[:-16]), strict=True))
+            mean, var, seen = (float(v) for v in answer[-16:-13])
+            vw, vc, vm, vv, vn = answer[-5:]
             out.append(
                 Observed(
                     counters,
                     Usual(mean, var, int(seen)),
-                    rate_of(answer[-8:-4]),
-                    rate_of(answer[-4:]),
+                    rate_of(answer[-13:-9]),
+                    rate_of(answer[-9:-5]),
+                    Volume(int(vw), int(vc), float(vm), float(vv), int(vn)),
                 )
             )
         return out

@@ -22,14 +22,13 @@ from domain.risk import (
     Transaction,
 )
 from domain.risk.alerts import AlertLimits, alerts_for, anomaly_alerts, surge_alerts
-from domain.risk.anomaly import RuleWindow, rule_surges
 from domain.states import PaymentStatus
 from infra import reviews
-from infra.anomaly import NEW_COUNTRY, Anomalies, alphas_of
+from infra.anomaly import NEW_COUNTRY, VOLUME, Anomalies, RuleWindows, alphas_of
 from infra.fx import RateUnavailable, rate_source
 from infra.invalidation import follow
 from infra.merchants import Merchant, MerchantDirectory
-from infra.risk import Judge, Judged, RiskBook, load_countries
+from infra.risk import Judge, Judged, RiskBook, load_geo
 from infra.sealing import CUSTOMER_EMAIL, CUSTOMER_IP
 from infra.secretbox import SecretBox
 from infra.velocity import Velocity
@@ -58,14 +57,13 @@ class RiskActor:
         self._success_until = 0.0
         self.volume = DailyVolume(ctx.redis, ctx.keys)
         self._profiles: tuple[int, list[ChannelProfile]] = (-1, [])
-        self.risk = RiskBook(ctx.pg, load_countries(ctx.settings.risk.ip_country_table))
-        alphas = alphas_of(ctx.settings.risk)
-        self.judging = Judge(self.risk, Velocity(ctx.redis, ctx.keys, alphas), self.fx_rates)
+        risk = ctx.settings.risk
+        self.risk = RiskBook(ctx.pg, load_geo(risk.ip_country_table, risk.bin_country_table))
+        alphas = alphas_of(risk)
+        velocity = Velocity(ctx.redis, ctx.keys, alphas, risk.volume_window_s)
+        self.judging = Judge(self.risk, velocity, self.fx_rates)
         self.anomalies = Anomalies(ctx.redis, ctx.keys, alphas)
-        self.rule_usual: dict[str, RuleWindow] = {}
-        self.rule_fires: Counter[str] = Counter()
-        self.judged = 0
-        self.window_ends = time.monotonic() + ctx.settings.risk.rule_window_s
+        self.rule_windows = RuleWindows(ctx.redis, ctx.keys, risk.rule_window_s)
 
     @property
     def channels(self) -> list[ChannelProfile]:
@@ -179,6 +177,9 @@ class RiskActor:
                     country=intent.customer_country,
                     device=intent.customer_device,
                     customer=intent.customer_id,
+                    card_fingerprint=intent.card_fingerprint,
+                    card_bin=intent.card_bin,
+                    card_country=intent.card_country,
                     id=intent.id,
                 )
             )
@@ -277,14 +278,18 @@ class RiskActor:
                 log.warning("risk alert", extra={"kind": kind, **detail})
                 sends.append(self.ctx.alerts.send(kind, **detail))
         scores = {
-            (NEW_COUNTRY, one.facts["merchant"], one.facts["merchant_new_country_z"])
+            (model, one.facts["merchant"], one.facts[fact])
             for one in judged
+            for model, fact in (
+                (NEW_COUNTRY, "merchant_new_country_z"),
+                (VOLUME, "merchant_volume_z"),
+            )
         }
         sends += [
             self.anomaly_alert(kind, subject, detail)
             for kind, subject, detail in anomaly_alerts(scores, s.anomaly_z)
         ]
-        sends += [self.surge_alert(detail) for detail in self.rule_window(judged)]
+        sends.append(self.rule_window(judged))
         return sends
 
     async def anomaly_alert(self, kind: str, subject: str, detail: dict[str, Any]) -> bool:
@@ -294,31 +299,24 @@ class RiskActor:
         log.warning("risk anomaly", extra={"kind": kind, **detail})
         return await self.ctx.alerts.send(kind, **detail)
 
-    async def surge_alert(self, detail: dict[str, Any]) -> bool:
-        log.warning("risk rule surge", extra=detail)
-        return await self.ctx.alerts.send("risk.rule_surge", **detail)
-
-    def rule_window(self, judged: Sequence[Judged]) -> list[dict[str, Any]]:
-        """Count this envelope's fired rules; when this process's window closes, each live
-        rule's usual fire share learns it, and rules far above theirs are surge alerts."""
-        self.judged += len(judged)
-        self.rule_fires.update(f.rule for one in judged for f in one.verdict.fired)
-        if time.monotonic() < self.window_ends:
-            return []
+    async def rule_window(self, judged: Sequence[Judged]) -> bool:
+        """Count this envelope's fired rules in the shared window; where this process is the
+        one to close a window, each live rule's usual fire share learns it, and rules far above
+        theirs are `risk.rule_surge` alerts."""
+        fires = Counter(f.rule for one in judged for f in one.verdict.fired)
+        closing = await self.rule_windows.count(fires, len(judged), time.time())
+        if closing is None:
+            return False
         s = self.ctx.settings.risk
         rules = self.risk.rules
-        self.rule_usual, surging = rule_surges(
-            self.rule_usual,
-            self.rule_fires,
-            self.judged,
-            frozenset(r.rule.id for r in rules.rules),
-            s.anomaly_slow_alpha,
-            s.anomaly_z,
+        surging = await self.rule_windows.close(
+            closing, frozenset(r.rule.id for r in rules.rules), s.anomaly_slow_alpha, s.anomaly_z
         )
-        self.rule_fires.clear()
-        self.judged = 0
-        self.window_ends = time.monotonic() + s.rule_window_s
-        return surge_alerts(surging, rules.version)
+        sent = False
+        for detail in surge_alerts(surging, rules.version):
+            log.warning("risk rule surge", extra=detail)
+            sent = await self.ctx.alerts.send("risk.rule_surge", **detail) or sent
+        return sent
 
     async def hold(self, held: Sequence[tuple[str, dict[str, Any]]]) -> None:
         """Payments the rules sent to review wait `in_review` in the review queue."""

@@ -1,5 +1,6 @@
 """Streaming anomaly models: a merchant's and a channel's decline rate, a merchant's share of
-payments from a country it had not seen, and how often each rule fires.
+payments from a country it had not seen, a merchant's volume (payments per window), and how
+often each rule fires.
 
 Each is an EWMA with a z-score, chosen over a learned streaming model (river's HalfSpaceTrees)
 because it needs no new dependency, its whole state is four numbers in one Redis hash that
@@ -106,3 +107,55 @@ def rule_surges(
                 before.seen + 1,
             )
     return after, surging
+
+
+VOLUME_MAX_GAP = 1_440  # empty windows learned after a quiet spell, at most (a day of minutes)
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    """A merchant's payments per window: the current window's count so far, and the usual
+    count per window (an EWMA mean and variance over the windows that closed, the empty ones
+    between payments included)."""
+
+    window: int = -1  # the current window's number (unix seconds // window length)
+    count: int = 0
+    mean: float = 0.0
+    var: float = 0.0
+    seen: int = 0  # closed windows learned
+
+
+def _learn(mean: float, var: float, seen: int, x: float, alpha: float) -> tuple[float, float]:
+    if seen == 0:
+        return x, 0.0
+    a = max(alpha, 1 / (seen + 1))
+    diff = x - mean
+    return mean + a * diff, (1 - a) * (var + a * diff * diff)
+
+
+def volume_step(state: Volume, window: int, alpha: float) -> Volume:
+    """The model after one more payment in `window`. A later window closes the current one:
+    its count is learned, then a zero for each empty window between (at most
+    VOLUME_MAX_GAP), so a merchant's quiet hours are part of its usual. A payment dated in an
+    earlier window than the current one counts in the current one."""
+    if window <= state.window:
+        return Volume(state.window, state.count + 1, state.mean, state.var, state.seen)
+    if state.window < 0:
+        return Volume(window, 1, state.mean, state.var, state.seen)
+    mean, var = _learn(state.mean, state.var, state.seen, state.count, alpha)
+    seen = state.seen + 1
+    for _ in range(min(window - state.window - 1, VOLUME_MAX_GAP)):
+        mean, var = _learn(mean, var, seen, 0.0, alpha)
+        seen += 1
+    return Volume(window, 1, mean, var, seen)
+
+
+def volume_score(state: Volume) -> float:
+    """This window's payments so far against the usual per window, in standard deviations,
+    never taken as steadier than counting noise (a Poisson count's sqrt(mean), and at least
+    one payment); 0.0 until MIN_SEEN windows. A window that has only begun scores low: the
+    score finds a burst, not a lull."""
+    if state.seen < MIN_SEEN:
+        return 0.0
+    spread = max(math.sqrt(state.var), math.sqrt(state.mean), 1.0)
+    return (state.count - state.mean) / spread

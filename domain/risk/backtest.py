@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from domain.risk.engine import Verdict, judge
+from domain.risk.facts import BLANK
 from domain.risk.lists import Hit, Kind, ListName
 from domain.risk.rules import CompiledRuleSet, personal
 
@@ -38,7 +39,7 @@ def rejudge(rules: CompiledRuleSet, decision: Mapping[str, Any]) -> Verdict | No
     facts = decision.get("facts")
     if facts is None or decision.get("code") in LIMIT_CODES:
         return None
-    return judge(rules, facts, hits_of(decision))
+    return judge(rules, {**BLANK, **facts}, hits_of(decision))
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,7 +32,7 @@ FACTS: dict[str, Any] = {
     "ip": "203.0.113.7",
     "ip_country": "US",  # from the local range table; "" when unknown
     "country": "US",  # the country the merchant sent for its customer
-    "card_country": "US",
+    "card_country": "US",  # as sent, else from the local BIN table; "" when unknown
     "card_bin": "424242",
     "card_fingerprint": "fp_x",
     "device": "dev_x",  # the cashier page's device id
@@ -43,6 +43,8 @@ FACTS: dict[str, Any] = {
     # deviations (domain.risk.anomaly; 0.0 until enough history)
     "merchant_decline_z": 0.5,
     "merchant_new_country_z": 0.5,
+    # this window's payments so far against the merchant's usual per window (0.0: too new)
+    "merchant_volume_z": 0.5,
     "hour": 13,  # 0–23, UTC
     "weekday": 2,  # 0 Monday … 6 Sunday
     # what is judged: a payment or a withdrawal (withdrawal_facts); for a withdrawal
@@ -54,6 +56,9 @@ FACTS: dict[str, Any] = {
     "withdrawals_today": 2,  # and how many (before this one)
     VELOCITY: {},
 }
+# Every fact at its type's zero: what a withdrawal's customer facts read, and what a backtest
+# reads for a fact that was added after a stored decision was made.
+BLANK: dict[str, Any] = {k: type(v)() for k, v in FACTS.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +122,8 @@ class Lookups:
     usual: Usual = field(default_factory=Usual)
     decline_z: float = 0.0
     new_country_z: float = 0.0
+    volume_z: float = 0.0
+    card_country: str | None = None  # from the BIN table, where the payment did not say
 
 
 def email_domain(email: str | None) -> str:
@@ -137,7 +144,7 @@ def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
         "ip": tx.ip or "",
         "ip_country": found.ip_country or "",
         "country": tx.country or "",
-        "card_country": tx.card_country or "",
+        "card_country": tx.card_country or found.card_country or "",
         "card_bin": tx.card_bin or "",
         "card_fingerprint": tx.card_fingerprint or "",
         "device": tx.device or "",
@@ -146,6 +153,7 @@ def facts_of(tx: Transaction, found: Lookups) -> dict[str, Any]:
         "merchant_amount_z": float(found.usual.z(found.amount_usd)),
         "merchant_decline_z": float(found.decline_z),
         "merchant_new_country_z": float(found.new_country_z),
+        "merchant_volume_z": float(found.volume_z),
         "hour": at.hour,
         "weekday": at.weekday(),
         "kind": "payment",
@@ -179,9 +187,8 @@ def withdrawal_facts(
     them: customer facts blank, the merchant's models at 0.0 and the velocity counters the
     rules read at 0 (withdrawals are not counted with payments)."""
     at = datetime.fromtimestamp(w.at, UTC)
-    blank = {k: type(v)() for k, v in FACTS.items()}
     return {
-        **blank,
+        **BLANK,
         "amount": w.amount,
         "amount_usd": amount_usd,
         "currency": w.currency,
@@ -218,8 +225,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {"in_cidr": in_cidr}
 
 def _probe(empty: bool) -> dict[str, Any]:
     counters = {f: 0 if empty else 3 for f in every_feature()}
-    blank = {k: type(v)() for k, v in FACTS.items()}
-    return {**(blank if empty else FACTS), VELOCITY: nested(counters)}
+    return {**(BLANK if empty else FACTS), VELOCITY: nested(counters)}
 
 
 # An empty payment and a typical one: each rule must evaluate to a bool on both.

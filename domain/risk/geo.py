@@ -8,6 +8,7 @@ from __future__ import annotations
 import bisect
 import ipaddress
 from collections.abc import Iterable
+from typing import NamedTuple
 
 
 class CountryTable:
@@ -40,4 +41,35 @@ class CountryTable:
         return country if version == address.version and key[1] <= high else None
 
 
-EMPTY_TABLE = CountryTable(())
+class BinTable:
+    """The issuing country of a card from its BIN (the first six to eight digits) by the
+    longest prefix in a local `prefix,country` table, so a rule can compare the card's country
+    with the IP's when the merchant or channel did not say it."""
+
+    def __init__(self, rows: Iterable[tuple[str, str]]) -> None:
+        self._prefixes: dict[str, str] = {}
+        for prefix, country in rows:
+            prefix = prefix.strip()
+            if not prefix.isdigit() or len(prefix) > 8:
+                raise ValueError(f"bad BIN prefix {prefix!r}")
+            self._prefixes[prefix] = country.strip().upper()
+        self._lengths = sorted({len(p) for p in self._prefixes}, reverse=True)
+
+    def __len__(self) -> int:
+        return len(self._prefixes)
+
+    def country(self, card_bin: str | None) -> str | None:
+        if not card_bin:
+            return None
+        for length in self._lengths:
+            found = self._prefixes.get(card_bin[:length])
+            if found is not None:
+                return found
+        return None
+
+
+class Geo(NamedTuple):
+    """The local tables a decision reads countries from."""
+
+    ips: CountryTable
+    bins: BinTable

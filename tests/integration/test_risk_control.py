@@ -551,3 +551,31 @@ async def test_an_agent_scoped_rule_judges_its_whole_subtree_only(
     assert judged["risk"]["outcome"] == "review"
     assert judged["risk"]["fired"][0]["values"] == {"agents": [child, top]}  # nearest first
     assert (await pay(outside))["risk"]["fired"] == []
+
+
+async def test_the_card_on_a_payment_is_judged_with_its_countrys_bin(
+    node: Stack, http: aiohttp.ClientSession, admin: Portal
+) -> None:
+    """A create may carry what the merchant's card tokenisation knows (never the number): the
+    BIN's issuing country comes from the local table (config/bin_country.csv) unless sent."""
+    shop = await merchant_on(node, http, "risk-cards")
+    await publish(admin, [rule("abroad", "card_country == 'TW' && card_bin != ''", "review")])
+    await asyncio.sleep(1.0)
+    judged = {}
+    for name, card in (
+        ("by_bin", {"bin": "40000566", "fingerprint": "fp_a"}),
+        ("sent", {"bin": "40000566", "country": "US"}),
+        ("other", {"bin": "42424242"}),
+    ):
+        status, created = await shop.create_payment(
+            amount="5.00", currency="USD", merchant_order_id=f"c-{time.time_ns()}", card=card
+        )
+        assert status == 201, created
+        judged[name] = (await wait_status(shop, created["id"], FINAL))["risk"]
+    assert judged["by_bin"]["outcome"] == "review"
+    assert judged["by_bin"]["fired"][0]["values"]["card_country"] == "TW"
+    assert judged["sent"]["outcome"] == "approve" and judged["other"]["outcome"] == "approve"
+    status, bad = await shop.create_payment(
+        amount="5.00", currency="USD", merchant_order_id="c-bad", card={"bin": "4242 4242"}
+    )
+    assert status == 400 and bad["error"]["param"] == "card.bin", bad

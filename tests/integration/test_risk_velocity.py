@@ -12,10 +12,19 @@ import pytest_asyncio
 from redis.asyncio import Redis
 
 from config import load_settings
-from domain.risk.anomaly import Rate, score, update
+from domain.risk.anomaly import (
+    MIN_SEEN,
+    Rate,
+    RuleWindow,
+    Volume,
+    score,
+    update,
+    volume_score,
+    volume_step,
+)
 from domain.risk.facts import Transaction
 from domain.risk.velocity import Feature
-from infra.anomaly import DECLINE, Anomalies
+from infra.anomaly import DECLINE, Anomalies, RuleWindows
 from infra.keys import Keys
 from infra.velocity import Velocity
 
@@ -192,3 +201,57 @@ async def test_the_anomaly_models_match_the_pure_update(velocity) -> None:
     assert read.decline.seen == 40 and read.decline.mean == pytest.approx(expected.mean)
     assert await declines.first_in_window("risk.anomaly.decline:mch_v", 60)
     assert not await declines.first_in_window("risk.anomaly.decline:mch_v", 60)
+
+
+async def test_the_volume_model_matches_the_pure_step(velocity) -> None:
+    """Payments per window (60 s), learned in the velocity script once per new payment: the
+    same state as domain.risk.anomaly.volume_step, quiet windows included; a redelivery and
+    an evaluation change nothing, and a burst scores high."""
+    v, _, _ = velocity
+    expected, n = Volume(), 0
+    for window in [*range(40), 45, 46]:  # 2 payments a window, a quiet spell, then back
+        for _ in range(2):
+            at = T0 + window * MIN + n % 1_000
+            expected = volume_step(expected, at // MIN, v.alphas.slow)
+            (seen,) = await v.observe_many([pay(n)], [], at)
+            n += 1
+    assert seen.volume.seen == expected.seen >= MIN_SEEN and seen.volume.count == 2
+    assert seen.volume.mean == pytest.approx(expected.mean)
+    assert seen.volume.var == pytest.approx(expected.var)
+    await v.observe_many([pay(n - 1)], [], T0 + 46 * MIN + 5)  # redelivered
+    (evaluated,) = await v.observe_many([pay(9_999)], [], T0 + 46 * MIN + 6, keep=False)
+    assert evaluated.volume.count == 3, "the evaluation counts itself, the redelivery did not"
+    for k in range(30):
+        (burst,) = await v.observe_many([pay(10_000 + k)], [], T0 + 46 * MIN + 10 + k)
+    assert burst.volume.count == 32 and volume_score(burst.volume) > 10
+
+
+async def test_rule_windows_are_shared_and_each_closed_once(velocity) -> None:
+    """Two risk processes count into the same wall-clock windows; a window is closed two
+    windows later by exactly one of them, and the usual share learns all of its traffic."""
+    _, client, prefix = velocity
+    first, second = (RuleWindows(client, Keys(prefix), 60) for _ in range(2))
+    rules = frozenset({"r1"})
+    start = 1_780_000_000 // 60 * 60
+    for w in range(MIN_SEEN + 3):
+        at = start + w * 60
+        for process in (first, second):  # each judges 50 payments, r1 fires on one
+            closing = await process.count({"r1": 1}, 50, at + 1)
+            if closing is not None:
+                assert closing == at // 60 - 2
+                surging = await process.close(closing, rules, 0.05, 4.0)
+                assert surging == {}
+        assert await first.count({}, 0, at + 2) is None, "each window is closed once"
+    stored = await client.hget(Keys(prefix).rule_usual(), "r1")
+    mean, var, seen = stored.decode().split(",")
+    assert RuleWindow(float(mean), float(var), int(seen)).seen == MIN_SEEN + 1
+    assert float(mean) == pytest.approx(2 / 100), "both processes' traffic, not one's"
+    at = start + (MIN_SEEN + 3) * 60
+    await first.count({"r1": 40}, 50, at)  # r1 fires on 80 % of this window's payments
+    await second.count({"r1": 40}, 50, at + 1)
+    closing = None
+    for later in (at + 60, at + 120):
+        closing = await second.count({}, 0, later) or closing
+    assert closing == at // 60
+    surging = await second.close(closing, rules, 0.05, 4.0)
+    assert list(surging) == ["r1"] and surging["r1"] > 4

@@ -20,7 +20,7 @@ from domain.fx import (
     quote,
     with_spread,
 )
-from infra.fx import CachedRates, RateUnavailable, SimulatedFeed, StaticRates
+from infra.fx import CachedRates, RateUnavailable, SimulatedFeed, StaticRates, usd_equivalent
 
 RATES = {"EUR/USD": "1.0850", "USD/TWD": "32.150", "ETH/USD": "3480.00", "BTC/USD": "67250.00"}
 
@@ -103,6 +103,19 @@ def test_providers_and_the_cache_with_stale_fallback() -> None:
         strict = CachedRates(flaky, ttl_s=0.0, stale_s=0.0)
         with pytest.raises(RateUnavailable):
             await strict.mid("A", "B")
+
+    asyncio.run(go())
+
+
+def test_the_usd_equivalent_risk_rules_read() -> None:
+    """Payments, evaluations and withdrawals (automatic payouts of any currency included)."""
+
+    async def go() -> None:
+        static = StaticRates(RATES)
+        assert await usd_equivalent(static, 12_345, "USD") == 12_345
+        assert await usd_equivalent(static, 10_000, "EUR") == 10_850  # €100.00 → $108.50
+        assert await usd_equivalent(static, 321_500, "TWD") == 10_000  # NT$3215 → $100.00
+        assert await usd_equivalent(static, 100, "JPY") is None, "no rate: null, never a guess"
 
     asyncio.run(go())
 

@@ -10,12 +10,16 @@ from domain.risk.alerts import anomaly_alerts, surge_alerts
 from domain.risk.anomaly import (
     MIN_SEEN,
     RULE_MIN_FIRES,
+    VOLUME_MAX_GAP,
     Alphas,
     Rate,
     RuleWindow,
+    Volume,
     rule_surges,
     score,
     update,
+    volume_score,
+    volume_step,
 )
 from domain.risk.engine import judge
 from domain.risk.facts import Lookups, Transaction, facts_of
@@ -84,3 +88,34 @@ def test_the_scores_are_facts_rules_read() -> None:
     )
     verdict = judge(rules, f, [])
     assert verdict.outcome is Outcome.REVIEW and [r.rule for r in verdict.fired] == ["declining"]
+
+
+NO_VOLUME = Volume()
+
+
+def payments_in(windows: list[int], state: Volume = NO_VOLUME, alpha: float = 0.01) -> Volume:
+    """One payment per entry, dated in that window."""
+    for window in windows:
+        state = volume_step(state, window, alpha)
+    return state
+
+
+def test_volume_learns_each_closed_window_and_the_empty_ones_between() -> None:
+    state = payments_in([10, 10, 10, 12])  # window 10: three payments; 11: none; 12: one so far
+    assert (state.window, state.count, state.seen) == (12, 1, 2)
+    assert state.mean == pytest.approx(1.5) and state.var == pytest.approx(2.25)
+    late = volume_step(state, 11, 0.01)
+    assert (late.window, late.count, late.seen) == (12, 2, 2), "a late payment counts now"
+    quiet = payments_in([12 + 10 * VOLUME_MAX_GAP], state)
+    assert quiet.seen == state.seen + 1 + VOLUME_MAX_GAP, "a quiet spell is learned, bounded"
+
+
+def test_a_burst_far_above_the_usual_volume_scores_high_and_steady_traffic_low() -> None:
+    steady = payments_in([w for w in range(200) for _ in range(5)])  # five a window
+    assert steady.mean == pytest.approx(5.0, abs=0.5)
+    assert abs(volume_score(steady)) < 2, "a window as usual"
+    burst = payments_in([200] * 40, steady)
+    assert volume_score(burst) > 10
+    assert volume_score(payments_in([5] * 50)) == 0.0, "no usual before MIN_SEEN windows"
+    sparse = payments_in(list(range(0, 400, 10)))  # one payment every ten windows
+    assert volume_score(payments_in([400, 400], sparse)) < 2, "counting noise is not a surge"

@@ -18,7 +18,7 @@ from domain.risk.alerts import AlertLimits, alerts_for
 from domain.risk.backtest import compare, facts_doc, rejudge
 from domain.risk.engine import list_values
 from domain.risk.facts import MIN_SEEN, Usual
-from domain.risk.geo import CountryTable
+from domain.risk.geo import BinTable, CountryTable
 from domain.risk.lists import Entry, Hit, Kind, ListIndex, ListName, normalize
 from domain.risk.velocity import Feature
 
@@ -193,6 +193,24 @@ def test_ip_country_table() -> None:
         CountryTable([("10.0.0.9", "10.0.0.1", "US")])
 
 
+def test_the_card_country_is_the_longest_matching_bin_prefix_unless_sent() -> None:
+    table = BinTable([("4", "US"), ("400005", "gb"), ("40000566", "TW")])
+    assert [table.country(b) for b in ("41111111", "400005", "40000566", "40000567")] == [
+        "US",
+        "GB",
+        "TW",
+        "GB",
+    ]
+    assert table.country("555555") is None and table.country(None) is None
+    for bad in ("4x", "123456789"):
+        with pytest.raises(ValueError):
+            BinTable([(bad, "US")])
+    tx = Transaction("mch_1", 100, "USD", NOON, card_bin="400005")
+    assert facts_of(tx, Lookups(card_country="GB"))["card_country"] == "GB"
+    sent = Transaction("mch_1", 100, "USD", NOON, card_bin="400005", card_country="FR")
+    assert facts_of(sent, Lookups(card_country="GB"))["card_country"] == "FR"
+
+
 def test_a_decision_keeps_personal_values_only_in_part() -> None:
     rules = compile_rules(
         1,
@@ -213,6 +231,10 @@ def test_a_backtest_judges_the_stored_facts_as_publishing_would() -> None:
     assert rejudge(RULES, doc) == judge(RULES, doc["facts"], [])
     stricter = compile_rules(5, [Rule("big", "amount_usd > 100000", "reject")], Thresholds())
     assert rejudge(stricter, doc).outcome is Outcome.REJECT
+    older = {**doc, "facts": {k: v for k, v in doc["facts"].items() if k != "merchant_volume_z"}}
+    bursts = compile_rules(6, [Rule("burst", "merchant_volume_z > 4.0", "reject")], Thresholds())
+    assert rejudge(bursts, older).outcome is Outcome.APPROVE, "a fact added since reads zero"
+    assert not rejudge(bursts, older).errors
     limited = {**doc, "code": "amount_too_large"}
     assert rejudge(stricter, limited) is None and rejudge(stricter, {"outcome": "approve"}) is None
     report = compare([("p1", "review", "reject"), ("p2", "approve", "approve")])
