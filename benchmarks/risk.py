@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import statistics
 import time
 import uuid
 from typing import Any
@@ -30,7 +31,7 @@ from infra.fx import rate_source
 from infra.invalidation import announce
 from infra.keys import Keys
 from infra.merchants import NewMerchant, create_merchant
-from infra.risk import Judge, RiskBook, load_countries
+from infra.risk import Judge, RiskBook, load_geo
 from infra.velocity import Velocity
 
 ENVELOPE = 100
@@ -47,6 +48,10 @@ COUNTERS = (
     "ip.distinct_email_24h",
 )
 LIMITS = MerchantLimits(frozenset({"USD", "EUR"}))
+# Every rule is evaluated for every payment whatever the thresholds; these are above the 50
+# rules' highest score (300), so the rules cost their evaluation and never change a payment's
+# path (a review or a reject would end it early and look like throughput).
+NEVER = Thresholds(review=10_000, reject=20_000)
 
 
 def fifty_rules() -> list[Rule]:
@@ -107,9 +112,9 @@ async def decision_cost(count: int) -> dict[str, Any]:
     settings = load_settings({})
     redis = Redis.from_url(settings.redis.url)
     prefix = f"bench-risk-{uuid.uuid4().hex[:8]}"
-    book = RiskBook(None, load_countries())  # type: ignore[arg-type]  # set by hand, never refreshed
+    book = RiskBook(None, load_geo())  # type: ignore[arg-type]  # set by hand, never refreshed
     judge = Judge(book, Velocity(redis, Keys(prefix)), rate_source(settings.fx))
-    rules = compile_rules(1, fifty_rules(), Thresholds())
+    rules = compile_rules(1, fifty_rules(), NEVER)
     try:
         book.rules = EMPTY
         await _cost(judge, payments(ENVELOPE))  # warm: scripts loaded, connections open
@@ -150,7 +155,7 @@ async def evaluate_latency(rate: float, seconds: float) -> dict[str, Any]:
             fee_bps=250,
         )
         async with node.pg.acquire() as conn, conn.transaction():
-            row = await risk.save_version(conn, fifty_rules(), Thresholds(), "bench")
+            row = await risk.save_version(conn, fifty_rules(), NEVER, "bench")
             await risk.publish(conn, row["version"])
         await announce(node.redis, Keys(node.settings.redis.prefix), risk=True)
         await asyncio.sleep(1.0)
@@ -203,21 +208,70 @@ def customer_creates(merchant: NewMerchant, count: int) -> list[Prepared]:
     return pool
 
 
-async def publish_fifty(node: LocalNode) -> None:
+async def publish_rules(node: LocalNode, rules: list[Rule]) -> None:
+    """Publish a version and give every process its second to load it."""
     assert node.pg is not None and node.redis is not None
     async with node.pg.acquire() as conn, conn.transaction():
-        row = await risk.save_version(conn, fifty_rules(), Thresholds(), "bench")
+        row = await risk.save_version(conn, rules, NEVER, "bench")
         await risk.publish(conn, row["version"])
     await announce(node.redis, Keys(node.settings.redis.prefix), risk=True)
     await asyncio.sleep(1.0)
 
 
-async def end_to_end_cost(rates: list[float], seconds: float) -> dict[str, Any]:
-    """The same rate ladder on a node with no rules, then on one judging by the 50; each
-    ladder starts with a step at 10/s, as a fresh node's first seconds are slower."""
+async def publish_fifty(node: LocalNode) -> None:
+    await publish_rules(node, fifty_rules())
+
+
+async def saturated_pairs(rate: float, seconds: float, pairs: int) -> dict[str, Any]:
+    """The rule set's cost to throughput on one node, measured the way a ladder cannot: the
+    node is driven above what it sustains (`rate`) for `seconds` with no rules and then with
+    the 50, alternately, `pairs` times, each window starting from an empty backlog; what it
+    delivered per second in each window is its capacity with that rule set. Alternating on one
+    node cancels the drift between two fresh nodes, and the order within a pair alternates too
+    (none first, then the rules first…), as a node slows a little as its history grows."""
+    without: list[float] = []
+    with_rules: list[float] = []
+    async with scenarios.paying_node(None) as (node, merchant, arrived):
+        warm: dict[str, float] = {}
+        await scenarios.open_loop_ids(node.url, customer_creates(merchant, 100), 50.0, 2.0, warm)
+        await scenarios.settled(warm, arrived, 15)
+        for n in range(pairs):
+            pair = [([], without), (fifty_rules(), with_rules)]
+            for rules, into in pair if n % 2 == 0 else reversed(pair):
+                await publish_rules(node, rules)
+                sent: dict[str, float] = {}
+                pool = customer_creates(merchant, int(rate * seconds) + 1)
+                started = time.perf_counter()
+                await scenarios.open_loop_ids(node.url, pool, rate, seconds, sent)
+                window = time.perf_counter() - started
+                into.append(sum(1 for pid in sent if pid in arrived) / window)
+                await scenarios.settled(sent, arrived, 60)
+    a, b = statistics.median(without), statistics.median(with_rules)
+    return {
+        "rate": rate,
+        "seconds": seconds,
+        "no_rules_per_s": without,
+        "rules_per_s": with_rules,
+        "cost_share": 1 - b / a if a else None,
+    }
+
+
+async def end_to_end_cost(
+    rates: list[float], seconds: float, cpu_rates: list[float]
+) -> dict[str, Any]:
+    """The rule set's cost to a whole node, three ways. On a fresh node with no rules and on one
+    judging by the 50: the sustained rate (the ladder, each starting with a step at 10/s as a
+    fresh node's first seconds are slower, refined between its last sustained and first failed
+    step) and the CPU per lifecycle, by process, at fixed rates. Then, on one node, the
+    delivered rate above saturation with and without the rules alternately (saturated_pairs):
+    the figure of record, as two fresh nodes' ladders differ by more than 10 % between runs
+    with the same rules."""
     ladder = [10.0, *rates]
-    bare = await scenarios.end_to_end(ladder, seconds, customer_creates)
-    ruled = await scenarios.end_to_end(ladder, seconds, customer_creates, publish_fifty)
+    bare = await scenarios.end_to_end(ladder, seconds, customer_creates, refine=2)
+    ruled = await scenarios.end_to_end(ladder, seconds, customer_creates, publish_fifty, refine=2)
+    cpu_bare = await scenarios.lifecycle_cpu(cpu_rates, seconds, customer_creates)
+    cpu_ruled = await scenarios.lifecycle_cpu(cpu_rates, seconds, customer_creates, publish_fifty)
+    saturated = await saturated_pairs(max(rates), seconds, 4)
     without, with_rules = bare["sustained_per_s"], ruled["sustained_per_s"]
     return {
         "rates": ladder,
@@ -227,4 +281,16 @@ async def end_to_end_cost(rates: list[float], seconds: float) -> dict[str, Any]:
         "cost_share": 1 - with_rules / without if without else None,
         "no_rules_trials": bare["trials"],
         "rules_trials": ruled["trials"],
+        "saturated": saturated,
+        "cpu": [
+            {
+                "rate": b["rate"],
+                "no_rules_ms": b["cpu_ms_total"],
+                "rules_ms": r["cpu_ms_total"],
+                "capacity_cost_share": 1 - b["cpu_ms_total"] / r["cpu_ms_total"],
+                "no_rules_by_process": b["cpu_ms"],
+                "rules_by_process": r["cpu_ms"],
+            }
+            for b, r in zip(cpu_bare, cpu_ruled, strict=True)
+        ],
     }

@@ -106,17 +106,22 @@ async def settlements(smoke: bool) -> dict[str, Any]:
 
 async def risk_figures(smoke: bool) -> dict[str, Any]:
     """Issue 14's figures: the CPU cost of a decision with 50 rules and 10 velocity counters,
-    `POST /risk/evaluate`'s latency and (not in a smoke run: two more whole nodes) the
-    end-to-end throughput with that rule set against none."""
+    `POST /risk/evaluate`'s latency and the end-to-end cost of that rule set against none (a
+    smoke run: one alternating pair and one CPU step, on a node each, not the five nodes)."""
     figures = {
         "risk_decision": await risk.decision_cost(500 if smoke else 20_000),
         "risk_evaluate": await risk.evaluate_latency(
             20.0 if smoke else 200.0, 1.0 if smoke else 10.0
         ),
     }
-    if not smoke:
+    if smoke:
+        figures["risk_saturated"] = await risk.saturated_pairs(40.0, 1.0, 1)
+        figures["risk_lifecycle_cpu"] = await scenarios.lifecycle_cpu(
+            [20.0], 1.0, risk.customer_creates, risk.publish_fifty
+        )
+    else:
         rates = [25.0, 50.0, 75.0, 100.0, 150.0, 200.0, 300.0, 400.0, 600.0]
-        figures["risk_end_to_end"] = await risk.end_to_end_cost(rates, 10.0)
+        figures["risk_end_to_end"] = await risk.end_to_end_cost(rates, 10.0, [100.0, 200.0])
     return figures
 
 
@@ -160,6 +165,24 @@ def report(figures: dict[str, Any]) -> str:
             f"sustained against {r['no_rules_per_s']:.0f}/s with no rules (cost {share}; rate "
             f"ladder of {r['seconds']:.0f} s steps, this machine; target at most 10 %)"
         )
+        s = r["saturated"]
+        share = f"{s['cost_share']:.1%}" if s["cost_share"] is not None else "n/a"
+        parts.append(
+            f"  above saturation ({s['rate']:.0f}/s offered, {len(s['rules_per_s'])} alternating "
+            f"pairs of {s['seconds']:.0f} s on one node): "
+            f"{statistics.median(s['rules_per_s']):.0f} lifecycles/s with the rules against "
+            f"{statistics.median(s['no_rules_per_s']):.0f}/s without (cost {share}; target at "
+            "most 10 %)"
+        )
+        for step in r["cpu"]:
+            ruled, bare = step["rules_by_process"], step["no_rules_by_process"]
+            parts.append(
+                f"  CPU per lifecycle at {step['rate']:.0f}/s: {step['rules_ms']:.2f} ms with the "
+                f"rules against {step['no_rules_ms']:.2f} ms without (capacity cost "
+                f"{step['capacity_cost_share']:.0%}; risk pool {ruled.get('risk', 0):.2f} "
+                f"against {bare.get('risk', 0):.2f} ms, Redis {ruled.get('redis', 0):.2f} "
+                f"against {bare.get('redis', 0):.2f} ms)"
+            )
     return "\n".join(parts)
 
 

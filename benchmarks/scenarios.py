@@ -234,13 +234,16 @@ async def create_latency(rate: float, seconds: float) -> LoadResult:
 
 @dataclass
 class Sink:
-    """A fast local merchant endpoint recording when each payment's webhook arrived."""
+    """A fast local merchant endpoint recording when each payment's `payment.succeeded` webhook
+    arrived: the end of its lifecycle (a payment that ended otherwise, or an event on the way
+    such as a review opening, is not a lifecycle done)."""
 
     arrived: dict[str, float]
 
     async def handle(self, request: web.Request) -> web.Response:
         event = orjson.loads(await request.read())
-        self.arrived.setdefault(event["data"]["id"], time.perf_counter())
+        if event["type"] == "payment.succeeded":
+            self.arrived.setdefault(event["data"]["id"], time.perf_counter())
         return web.Response(text="ok")
 
 
@@ -260,44 +263,66 @@ async def _backlog(node: LocalNode) -> int:
     return total
 
 
-async def end_to_end(
-    rates: Sequence[float],
-    seconds: float,
-    requests: Callable[[NewMerchant, int], list[Prepared]] = create_requests,
-    prepare: Callable[[LocalNode], Awaitable[None]] | None = None,
-) -> dict[str, Any]:
-    """Sustained lifecycles per second: create → channel order → paid callback → ledger →
-    webhook at a local merchant endpoint. A rate counts only if the backlog at the end of its
-    window is no larger than one second of arrivals (bounded), and at least 90 % of its
-    payments' webhooks arrived within the window (they kept pace). `requests` makes the
-    creates, `prepare` readies the started node (the risk group publishes its rules)."""
+@asynccontextmanager
+async def paying_node(
+    prepare: Callable[[LocalNode], Awaitable[None]] | None,
+) -> AsyncIterator[tuple[LocalNode, NewMerchant, dict[str, float]]]:
+    """A whole node (simulator paying at once) with a merchant whose webhooks land in a local
+    sink: the node, the merchant and when each payment's webhook arrived."""
     arrived: dict[str, float] = {}
-    sink = Sink(arrived)
     app = web.Application()
-    app.router.add_post("/hook", sink.handle)
+    app.router.add_post("/hook", Sink(arrived).handle)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     node = LocalNode("bench", {"JUHE_SIMULATOR__PAY_DELAY_MS": "0"})
-    trials = []
     try:
         await node.start()
         merchant = await _merchant(node, f"http://127.0.0.1:{port}/hook")
         if prepare is not None:
             await prepare(node)
-        for rate in rates:
+        yield node, merchant, arrived
+    finally:
+        await node.stop()
+        await runner.cleanup()
+
+
+async def settled(sent: dict[str, float], arrived: dict[str, float], patience_s: float) -> None:
+    """Until every payment sent has had its webhook, or `patience_s` passed."""
+    settle = time.perf_counter() + patience_s
+    while time.perf_counter() < settle and any(p not in arrived for p in sent):  # noqa: ASYNC110
+        await asyncio.sleep(0.2)
+
+
+async def end_to_end(
+    rates: Sequence[float],
+    seconds: float,
+    requests: Callable[[NewMerchant, int], list[Prepared]] = create_requests,
+    prepare: Callable[[LocalNode], Awaitable[None]] | None = None,
+    refine: int = 0,
+) -> dict[str, Any]:
+    """Sustained lifecycles per second: create → channel order → paid callback → ledger →
+    webhook at a local merchant endpoint. A rate counts only if the backlog at the end of its
+    window is no larger than one second of arrivals (bounded), and at least 90 % of its
+    payments' webhooks arrived within the window (they kept pace). The ladder stops at the
+    first rate that is not sustained; `refine` more steps then halve the gap between it and the
+    last one that was (a ladder alone can only tell 300/s from 400/s). `requests` makes the
+    creates, `prepare` readies the started node (the risk group publishes its rules)."""
+    trials: list[dict[str, Any]] = []
+    async with paying_node(prepare) as (node, merchant, arrived):
+
+        async def trial(rate: float) -> bool:
             pool = requests(merchant, int(rate * seconds) + 1)
             sent: dict[str, float] = {}
             started = time.perf_counter()
-            result = await _open_loop_ids(node.url, pool, rate, seconds, sent)
+            result = await open_loop_ids(node.url, pool, rate, seconds, sent)
             window = time.perf_counter() - started
             backlog = await _backlog(node)
             delivered = sum(1 for pid in sent if pid in arrived)
-            settle = time.perf_counter() + 30
-            while time.perf_counter() < settle and any(p not in arrived for p in sent):  # noqa: ASYNC110
-                await asyncio.sleep(0.2)
+            await settled(sent, arrived, 30)
             lags = sorted((arrived[p] - sent[p]) * 1000 for p in sent if p in arrived)
+            sustained = backlog <= rate and result.errors == 0 and delivered >= 0.9 * len(sent)
             trials.append(
                 {
                     "rate": rate,
@@ -306,19 +331,25 @@ async def end_to_end(
                     "delivered_in_window": delivered,
                     "delivered_per_s": delivered / window,
                     "backlog_at_end": backlog,
-                    "sustained": backlog <= rate
-                    and result.errors == 0
-                    and delivered >= 0.9 * len(sent),
+                    "sustained": sustained,
                     "lag_p50_ms": lags[len(lags) // 2] if lags else None,
                     "lag_p99_ms": lags[int(len(lags) * 0.99) - 1] if lags else None,
                     "lost": sum(1 for pid in sent if pid not in arrived),
                 }
             )
-            if not trials[-1]["sustained"]:
+            return sustained
+
+        low = 0.0
+        for rate in rates:
+            if not await trial(rate):
+                high = rate
+                for _ in range(refine):
+                    middle = round((low + high) / 2)
+                    if middle in (low, high):
+                        break
+                    low, high = (middle, high) if await trial(middle) else (low, middle)
                 break
-    finally:
-        await node.stop()
-        await runner.cleanup()
+            low = rate
     sustained = [t for t in trials if t["sustained"]]
     best = max(sustained, key=lambda t: t["delivered_per_s"]) if sustained else None
     return {
@@ -327,6 +358,89 @@ async def end_to_end(
         "lag_p50_ms": best["lag_p50_ms"] if best else None,
         "lag_p99_ms": best["lag_p99_ms"] if best else None,
     }
+
+
+SERVICES = {"postgres": "postgresql", "redis-server": "redis", "beam.smp": "rabbitmq"}
+NOT_JUHE = ("simulator",)  # the channel stand-in: reported, never counted as Juhe's
+
+
+def cpu_seconds(node: LocalNode) -> dict[int, tuple[str, float]]:
+    """CPU seconds (user + system) so far of every process of the node by pid, with its role
+    (supervisor, gateway, each pool, simulator), and of PostgreSQL (every backend), Redis and
+    RabbitMQ, which this machine runs for the node alone while a benchmark runs."""
+    assert node.process is not None
+    found: dict[int, tuple[str, float]] = {}
+    top = psutil.Process(node.process.pid)
+    for proc in [top, *top.children(recursive=True)]:
+        try:
+            cmd = proc.cmdline()
+            role = cmd[cmd.index("worker") + 1] if "worker" in cmd else cmd[-1]
+            times = proc.cpu_times()
+        except (psutil.NoSuchProcess, ValueError, IndexError):
+            continue
+        found[proc.pid] = ("supervisor" if proc is top else role, times.user + times.system)
+    for proc in psutil.process_iter(["name", "cpu_times"]):
+        service = SERVICES.get(proc.info["name"] or "")
+        if service and proc.info["cpu_times"] is not None:
+            times = proc.info["cpu_times"]
+            found[proc.pid] = (service, times.user + times.system)
+    return found
+
+
+def cpu_by_role(
+    before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]]
+) -> dict[str, float]:
+    """CPU seconds spent between two `cpu_seconds` snapshots, summed by role; a process that
+    started in between counts whole, one that ended in between is missing (both are rare:
+    pools and database connections live as long as the node)."""
+    spent: dict[str, float] = {}
+    for pid, (role, seconds) in after.items():
+        was = before.get(pid)
+        used = seconds - (was[1] if was and was[0] == role else 0.0)
+        spent[role] = spent.get(role, 0.0) + max(used, 0.0)
+    return spent
+
+
+async def lifecycle_cpu(
+    rates: Sequence[float],
+    seconds: float,
+    requests: Callable[[NewMerchant, int], list[Prepared]] = create_requests,
+    prepare: Callable[[LocalNode], Awaitable[None]] | None = None,
+) -> list[dict[str, Any]]:
+    """CPU milliseconds per payment lifecycle (create → channel → callback → ledger → webhook)
+    at each steady rate, by process and in total for Juhe's own processes and its PostgreSQL,
+    Redis and RabbitMQ; the simulator is reported beside and left out of the total, as are the
+    load generator and the merchant's endpoint (this process). A rate's window runs until its
+    last webhook arrived, so its idle work (timers, polls) is counted too."""
+    steps = []
+    async with paying_node(prepare) as (node, merchant, arrived):
+        warm: dict[str, float] = {}
+        await open_loop_ids(node.url, requests(merchant, 50), 25.0, 2.0, warm)
+        await settled(warm, arrived, 10)
+        for rate in rates:
+            pool = requests(merchant, int(rate * seconds) + 1)
+            sent: dict[str, float] = {}
+            before, started = cpu_seconds(node), time.perf_counter()
+            result = await open_loop_ids(node.url, pool, rate, seconds, sent)
+            await settled(sent, arrived, 30)
+            spent = cpu_by_role(before, cpu_seconds(node))
+            elapsed = time.perf_counter() - started
+            done = sum(1 for pid in sent if pid in arrived) or 1
+            per_ms = {role: round(s * 1000 / done, 3) for role, s in sorted(spent.items())}
+            steps.append(
+                {
+                    "rate": rate,
+                    "lifecycles": done,
+                    "errors": result.errors,
+                    "lost": len(sent) - sum(1 for pid in sent if pid in arrived),
+                    "window_s": round(elapsed, 2),
+                    "cpu_ms": per_ms,
+                    "cpu_ms_total": round(
+                        sum(ms for role, ms in per_ms.items() if role not in NOT_JUHE), 3
+                    ),
+                }
+            )
+    return steps
 
 
 async def burst_drain(
@@ -388,7 +502,7 @@ async def _stream_and_rows(node: LocalNode, merchant_id: str) -> int:
     return await node.pg.fetchval(rows, merchant_id) + waiting
 
 
-async def _open_loop_ids(
+async def open_loop_ids(
     base_url: str, pool: Sequence[Prepared], rate: float, seconds: float, sent: dict[str, float]
 ) -> LoadResult:
     """open_loop, also noting when each created payment's request was due."""

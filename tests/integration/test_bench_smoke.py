@@ -58,6 +58,13 @@ def test_every_scenario_produces_figures(tmp_path: Path) -> None:
     assert decision["cpu_us_per_payment"] > 0 and decision["cpu_us_per_payment_no_rules"] > 0
     evaluate = figures["risk_evaluate"]
     assert evaluate["requests"] > 0 and evaluate["errors"] == 0, evaluate
+    pair = figures["risk_saturated"]
+    assert len(pair["rules_per_s"]) == len(pair["no_rules_per_s"]) == 1, pair
+    assert pair["rules_per_s"][0] > 0 and pair["no_rules_per_s"][0] > 0, pair
+    (step,) = figures["risk_lifecycle_cpu"]
+    assert step["lifecycles"] > 0 and step["lost"] == 0 and step["errors"] == 0, step
+    assert step["cpu_ms"]["risk"] > 0 and step["cpu_ms"]["postgresql"] > 0, step
+    assert step["cpu_ms_total"] > step["cpu_ms"]["gateway"], step
     assert "ratio" in run.stdout and "result file" in run.stdout
 
 
