@@ -188,21 +188,27 @@ class RiskActor:
 
     async def record(
         self, intents: Sequence[PaymentIntent], judged: Sequence[Judged]
-    ) -> list[dict[str, Any]]:
-        """Store each decision once: a payment seen again (a redelivery) keeps, and is handled
-        by, the decision it was first given."""
+    ) -> tuple[list[dict[str, Any]], set[str]]:
+        """Store each decision once, in one statement: a payment seen again (a redelivery)
+        keeps, and is handled by, the decision it was first given. Also the ids decided now
+        for the first time, the only ones alerts and rule windows count. (The outer SELECT
+        reads the rows as they were before the UPDATE: a fresh row's risk is still null.)"""
         ids = [i.id for i in intents]
         docs = [j.to_doc() for j in judged]
-        async with self.ctx.pg.acquire() as conn:
-            await conn.execute(
-                "UPDATE payments p SET risk = d.doc FROM unnest($1::text[], $2::jsonb[]) "
-                "AS d(id, doc) WHERE p.id = d.id AND p.risk IS NULL",
-                ids,
-                [orjson.dumps(d).decode() for d in docs],
-            )
-            rows = await conn.fetch("SELECT id, risk FROM payments WHERE id = ANY($1)", ids)
-        stored = {r["id"]: orjson.loads(r["risk"]) for r in rows if r["risk"]}
-        return [stored.get(pid, doc) for pid, doc in zip(ids, docs, strict=True)]
+        rows = await self.ctx.pg.fetch(
+            """WITH fresh AS (
+                   UPDATE payments p SET risk = d.doc
+                     FROM unnest($1::text[], $2::jsonb[]) AS d(id, doc)
+                    WHERE p.id = d.id AND p.risk IS NULL
+                   RETURNING p.id)
+               SELECT p.id, p.risk, p.id IN (SELECT id FROM fresh) AS fresh
+                 FROM payments p WHERE p.id = ANY($1)""",
+            ids,
+            [orjson.dumps(d).decode() for d in docs],
+        )
+        stored = {r["id"]: orjson.loads(r["risk"]) for r in rows if r["risk"] and not r["fresh"]}
+        decided = [stored.get(pid, doc) for pid, doc in zip(ids, docs, strict=True)]
+        return decided, {r["id"] for r in rows if r["fresh"]}
 
     async def handle(self, batch: Sequence[AbstractIncomingMessage]) -> None:
         """A whole envelope at once: one Redis round trip for every velocity counter, one
@@ -211,8 +217,10 @@ class RiskActor:
         intents = [i for message in batch for i in _intents.decode(message.body)]
         merchants = [await self.merchants.merchant(i.merchant_id) for i in intents]
         judged = await self.judge(intents, merchants)
-        decisions = await self.record(intents, judged)
-        alerts = self.alerts(intents, judged)
+        decisions, fresh = await self.record(intents, judged)
+        alerts = self.alerts(
+            [(i, j) for i, j in zip(intents, judged, strict=True) if i.id in fresh]
+        )
         health = await self.health()
         routed: list[tuple[str, Message]] = []
         endings = []
@@ -267,13 +275,16 @@ class RiskActor:
         await gather_all([*endings, *alerts, ctx.publisher.send_many(routed), self.hold(held)])
 
     def alerts(
-        self, intents: Sequence[PaymentIntent], judged: Sequence[Judged]
+        self, decided: Sequence[tuple[PaymentIntent, Judged]]
     ) -> list[Coroutine[Any, Any, bool]]:
-        """The ops webhook's alerts for this envelope, sent beside its other writes."""
+        """The ops webhook's alerts for the payments this envelope decided for the first time
+        (a redelivery neither alerts nor counts in a rule window again), sent beside its
+        other writes."""
         s = self.ctx.settings.risk
         limits = AlertLimits(s.alert_score, s.alert_z)
         sends = []
-        for intent, one in zip(intents, judged, strict=True):
+        judged = [one for _, one in decided]
+        for intent, one in decided:
             for kind, detail in alerts_for(intent.id, one.verdict, one.facts, limits):
                 log.warning("risk alert", extra={"kind": kind, **detail})
                 sends.append(self.ctx.alerts.send(kind, **detail))

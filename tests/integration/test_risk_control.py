@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
@@ -18,12 +19,16 @@ import pytest_asyncio
 
 from domain.access import Realm
 from domain.ids import new_id
+from domain.messages import PaymentIntent
+from domain.risk import Outcome, Verdict
 from gateway.client import MerchantClient
 from infra import agents
 from infra.keys import Keys
+from infra.risk import Judged
 from tests.conftest import merchant_on, wait_status
 from tests.portal import Portal, make_user
 from tests.stack import Stack
+from workers.risk import RiskActor
 
 ROOT = Path(__file__).resolve().parents[2]
 # where a payment rests once risk has judged it (a review holds it `in_review`)
@@ -579,3 +584,47 @@ async def test_the_card_on_a_payment_is_judged_with_its_countrys_bin(
         amount="5.00", currency="USD", merchant_order_id="c-bad", card={"bin": "4242 4242"}
     )
     assert status == 400 and bad["error"]["param"] == "card.bin", bad
+
+
+async def test_a_redelivered_decision_is_kept_and_neither_alerts_nor_counts_again(
+    node: Stack, http: aiohttp.ClientSession
+) -> None:
+    """The risk pool stores a payment's decision once, in one statement, and tells which
+    payments it decided now: only those raise alerts and count in the rule windows."""
+    assert node.pg is not None and node.redis is not None
+    shop = await merchant_on(node, http, "risk-again")
+    pid = new_id("pay")
+    await node.pg.execute(
+        """INSERT INTO payments (id, merchant_id, merchant_order_id, amount, currency, status,
+                                 created_at, expires_at)
+           VALUES ($1, $2, $1, 500, 'USD', 'pending', now(), now() + interval '1 hour')""",
+        pid,
+        shop.merchant_id,
+    )
+    ctx = SimpleNamespace(
+        settings=node.settings,
+        pg=node.pg,
+        redis=node.redis,
+        keys=Keys(node.settings.redis.prefix),
+        box=node.box,
+        channels=SimpleNamespace(version=1, enabled=[]),
+    )
+    actor = RiskActor(ctx)  # type: ignore[arg-type]
+    intent = PaymentIntent(
+        id=pid,
+        merchant_id=shop.merchant_id,
+        merchant_order_id=pid,
+        amount="500",
+        currency="USD",
+        created_at=0.0,
+        expires_at=0.0,
+    )
+    first = Judged(Verdict(Outcome.REVIEW, 60, 7), None, {})
+    decided, fresh = await actor.record([intent], [first])
+    assert fresh == {pid} and decided[0]["outcome"] == "review" and decided[0]["version"] == 7
+    second = Judged(Verdict(Outcome.REJECT, 999, 8), None, {})
+    again, fresh = await actor.record([intent], [second])
+    assert fresh == set(), "a redelivery is not decided again"
+    assert again[0]["outcome"] == "review" and again[0]["version"] == 7
+    stored = await node.pg.fetchval("SELECT risk FROM payments WHERE id = $1", pid)
+    assert orjson.loads(stored)["version"] == 7
