@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # process): most of an integration test is waiting on a node. TEST_WORKERS=0 runs them in turn.
 TEST_WORKERS ?= 2
 
-.PHONY: run test bench soak lint services clean pdf-tools chain
+.PHONY: run test bench soak lint services clean pdf-tools chain browser
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -43,8 +43,19 @@ pdf-tools:
 	   apt-get install -y -qq fonts-arphic-bsmi00lp poppler-utils >/dev/null 2>&1) || \
 	  echo "make: fonts-arphic-bsmi00lp or poppler-utils could not be installed; PDF tests skip"
 
+# Browser tests drive Debian's chromium with playwright-core (portal/package-lock.json); no
+# browser is ever downloaded.
+PORTAL_MODULES := portal/node_modules/.package-lock.json
+$(PORTAL_MODULES): portal/package.json portal/package-lock.json
+	cd portal && npm ci --no-audit --no-fund --loglevel=error
+	touch $(PORTAL_MODULES)
+browser: $(PORTAL_MODULES)
+	@command -v chromium >/dev/null || apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	  (apt-get update -qq >/dev/null 2>&1 && apt-get install -y -qq chromium >/dev/null 2>&1) || \
+	  echo "make: chromium could not be installed; the browser tests fail"
+
 # pytest exits 5 when it collected nothing: that is a failure here, never a pass.
-test: $(STAMP) services pdf-tools chain
+test: $(STAMP) services pdf-tools chain browser
 	@$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "make test: no tests were collected"; exit 1; fi; exit $$rc
 
@@ -64,4 +75,4 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis chain/node_modules chain/build
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis chain/node_modules chain/build portal/node_modules

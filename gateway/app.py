@@ -178,4 +178,4 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(lifecycle)
     add_routes(app)
     app[ROUTE_TABLE] = ROUTES
-    return protect(hide_versions(app), styles=(CASHIER_STYLE,))
+    return protect(hide_versions(app), styles=(CASHIER_STYLE,), own_scripts=True)

@@ -1,9 +1,16 @@
 """The hosted cashier page behind `checkout_url`: the channel's pay link and QR payload once
-the order exists, then the final result. It refreshes itself while the payment is open."""
+the order exists, then the final result. It refreshes itself while the payment is open.
+
+Its one script is the device id (`assets/device.js`, served from here so that the policy
+allows scripts from this origin only, never inline): the card form sends the id with the
+customer's card, and merchants' own checkout pages load the same file for
+`customer.device_id`."""
 
 from __future__ import annotations
 
+import time
 from html import escape
+from pathlib import Path
 from typing import Annotated
 
 import msgspec
@@ -14,9 +21,11 @@ from msgspec import Meta
 
 from adapters.base import CardConfirming
 from domain.messages import ChannelTask, encode
+from domain.risk.lists import Kind, ListName
 from domain.states import UNPAID, PaymentStatus
 from domain.views import payment_view
 from gateway.errors import invalid
+from gateway.schemas import DeviceId
 from gateway.state import REQUEST_ID, decode, edge, json_answer
 from infra import store
 
@@ -27,9 +36,10 @@ STYLE = """body{font-family:system-ui,sans-serif;max-width:28rem;margin:3rem aut
 background:#eef}.qr{font-family:monospace;word-break:break-all;background:#f6f6f6;padding:1rem}
 a.pay{display:inline-block;margin-top:1rem;padding:.7rem 1.4rem;background:#224;color:#fff;
 border-radius:.4rem;text-decoration:none}"""
+DEVICE_SCRIPT = (Path(__file__).parent / "assets" / "device.js").read_bytes()
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Pay {amount} {currency}</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">{refresh}
+<meta name="viewport" content="width=device-width, initial-scale=1">{head}
 <style>{style}</style></head>
 <body><p>Order {order}</p><p class="amount">{amount} {currency}</p>
 <p>Status: <span class="status" id="status">{status}</span></p>{body}</body></html>"""
@@ -60,6 +70,7 @@ def render(view: dict, card: bool = False) -> str:
             body = (
                 f'<form id="card" data-submit="/checkout/{escape(view["id"])}/card">'
                 '<p>Pay by card</p><div id="card-element"></div>'
+                '<input type="hidden" name="device_id" value="">'
                 '<button class="pay" type="submit">Pay</button></form>'
             )
         elif crypto := view.get("crypto"):
@@ -92,17 +103,22 @@ def render(view: dict, card: bool = False) -> str:
             body = f'<a class="pay" id="pay" href="{escape(view["pay_url"])}">Pay now</a>{scan}'
         else:
             body = "<p>Preparing your payment…</p>"
-        refresh = '<meta http-equiv="refresh" content="2">'
+        # a card form is not reloaded under the customer's typing; it loads the device id
+        head = (
+            '<script src="/checkout/device.js" defer></script>'
+            if card and status == PaymentStatus.AWAITING_PAYMENT
+            else '<meta http-equiv="refresh" content="2">'
+        )
     else:
         body = f"<p id='result'>{escape(_MESSAGES.get(status, status))}</p>"
-        refresh = ""
+        head = ""
     return _PAGE.format(
         amount=escape(view["amount"]),
         currency=escape(view["currency"]),
         order=escape(view["merchant_order_id"]),
         status=escape(status),
         body=body,
-        refresh=refresh,
+        head=head,
         style=STYLE,
     )
 
@@ -127,9 +143,19 @@ async def checkout(request: web.Request) -> web.Response:
     )
 
 
+async def device_script(_: web.Request) -> web.Response:
+    return web.Response(
+        body=DEVICE_SCRIPT,
+        content_type="text/javascript",
+        charset="utf-8",
+        headers={"Cache-Control": "public, max-age=3600"},
+    )
+
+
 class CardSubmission(msgspec.Struct, forbid_unknown_fields=True):
     # what the channel's browser library made of the card: a token, never the card number
     payment_method: Annotated[str, Meta(pattern=r"^pm_[A-Za-z0-9_]{1,250}$")]
+    device_id: DeviceId | None = None  # a blocked device cannot pay
 
 
 async def submit_card(request: web.Request) -> web.Response:
@@ -149,6 +175,11 @@ async def submit_card(request: web.Request) -> web.Response:
     channel = view["channel"]
     if not isinstance(e.channels.adapter(channel), CardConfirming):
         raise invalid("card_not_accepted", "this payment's channel takes no card here", status=409)
+    if card.device_id and any(
+        hit.list is ListName.BLOCK
+        for hit in e.risk.book.lists.hits({Kind.DEVICE: [card.device_id]}, time.time())
+    ):
+        raise invalid("device_blocked", "payments from this device are refused", "device_id", 403)
     task = ChannelTask(
         kind="confirm",
         id=view["id"],

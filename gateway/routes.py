@@ -1544,6 +1544,22 @@ ROUTES: tuple[Route, ...] = (
     # --- the customer's pages, operations -----------------------------------------------------
     Route(
         "GET",
+        "/checkout/device.js",
+        cashier.device_script,
+        "deviceScript",
+        "The device id script for checkout pages (JavaScript)",
+        "none",
+        200,
+        None,
+        errors=(),
+        content_type="text/javascript",
+        tag="cashier",
+        description="Computes `window.juheDevice.id` (a promise) from stable browser signals "
+        "and fills every `input[name=device_id]`; merchants' checkout pages send it as "
+        "`customer.device_id`, the hosted card form with the card.",
+    ),
+    Route(
+        "GET",
         "/checkout/{id}",
         cashier.checkout,
         "checkoutPage",
@@ -1565,7 +1581,7 @@ ROUTES: tuple[Route, ...] = (
         202,
         CARD,
         cashier.CardSubmission,
-        errors=(400, 404, 409),
+        errors=(400, 403, 404, 409),
         tag="cashier",
     ),
     Route(

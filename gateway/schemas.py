@@ -34,21 +34,21 @@ NotifyUrl = Annotated[
 ]
 
 
+DeviceId = Annotated[
+    str,
+    Meta(
+        pattern=r"^[A-Za-z0-9_\-]{8,128}$",
+        description="The device id `/checkout/device.js` computes in the customer's browser (a "
+        "hash of stable browser signals); risk rules count and list by it",
+    ),
+]
+
+
 class Customer(msgspec.Struct, forbid_unknown_fields=True):
     email: Annotated[str, Meta(max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None = None
     ip: Annotated[str, Meta(max_length=45)] | None = None
     country: Annotated[str, Meta(pattern=r"^[A-Z]{2}$")] | None = None  # ISO 3166-1 alpha-2
-    device_id: (
-        Annotated[
-            str,
-            Meta(
-                pattern=r"^[A-Za-z0-9_\-]{8,128}$",
-                description="The device id the cashier page computes (a hash of stable browser "
-                "signals); risk rules count and list by it",
-            ),
-        ]
-        | None
-    ) = None
+    device_id: DeviceId | None = None
     id: (
         Annotated[
             str,

@@ -33,19 +33,23 @@ def hide_versions(app: web.Application) -> web.Application:
 _NONE = "'none'"
 
 
-def protect(app: web.Application, *, styles: Iterable[str] = ()) -> web.Application:
+def protect(
+    app: web.Application, *, styles: Iterable[str] = (), own_scripts: bool = False
+) -> web.Application:
     """Every response: `nosniff`, and `no-store` unless the handler chose its caching (pages
     and API answers show payments). HTML pages also: never framed (clickjacking), no referrer
-    (a checkout URL names its payment), and a Content-Security-Policy that runs no script and
-    allows no style but each of the app's inline stylesheets in `styles`, by its SHA-256 hash:
-    a page is one response, and nothing injected into it can script or style it."""
+    (a checkout URL names its payment), and a Content-Security-Policy that allows no style but
+    each of the app's inline stylesheets in `styles`, by its SHA-256 hash, and no script but
+    files the app itself serves (`own_scripts`; otherwise none): nothing injected into a page
+    can script or style it."""
     allowed = " ".join(
         f"'sha256-{base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()}'"
         for css in styles
     )
     page = {
         "Content-Security-Policy": f"default-src 'none'; style-src {allowed or _NONE}; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        + ("script-src 'self'; " if own_scripts else "")
+        + "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
         "X-Frame-Options": "DENY",
         "Referrer-Policy": "no-referrer",
     }

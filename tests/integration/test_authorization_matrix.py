@@ -38,6 +38,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 PUBLIC = {
     ("POST", "/api/v1/payments/callback/{channel}"),
     ("POST", "/api/v1/payouts/callback/{channel}"),
+    ("GET", "/checkout/device.js"),
     ("GET", "/checkout/{id}"),
     ("POST", "/checkout/{id}/card"),
     ("GET", "/healthz"),

@@ -6,6 +6,8 @@ through the gateway."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import os
 import re
 import subprocess
@@ -25,6 +27,7 @@ from domain.access import Realm
 from domain.messages import ChannelTask, encode
 from gateway.client import MerchantClient
 from infra.keys import TASKS_STREAM, Keys
+from tests import browser
 from tests.conftest import merchant_on, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.localstripe import DECLINED, LocalStripe
@@ -441,6 +444,46 @@ async def test_a_card_payment_through_stripe_end_to_end(
     refunds = await stripe.get("/v1/refunds", {"payment_intent": intent_id})
     assert [r["amount"] for r in refunds["data"]] == [234]
     await assert_ledger_invariants(node.pg)
+
+
+async def test_the_card_form_sends_the_browsers_device_id_and_a_blocked_device_cannot_pay(
+    node: Stack,
+    http: aiohttp.ClientSession,
+    admin: Portal,
+    card_shop: MerchantClient,
+    stripe: LocalStripe,
+) -> None:
+    """In Debian's chromium: the page's script (allowed by the policy, as from the gateway
+    itself) computes the documented hash of the signals, the same after a reload, and puts it
+    in the card form; a device on the block list is refused at the card and nothing moves."""
+    waiting = await _pay(card_shop, "3.21", method="card")
+    seen = await browser.run("device.mjs", f"{node.url}/checkout/{waiting['id']}")
+    assert seen["problems"] == [], seen["problems"]
+    device = seen["id"]
+    assert seen["field"] == seen["again"] == device
+    digest = hashlib.sha256(seen["signals"].encode()).digest()
+    assert device == "dev_" + base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
+    assert seen["signals"].startswith("juhe-device-v1\n")
+    status, entry = await admin.call(
+        "POST",
+        "/api/v1/risk/lists",
+        {"list": "block", "kind": "device", "value": device, "reason": "card testing"},
+    )
+    assert status == 201, entry
+    await asyncio.sleep(1.2)  # lists reach every process within a second
+    card = await stripe.card_payment_method()
+    url = f"{node.url}/checkout/{waiting['id']}/card"
+    async with http.post(url, json={"payment_method": card, "device_id": device}) as response:
+        assert response.status == 403
+        assert (await response.json())["error"]["code"] == "device_blocked"
+    await asyncio.sleep(0.5)
+    assert (await card_shop.get_payment(waiting["id"]))[1]["status"] == "awaiting_payment"
+    status, _ = await admin.call("DELETE", f"/api/v1/risk/lists/{entry['id']}")
+    assert status == 200
+    await asyncio.sleep(1.2)
+    async with http.post(url, json={"payment_method": card, "device_id": device}) as response:
+        assert response.status == 202, await response.text()
+    await wait_status(card_shop, waiting["id"], {"succeeded"}, timeout=20)
 
 
 async def test_a_redelivered_card_confirmation_never_fails_a_paid_payment(

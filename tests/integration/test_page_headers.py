@@ -19,19 +19,23 @@ from tests.stack import Stack
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 
-def assert_page_protected(page: str, headers: Mapping[str, str]) -> None:
+def assert_page_protected(page: str, headers: Mapping[str, str], own_scripts: bool = False) -> None:
+    """`own_scripts`: the gateway's pages may load scripts it serves itself, never inline."""
     assert headers["Content-Type"].startswith("text/html")
     directives = (d.partition(" ") for d in headers["Content-Security-Policy"].split("; "))
     policy = {name: value for name, _, value in directives}
     assert policy["default-src"] == "'none'"
     assert policy["frame-ancestors"] == "'none'"
-    assert "script-src" not in policy and "'unsafe-inline'" not in policy["style-src"]
+    assert policy.get("script-src") == ("'self'" if own_scripts else None)
+    assert "'unsafe-inline'" not in policy["style-src"]
     assert headers["X-Frame-Options"] == "DENY"
     assert headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"
     assert headers["X-Content-Type-Options"] == "nosniff"
     # The page's styles are exactly what the policy allows: one <style>, no style attributes.
-    assert "<script" not in page and " style=" not in page, page
+    scripts = re.findall(r"<script([^>]*)>(.*?)</script>", page, re.S)
+    assert all(re.fullmatch(r' src="/[^"]+" defer', a) and not b for a, b in scripts), page
+    assert " style=" not in page, page
     (css,) = re.findall(r"<style>(.*?)</style>", page, re.S)
     digest = base64.b64encode(hashlib.sha256(css.encode()).digest()).decode()
     assert policy["style-src"] == f"'sha256-{digest}'"
@@ -46,7 +50,12 @@ async def test_the_cashier_page_and_api_answers_carry_the_browser_protections(
     assert status == 201
     async with http.get(created["checkout_url"]) as response:
         assert response.status == 200
-        assert_page_protected(await response.text(), response.headers)
+        assert_page_protected(await response.text(), response.headers, own_scripts=True)
+    async with http.get(stack.url + "/checkout/device.js") as response:
+        assert response.status == 200 and response.content_type == "text/javascript"
+        assert response.headers["Cache-Control"] == "public, max-age=3600"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "juheDevice" in await response.text()
     async with http.get(stack.url + "/api/v1/payments/pay_nope") as response:
         assert response.status == 401 and response.content_type == "application/json"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
