@@ -50,6 +50,10 @@ class Keys:
         """One IP's, e-mail's, device's… payments of the last 24 h (infra.velocity)."""
         return f"{self.prefix}:risk:v:{dimension}:{digest}"
 
+    def velocity_aggregates(self, dimension: str, digest: str) -> str:
+        """The running sums and distinct counts over that key's windows (infra.velocity)."""
+        return f"{self.prefix}:risk:va:{dimension}:{digest}"
+
     def usual_amount(self, merchant_id: str) -> str:
         """A merchant's usual payment amount (infra.velocity): EWMA mean and variance."""
         return f"{self.prefix}:risk:usual:{merchant_id}"

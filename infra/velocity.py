@@ -10,9 +10,12 @@ what has left the longest window and computes each counter the rule set reads ov
 (now − window, now], this payment included. Scripts run one at a time, so concurrent payments
 each see an exact, distinct count. A whole envelope of payments is one pipelined round trip.
 
-Costs: a count is ZCOUNT (log n); a sum or distinct count reads the window's events, so very
-busy keys (a large merchant's 24 h) cost in proportion. The keys of one payment are in different
-slots: on Redis Cluster this script would have to be split per slot.
+Costs: a count is ZCOUNT (log n). A sum or distinct count is a running aggregate per key and
+window, moved along by the events that entered or left it since the key's last payment, so a
+busy key (a large merchant's 24 h) costs what changed, not what its window holds; a key idle
+for longer than PRUNE_MARGIN_MS, or a counter a new rule set reads for the first time, is
+rebuilt once from the set. The keys of one payment are in different slots: on Redis Cluster
+this script would have to be split per slot.
 """
 
 from __future__ import annotations
@@ -31,6 +34,10 @@ from infra.anomaly import DECLINE, EWMA, NEW_COUNTRY, VOLUME, rate_of
 from infra.keys import Keys
 
 _METRIC = {"count": "c", "sum_usd": "s", "distinct": "d"}
+# Events leave a key's set this long after its longest window, so a window whose start went
+# back a little (another process's clock behind) finds them; an aggregate idle longer than
+# this is rebuilt from the set.
+PRUNE_MARGIN_MS = 60_000
 USUAL_ALPHA = 0.02  # weight of each new payment in the merchant's usual amount (~50 payments)
 _FIELD = {dim: n + 3 for n, dim in enumerate(DIMENSIONS)}  # 1: id, 2: usd, then dimensions
 
@@ -41,12 +48,26 @@ local now = tonumber(ARGV[1])
 local horizon = tonumber(ARGV[2])
 local member = ARGV[3]
 local ttl = tonumber(ARGV[4])
-local tail = 6 + 4 * tonumber(ARGV[5])
+local tail = 6
 local keep = ARGV[tail] == '1'
 local dims = tonumber(ARGV[tail + 1])
-local added = {}
+-- Each key's sums and distinct counts are kept as running aggregates in a hash beside its set
+-- (KEYS[dims + 5 + i]), so a payment costs the events that entered or left a window since
+-- the last one, not the whole window. An aggregate holds the events after its cursor (the
+-- start of the window it last answered); it is stamped with the key's event count `e` when
+-- it was last brought up to date, and rebuilt from the set if it missed an event (a rule set
+-- that did not read it) or if the set was pruned past its cursor (`p`: the key idle longer
+-- than PRUNE_MARGIN_MS).
+local cutoff = now - horizon - tonumber(ARGV[tail + 10])
+local added, before, pruned = {}, {}, {}
 for i = 1, dims do
-  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - horizon)
+  local agg = KEYS[dims + 5 + i]
+  local st = redis.call('HMGET', agg, 'e', 'p')
+  before[i], pruned[i] = tonumber(st[1]) or 0, tonumber(st[2]) or -math.huge
+  if redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', cutoff) > 0 and cutoff > pruned[i] then
+    pruned[i] = cutoff
+    redis.call('HSET', agg, 'p', string.format('%.0f', cutoff))
+  end
   added[i] = redis.call('ZADD', KEYS[i], 'NX', now, member)
   redis.call('EXPIRE', KEYS[i], ttl)
 end
@@ -60,30 +81,87 @@ local function field(m, n)
   local stop = string.find(m, '|', start, true)
   return string.sub(m, start, (stop or 0) - 1)
 end
-local out = {}
-local n = tonumber(ARGV[5])
-for f = 0, n - 1 do
-  local at = 6 + f * 4
-  local key = KEYS[tonumber(ARGV[at])]
-  local metric = ARGV[at + 1]
-  local low = '(' .. (now - tonumber(ARGV[at + 2]))
-  if metric == 'c' then
-    out[#out + 1] = redis.call('ZCOUNT', key, low, now)
-  else
-    local events = redis.call('ZRANGEBYSCORE', key, low, now)
-    local total = 0
-    if metric == 's' then
-      for _, m in ipairs(events) do total = total + tonumber(field(m, 2)) end
-    else
-      local seen = {}
-      local which = tonumber(ARGV[at + 3])
-      for _, m in ipairs(events) do
-        local v = field(m, which)
-        if v ~= '' and not seen[v] then seen[v] = true; total = total + 1 end
+local function aggregate(i, metric, width, which)
+  local key, agg = KEYS[i], KEYS[dims + 5 + i]
+  local id = metric .. width .. '.' .. which
+  local low = now - width
+  local st = redis.call('HMGET', agg, id .. 'c', id .. 'e', id .. 'v')
+  local cursor, value = tonumber(st[1]), tonumber(st[3]) or 0
+  local function held(v) return tonumber(redis.call('HGET', agg, id .. ':' .. v)) or 0 end
+  local function apply(m, sign)
+    if metric == 's' then value = value + sign * tonumber(field(m, 2)) return end
+    local v = field(m, which)
+    if v == '' then return end
+    local n = redis.call('HINCRBY', agg, id .. ':' .. v, sign)
+    if sign > 0 and n == 1 then value = value + 1
+    elseif sign < 0 and n <= 0 then redis.call('HDEL', agg, id .. ':' .. v) value = value - 1 end
+  end
+  local new = added[i] == 1
+  if cursor == nil or tonumber(st[2]) ~= before[i] or cursor < pruned[i] then
+    if metric == 'd' then
+      local prefix = id .. ':'
+      for _, f in ipairs(redis.call('HKEYS', agg)) do
+        if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', agg, f) end
       end
     end
-    out[#out + 1] = total
+    value = 0
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. low, '+inf')) do
+      if not (new and m == member) then apply(m, 1) end
+    end
+  elseif low > cursor then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. cursor, low)) do apply(m, -1) end
+  elseif low < cursor then
+    for _, m in ipairs(redis.call('ZRANGEBYSCORE', key, '(' .. low, cursor)) do apply(m, 1) end
   end
+  -- the aggregate is now every event after `low` but this payment's own
+  local answer = value
+  if new and keep then
+    apply(member, 1)
+    answer = value
+  elseif new then  -- an evaluation: counted in the answer, never kept
+    if metric == 's' then answer = value + tonumber(field(member, 2))
+    else
+      local v = field(member, which)
+      if v ~= '' and held(v) == 0 then answer = value + 1 end
+    end
+  end
+  -- events stamped after `now` (another process's clock a little ahead) are not in its window
+  local later = redis.call('ZRANGEBYSCORE', key, '(' .. now, '+inf')
+  if #later > 0 then
+    local count = {}
+    for _, m in ipairs(later) do
+      if metric == 's' then answer = answer - tonumber(field(m, 2))
+      else
+        local v = field(m, which)
+        if v ~= '' then count[v] = (count[v] or 0) + 1 end
+      end
+    end
+    for v, k in pairs(count) do
+      local n = held(v)
+      if new and not keep and field(member, which) == v then n = n + 1 end
+      if n <= k then answer = answer - 1 end
+    end
+  end
+  redis.call('HSET', agg, id .. 'c', string.format('%.0f', low),
+    id .. 'e', before[i] + ((new and keep) and 1 or 0), id .. 'v', string.format('%.0f', value))
+  return answer
+end
+local out = {}
+-- ARGV[5]: the counters asked for, `key index,metric,window ms,field;` each
+for i, metric, width, which in string.gmatch(ARGV[5], '(%d+),(%a),(%d+),(%d+);') do
+  i, width = tonumber(i), tonumber(width)
+  if metric == 'c' then
+    out[#out + 1] = redis.call('ZCOUNT', KEYS[i], '(' .. (now - width), now)
+  else
+    out[#out + 1] = aggregate(i, metric, width, tonumber(which))
+  end
+end
+for i = 1, dims do
+  local agg = KEYS[dims + 5 + i]
+  if keep and added[i] == 1 and redis.call('EXISTS', agg) == 1 then
+    redis.call('HINCRBY', agg, 'e', 1)
+  end
+  redis.call('EXPIRE', agg, ttl)
 end
 -- the merchant's usual amount: an exponentially weighted mean and variance of its payments'
 -- USD amounts, read before this payment and updated once per new payment (not on a redelivery)
@@ -180,6 +258,21 @@ class Velocity:
         self.alphas = alphas or Alphas()
         self.volume_window_ms = volume_window_s * 1000
         self.script = redis.register_script(SCRIPT)
+        self._specs: dict[tuple[tuple[str, ...], tuple[Feature, ...]], bytes] = {}
+
+    def _spec(self, dims: tuple[str, ...], asked: tuple[Feature, ...]) -> bytes:
+        """The counters asked for as the script reads them, one argument however many (each
+        argument is encoded per payment); the same few shapes recur, so each is made once."""
+        spec = self._specs.get((dims, asked))
+        if spec is None:
+            spec = "".join(
+                f"{dims.index(f.key) + 1},{_METRIC[f.metric]},{f.window_ms},"
+                f"{_FIELD.get(f.of or '', 0)};"
+                for f in asked
+            ).encode()
+            if len(self._specs) < 1024:
+                self._specs[(dims, asked)] = spec
+        return spec
 
     def _call(
         self,
@@ -189,7 +282,7 @@ class Velocity:
         now_ms: int,
         keep: bool,
         country: str | None,
-    ) -> tuple[list[str], list[str | int | float], list[Feature]]:
+    ) -> tuple[list[str], list[str | int | float | bytes], list[Feature]]:
         values = {dim: digest(v) for dim, v in tx.keys().items()}
         dims = list(values)
         member = "|".join(
@@ -200,24 +293,17 @@ class Velocity:
             ]
         )
         asked = [f for f in features if f.key in values]
-        args: list[str | int | float] = [
+        args: list[str | int | float | bytes] = [
             now_ms,
             HORIZON_MS,
             member,
             HORIZON_MS // 1000 + 60,
-            len(asked),
+            self._spec(tuple(dims), tuple(asked)),
         ]
-        for f in asked:
-            args += [
-                dims.index(f.key) + 1,
-                _METRIC[f.metric],
-                f.window_ms,
-                _FIELD.get(f.of or "", 0),
-            ]
         usd = -1 if amount_usd is None else amount_usd
         args += [1 if keep else 0, len(dims), USUAL_ALPHA, usd, dims.index("merchant") + 1]
         args += [country or "", self.alphas.fast, self.alphas.slow]
-        args += [self.volume_window_ms, VOLUME_MAX_GAP]
+        args += [self.volume_window_ms, VOLUME_MAX_GAP, PRUNE_MARGIN_MS]
         m = tx.merchant_id
         keys = [self.keys.velocity(d, values[d]) for d in dims]
         keys += [
@@ -227,6 +313,7 @@ class Velocity:
             self.keys.anomaly(DECLINE, m),
             self.keys.anomaly(VOLUME, m),
         ]
+        keys += [self.keys.velocity_aggregates(d, values[d]) for d in dims]
         return keys, args, asked
 
     async def observe_many(

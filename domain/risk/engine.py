@@ -93,7 +93,7 @@ def judge(
     version = rules.version
     if limits is not None and (fault := outside(facts["currency"], facts["amount"], limits)):
         return Verdict(Outcome.REJECT, 0, version, code=fault[0], reason=fault[1])
-    context = cel.Context(dict(facts), dict(FUNCTIONS))
+    context = cel.Context({k: facts[k] for k in rules.reads if k in facts}, dict(FUNCTIONS))
     fired: list[Fired] = []
     errors: list[str] = []
     for rule in rules.applicable(facts["merchant"], facts["agents"]):

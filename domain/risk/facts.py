@@ -210,14 +210,20 @@ def _network(cidr: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
     return ipaddress.ip_network(cidr, strict=False)
 
 
+@lru_cache(maxsize=4096)
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+
+
 def in_cidr(ip: str, cidr: str) -> bool:
     """`in_cidr(ip, "10.0.0.0/8")`: false for an absent or malformed IP; a malformed range is
     an error (the rule records it), found at publish for a literal one."""
     network = _network(cidr)
-    try:
-        return ipaddress.ip_address(ip) in network
-    except ValueError:
-        return False
+    address = _address(ip)
+    return address is not None and address in network
 
 
 FUNCTIONS: dict[str, Callable[..., Any]] = {"in_cidr": in_cidr}

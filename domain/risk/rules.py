@@ -155,6 +155,9 @@ class CompiledRuleSet:
     rules: tuple[CompiledRule, ...]
     thresholds: Thresholds
     features: frozenset[Feature] = field(default_factory=frozenset)
+    # the top-level facts any rule reads: a rule's context holds only these (converting every
+    # fact into the interpreter's values costs more than most rules)
+    reads: frozenset[str] = field(default_factory=frozenset)
 
     def applicable(self, merchant_id: str, agents: Sequence[str]) -> list[CompiledRule]:
         return [r for r in self.rules if r.scope.applies(merchant_id, agents)]
@@ -433,7 +436,8 @@ def compile_rules(
             features |= used
     if errors:
         raise RuleSetInvalid(errors)
-    return CompiledRuleSet(version, tuple(compiled), thresholds, frozenset(features))
+    reads = frozenset(path.split(".", 1)[0] for rule in compiled for path in rule.paths)
+    return CompiledRuleSet(version, tuple(compiled), thresholds, frozenset(features), reads)
 
 
 def values_seen(rule: CompiledRule, facts: Mapping[str, Any]) -> dict[str, Any]:
