@@ -62,6 +62,13 @@ def check_stored(settings: Settings) -> None:
         _refuse(published_credentials(stored, packaged()))
 
 
+AUTOVACUUM_OFF = (
+    "juhe: PostgreSQL's autovacuum is off: without it the payment tables bloat with dead rows "
+    "and queries keep the plans of empty tables, so a node slows as its history grows; turn it "
+    "on, or run VACUUM ANALYZE regularly"
+)
+
+
 async def migrate(settings: Settings) -> dict[str, object]:
     """Migrations, then the config file's channels for a database that lacks them, then the
     secrets older versions stored in plaintext sealed (a data step: SQL has no key)."""
@@ -75,6 +82,8 @@ async def migrate(settings: Settings) -> dict[str, object]:
     conn = await db.connect(dsn)
     try:
         sealed = await seal_legacy(conn, box)
+        if await conn.fetchval("SHOW autovacuum") != "on":
+            print(AUTOVACUUM_OFF, file=sys.stderr)
     finally:
         await conn.close()
     return {"applied": applied, "channels_seeded": seeded, "secrets_sealed": sealed}
