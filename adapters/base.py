@@ -135,6 +135,7 @@ class OrderState:
     status: str  # "pending" | "paid" | "failed" | "refunded"
     amount: int
     currency: str
+    received: int | None = None  # what the channel took, where it differs from `amount`
 
 
 @dataclass(frozen=True, slots=True)

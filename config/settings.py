@@ -16,6 +16,7 @@ from typing import Any, Literal
 import msgspec
 import orjson
 
+from domain.chain import Tolerance
 from domain.fees import PriceBps, PriceFixed
 from domain.money import check_ceilings
 from domain.settlement import check_cycle
@@ -135,8 +136,11 @@ class Scheduler(Base):
 class Chain(Base):
     """The chain watcher: how often it polls each crypto channel's node, how many blocks it
     reads per round, how many recent block hashes it keeps to notice a reorg, and the depth
-    at which a deposit in each asset counts as paid; a payment paid in full and waiting for
-    that depth is kept from expiring for `confirming_grace_s` more. `local_node_port`: where
+    at which a deposit in each asset counts as paid (0: once its block is the chain's
+    `finalized` one or older); a payment paid in full and waiting for that depth is kept from
+    expiring for `confirming_grace_s` more. A deposit short or over by at most the larger of
+    `tolerance_bps` of the amount due and `tolerance_minor[asset]` still pays it
+    (domain.chain.Tolerance). `local_node_port`: where
     `juhe up` runs the development chain (infra.localchain), 0 for none; `local_node_state`:
     the file its state is kept in across restarts, "" for none."""
 
@@ -145,8 +149,20 @@ class Chain(Base):
     keep_blocks: int
     confirmations: dict[str, int]
     confirming_grace_s: int
+    tolerance_bps: int = 0
+    tolerance_minor: dict[str, int] = msgspec.field(default_factory=dict)
     local_node_port: int = 0
     local_node_state: str = ""
+
+    def __post_init__(self) -> None:
+        if any(n < 0 for n in self.confirmations.values()):
+            raise ValueError("chain.confirmations: a depth is a block count, 0 for finalized")
+        Tolerance(self.tolerance_bps)  # its own bounds
+        if any(n < 0 for n in self.tolerance_minor.values()):
+            raise ValueError("chain.tolerance_minor: amounts are non-negative minor units")
+
+    def tolerance(self, asset: str) -> Tolerance:
+        return Tolerance(self.tolerance_bps, self.tolerance_minor.get(asset, 0))
 
 
 class Reconciliation(Base):

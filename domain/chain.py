@@ -4,6 +4,14 @@ received, and whether that settles the payment.
 Amounts are integers in the asset's minor unit (wei for ETH, 6-decimal units for USDT). A
 transfer counts only while its block is canonical (not orphaned) and only in the asset the
 payment is due in; anything else sent to the address is kept as an event but pays nothing.
+
+Customers' wallets rarely send exactly what is due (an exchange takes its fee out of a
+withdrawal, a wallet rounds). A `Tolerance` says how far short or over still pays: the payment
+is credited what arrived, at most the amount due plus the tolerance, and the difference from
+the amount due is the platform's (a line to `platform:crypto_tolerance`). What arrives beyond
+that, and a deposit still short when its payment ends, are left to operations as
+reconciliation discrepancies (`crypto_surplus`, `crypto_underpaid`): accepted, returned to the
+sender, or adjusted, never lost and never credited by themselves.
 """
 
 from __future__ import annotations
@@ -53,30 +61,72 @@ class Deposit:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How far what arrived may fall short of, or exceed, the amount due and still pay it:
+    the larger of `bps` of the amount due and `minor` units of the asset."""
+
+    bps: int = 0
+    minor: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.bps <= 10_000 or self.minor < 0:
+            raise ValueError("a tolerance is 0–10000 bps and a non-negative amount")
+
+    def allowed(self, due: int) -> int:
+        return max(due * self.bps // 10_000, self.minor)
+
+
+EXACT = Tolerance()
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """What a deposit that pays its payment is credited, and what arrived beyond that."""
+
+    credited: int  # the amount due, give or take the tolerated difference
+    surplus: int  # beyond the tolerance: left to operations
+
+
+def credit(confirmed: int, due: int, tolerance: Tolerance) -> Credit | None:
+    """None while what is confirmed is short of the amount due by more than the tolerance."""
+    allowed = tolerance.allowed(due)
+    if confirmed < due - allowed:
+        return None
+    credited = min(confirmed, due + allowed)
+    return Credit(credited, confirmed - credited)
+
+
 def confirmations(block_number: int, head: int) -> int:
     """A transfer in the head block has one confirmation; one above the head (a head we read
     before the block arrived) has none."""
     return max(0, head - block_number + 1)
 
 
-def confirming(state: Deposit, due: int) -> bool:
-    """Paid in full on the chain, waiting only for depth: the payment is held open (its expiry
+def confirming(state: Deposit, due: int, tolerance: Tolerance = EXACT) -> bool:
+    """Paid enough on the chain, waiting only for depth: the payment is held open (its expiry
     put off) so that a customer who paid in time is not expired by a slow chain."""
-    return state.state is DepositState.PROCESSING and state.received >= due
+    return state.state is DepositState.PROCESSING and state.received >= due - tolerance.allowed(due)
 
 
-def taken_back(state: Deposit, due: int) -> bool:
+def taken_back(state: Deposit, credited: int) -> bool:
     """A deposit credited as paid whose transfers the canonical chain no longer holds, at any
     depth, in full: a reorg removed them, so the credit is reversed. One only pushed deeper,
     or re-included in a replacing block, keeps its credit."""
-    return state.received < due
+    return state.received < credited
 
 
 def deposit(
-    due: int, asset: str, transfers: Iterable[Transfer], head: int, required: int
+    due: int,
+    asset: str,
+    transfers: Iterable[Transfer],
+    head: int,
+    required: int,
+    tolerance: Tolerance = EXACT,
 ) -> Deposit:
     """What the address has received in `asset` on the canonical chain, and whether it is paid
-    at depth `required`: confirmed only once transfers at that depth add up to the amount due."""
+    at depth `required`: confirmed once transfers at that depth add up to the amount due, less
+    the tolerance."""
     if due <= 0 or required < 1:
         raise ValueError("a deposit is due a positive amount at a depth of at least 1")
     counted = [t for t in transfers if not t.orphaned and t.asset == asset]
@@ -84,7 +134,7 @@ def deposit(
     deep = [t for t in counted if confirmations(t.block_number, head) >= required]
     confirmed = sum(t.amount for t in deep)
     shallowest = min((confirmations(t.block_number, head) for t in counted), default=0)
-    if confirmed >= due:
+    if credit(confirmed, due, tolerance) is not None:
         state = DepositState.CONFIRMED
     elif counted:
         state = DepositState.PROCESSING

@@ -16,6 +16,9 @@ from domain.fees import scale_half_up
 PLATFORM_FEE_REVENUE = "platform:fee_revenue"
 PLATFORM_ROUNDING = "platform:rounding"
 PLATFORM_FX = "platform:fx"
+# what a crypto deposit paid short of, or over, its amount due within the tolerance, or short
+# where operations accepted it: the platform's gain or loss (domain.chain)
+PLATFORM_CRYPTO_TOLERANCE = "platform:crypto_tolerance"
 
 
 def channel_clearing(code: str) -> str:
@@ -84,6 +87,7 @@ def payment_succeeded(
     channel_cost_amount: int,
     commissions: Sequence[tuple[str, int]] = (),
     charge: tuple[str, int] | None = None,
+    received: int | None = None,
 ) -> list[Posting]:
     """The channel owes us the amount less its cost; we owe the merchant the amount less our fee.
     Of the fee, each agent in the merchant's chain is owed its commission and the rest is
@@ -91,9 +95,14 @@ def payment_succeeded(
 
     With `charge` (currency, amount), the channel was charged in another currency at a locked
     quote: its lines are in that currency (the cost too), and the platform's FX account holds
-    both sides of the conversion, so each currency balances and the spread stays there."""
+    both sides of the conversion, so each currency balances and the spread stays there.
+
+    With `received`, the channel took that much rather than what it was charged (a crypto
+    deposit a little short or over): the merchant is credited as charged, the channel owes
+    what it took, and the difference is the platform's crypto tolerance account's."""
     charged_currency, charged = charge if charge else (currency, amount)
-    if not 0 <= fee <= amount or not 0 <= channel_cost_amount <= charged:
+    taken = charged if received is None else received
+    if not 0 <= fee <= amount or not 0 <= channel_cost_amount <= min(charged, taken):
         raise ValueError("fee and channel cost must lie within the amount")
     if any(c < 0 for _, c in commissions) or sum(c for _, c in commissions) > fee:
         raise ValueError("commissions are non-negative and paid out of the fee")
@@ -103,8 +112,9 @@ def payment_succeeded(
         else []
     )
     postings = [
-        Posting(channel_clearing(channel), charged_currency, charged - channel_cost_amount),
+        Posting(channel_clearing(channel), charged_currency, taken - channel_cost_amount),
         Posting(channel_cost(channel), charged_currency, channel_cost_amount),
+        Posting(PLATFORM_CRYPTO_TOLERANCE, charged_currency, charged - taken),
         *bridge,
         Posting(merchant_pending(merchant_id), currency, -(amount - fee)),
         Posting(PLATFORM_FEE_REVENUE, currency, -(fee - sum(c for _, c in commissions))),

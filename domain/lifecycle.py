@@ -168,6 +168,7 @@ def on_callback(
             channel_cost_amount=cost,
             commissions=commissions,
             charge=payment.charged if conversion is not None else None,
+            received=None if callback.received is None else int(callback.received),
         )
         return CallbackEffect(
             "applied",

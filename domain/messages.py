@@ -66,6 +66,9 @@ class ChannelCallback(Message, frozen=True, kw_only=True):
     currency: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # What the channel took when it differs from `amount` (minor units): a crypto deposit
+    # within its tolerance, or one short of it that operations accepted (domain.chain)
+    received: str | None = None
     # Set only by a reconciliation resolution (`accept_channel`), never by an adapter: the
     # channel's word may then move a payment Juhe ended without its money to succeeded.
     reconciled: bool = False

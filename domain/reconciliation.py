@@ -45,6 +45,11 @@ class Kind(StrEnum):
     # Not found by a run: the channel, asked about a payment Juhe had ended without its money,
     # said it was paid (recorded by the ledger pool as it refuses that word)
     PAID_AFTER_END = "paid_after_end"
+    # Not found by a run either: the chain watcher's, for crypto deposits (domain.chain). What
+    # arrived beyond a credited deposit's tolerance, and a deposit short when its payment
+    # ended; their amount in the asset's minor units is the discrepancy's `channel_value`.
+    CRYPTO_SURPLUS = "crypto_surplus"
+    CRYPTO_UNDERPAID = "crypto_underpaid"
 
 
 @dataclass(frozen=True, slots=True)

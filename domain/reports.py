@@ -12,7 +12,12 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from domain.ledger import PLATFORM_FEE_REVENUE, PLATFORM_FX, PLATFORM_ROUNDING
+from domain.ledger import (
+    PLATFORM_CRYPTO_TOLERANCE,
+    PLATFORM_FEE_REVENUE,
+    PLATFORM_FX,
+    PLATFORM_ROUNDING,
+)
 from domain.withdrawals import PLATFORM_WITHDRAWAL_FEES
 
 
@@ -79,6 +84,7 @@ AMOUNTS = (
     "channel_cost",
     "fx_result",
     "rounding",
+    "crypto_tolerance",
     "withdrawal_fees",
     "net_revenue",
 )
@@ -97,8 +103,10 @@ class DailyReport:
     channel_cost: int = 0
     fx_result: int = 0  # the FX account's position in this currency (credit positive)
     rounding: int = 0
+    crypto_tolerance: int = 0  # what crypto deposits paid over (credit positive) or short
     withdrawal_fees: int = 0
-    net_revenue: int = 0  # fee revenue + withdrawal fees + FX + rounding − channel cost
+    # fee revenue + withdrawal fees + FX + rounding + crypto tolerance − channel cost
+    net_revenue: int = 0
 
     @property
     def gross_fees(self) -> int:
@@ -113,6 +121,8 @@ def _platform_side(account: str) -> str | None:
         return "fx_result"
     if account == PLATFORM_ROUNDING:
         return "rounding"
+    if account == PLATFORM_CRYPTO_TOLERANCE:
+        return "crypto_tolerance"
     if account == PLATFORM_WITHDRAWAL_FEES:
         return "withdrawal_fees"
     if account.startswith("agent:") and account.endswith(":commission"):
@@ -152,6 +162,11 @@ def daily_report(
         r.refunds += f.amount
     for r in reports.values():
         r.net_revenue = (
-            r.fee_revenue + r.withdrawal_fees + r.fx_result + r.rounding - r.channel_cost
+            r.fee_revenue
+            + r.withdrawal_fees
+            + r.fx_result
+            + r.rounding
+            + r.crypto_tolerance
+            - r.channel_cost
         )
     return [reports[c] for c in sorted(reports)]

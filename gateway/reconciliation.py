@@ -13,7 +13,13 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from adapters.base import ChannelDeclined, ChannelError, RefundRequest, Statement
+from adapters.base import (
+    ChannelAdapter,
+    ChannelDeclined,
+    ChannelError,
+    RefundRequest,
+    Statement,
+)
 from domain.access import Owner, Principal, Realm
 from domain.ledger import Posting
 from domain.messages import ChannelCallback, encode
@@ -21,6 +27,7 @@ from domain.money import format_amount
 from domain.reconciliation import (
     Action,
     Columns,
+    Kind,
     StatementError,
     adjustment,
     parse_statement,
@@ -47,7 +54,7 @@ from gateway.state import (
     page_answer,
     page_limit,
 )
-from infra import reconciliation, store
+from infra import deposits, reconciliation, store
 
 _PLATFORM = Owner(Realm.PLATFORM, None)  # platform-only: no merchant or agent owns it
 
@@ -254,6 +261,9 @@ async def _at_channel(
     adapter = e.channels.adapter(channel)
     if adapter is None:
         raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=409)
+    if discrepancy["kind"] in (Kind.CRYPTO_SURPLUS, Kind.CRYPTO_UNDERPAID):
+        assert payment is not None  # the watcher raises them for its own payments only
+        return await _crypto_resolution(e, adapter, discrepancy, payment, action)
     order = (payment["channel_order_id"] if payment else None) or discrepancy["reference"]
     state = None
     if payment is not None and discrepancy["type"] == "payment":
@@ -289,6 +299,7 @@ async def _at_channel(
         outcome="paid" if state.status == "paid" else "failed",
         amount=str(state.amount),
         currency=state.currency,
+        received=None if state.received in (None, state.amount) else str(state.received),
         failure_code=None if state.status == "paid" else "failed_at_channel",
         failure_message=None
         if state.status == "paid"
@@ -296,6 +307,52 @@ async def _at_channel(
         reconciled=True,
     )
     await e.intake.callback(channel, event_id, encode(word))
+    return reconciliation.AtChannel(event_id)
+
+
+async def _crypto_resolution(
+    e: Edge,
+    adapter: ChannelAdapter,
+    discrepancy: asyncpg.Record,
+    payment: asyncpg.Record,
+    action: Action,
+) -> reconciliation.AtChannel:
+    """A crypto deposit's surplus or shortfall: `refund` returns its amount to the sender on
+    the chain; `accept_channel` (a shortfall only) credits the ended payment with what arrived,
+    the difference from what was due going to the platform's crypto tolerance account."""
+    held = await deposits.of_payment(e.pg, payment["id"])
+    assert held is not None
+    amount, asset = int(discrepancy["channel_value"]), held["asset"]
+    if action is Action.REFUND:
+        ask = RefundRequest(
+            discrepancy["id"], payment["id"], discrepancy["reference"], amount, asset
+        )
+        try:
+            done = await adapter.refund(ask)
+        except ChannelDeclined as exc:
+            raise invalid(exc.code, exc.message, "action", status=409) from None
+        except ChannelError as exc:
+            raise statement_refused(exc) from None
+        return reconciliation.AtChannel(done.channel_refund_id, amount, asset)
+    if discrepancy["kind"] == Kind.CRYPTO_SURPLUS:
+        raise invalid("nothing_to_accept", _REFUSED["nothing_to_accept"], "action", status=409)
+    refused = refused_action(action, "payment", payment["status"], "paid")
+    if refused is not None:
+        raise invalid(refused, _REFUSED[refused], "action", status=409)
+    event_id = f"recon:{discrepancy['id']}"
+    word = ChannelCallback(
+        channel=discrepancy["channel"],
+        event_id=event_id,
+        payment_id=payment["id"],
+        channel_order_id=discrepancy["reference"],
+        outcome="paid",
+        amount=discrepancy["juhe_value"],
+        currency=asset,
+        received=str(amount),
+        reconciled=True,
+    )
+    await deposits.accept_short(e.pg, payment["id"], amount)
+    await e.intake.callback(discrepancy["channel"], event_id, encode(word))
     return reconciliation.AtChannel(event_id)
 
 

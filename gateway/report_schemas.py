@@ -37,7 +37,7 @@ class ChannelVolume(msgspec.Struct):
 
 class DailyView(msgspec.Struct, kw_only=True):
     """One currency's day: net_revenue = fee_revenue + withdrawal_fees + fx_result + rounding
-    − channel_cost; gross_fees = fee_revenue + commission."""
+    + crypto_tolerance − channel_cost; gross_fees = fee_revenue + commission."""
 
     object: Literal["daily_report"] = "daily_report"
     day: str
@@ -53,6 +53,7 @@ class DailyView(msgspec.Struct, kw_only=True):
     channel_cost: str
     fx_result: str
     rounding: str
+    crypto_tolerance: str
     withdrawal_fees: str
     net_revenue: str
 

@@ -37,6 +37,7 @@ DAILY_LABELS = {
     "channel_cost": "通道成本 Channel cost",
     "fx_result": "匯兌損益 FX result",
     "rounding": "尾差 Rounding",
+    "crypto_tolerance": "加密貨幣容差 Crypto tolerance",
     "withdrawal_fees": "提現手續費 Withdrawal fees",
     "net_revenue": "平台淨收入 Net revenue",
 }

@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 import asyncpg
 
 from domain.chain import Transfer
+from domain.ids import new_id
 
 Conn = asyncpg.Connection | asyncpg.Pool
 
@@ -106,6 +107,13 @@ async def record(conn: asyncpg.Connection, chain: str, found: Sequence[Transfer]
         [t.asset for t in found],
         [t.amount for t in found],
     )
+    await conn.execute(
+        """UPDATE deposit_addresses SET recheck = true
+           WHERE chain = $1 AND address = ANY($2::text[]) AND credited IS NOT NULL
+             AND NOT recheck""",
+        chain,
+        sorted({t.address for t in found}),
+    )
     return len(rows)
 
 
@@ -161,6 +169,83 @@ async def reorged_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
              AND EXISTS (SELECT 1 FROM chain_events e WHERE e.chain = d.chain
                          AND e.address = d.address AND e.orphaned)""",
         channel,
+    )
+
+
+async def rechecked_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
+    """Credited deposits that received transfers since: what arrived beyond their credit is
+    surplus, left to operations."""
+    return await conn.fetch(
+        "SELECT * FROM deposit_addresses WHERE channel = $1 AND recheck", channel
+    )
+
+
+async def note_surplus(
+    conn: asyncpg.Connection, row: asyncpg.Record, surplus: int, settled: bool
+) -> bool:
+    """Surplus on a credited deposit, total so far: the part not noted before becomes a
+    `crypto_surplus` discrepancy (its amount in `channel_value`), in one transaction with the
+    note, so a crash never notes it twice or not at all. `settled`: every transfer to the
+    address is at depth, so it needs no further look until another arrives. True when a new
+    discrepancy was opened."""
+    new = surplus - int(row["surplus"])
+    async with conn.transaction():
+        if new > 0:
+            await conn.execute(
+                """INSERT INTO recon_discrepancies (id, channel, kind, type, reference, juhe_id,
+                   channel_value, juhe_value)
+               VALUES ($1, $2, 'crypto_surplus', 'payment', $3, $4, $5, $6)""",
+                new_id("rcd"),
+                row["channel"],
+                row["address"],
+                row["payment_id"],
+                str(new),
+                str(row["credited"]),
+            )
+        await conn.execute(
+            """UPDATE deposit_addresses SET surplus = greatest(surplus, $2),
+                      recheck = recheck AND NOT $3
+               WHERE payment_id = $1""",
+            row["payment_id"],
+            surplus,
+            settled,
+        )
+    return new > 0
+
+
+async def note_short_at_end(conn: asyncpg.Connection, row: asyncpg.Record, confirmed: int) -> bool:
+    """A deposit whose payment ended before enough arrived: once, a `crypto_underpaid`
+    discrepancy with what is confirmed (`channel_value`) against what was due. True when
+    opened now."""
+    async with conn.transaction():
+        opened = await conn.fetchval(
+            """INSERT INTO recon_discrepancies (id, channel, kind, type, reference, juhe_id,
+                   channel_value, juhe_value)
+               VALUES ($1, $2, 'crypto_underpaid', 'payment', $3, $4, $5, $6)
+               ON CONFLICT (juhe_id) WHERE kind = 'crypto_underpaid' DO NOTHING
+               RETURNING 1""",
+            new_id("rcd"),
+            row["channel"],
+            row["address"],
+            row["payment_id"],
+            str(confirmed),
+            str(row["amount_due"]),
+        )
+        await conn.execute(
+            "UPDATE deposit_addresses SET short_at_end = true WHERE payment_id = $1",
+            row["payment_id"],
+        )
+    return opened is not None
+
+
+async def accept_short(conn: Conn, payment_id: str, credited: int) -> None:
+    """Operations accepted a deposit left short: it is credited what arrived, and the watcher
+    treats anything more as surplus."""
+    await conn.execute(
+        """UPDATE deposit_addresses SET reported = 'paid', credited = $2
+           WHERE payment_id = $1 AND reported IS DISTINCT FROM 'paid'""",
+        payment_id,
+        credited,
     )
 
 

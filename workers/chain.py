@@ -25,12 +25,13 @@ from hexbytes import HexBytes
 
 from adapters.base import ChannelTransientError
 from adapters.ethereum import EthereumAdapter
-from adapters.ethereum.wire import TRANSFER_TOPIC, token_transfer
+from adapters.ethereum.wire import ASSETS, TRANSFER_TOPIC, token_transfer
 from domain.chain import (
     NATIVE_LOG_INDEX,
-    DepositState,
     Transfer,
+    confirmations,
     confirming,
+    credit,
     deposit,
     taken_back,
 )
@@ -61,9 +62,22 @@ class Watcher:
             raise ChannelTransientError("channel_unavailable", f"channel {self.code} not loaded")
         return adapter
 
-    def depth(self, asset: str) -> int:
-        required = self.settings.confirmations
-        return required.get(asset, max(required.values(), default=12))
+    def depth(self, asset: str, head: int, finalized: int | None) -> int:
+        """Blocks deep a transfer in `asset` must be: its configured depth, or, at 0, as deep
+        as the chain's finalized block is now."""
+        required = self.settings.confirmations.get(asset, 0)
+        if required > 0:
+            return required
+        if finalized is None:
+            raise ChannelTransientError("channel_unavailable", f"{self.code}: no finalized block")
+        return confirmations(finalized, head)
+
+    async def finalized(self, adapter: EthereumAdapter) -> int | None:
+        """The chain's finalized block number, asked only where some asset settles there."""
+        if all(self.settings.confirmations.get(asset, 0) > 0 for asset in ASSETS):
+            return None
+        block = await adapter.call(adapter.rpc.eth.get_block("finalized"))
+        return int(block["number"])
 
     async def run(self) -> None:
         while True:
@@ -101,8 +115,10 @@ class Watcher:
             await self.follow(adapter, chain, block)
             tip_hash = _hex(block["hash"])
             number += 1
-        await self.report(chain, head)
-        await self.reverse(chain, head)
+        finalized = await self.finalized(adapter)
+        await self.report(chain, head, finalized)
+        await self.recheck(chain, head, finalized)
+        await self.reverse(chain, head, finalized)
         return last < head
 
     async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
@@ -172,17 +188,23 @@ class Watcher:
                 extra={"channel": self.code, "block": number, "transfers": recorded},
             )
 
-    async def report(self, chain: str, head: int) -> None:
+    async def report(self, chain: str, head: int, finalized: int | None) -> None:
         """Each open deposit's progress onto its payment (only when it changed), and `paid` to
-        the ledger once confirmed: sent before it is marked, so a crash between resends it,
-        which the ledger counts once. Paid to a payment that ended (expired, canceled), it is
-        raised to operations too; the ledger records it as paid after end (reconciliation's
-        `paid_after_end`), to be accepted or refunded, never posted by itself."""
+        the ledger once what is confirmed pays it (the tolerance counted): sent before it is
+        marked, so a crash between resends it, which the ledger counts once. What arrived
+        beyond the tolerance is noted as surplus for operations. Paid to a payment that ended
+        (expired, canceled), it is raised to operations too; the ledger records it as paid
+        after end (reconciliation's `paid_after_end`), to be accepted or refunded, never posted
+        by itself; one left short at its payment's end is a `crypto_underpaid` discrepancy."""
         ctx = self.ctx
         for row in await deposits.open_deposits(ctx.pg, self.code):
             asset, due = row["asset"], int(row["amount_due"])
+            tolerance = self.settings.tolerance(asset)
             transfers = await deposits.transfers(ctx.pg, chain, row["address"])
-            state = deposit(due, asset, transfers, head, self.depth(asset))
+            state = deposit(
+                due, asset, transfers, head, self.depth(asset, head, finalized), tolerance
+            )
+            ended = row["payment_status"] != "awaiting_payment"
             progress = {**state.doc(), "received_minor": str(state.received)}
             updated = await ctx.pg.fetchrow(
                 """UPDATE payments SET crypto = crypto || $2::jsonb, version = version + 1,
@@ -192,14 +214,22 @@ class Watcher:
                 row["payment_id"],
                 orjson.dumps(progress).decode(),
             )
-            if confirming(state, due):
+            if confirming(state, due, tolerance):
                 updated = await self.hold_open(row["payment_id"]) or updated
             if updated is not None:
                 await ctx.hot.put_payment(updated)
-            if state.state is not DepositState.CONFIRMED:
+            paid = credit(state.confirmed, due, tolerance)
+            if paid is None:
+                if ended and state.confirmed > 0 and not row["short_at_end"]:
+                    await self.short_at_end(row, state.confirmed)
                 continue
-            await self.tell_ledger(row, "paid", due)
-            ended = row["payment_status"] != "awaiting_payment"
+            await self.tell_ledger(row, "paid", due, credited=paid.credited)
+            if paid.surplus:
+                async with ctx.pg.acquire() as conn:
+                    fresh = await deposits.of_payment(conn, row["payment_id"])
+                    assert fresh is not None
+                    await deposits.note_surplus(conn, fresh, paid.surplus, settled=False)
+                await self.raise_surplus(row, paid.surplus)
             log.log(
                 logging.ERROR if ended else logging.INFO,
                 "deposit confirmed",
@@ -208,6 +238,8 @@ class Watcher:
                     "payment_id": row["payment_id"],
                     "status": row["payment_status"],
                     "head": head,
+                    "credited": str(paid.credited),
+                    "surplus": str(paid.surplus),
                 },
             )
             if ended:
@@ -215,16 +247,52 @@ class Watcher:
                     "payment.paid_after_end", payment_id=row["payment_id"], channel=self.code
                 )
 
+    async def recheck(self, chain: str, head: int, finalized: int | None) -> None:
+        """Credited deposits that received more since: what is confirmed beyond the credit is
+        surplus, noted once for operations; looked at until every transfer is at depth."""
+        ctx = self.ctx
+        for row in await deposits.rechecked_deposits(ctx.pg, self.code):
+            asset, due = row["asset"], int(row["amount_due"])
+            transfers = await deposits.transfers(ctx.pg, chain, row["address"])
+            depth = self.depth(asset, head, finalized)
+            state = deposit(due, asset, transfers, head, depth, self.settings.tolerance(asset))
+            surplus = max(0, state.confirmed - int(row["credited"]))
+            async with ctx.pg.acquire() as conn:
+                opened = await deposits.note_surplus(
+                    conn, row, surplus, settled=state.confirmed == state.received
+                )
+            if opened:
+                await self.raise_surplus(row, surplus - int(row["surplus"]))
+
+    async def raise_surplus(self, row: asyncpg.Record, amount: int) -> None:
+        detail = {"payment_id": row["payment_id"], "channel": self.code, "asset": row["asset"]}
+        log.error("crypto deposit surplus", extra={**detail, "amount_minor": str(amount)})
+        await self.ctx.alerts.send("payment.crypto_surplus", **detail, amount_minor=str(amount))
+
+    async def short_at_end(self, row: asyncpg.Record, confirmed: int) -> None:
+        """Its payment ended before enough arrived: left to operations (accept what arrived,
+        or return it), once."""
+        async with self.ctx.pg.acquire() as conn:
+            opened = await deposits.note_short_at_end(conn, row, confirmed)
+        if opened:
+            detail = {"payment_id": row["payment_id"], "channel": self.code}
+            log.error("crypto deposit short at its payment's end", extra=detail)
+            await self.ctx.alerts.send(
+                "payment.crypto_underpaid", **detail, received_minor=str(confirmed)
+            )
+
     async def tell_ledger(
         self,
         row: asyncpg.Record,
         outcome: Literal["paid", "reversed"],
         due: int,
         message: str | None = None,
+        credited: int | None = None,
     ) -> None:
         """Tell the ledger what the chain did to a deposit (through the callback path every
         channel uses, its event id once per outcome), then mark it told. Sent before it is
-        marked: a crash between the two sends it again, and the ledger drops the repeat."""
+        marked: a crash between the two sends it again, and the ledger drops the repeat.
+        `credited`: what a paid deposit is credited, when not exactly the amount due."""
         told = ChannelCallback(
             channel=self.code,
             event_id=f"chain:{row['payment_id']}:{outcome}",
@@ -234,12 +302,15 @@ class Watcher:
             amount=str(due),
             currency=row["asset"],
             failure_message=message,
+            received=None if credited in (None, due) else str(credited),
         )
         await self.ctx.publisher.send(self.ctx.queues.ledger, [LedgerCommand(callback=told)])
         await self.ctx.pg.execute(
-            "UPDATE deposit_addresses SET reported = $2 WHERE payment_id = $1",
+            """UPDATE deposit_addresses SET reported = $2, credited = coalesce($3, credited)
+               WHERE payment_id = $1""",
             row["payment_id"],
             outcome,
+            credited,
         )
 
     async def hold_open(self, payment_id: str) -> asyncpg.Record | None:
@@ -255,14 +326,16 @@ class Watcher:
             float(self.settings.confirming_grace_s),
         )
 
-    async def reverse(self, chain: str, head: int) -> None:
+    async def reverse(self, chain: str, head: int, finalized: int | None) -> None:
         """A credited deposit a reorg took back: `reversed` to the ledger (a reversal entry and
         `payment.reversed`) and to operations. Sent before it is marked, like `paid`."""
         ctx = self.ctx
         for row in await deposits.reorged_deposits(ctx.pg, self.code):
             asset, due = row["asset"], int(row["amount_due"])
             transfers = await deposits.transfers(ctx.pg, chain, row["address"])
-            if not taken_back(deposit(due, asset, transfers, head, self.depth(asset)), due):
+            depth = self.depth(asset, head, finalized)
+            state = deposit(due, asset, transfers, head, depth, self.settings.tolerance(asset))
+            if not taken_back(state, int(row["credited"] or due)):
                 continue
             await self.tell_ledger(
                 row, "reversed", due, "a chain reorganisation removed the confirmed transfer"

@@ -112,11 +112,14 @@ class EthereumAdapter:
         row = await deposits.of_payment(self.pg, payment_id)
         if row is None or (channel_order_id is not None and row["address"] != channel_order_id):
             raise ChannelDeclined("order_unknown", f"{self.code}: no deposit for {payment_id}")
+        paid = row["reported"] == "paid"
+        due, credited = int(row["amount_due"]), row["credited"]
         return OrderState(
             channel_order_id=row["address"],
-            status="paid" if row["reported"] == "paid" else "pending",
-            amount=int(row["amount_due"]),
+            status="paid" if paid else "pending",
+            amount=due,
             currency=row["asset"],
+            received=int(credited) if paid and credited is not None else None,
         )
 
     async def refund(self, request: RefundRequest) -> RefundResult:

@@ -26,7 +26,8 @@ from tests.stack import Stack
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-DEPTH = 3
+DEPTH = 3  # USDT's blocks; ETH settles at the chain's finalized block (the default)
+FINALITY = 64  # anvil calls a block finalized once 64 more are on it
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -51,7 +52,10 @@ async def node() -> AsyncIterator[Stack]:
         {
             "JUHE_CHAIN__POLL_MS": "100",
             "JUHE_CHAIN__CONFIRMING_GRACE_S": "7200",
-            "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": {DEPTH}, "USDT": {DEPTH}}}',
+            "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": 0, "USDT": {DEPTH}}}',
+            # 1 % of the amount due, at least 0.02 USDT, still pays
+            "JUHE_CHAIN__TOLERANCE_BPS": "100",
+            "JUHE_CHAIN__TOLERANCE_MINOR": '{"USDT": 20000}',
             # No channel takes USD as it is, so a USD price is quoted into the first currency
             # a channel takes (ETH, before EUR and USDT) and locked on the payment.
             "JUHE_CHANNELS__SIM__CURRENCIES": '["EUR"]',
@@ -173,13 +177,19 @@ async def test_an_eth_payment_is_found_confirmed_posted_and_notified(
     seen = await _until(shop, waiting["id"], _processing)
     assert seen["status"] == "awaiting_payment", "seen on the chain, not yet deep enough"
     assert seen["crypto"]["confirmations"] >= 1
-    assert seen["crypto"]["confirmations_required"] == DEPTH
+    head = int(str(await anvil.rpc("eth_blockNumber")), 16)
+    finalized = max(0, head - FINALITY)
+    assert seen["crypto"]["confirmations_required"] in (head - finalized + 1, head - finalized + 2)
     assert seen["crypto"]["amount_received"] == "0.123456789012345678"
     assert seen["expires_at"] > waiting["expires_at"], "paid in time: not expired while it confirms"
     async with http.get(f"{node.url}/checkout/{waiting['id']}") as page:
         assert 'id="confirmations"' in await page.text()
 
     await anvil.mine(DEPTH)
+    await asyncio.sleep(0.5)
+    _, deep = await shop.get_payment(waiting["id"])
+    assert deep["status"] == "awaiting_payment", "deep, but not yet finalized"
+    await anvil.mine(FINALITY)
     paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
     assert paid["amount"] == "0.123456789012345678"
     event = await receiver.wait_for(
@@ -285,7 +295,7 @@ async def test_a_reorg_before_confirmation_puts_the_payment_back_to_awaiting(
     await anvil.rpc("anvil_reorg", 1, [])  # the payment's block replaced by one without it
     back = await _until(shop, waiting["id"], lambda b: b["crypto"]["state"] == "awaiting")
     assert back["crypto"]["amount_received"] == "0.000000000000000000"
-    await anvil.mine(DEPTH + 1)
+    await anvil.mine(FINALITY + 1)
     head = int(str(await anvil.rpc("eth_blockNumber")), 16)
     assert node.pg is not None
     deadline = time.monotonic() + 20
@@ -373,5 +383,84 @@ async def test_two_partial_transfers_add_up_and_an_extra_one_is_kept(
     assert node.pg is not None
     events = await node.pg.fetch("SELECT amount FROM chain_events WHERE address = $1", address)
     assert sorted(int(e["amount"]) for e in events) == [4_000_000, 6_500_000]
+    assert await _entries(node, waiting["id"]) == 1
+    # 0.10 over is within the tolerance (1 %): the platform's; the other 0.40 is the payer's,
+    # left to operations, and so is a transfer that comes after the payment was credited
+    assert await _tolerance_line(node, waiting["id"]) == -100_000
+    assert await _surpluses(node, waiting["id"]) == [400_000]
+    await wallets.send_usdt(3, address, 1_250_000)
+    await anvil.mine(DEPTH)
+    deadline = time.monotonic() + 20
+    while await _surpluses(node, waiting["id"]) != [400_000, 1_250_000]:
+        assert time.monotonic() < deadline, "a transfer after the credit was lost"
+        await asyncio.sleep(0.1)
+    assert await _entries(node, waiting["id"]) == 1, "never credited by itself"
+    await assert_ledger_invariants(node.pg)
+
+
+async def _tolerance_line(node: Stack, payment_id: str) -> int:
+    assert node.pg is not None
+    return await node.pg.fetchval(
+        """SELECT coalesce(sum(p.amount), 0) FROM journal_entries e
+           JOIN postings p ON p.entry_id = e.id JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.ref = $1 AND a.name = 'platform:crypto_tolerance'""",
+        payment_id,
+    )
+
+
+async def _surpluses(node: Stack, payment_id: str) -> list[int]:
+    assert node.pg is not None
+    rows = await node.pg.fetch(
+        """SELECT channel_value FROM recon_discrepancies
+           WHERE juhe_id = $1 AND kind = 'crypto_surplus' ORDER BY id""",
+        payment_id,
+    )
+    return [int(r["channel_value"]) for r in rows]
+
+
+async def test_a_deposit_short_within_the_tolerance_pays_and_the_platform_bears_it(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "5.00", "USDT")
+    await wallets.send_usdt(1, waiting["crypto"]["address"], 4_960_000)  # 0.04 short of 0.05
+    await anvil.mine(DEPTH)
+    paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert paid["amount"] == "5.000000", "the merchant is paid the price"
+    assert await _tolerance_line(node, waiting["id"]) == 40_000
+    assert await _surpluses(node, waiting["id"]) == []
+    assert node.pg is not None
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_it(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
+) -> None:
+    """3 of 6 USDT arrive and the payment is canceled: a `crypto_underpaid` discrepancy with
+    what arrived. Returning it needs the signer (not built: refused, nothing changes);
+    accepting it credits the payment with what arrived, the rest the platform's."""
+    waiting = await _open(shop, "6.00", "USDT")
+    await wallets.send_usdt(2, waiting["crypto"]["address"], 3_000_000)
+    await anvil.mine(DEPTH)
+    await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] == "3.000000")
+    status, _ = await shop.request("POST", f"/api/v1/payments/{waiting['id']}/cancel", {})
+    assert status == 200
+    assert node.pg is not None
+    query = "SELECT * FROM recon_discrepancies WHERE juhe_id = $1 AND kind = 'crypto_underpaid'"
+    deadline = time.monotonic() + 20
+    while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
+        assert time.monotonic() < deadline, "the shortfall was not left to operations"
+        await asyncio.sleep(0.1)
+    assert (found["channel_value"], found["juhe_value"]) == ("3000000", "6000000")
+    admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
+    path = f"/api/v1/admin/reconciliation/discrepancies/{found['id']}/resolve"
+    status, refused = await admin.call("POST", path, {"action": "refund", "reason": "return it"})
+    assert (status, refused["error"]["code"]) == (409, "refund_unsupported"), refused
+    status, resolved = await admin.call(
+        "POST", path, {"action": "accept_channel", "reason": "the customer paid the rest by card"}
+    )
+    assert status == 200 and resolved["status"] == "resolved", resolved
+    paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert paid["amount"] == "6.000000"
+    assert await _tolerance_line(node, waiting["id"]) == 3_000_000
     assert await _entries(node, waiting["id"]) == 1
     await assert_ledger_invariants(node.pg)

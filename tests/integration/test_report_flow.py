@@ -90,7 +90,8 @@ async def test_trial_balance_and_daily_report(
         moved,
     )
     assert usd["channel_cost"] == f"{cost / 100:.2f}"
-    net = sum(float(usd[k]) for k in ("fee_revenue", "fx_result", "rounding", "withdrawal_fees"))
+    parts = ("fee_revenue", "fx_result", "rounding", "crypto_tolerance", "withdrawal_fees")
+    net = sum(float(usd[k]) for k in parts)
     assert round(net - float(usd["channel_cost"]), 2) == float(usd["net_revenue"])
 
     async with http.get(

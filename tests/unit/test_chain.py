@@ -18,14 +18,18 @@ from adapters.ethereum.wire import (
 )
 from domain.chain import (
     NATIVE_LOG_INDEX,
+    Credit,
     DepositState,
+    Tolerance,
     Transfer,
     confirmations,
     confirming,
+    credit,
     deposit,
     taken_back,
 )
 from domain.fees import Rate
+from domain.ledger import PLATFORM_CRYPTO_TOLERANCE, channel_clearing, ensure_balanced
 from domain.lifecycle import PaymentFacts, on_callback
 from domain.messages import ChannelCallback
 from domain.states import PaymentStatus
@@ -217,3 +221,53 @@ def test_only_a_deposit_paid_in_full_and_not_yet_deep_is_held_open() -> None:
     assert not confirming(deposit(500, "ETH", [_transfer(400, 100)], 100, 3), 500), "short"
     assert not confirming(deposit(500, "ETH", [_transfer(500, 100)], 102, 3), 500), "deep"
     assert not confirming(deposit(500, "ETH", [], 100, 3), 500)
+
+
+def test_a_tolerance_is_the_larger_of_its_share_and_its_amount() -> None:
+    assert Tolerance(100, 20_000).allowed(5_000_000) == 50_000  # 1 % of 5 USDT
+    assert Tolerance(100, 20_000).allowed(1_000_000) == 20_000  # 0.02 USDT floor
+    assert Tolerance().allowed(10**24) == 0
+    for bad in ({"bps": -1}, {"bps": 10_001}, {"minor": -1}):
+        with pytest.raises(ValueError):
+            Tolerance(**bad)  # type: ignore[arg-type]
+
+
+def test_short_or_over_within_the_tolerance_pays_and_beyond_is_surplus() -> None:
+    tol = Tolerance(100)  # 1 %: 10 of 1,000
+    assert credit(989, 1_000, tol) is None, "short by more than the tolerance"
+    assert credit(990, 1_000, tol) == Credit(990, 0)
+    assert credit(1_000, 1_000, tol) == Credit(1_000, 0)
+    assert credit(1_010, 1_000, tol) == Credit(1_010, 0)
+    assert credit(1_500, 1_000, tol) == Credit(1_010, 490), "credited up to the tolerance"
+    assert credit(999, 1_000, Tolerance()) is None, "no tolerance: exact or more"
+    short = deposit(1_000, "USDT", [_transfer(995, 100, asset="USDT")], 103, 3, tol)
+    assert short.state is DepositState.CONFIRMED
+    assert confirming(
+        deposit(1_000, "USDT", [_transfer(995, 100, asset="USDT")], 101, 3, tol), 1_000, tol
+    )
+
+
+def test_the_tolerated_difference_is_the_platforms() -> None:
+    def paid(received: str | None) -> list:
+        effect = on_callback(
+            _paid(PaymentStatus.AWAITING_PAYMENT),
+            msgspec.structs.replace(
+                _reversed(), outcome="paid", event_id="chain:pay_1:paid", received=received
+            ),
+            Rate(100),
+        )
+        assert effect.status is PaymentStatus.SUCCEEDED
+        ensure_balanced(effect.postings)
+        return list(effect.postings)
+
+    def line(postings: list, account: str) -> int:
+        return sum(p.amount for p in postings if p.account == account)
+
+    exact, short, over = paid(None), paid("7200000"), paid("7260000")
+    assert line(exact, PLATFORM_CRYPTO_TOLERANCE) == 0
+    assert line(short, PLATFORM_CRYPTO_TOLERANCE) == 50_000, "the platform bears the shortfall"
+    assert line(over, PLATFORM_CRYPTO_TOLERANCE) == -10_000, "and keeps the excess"
+    clearing = channel_clearing("eth")
+    assert line(exact, clearing) - line(short, clearing) == 50_000, "the chain holds less"
+    merchant = [p for p in short if p.account.startswith("merchant:")]
+    assert merchant == [p for p in exact if p.account.startswith("merchant:")]
