@@ -9,7 +9,9 @@ not the hash we kept means a reorg, so our tip is dropped (its events orphaned) 
 chains agree again; the tip itself is compared with the chain's block at its height each round,
 so a replaced head block is noticed at once. Recording is idempotent (events keyed by tx hash,
 log index and block hash) and the ledger applies a (channel, event id) once, so a re-read block
-or a repeated report counts once. The decisions are `domain.chain`.
+or a repeated report counts once. One process watches each channel at a time (a PostgreSQL
+session lock); other chain pools stand by and take over when it goes. The decisions are
+`domain.chain`.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from domain.chain import (
 )
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback, LedgerCommand
-from infra import deposits
+from infra import db, deposits
 from workers.context import Context
 
 log = logging.getLogger("juhe.chain")
@@ -80,7 +82,34 @@ class Watcher:
         return int(block["number"])
 
     async def run(self) -> None:
+        """Rounds while this process holds the channel's watch: a PostgreSQL session lock on a
+        connection of its own. With several chain pools running (one per machine, say), one
+        watches each channel and the others stand by; when the watching process or its
+        connection ends, the lock goes with it and a standby takes over."""
         while True:
+            try:
+                conn = await db.connect(self.ctx.settings.postgres.dsn)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning(
+                    "chain watch: no database", extra={"channel": self.code, "error": str(exc)}
+                )
+                await asyncio.sleep(self.settings.poll_ms / 1000)
+                continue
+            try:
+                await self.watch(conn)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("chain watch lost", extra={"channel": self.code, "error": str(exc)})
+            finally:
+                await conn.close()
+
+    async def watch(self, conn: asyncpg.Connection) -> None:
+        key = f"juhe.chain.{self.code}"
+        # the lock's holder gives no signal when it goes: a standby asks again each poll
+        while not await conn.fetchval("SELECT pg_try_advisory_lock(hashtext($1))", key):  # noqa: ASYNC110
+            await asyncio.sleep(self.settings.poll_ms / 1000)
+        log.info("chain watch taken", extra={"channel": self.code})
+        while True:
+            await conn.execute("SELECT 1")  # the lock is this connection's: is it still there?
             try:
                 busy = await self.round()
             except (ChannelTransientError, OSError) as exc:

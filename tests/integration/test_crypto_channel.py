@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 import pytest_asyncio
 
@@ -464,3 +465,31 @@ async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_i
     assert await _tolerance_line(node, waiting["id"]) == 3_000_000
     assert await _entries(node, waiting["id"]) == 1
     await assert_ledger_invariants(node.pg)
+
+
+async def test_one_process_watches_a_channel_and_another_stands_by(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    """The test plays a second chain pool: while it holds the channel's watch, the node's
+    restarted watcher stands by and a transfer is not followed; once it lets go, the watcher
+    takes over and the payment is paid."""
+    key = "juhe.chain.eth"
+    lock = "SELECT pg_try_advisory_lock(hashtext($1))"
+    other = await asyncpg.connect(node.settings.postgres.dsn)
+    try:
+        assert not await other.fetchval(lock, key), "the node's watcher holds the watch"
+        node.pool_processes()["chain"].kill()  # the watch goes with its connection
+        deadline = time.monotonic() + 20
+        while not await other.fetchval(lock, key):
+            assert time.monotonic() < deadline, "the watch was not let go"
+            await asyncio.sleep(0.02)
+        waiting = await _open(shop, "2.00", "USDT")
+        await wallets.send_usdt(1, waiting["crypto"]["address"], 2_000_000)
+        await anvil.mine(DEPTH)
+        await asyncio.sleep(2.0)  # the restarted watcher polls the lock meanwhile
+        _, standing = await shop.get_payment(waiting["id"])
+        assert standing["crypto"]["state"] == "awaiting", "a standby follows no block"
+        await other.execute("SELECT pg_advisory_unlock(hashtext($1))", key)
+        await wait_status(shop, waiting["id"], {"succeeded"}, timeout=30)
+    finally:
+        await other.close()
