@@ -145,11 +145,15 @@ class RefundRequest:
     channel_order_id: str
     amount: int
     currency: str
+    destination: str | None = None  # where an address-refunding channel sends it
 
 
 @dataclass(frozen=True, slots=True)
 class RefundResult:
     channel_refund_id: str
+    # sent, not yet done: the channel's own watcher reports the outcome (a chain transfer
+    # waiting for its confirmations)
+    pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +190,14 @@ class CardConfirming(Protocol):
     customer's browser by the channel's own library, is charged on the order by `confirm`."""
 
     async def confirm(self, channel_order_id: str, payment_method: str) -> OrderState: ...
+
+
+@runtime_checkable
+class AddressRefunding(Protocol):
+    """A channel that returns money to an address the refund names (a crypto chain): the
+    customer's wallet, not the one that paid, which may be an exchange's."""
+
+    def destination_error(self, destination: str | None) -> str | None: ...
 
 
 @runtime_checkable

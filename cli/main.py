@@ -24,7 +24,7 @@ from infra.secretbox import SecretBox
 
 DEMO_MERCHANT = "Demo merchant"
 # The commands that run (a part of) the node; the others are tools an operator fixes it with.
-NODE_COMMANDS = frozenset({"up", "migrate", "gateway", "worker", "simulator"})
+NODE_COMMANDS = frozenset({"up", "migrate", "gateway", "worker", "simulator", "signer"})
 
 
 def _price_bps(text: str) -> int:
@@ -113,6 +113,13 @@ def _simulator(settings: Settings) -> None:
     from adapters.simulator.server import serve
 
     setup_logging("simulator", settings.logging.level)
+    uvloop.run(serve(settings))
+
+
+def _signer(settings: Settings) -> None:
+    from signer.server import serve
+
+    setup_logging("signer", settings.logging.level)
     uvloop.run(serve(settings))
 
 
@@ -241,6 +248,7 @@ def parser() -> argparse.ArgumentParser:
         "pool", choices=["relay", "risk", "channel", "ledger", "notify", "scheduler", "chain"]
     )
     sub.add_parser("simulator", help="run the channel simulator")
+    sub.add_parser("signer", help="run the hot-wallet signer (crypto refunds and payouts)")
     sub.add_parser("up", help="migrate, then run everything under one supervisor")
     merchants = sub.add_parser("merchants", help="merchant administration")
     msub = merchants.add_subparsers(dest="action", required=True)
@@ -319,6 +327,8 @@ def main(argv: list[str] | None = None) -> None:
             _worker(settings, args)
         case "simulator":
             _simulator(settings)
+        case "signer":
+            _signer(settings)
         case "up":
             _up(settings)
         case "merchants" if args.action == "demo":

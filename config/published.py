@@ -20,6 +20,7 @@ from config.settings import Settings
 
 PACKAGED = Path(__file__).parent
 CHANNEL_SECRETS = ("api_key", "secret")
+SIGNER_SECRETS = ("key", "token")
 
 
 def published_values(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
@@ -29,6 +30,8 @@ def published_values(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:
         found.update(document.get("secrets", {}).get("keys", {}).values())
         for channel in document.get("channels", {}).values():
             found.update(channel[name] for name in CHANNEL_SECRETS if name in channel)
+        signer = document.get("signer", {})
+        found.update(signer[name] for name in SIGNER_SECRETS if signer.get(name))
     return frozenset(found)
 
 
@@ -42,6 +45,9 @@ def published_settings(settings: Settings, published: frozenset[str]) -> list[st
     """The settings (as `section.key` paths) whose values are published."""
     names = [
         f"secrets.keys.{kid}" for kid, key in settings.secrets.keys.items() if key in published
+    ]
+    names += [
+        f"signer.{name}" for name in ("key", "token") if getattr(settings.signer, name) in published
     ]
     for code, channel in settings.channels.items():
         names += [

@@ -165,6 +165,21 @@ class Chain(Base):
         return Tolerance(self.tolerance_bps, self.tolerance_minor.get(asset, 0))
 
 
+class Signer(Base):
+    """The hot-wallet signer (`juhe signer`; `juhe up` runs it when `port` is set): the hot
+    wallet's private `key` (hex), the bearer `token` its clients present, what it may send per
+    transfer in each asset's minor units (`limits`: an asset not named is never sent), and the
+    token contracts it knows (`tokens`). In production it runs on its own host with its key
+    from a secret store, never in the gateway's or the pools' environment."""
+
+    port: int = 0
+    host: str = "127.0.0.1"
+    key: str = ""
+    token: str = ""
+    limits: dict[str, int] = msgspec.field(default_factory=dict)
+    tokens: dict[str, str] = msgspec.field(default_factory=dict)
+
+
 class Reconciliation(Base):
     """When the scheduler reconciles each channel's daily statement by itself."""
 
@@ -330,6 +345,7 @@ class Settings(Base):
     alerts: Alerts
     fx: Fx
     chain: Chain
+    signer: Signer = msgspec.field(default_factory=Signer)
 
 
 def _merge(into: dict[str, Any], overlay: dict[str, Any]) -> None:

@@ -217,12 +217,26 @@ def on_refund_outcome(
     payment: PaymentFacts,
     payment_postings: Sequence[ledger.Posting],
     succeeded: bool,
+    network_fee: tuple[str, int] | None = None,
 ) -> RefundEffect:
+    """`network_fee` (currency, amount): what the channel's network charged to send it (a
+    chain's gas, spent whether the transfer succeeded or not), the channel's cost out of
+    what the channel holds."""
     if refund_status is not RefundStatus.PROCESSING:
         return RefundEffect(None)
+    fee_lines: list[ledger.Posting] = []
+    if network_fee is not None and network_fee[1] > 0:
+        currency, fee = network_fee
+        fee_lines = [
+            ledger.Posting(ledger.channel_cost(payment.channel), currency, fee),
+            ledger.Posting(ledger.channel_clearing(payment.channel), currency, -fee),
+        ]
     if not succeeded:
         return RefundEffect(
-            RefundStatus.FAILED, reserved_delta=-refund_amount, event_type="refund.failed"
+            RefundStatus.FAILED,
+            reserved_delta=-refund_amount,
+            postings=tuple(fee_lines),
+            event_type="refund.failed",
         )
     refunded = payment.refunded_amount + refund_amount
     postings = ledger.proportional_reversal(
@@ -232,6 +246,6 @@ def on_refund_outcome(
         RefundStatus.SUCCEEDED,
         payment_status=status_after_refund(payment.amount, refunded),
         refunded_delta=refund_amount,
-        postings=tuple(postings),
+        postings=tuple(ledger.net([*postings, *fee_lines])),
         event_type="refund.succeeded",
     )

@@ -50,6 +50,7 @@ class RefundIntent(Message, frozen=True, kw_only=True):
     amount: str
     currency: str
     reason: str | None = None
+    destination: str | None = None  # for a channel that refunds to an address
     created_at: float
 
 
@@ -90,6 +91,10 @@ class RefundOutcome(Message, frozen=True, kw_only=True):
     channel_refund_id: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # what the channel's network charged to send it (a chain's gas, in minor units of
+    # `network_fee_currency`): the channel's cost
+    network_fee: str | None = None
+    network_fee_currency: str | None = None
 
 
 class LedgerCommand(Message, frozen=True, kw_only=True):

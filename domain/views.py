@@ -111,6 +111,7 @@ def refund_view(r: Mapping[str, Any]) -> dict[str, Any]:
         "amount": format_amount(int(r["amount"]), r["currency"]),
         "currency": r["currency"],
         "reason": r.get("reason"),
+        "destination": r.get("destination"),
         "failure_code": r.get("failure_code"),
         "failure_message": r.get("failure_message"),
         "created": unix(r["created_at"]),

@@ -13,13 +13,7 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from adapters.base import (
-    ChannelAdapter,
-    ChannelDeclined,
-    ChannelError,
-    RefundRequest,
-    Statement,
-)
+from adapters.base import ChannelDeclined, ChannelError, RefundRequest, Statement
 from domain.access import Owner, Principal, Realm
 from domain.ledger import Posting
 from domain.messages import ChannelCallback, encode
@@ -263,7 +257,7 @@ async def _at_channel(
         raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=409)
     if discrepancy["kind"] in (Kind.CRYPTO_SURPLUS, Kind.CRYPTO_UNDERPAID):
         assert payment is not None  # the watcher raises them for its own payments only
-        return await _crypto_resolution(e, adapter, discrepancy, payment, action)
+        return await _crypto_resolution(e, discrepancy, payment, action)
     order = (payment["channel_order_id"] if payment else None) or discrepancy["reference"]
     state = None
     if payment is not None and discrepancy["type"] == "payment":
@@ -311,29 +305,23 @@ async def _at_channel(
 
 
 async def _crypto_resolution(
-    e: Edge,
-    adapter: ChannelAdapter,
-    discrepancy: asyncpg.Record,
-    payment: asyncpg.Record,
-    action: Action,
+    e: Edge, discrepancy: asyncpg.Record, payment: asyncpg.Record, action: Action
 ) -> reconciliation.AtChannel:
-    """A crypto deposit's surplus or shortfall: `refund` returns its amount to the sender on
-    the chain; `accept_channel` (a shortfall only) credits the ended payment with what arrived,
-    the difference from what was due going to the platform's crypto tolerance account."""
+    """A crypto deposit's surplus or shortfall: `refund` (returning it on the chain) is not
+    built yet; `accept_channel` (a shortfall only) credits the ended payment with what
+    arrived, the difference from what was due going to the platform's crypto tolerance
+    account."""
     held = await deposits.of_payment(e.pg, payment["id"])
     assert held is not None
     amount, asset = int(discrepancy["channel_value"]), held["asset"]
     if action is Action.REFUND:
-        ask = RefundRequest(
-            discrepancy["id"], payment["id"], discrepancy["reference"], amount, asset
+        raise invalid(
+            "refund_unsupported",
+            "returning a deposit's surplus or shortfall on the chain is not built yet: accept "
+            "it, or adjust it out of the channel's clearing account",
+            "action",
+            status=409,
         )
-        try:
-            done = await adapter.refund(ask)
-        except ChannelDeclined as exc:
-            raise invalid(exc.code, exc.message, "action", status=409) from None
-        except ChannelError as exc:
-            raise statement_refused(exc) from None
-        return reconciliation.AtChannel(done.channel_refund_id, amount, asset)
     if discrepancy["kind"] == Kind.CRYPTO_SURPLUS:
         raise invalid("nothing_to_accept", _REFUSED["nothing_to_accept"], "action", status=409)
     refused = refused_action(action, "payment", payment["status"], "paid")

@@ -7,6 +7,7 @@ import time
 import orjson
 from aiohttp import web
 
+from adapters.base import AddressRefunding
 from domain.ids import new_id
 from domain.messages import RefundIntent, encode
 from domain.states import REFUNDABLE, RefundStatus
@@ -24,6 +25,7 @@ from gateway.payments import (
 from gateway.schemas import CreateRefund
 from gateway.state import (
     REQUEST_ID,
+    Edge,
     decode,
     edge,
     idempotency_key,
@@ -32,6 +34,22 @@ from gateway.state import (
     page_limit,
 )
 from infra import audit, store
+
+
+def check_destination(e: Edge, channel: str, destination: str | None) -> None:
+    """A channel that refunds to an address needs one that fits it; others take none."""
+    adapter = e.channels.adapter(channel)
+    if isinstance(adapter, AddressRefunding):
+        problem = adapter.destination_error(destination)
+        if problem is not None:
+            code = "destination_required" if destination is None else "invalid_destination"
+            raise invalid(code, problem, "destination")
+    elif destination is not None:
+        raise invalid(
+            "destination_not_accepted",
+            "this payment's channel refunds to the way it was paid",
+            "destination",
+        )
 
 
 async def create_refund(request: web.Request) -> web.Response:
@@ -64,6 +82,7 @@ async def create_refund(request: web.Request) -> web.Response:
                 "payment_id",
                 status=409,
             )
+        check_destination(e, hot[b"channel"].decode(), req.destination)
         currency = hot[b"currency"].decode()
         reserved = int(hot[b"refund_reserved"])
         left = int(hot[b"amount"]) - reserved
@@ -86,6 +105,7 @@ async def create_refund(request: web.Request) -> web.Response:
             amount=str(amount),
             currency=currency,
             reason=req.reason,
+            destination=req.destination,
             created_at=now,
             request_id=request[REQUEST_ID],
         )
@@ -97,6 +117,7 @@ async def create_refund(request: web.Request) -> web.Response:
                 "amount": amount,
                 "currency": currency,
                 "reason": req.reason,
+                "destination": req.destination,
                 "created_at": now,
             }
         )

@@ -93,6 +93,17 @@ class CreateRefund(msgspec.Struct, forbid_unknown_fields=True):
     payment_id: Annotated[str, Meta(min_length=1, max_length=64)]
     amount: AmountText | None = None
     reason: Annotated[str, Meta(max_length=500)] | None = None
+    destination: (
+        Annotated[
+            str,
+            Meta(
+                max_length=128,
+                description="Where a crypto payment's refund is sent (an address on its "
+                "chain): required for those, refused for others",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class Payment(msgspec.Struct):
@@ -159,6 +170,7 @@ class Refund(msgspec.Struct):
     amount: str
     currency: str
     reason: str | None
+    destination: str | None  # a crypto refund's address
     failure_code: str | None
     failure_message: str | None
     created: int

@@ -51,6 +51,12 @@ def deposit_xpub() -> str:
     return account.PublicKey().ToExtended()
 
 
+def signer_of(settings: Settings) -> dict[str, str]:
+    """The channel's signer credentials, where `juhe up` runs one (config/dev.toml does)."""
+    s = settings.signer
+    return {"signer_url": f"http://127.0.0.1:{s.port}", "signer_token": s.token} if s.port else {}
+
+
 def connect(settings: Settings) -> AsyncWeb3:
     if settings.node.profile != "development":
         raise NotDevelopment("the local chain is for a development node only")
@@ -86,7 +92,7 @@ async def prepare(settings: Settings) -> str:
         fields = {
             "adapter": "ethereum",
             "base_url": url(settings),
-            "credentials": {"xpub": deposit_xpub(), "usdt_contract": token},
+            "credentials": {"xpub": deposit_xpub(), "usdt_contract": token, **signer_of(settings)},
             "methods": ["crypto"],
             "currencies": ["ETH", "USDT"],
             "fees": [{"bps": 100, "fixed_minor": 0, "method": None, "currency": None}],

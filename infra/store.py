@@ -89,10 +89,11 @@ async def insert_refunds(conn: Conn, intents: Sequence[RefundIntent]) -> set[str
         return set()
     await conn.execute(
         """INSERT INTO refunds (id, payment_id, merchant_id, amount, currency, status, reason,
-                                request_id, created_at)
-           SELECT u.id, u.p, u.m, u.a::numeric, u.c, 'pending', u.r, u.rid, u.ca
+                                request_id, created_at, destination)
+           SELECT u.id, u.p, u.m, u.a::numeric, u.c, 'pending', u.r, u.rid, u.ca, u.d
            FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[],
-                       $7::text[], $8::timestamptz[]) AS u(id, p, m, a, c, r, rid, ca)
+                       $7::text[], $8::timestamptz[], $9::text[])
+                AS u(id, p, m, a, c, r, rid, ca, d)
            ON CONFLICT DO NOTHING""",
         [i.id for i in intents],
         [i.payment_id for i in intents],
@@ -102,6 +103,7 @@ async def insert_refunds(conn: Conn, intents: Sequence[RefundIntent]) -> set[str
         [i.reason for i in intents],
         [i.request_id for i in intents],
         [_ts(i.created_at) for i in intents],
+        [i.destination for i in intents],
     )
     ids = [i.id for i in intents]
     return {r["id"] for r in await conn.fetch("SELECT id FROM refunds WHERE id = ANY($1)", ids)}

@@ -24,6 +24,7 @@ from typing import Literal
 import asyncpg
 import orjson
 from hexbytes import HexBytes
+from web3.exceptions import TransactionNotFound
 
 from adapters.base import ChannelTransientError
 from adapters.ethereum import EthereumAdapter
@@ -38,8 +39,8 @@ from domain.chain import (
     taken_back,
 )
 from domain.channels import ChannelSpec
-from domain.messages import ChannelCallback, LedgerCommand
-from infra import db, deposits
+from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome
+from infra import chain_sends, db, deposits
 from workers.context import Context
 
 log = logging.getLogger("juhe.chain")
@@ -148,6 +149,7 @@ class Watcher:
         await self.report(chain, head, finalized)
         await self.recheck(chain, head, finalized)
         await self.reverse(chain, head, finalized)
+        await self.sends(adapter, head, finalized)
         return last < head
 
     async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
@@ -292,6 +294,52 @@ class Watcher:
                 )
             if opened:
                 await self.raise_surplus(row, surplus - int(row["surplus"]))
+
+    async def sends(self, adapter: EthereumAdapter, head: int, finalized: int | None) -> None:
+        """Transfers out of the hot wallet (refunds), until each is deep enough: then its
+        outcome to the ledger, with the gas it cost (the channel's, in ETH, whatever was
+        sent), sent before it is marked, like `paid`. One the node no longer knows (dropped,
+        or its block reorganised away) is broadcast again: the same signed transaction."""
+        ctx = self.ctx
+        for send in await chain_sends.open_sends(ctx.pg, self.code):
+            try:
+                receipt = await adapter.call(
+                    adapter.rpc.eth.get_transaction_receipt(send["tx_hash"])
+                )
+            except ChannelTransientError as exc:
+                if not isinstance(exc.__cause__, TransactionNotFound):
+                    raise
+                await adapter.broadcast(send["raw_tx"], send["tx_hash"])
+                continue
+            deep = confirmations(int(receipt["blockNumber"]), head)
+            if deep < self.depth(send["asset"], head, finalized):
+                continue
+            fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+            succeeded = int(receipt["status"]) == 1
+            outcome = RefundOutcome(
+                refund_id=send["id"],
+                succeeded=succeeded,
+                channel_refund_id=send["tx_hash"],
+                failure_code=None if succeeded else "transfer_reverted",
+                failure_message=None if succeeded else "the chain reverted the transfer",
+                network_fee=str(fee),
+                network_fee_currency="ETH",
+            )
+            await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(refund=outcome)])
+            await chain_sends.settle(
+                ctx.pg, send["id"], "confirmed" if succeeded else "failed", fee
+            )
+            log.log(
+                logging.INFO if succeeded else logging.ERROR,
+                "hot wallet transfer settled",
+                extra={
+                    "channel": self.code,
+                    "refund_id": send["id"],
+                    "tx_hash": send["tx_hash"],
+                    "succeeded": succeeded,
+                    "network_fee_wei": str(fee),
+                },
+            )
 
     async def raise_surplus(self, row: asyncpg.Record, amount: int) -> None:
         detail = {"payment_id": row["payment_id"], "channel": self.code, "asset": row["asset"]}

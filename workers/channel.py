@@ -418,9 +418,12 @@ class ChannelActor:
             channel_order_id=payment["channel_order_id"],
             amount=amount,
             currency=currency,
+            destination=refund["destination"],
         )
         try:
             result = await self.call("refund", self.adapter.refund, request)
+            if result.pending:
+                return  # sent; the channel's watcher reports how it ends
             outcome = RefundOutcome(
                 refund_id=refund["id"],
                 succeeded=True,

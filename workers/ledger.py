@@ -326,6 +326,9 @@ class LedgerActor:
             payment,
             await store.entry_postings(conn, "payment", payment.id),
             outcome.succeeded,
+            (outcome.network_fee_currency or payment.currency, int(outcome.network_fee))
+            if outcome.network_fee
+            else None,
         )
         if effect.refund_status is None:
             return

@@ -1,9 +1,10 @@
 """`juhe up`: every process of a node under one supervised foreground process.
 
 Children are the gateway, each worker pool, the channel simulator and, where configured, the
-local development chain, each its own `juhe` subcommand. A child that exits is restarted after
-a short backoff (longer if it keeps dying); SIGINT/SIGTERM stop all of them. All children share
-one Prometheus multiprocess directory, so the gateway's /metrics shows the whole node.
+local development chain and the hot-wallet signer, each its own `juhe` subcommand. A child
+that exits is restarted after a short backoff (longer if it keeps dying); SIGINT/SIGTERM stop
+all of them. All children share one Prometheus multiprocess directory, so the gateway's
+/metrics shows the whole node.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ def children(settings: Settings, multiproc_dir: str, with_simulator: bool = True
         found.append(Child("simulator", [*base, "simulator"], env))
     if settings.chain.local_node_port:
         found.append(Child("chain-node", [*base, "chain", "node"], env))
+    if settings.signer.port:
+        found.append(Child("signer", [*base, "signer"], env))
     return found
 
 

@@ -1,8 +1,9 @@
 """Ethereum's formats: BIP-44 deposit addresses from an account-level extended public key,
-EIP-681 payment URIs, and ERC-20 `Transfer` logs."""
+EIP-681 payment URIs, ERC-20 `Transfer` logs and `transfer` calls, and what an address is."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from bip_utils import Bip32KeyError, Bip44, Bip44Changes, Bip44Coins, Bip44DepthError, Bip44Levels
@@ -10,6 +11,14 @@ from bip_utils import Bip32KeyError, Bip44, Bip44Changes, Bip44Coins, Bip44Depth
 # keccak256("Transfer(address,address,uint256)")
 TRANSFER_TOPIC = "0xddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
 ASSETS = ("ETH", "USDT")
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+TRANSFER_SELECTOR = "a9059cbb"  # transfer(address,uint256)
+MAX_GAS = 200_000  # an ETH transfer takes 21,000, an ERC-20 transfer about 35,000–65,000
+
+
+def transfer_call(to: str, amount: int) -> str:
+    """ERC-20 `transfer(to, amount)` calldata."""
+    return "0x" + TRANSFER_SELECTOR + to[2:].lower().rjust(64, "0") + f"{amount:064x}"
 
 
 class KeyInvalid(ValueError):

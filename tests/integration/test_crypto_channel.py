@@ -7,28 +7,37 @@ confirmation."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 import pytest_asyncio
+from eth_account import Account
 
 from domain.access import Realm
+from domain.messages import ChannelTask, encode
 from gateway.client import MerchantClient
+from infra.keys import TASKS_STREAM, Keys
 from infra.merchants import create_merchant
-from tests.chain import CHAIN_ID, DEPOSIT_XPUB, Anvil, Wallets
+from tests.chain import CHAIN_ID, DEPOSIT_XPUB, MNEMONIC, Anvil, Wallets
 from tests.conftest import Receiver, wait_status
 from tests.invariants import assert_ledger_invariants
 from tests.portal import Portal, make_user
-from tests.stack import Stack
+from tests.stack import Stack, free_port
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 DEPTH = 3  # USDT's blocks; ETH settles at the chain's finalized block (the default)
 FINALITY = 64  # anvil calls a block finalized once 64 more are on it
+Account.enable_unaudited_hdwallet_features()
+HOT_WALLET = Account.from_mnemonic(MNEMONIC, account_path="m/44'/60'/0'/0/9")
+SIGNER_PORT = free_port()
+SIGNER_TOKEN = "test-signer-" + secrets.token_hex(8)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -47,10 +56,16 @@ async def wallets(anvil: Anvil) -> Wallets:
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def node() -> AsyncIterator[Stack]:
+async def node(wallets: Wallets) -> AsyncIterator[Stack]:
     stack = Stack(
         "cry",
         {
+            # the hot-wallet signer, holding anvil's test account 9 (funded with ETH and USDT)
+            "JUHE_SIGNER__PORT": str(SIGNER_PORT),
+            "JUHE_SIGNER__KEY": HOT_WALLET.key.hex(),
+            "JUHE_SIGNER__TOKEN": SIGNER_TOKEN,
+            "JUHE_SIGNER__LIMITS": '{"ETH": 1000000000000000000, "USDT": 100000000}',
+            "JUHE_SIGNER__TOKENS": orjson.dumps({"USDT": wallets.usdt_address}).decode(),
             "JUHE_CHAIN__POLL_MS": "100",
             "JUHE_CHAIN__CONFIRMING_GRACE_S": "7200",
             "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": 0, "USDT": {DEPTH}}}',
@@ -83,7 +98,12 @@ async def shop(
             "code": "eth",
             "adapter": "ethereum",
             "base_url": anvil.url,
-            "credentials": {"xpub": DEPOSIT_XPUB, "usdt_contract": wallets.usdt_address},
+            "credentials": {
+                "xpub": DEPOSIT_XPUB,
+                "usdt_contract": wallets.usdt_address,
+                "signer_url": f"http://127.0.0.1:{SIGNER_PORT}",
+                "signer_token": SIGNER_TOKEN,
+            },
             "methods": ["crypto"],
             "currencies": ["ETH", "USDT"],
             "fees": [{"bps": 100}],
@@ -493,3 +513,108 @@ async def test_one_process_watches_a_channel_and_another_stands_by(
         await wait_status(shop, waiting["id"], {"succeeded"}, timeout=30)
     finally:
         await other.close()
+
+
+async def _refund(shop: MerchantClient, payment_id: str, **fields: Any) -> tuple[int, Any]:
+    return await shop.request(
+        "POST",
+        "/api/v1/refunds",
+        {"payment_id": payment_id, **fields},
+        headers={"Idempotency-Key": f"r{time.time_ns()}"},
+    )
+
+
+async def _refund_status(shop: MerchantClient, refund_id: str, want: set[str]) -> dict[str, Any]:
+    deadline = time.monotonic() + 30
+    while True:
+        status, body = await shop.request("GET", f"/api/v1/refunds/{refund_id}")
+        assert status == 200, body
+        if body["status"] in want:
+            return body
+        assert time.monotonic() < deadline, body
+        await asyncio.sleep(0.1)
+
+
+async def test_a_usdt_refund_is_sent_to_its_address_by_the_signer_and_its_gas_is_the_channels(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    """Paid, then refunded in part to the customer's own address: the hot wallet's transfer is
+    signed by the signer, broadcast, watched to its depth, and only then the refund succeeds;
+    a redelivered refund task broadcasts the same transaction, so the money goes once; the gas
+    (ETH, while the refund is USDT) is the channel's cost out of what it holds."""
+    waiting = await _open(shop, "8.00", "USDT")
+    await wallets.send_usdt(1, waiting["crypto"]["address"], 8_000_000)
+    await anvil.mine(DEPTH)
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    status, refused = await _refund(shop, waiting["id"], amount="1.00")
+    assert (status, refused["error"]["code"]) == (400, "destination_required"), refused
+    status, refused = await _refund(shop, waiting["id"], amount="1.00", destination="0x12")
+    assert (status, refused["error"]["code"]) == (400, "invalid_destination"), refused
+    customer = "0x" + secrets.token_hex(20)
+    status, refund = await _refund(shop, waiting["id"], amount="3.50", destination=customer)
+    assert status in (200, 201, 202), refund
+    assert node.pg is not None
+    deadline = time.monotonic() + 20
+    while (
+        sent := await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", refund["id"])
+    ) is None:
+        assert time.monotonic() < deadline, "no transfer was signed"
+        await asyncio.sleep(0.05)
+    assert (sent["to_address"], int(sent["amount"])) == (customer, 3_500_000)
+    assert sent["from_address"] == HOT_WALLET.address.lower()
+    again = ChannelTask(kind="refund", id=refund["id"], channel="eth", request_id="again")
+    assert node.redis is not None
+    await node.redis.xadd(
+        Keys(node.settings.redis.prefix).stream(TASKS_STREAM), {"d": encode(again)}
+    )
+    await asyncio.sleep(1.0)
+    assert (await _refund_status(shop, refund["id"], {"processing", "succeeded"}))["status"] == (
+        "processing"
+    ), "mined, not yet deep enough"
+    await anvil.mine(DEPTH)
+    done = await _refund_status(shop, refund["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    balance = await wallets.usdt.functions.balanceOf(
+        wallets.w3.to_checksum_address(customer)
+    ).call()
+    assert balance == 3_500_000, "sent once"
+    assert (
+        await node.pg.fetchval("SELECT count(*) FROM chain_sends WHERE id = $1", refund["id"]) == 1
+    )
+    receipt = await wallets.w3.eth.get_transaction_receipt(sent["tx_hash"])
+    gas = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
+    cost = await node.pg.fetchval(
+        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.kind = 'refund' AND e.ref = $1 AND a.name = 'channel:eth:cost'
+             AND a.currency = 'ETH'""",
+        refund["id"],
+    )
+    assert gas > 0 and cost == gas
+    _, after = await shop.get_payment(waiting["id"])
+    assert after["status"] == "partially_refunded"
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_an_eth_refund_waits_for_the_finalized_block(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    waiting = await _open(shop, "0.25", "ETH")
+    await wallets.send_eth(2, waiting["crypto"]["address"], 25 * 10**16)
+    await anvil.mine(FINALITY + 1)
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    customer = "0x" + secrets.token_hex(20)
+    status, refund = await _refund(shop, waiting["id"], destination=customer)
+    assert status in (200, 201, 202), refund
+    await anvil.mine(DEPTH)
+    await asyncio.sleep(1.0)
+    _, pending = await shop.request("GET", f"/api/v1/refunds/{refund['id']}")
+    assert pending["status"] == "processing", "deep, not yet finalized"
+    await anvil.mine(FINALITY)
+    done = await _refund_status(shop, refund["id"], {"succeeded", "failed"})
+    assert done["status"] == "succeeded", done
+    assert await wallets.w3.eth.get_balance(wallets.w3.to_checksum_address(customer)) == 25 * 10**16
+    _, after = await shop.get_payment(waiting["id"])
+    assert after["status"] == "refunded"
+    assert node.pg is not None
+    await assert_ledger_invariants(node.pg)

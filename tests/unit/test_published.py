@@ -99,3 +99,12 @@ def test_the_development_overlay_selects_development() -> None:
 
     settings = load_settings({"JUHE_CONFIG": str(PACKAGED / "dev.toml")})
     assert settings.node.profile == "development"
+
+
+def test_the_development_signer_key_and_token_are_published() -> None:
+    dev = load_settings({"JUHE_CONFIG": "config/dev.toml"})
+    assert {dev.signer.key, dev.signer.token} <= packaged()
+    copied = load_settings(
+        {**OWN, "JUHE_SIGNER__KEY": dev.signer.key, "JUHE_SIGNER__TOKEN": dev.signer.token}
+    )
+    assert published_settings(copied, packaged()) == ["signer.key", "signer.token"]

@@ -1,0 +1,29 @@
+-- Transfers out of a crypto channel's hot wallet (issue 15): a refund's (or payout's) transfer,
+-- signed by the signer at a nonce counted here, broadcast, and watched until it is deep enough;
+-- the gas it cost is the channel's. A refund to an address names it.
+CREATE TABLE chain_nonces (
+    chain       text NOT NULL,
+    address     text NOT NULL,               -- the hot wallet, lower-case hex
+    next_nonce  bigint NOT NULL CHECK (next_nonce >= 0),
+    PRIMARY KEY (chain, address)
+);
+
+CREATE TABLE chain_sends (
+    id            text PRIMARY KEY,          -- the refund's id: one transfer per refund
+    channel       text NOT NULL,
+    chain         text NOT NULL,
+    from_address  text NOT NULL,
+    nonce         bigint NOT NULL CHECK (nonce >= 0),
+    asset         text NOT NULL,
+    to_address    text NOT NULL,
+    amount        numeric(78, 0) NOT NULL CHECK (amount > 0),
+    raw_tx        text NOT NULL,
+    tx_hash       text NOT NULL,
+    status        text NOT NULL DEFAULT 'sent' CHECK (status IN ('sent', 'confirmed', 'failed')),
+    network_fee   numeric(78, 0) CHECK (network_fee >= 0),  -- wei: gas used × its price
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (chain, from_address, nonce)
+);
+CREATE INDEX chain_sends_open ON chain_sends (channel) WHERE status = 'sent';
+
+ALTER TABLE refunds ADD COLUMN destination text;
