@@ -234,6 +234,9 @@ class PayoutState:
     status: str  # "processing" | "paid" | "failed" | "returned"
     failure_code: str | None = None
     failure_message: str | None = None
+    # what the channel's network charged to send it (currency, minor units): a chain's gas,
+    # the channel's cost, posted with the payout's outcome
+    network_fee: tuple[str, int] | None = None
 
 
 @runtime_checkable

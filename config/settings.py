@@ -209,7 +209,8 @@ class Settlement(Base):
 class Withdrawals(Base):
     """Rules for entities without their own (per currency, major units; a currency not named
     has a minimum of one minor unit, no fixed fee, no daily limit and no approval), the channel
-    payouts go through, and when the scheduler hands a stuck withdrawal back to it."""
+    payouts go through (`channels` per currency, else `channel`), and when the scheduler hands
+    a stuck withdrawal back to it."""
 
     channel: str
     min_amount: dict[str, str]
@@ -218,6 +219,12 @@ class Withdrawals(Base):
     daily_limit: dict[str, str]
     approval_above: dict[str, str]
     redrive_after_s: float
+    channels: dict[str, str] = msgspec.field(default_factory=dict)  # per currency, over `channel`
+
+    def channel_for(self, currency: str) -> str:
+        """The channel a withdrawal in `currency` is paid out through (a crypto currency's own
+        chain, say)."""
+        return self.channels.get(currency, self.channel)
 
 
 class Payments(Base):

@@ -40,6 +40,17 @@ class Posting:
     amount: int
 
 
+def sending_cost(channel: str, currency: str, amount: int) -> list[Posting]:
+    """What the channel's network charged to send money out (a chain's gas): the channel's
+    cost, out of what the channel holds. Nothing for nothing."""
+    if amount <= 0:
+        return []
+    return [
+        Posting(channel_cost(channel), currency, amount),
+        Posting(channel_clearing(channel), currency, -amount),
+    ]
+
+
 class UnbalancedEntry(ValueError):
     pass
 

@@ -224,13 +224,11 @@ def on_refund_outcome(
     what the channel holds."""
     if refund_status is not RefundStatus.PROCESSING:
         return RefundEffect(None)
-    fee_lines: list[ledger.Posting] = []
-    if network_fee is not None and network_fee[1] > 0:
-        currency, fee = network_fee
-        fee_lines = [
-            ledger.Posting(ledger.channel_cost(payment.channel), currency, fee),
-            ledger.Posting(ledger.channel_clearing(payment.channel), currency, -fee),
-        ]
+    fee_lines = (
+        ledger.sending_cost(payment.channel, *network_fee)
+        if network_fee and payment.channel
+        else []
+    )
     if not succeeded:
         return RefundEffect(
             RefundStatus.FAILED,

@@ -212,8 +212,10 @@ async def create_withdrawal(request: web.Request) -> web.Response:
 
 
 async def hand_over(e: Edge, withdrawal_id: str, request_id: str | None = None) -> None:
-    """To the channel pool, once; if this is lost, the scheduler re-drives it."""
-    channel = e.settings.withdrawals.channel
+    """To the pool of the channel its currency pays out through, once; if this is lost, the
+    scheduler re-drives it."""
+    currency = await e.pg.fetchval("SELECT currency FROM withdrawals WHERE id = $1", withdrawal_id)
+    channel = e.settings.withdrawals.channel_for(currency)
     task = ChannelTask(
         kind="payout", id=withdrawal_id, channel=channel, request_id=request_id or ""
     )

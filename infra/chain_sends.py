@@ -1,6 +1,6 @@
-"""Transfers out of a crypto channel's hot wallet in PostgreSQL: the wallet's next nonce, and
-each transfer as signed, so a retried refund broadcasts the very transaction it signed before
-(same nonce, same hash) and never a second one."""
+"""Transfers out of a crypto channel's hot wallet in PostgreSQL (refunds and payouts): the
+wallet's next nonce, and each transfer as signed, so a retry broadcasts the very transaction it
+signed before (same nonce, same hash) and never a second one."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ async def of(conn: Conn, send_id: str) -> asyncpg.Record | None:
 async def record(
     pg: asyncpg.Pool,
     send_id: str,
+    kind: str,
     channel: str,
     chain: str,
     wallet: str,
@@ -55,10 +56,11 @@ async def record(
             nonce + 1,
         )
         return await conn.fetchrow(
-            """INSERT INTO chain_sends (id, channel, chain, from_address, nonce, asset,
+            """INSERT INTO chain_sends (id, kind, channel, chain, from_address, nonce, asset,
                    to_address, amount, raw_tx, tx_hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING *""",
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING *""",
             send_id,
+            kind,
             channel,
             chain,
             wallet,

@@ -20,6 +20,7 @@ import orjson
 
 from config import Settings
 from domain.ids import new_id
+from domain.ledger import sending_cost
 from domain.money import format_amount, parse_amount
 from domain.risk import CompiledRuleSet, Outcome, judge
 from domain.risk.facts import WithdrawalRequest, withdrawal_facts
@@ -346,17 +347,21 @@ async def move(
     withdrawal_id: str,
     step: Step,
     due_now: bool = False,
+    network_fee: tuple[str, int] | None = None,
     **changes: Any,
 ) -> tuple[asyncpg.Record | None, list[tuple[str, str]]]:
     """In the caller's transaction: the guarded transition, its entry and its webhook (`due_now`
     from the gateway, which has no broker: see `store.add_events`). (None, []) when the status
-    had moved on already, so nothing is posted twice."""
+    had moved on already, so nothing is posted twice. `network_fee`: what sending it cost the
+    channel (a chain's gas), in the same entry as the channel's cost."""
     moved = await store.transition_withdrawal(conn, withdrawal_id, step.target, **changes)
     if moved is None:
         return None, []
     if step.entry is not None:
         who = Entity(moved["entity_kind"], moved["entity_id"])
         lines = postings(step.entry, who, moved["currency"], moved["amount"], moved["fee"])
+        if network_fee is not None and moved["channel"]:
+            lines = (*lines, *sending_cost(moved["channel"], *network_fee))
         await store.post_entries(conn, [(step.entry, moved["id"], lines)])
     if step.target is WithdrawalStatus.SUCCEEDED and moved["settlement_id"] is not None:
         await conn.execute(
@@ -392,7 +397,7 @@ async def lease(conn: Conn, withdrawal_id: str, lease_s: float) -> asyncpg.Recor
 async def stale(conn: Conn, older_than_s: float, limit: int = 500) -> list[asyncpg.Record]:
     """Withdrawals the payout pool has not touched for a while: a lost message or callback."""
     return await conn.fetch(
-        """SELECT id, channel FROM withdrawals
+        """SELECT id, channel, currency FROM withdrawals
            WHERE status = ANY($1::text[]) AND updated_at < now() - make_interval(secs => $2)
            ORDER BY updated_at LIMIT $3""",
         ["requested", "sending", "sent"],

@@ -9,7 +9,8 @@ CREATE TABLE chain_nonces (
 );
 
 CREATE TABLE chain_sends (
-    id            text PRIMARY KEY,          -- the refund's id: one transfer per refund
+    id            text PRIMARY KEY,          -- the refund's or withdrawal's id: one transfer each
+    kind          text NOT NULL CHECK (kind IN ('refund', 'payout')),
     channel       text NOT NULL,
     chain         text NOT NULL,
     from_address  text NOT NULL,

@@ -39,7 +39,7 @@ from domain.chain import (
     taken_back,
 )
 from domain.channels import ChannelSpec
-from domain.messages import ChannelCallback, LedgerCommand, RefundOutcome
+from domain.messages import ChannelCallback, ChannelTask, LedgerCommand, RefundOutcome
 from infra import chain_sends, db, deposits
 from workers.context import Context
 
@@ -296,9 +296,10 @@ class Watcher:
                 await self.raise_surplus(row, surplus - int(row["surplus"]))
 
     async def sends(self, adapter: EthereumAdapter, head: int, finalized: int | None) -> None:
-        """Transfers out of the hot wallet (refunds), until each is deep enough: then its
-        outcome to the ledger, with the gas it cost (the channel's, in ETH, whatever was
-        sent), sent before it is marked, like `paid`. One the node no longer knows (dropped,
+        """Transfers out of the hot wallet, until each is deep enough: then a refund's outcome
+        to the ledger, with the gas it cost (the channel's, in ETH, whatever was sent), sent
+        before it is marked, like `paid`; a payout's withdrawal back to the channel pool, which
+        asks the adapter and moves it. One the node no longer knows (dropped,
         or its block reorganised away) is broadcast again: the same signed transaction."""
         ctx = self.ctx
         for send in await chain_sends.open_sends(ctx.pg, self.code):
@@ -316,6 +317,15 @@ class Watcher:
                 continue
             fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
             succeeded = int(receipt["status"]) == 1
+            status = "confirmed" if succeeded else "failed"
+            if send["kind"] == "payout":
+                # The channel pool asks the adapter, which reads this row: marked first, and a
+                # lost hand-over is the scheduler's to re-drive, like a lost payout callback.
+                await chain_sends.settle(ctx.pg, send["id"], status, fee)
+                task = ChannelTask(kind="payout", id=send["id"], channel=self.code)
+                await ctx.publisher.send(ctx.queues.channel(self.code), [task])
+                self.log_sent(send, succeeded, fee)
+                continue
             outcome = RefundOutcome(
                 refund_id=send["id"],
                 succeeded=succeeded,
@@ -326,20 +336,22 @@ class Watcher:
                 network_fee_currency="ETH",
             )
             await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(refund=outcome)])
-            await chain_sends.settle(
-                ctx.pg, send["id"], "confirmed" if succeeded else "failed", fee
-            )
-            log.log(
-                logging.INFO if succeeded else logging.ERROR,
-                "hot wallet transfer settled",
-                extra={
-                    "channel": self.code,
-                    "refund_id": send["id"],
-                    "tx_hash": send["tx_hash"],
-                    "succeeded": succeeded,
-                    "network_fee_wei": str(fee),
-                },
-            )
+            await chain_sends.settle(ctx.pg, send["id"], status, fee)
+            self.log_sent(send, succeeded, fee)
+
+    def log_sent(self, send: asyncpg.Record, succeeded: bool, fee: int) -> None:
+        log.log(
+            logging.INFO if succeeded else logging.ERROR,
+            "hot wallet transfer settled",
+            extra={
+                "channel": self.code,
+                "kind": send["kind"],
+                "id": send["id"],
+                "tx_hash": send["tx_hash"],
+                "succeeded": succeeded,
+                "network_fee_wei": str(fee),
+            },
+        )
 
     async def raise_surplus(self, row: asyncpg.Record, amount: int) -> None:
         detail = {"payment_id": row["payment_id"], "channel": self.code, "asset": row["asset"]}

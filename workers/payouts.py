@@ -128,7 +128,9 @@ async def _apply(actor: ChannelActor, row: asyncpg.Record, state: PayoutState) -
             changes["failure_code"] = state.failure_code or f"payout_{state.status}"
             changes["failure_message"] = state.failure_message
         async with ctx.pg.acquire() as conn, conn.transaction():
-            current, events = await withdrawals.move(conn, current["id"], move, **changes)
+            current, events = await withdrawals.move(
+                conn, current["id"], move, network_fee=state.network_fee, **changes
+            )
         await publish_events(ctx, events)
         if current is not None:
             log.info(

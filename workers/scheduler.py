@@ -225,9 +225,19 @@ async def settle(ctx: Context) -> None:
     at a time, and a no-op when re-run); auto-settlement's payouts go to the channel pool."""
     result = await settlement.run(ctx.pg, ctx.settings, datetime.now(UTC))
     if result is not None and result.to_pay:
-        channel = ctx.settings.withdrawals.channel
-        tasks = [ChannelTask(kind="payout", id=w, channel=channel) for w in result.to_pay]
-        await ctx.publisher.send(ctx.queues.channel(channel), tasks)
+        rows = await ctx.pg.fetch(
+            "SELECT id, currency FROM withdrawals WHERE id = ANY($1::text[])", list(result.to_pay)
+        )
+        w = ctx.settings.withdrawals
+        await ctx.publisher.send_many(
+            [
+                (
+                    ctx.queues.channel(w.channel_for(r["currency"])),
+                    ChannelTask(kind="payout", id=r["id"], channel=w.channel_for(r["currency"])),
+                )
+                for r in rows
+            ]
+        )
 
 
 async def reconcile(ctx: Context) -> None:
@@ -246,7 +256,7 @@ async def redrive_withdrawals(ctx: Context) -> None:
     rows = await withdrawals.stale(ctx.pg, w.redrive_after_s)
     by_channel: dict[str, list[ChannelTask]] = defaultdict(list)
     for r in rows:
-        channel = r["channel"] or w.channel
+        channel = r["channel"] or w.channel_for(r["currency"])
         by_channel[channel].append(ChannelTask(kind="payout", id=r["id"], channel=channel))
     for channel, tasks in by_channel.items():
         await ctx.publisher.send(ctx.queues.channel(channel), tasks)

@@ -26,6 +26,8 @@ from adapters.base import (
     CryptoDeposit,
     OrderRequest,
     OrderState,
+    PayoutRequest,
+    PayoutState,
     RefundRequest,
     RefundResult,
 )
@@ -143,22 +145,67 @@ class EthereumAdapter:
         return None
 
     async def refund(self, request: RefundRequest) -> RefundResult:
-        """A transfer from the hot wallet to the refund's destination: signed by the signer
-        at the wallet's next nonce, kept, broadcast, and left to the chain watcher, which
-        reports the outcome once it is deep enough. A retry broadcasts the same transfer."""
-        if self.signer is None:
-            raise ChannelDeclined("refund_unsupported", f"{self.code}: no signer is configured")
+        """A transfer from the hot wallet to the refund's destination, left to the chain
+        watcher, which reports the outcome once it is deep enough."""
         problem = self.destination_error(request.destination)
         if problem is not None:
             raise ChannelDeclined("invalid_destination", problem)
         assert request.destination is not None
-        asset, to, amount = request.currency, request.destination.lower(), request.amount
+        sent = await self.send_out(
+            request.refund_id, "refund", request.currency, request.destination, request.amount
+        )
+        return RefundResult(channel_refund_id=sent["tx_hash"], pending=True)
+
+    async def payout(self, request: PayoutRequest) -> PayoutState:
+        """A withdrawal to a crypto wallet, as a refund is sent; `processing` until the
+        watcher finds it deep enough and hands the withdrawal back to the channel pool."""
+        to = request.destination.number
+        if request.destination.kind != "crypto_wallet" or not ADDRESS.match(to):
+            raise ChannelDeclined(
+                "invalid_destination", f"{self.code}: pays out to an Ethereum address only"
+            )
+        sent = await self.send_out(
+            request.withdrawal_id, "payout", request.currency, to, request.amount
+        )
+        return PayoutState(sent["tx_hash"], "processing")
+
+    async def query_payout(self, withdrawal_id: str) -> PayoutState:
+        sent = await chain_sends.of(self.pg, withdrawal_id)
+        if sent is None:
+            raise ChannelDeclined("not_found", f"{self.code}: sent nothing for {withdrawal_id}")
+        if sent["status"] == "sent":
+            return PayoutState(sent["tx_hash"], "processing")
+        fee = ("ETH", int(sent["network_fee"] or 0))
+        if sent["status"] == "confirmed":
+            return PayoutState(sent["tx_hash"], "paid", network_fee=fee)
+        return PayoutState(
+            sent["tx_hash"],
+            "failed",
+            "transfer_reverted",
+            "the chain reverted the transfer",
+            network_fee=fee,
+        )
+
+    def parse_payout_callback(self, headers: Mapping[str, str], body: bytes) -> tuple[str, str]:
+        raise CallbackRejected(
+            "invalid_payload", f"{self.code}: the chain watcher reports this channel's payouts"
+        )
+
+    async def send_out(
+        self, send_id: str, kind: str, asset: str, to: str, amount: int
+    ) -> asyncpg.Record:
+        """Signed by the signer at the wallet's next nonce, kept, and broadcast; a retry
+        broadcasts the same transfer."""
+        if self.signer is None:
+            raise ChannelDeclined(f"{kind}_unsupported", f"{self.code}: no signer is configured")
         if asset not in ASSETS or (asset == "USDT" and self.token is None):
             raise ChannelDeclined("currency_unsupported", f"{self.code}: cannot send {asset}")
+        to = to.lower()
         chain = await self.chain()
-        held = await chain_sends.of(self.pg, request.refund_id)
+        held = await chain_sends.of(self.pg, send_id)
         if held is None:
-            wallet = await self.signer.wallet()
+            signer = self.signer
+            wallet = await signer.wallet()
             on_chain = await self.call(self.rpc.eth.get_transaction_count(wallet, "pending"))
             gas, max_fee, tip = await self.fees(asset, wallet, to, amount)
 
@@ -178,7 +225,8 @@ class EthereumAdapter:
 
             held = await chain_sends.record(
                 self.pg,
-                request.refund_id,
+                send_id,
+                kind,
                 self.code,
                 chain,
                 wallet.lower(),
@@ -189,7 +237,7 @@ class EthereumAdapter:
                 sign,
             )
         await self.broadcast(held["raw_tx"], held["tx_hash"])
-        return RefundResult(channel_refund_id=held["tx_hash"], pending=True)
+        return held
 
     async def signer_call(self, body: dict) -> tuple[str, str]:
         assert self.signer is not None

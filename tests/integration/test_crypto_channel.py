@@ -20,8 +20,10 @@ import pytest_asyncio
 from eth_account import Account
 
 from domain.access import Realm
+from domain.ledger import Posting
 from domain.messages import ChannelTask, encode
 from gateway.client import MerchantClient
+from infra import store
 from infra.keys import TASKS_STREAM, Keys
 from infra.merchants import create_merchant
 from tests.chain import CHAIN_ID, DEPOSIT_XPUB, MNEMONIC, Anvil, Wallets
@@ -66,6 +68,8 @@ async def node(wallets: Wallets) -> AsyncIterator[Stack]:
             "JUHE_SIGNER__TOKEN": SIGNER_TOKEN,
             "JUHE_SIGNER__LIMITS": '{"ETH": 1000000000000000000, "USDT": 100000000}',
             "JUHE_SIGNER__TOKENS": orjson.dumps({"USDT": wallets.usdt_address}).decode(),
+            # withdrawals in crypto are paid out on the chain, from the same hot wallet
+            "JUHE_WITHDRAWALS__CHANNELS": '{"ETH": "eth", "USDT": "eth"}',
             "JUHE_CHAIN__POLL_MS": "100",
             "JUHE_CHAIN__CONFIRMING_GRACE_S": "7200",
             "JUHE_CHAIN__CONFIRMATIONS": f'{{"ETH": 0, "USDT": {DEPTH}}}',
@@ -617,4 +621,63 @@ async def test_an_eth_refund_waits_for_the_finalized_block(
     _, after = await shop.get_payment(waiting["id"])
     assert after["status"] == "refunded"
     assert node.pg is not None
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_a_usdt_withdrawal_is_paid_out_on_the_chain_and_its_gas_is_the_channels(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
+) -> None:
+    """A merchant withdraws USDT to its own wallet: the payout goes through the `eth` channel
+    (withdrawals.channels), signed by the signer, `sent` once broadcast and `succeeded` once
+    deep enough, with the gas (ETH) as the channel's cost in the payout's entry."""
+    mid = shop.merchant_id  # type: ignore[attr-defined]
+    owner = await make_user(node, http, Realm.MERCHANT, mid, ["merchant_owner"])
+    wallet = "0x" + secrets.token_hex(20)
+    status, account = await owner.call(
+        "POST",
+        "/api/v1/payout-accounts",
+        {"kind": "crypto_wallet", "number": wallet, "bank_name": f"eip155:{CHAIN_ID}"},
+    )
+    assert status == 201, account
+    assert node.pg is not None
+    funding = [
+        Posting("test:funding", "USDT", 5_000_000),
+        Posting(f"merchant:{mid}:available", "USDT", -5_000_000),
+    ]
+    async with node.pg.acquire() as conn, conn.transaction():
+        await store.post_entries(conn, [("adjustment", f"fund:{secrets.token_hex(6)}", funding)])
+    status, withdrawal = await owner.call(
+        "POST",
+        "/api/v1/withdrawals",
+        {"amount": "2.50", "currency": "USDT", "payout_account_id": account["id"]},
+        headers={"Idempotency-Key": secrets.token_hex(8)},
+    )
+    assert status == 201, withdrawal
+
+    async def withdrawal_in(wanted: set[str]) -> dict[str, Any]:
+        deadline = time.monotonic() + 30
+        while True:
+            status, body = await owner.call("GET", f"/api/v1/withdrawals/{withdrawal['id']}")
+            assert status == 200, body
+            if body["status"] in wanted:
+                return body
+            assert time.monotonic() < deadline, body
+            await asyncio.sleep(0.1)
+
+    sent = await withdrawal_in({"sent", "succeeded", "failed"})
+    assert sent["status"] == "sent", sent
+    await anvil.mine(DEPTH)
+    paid = await withdrawal_in({"succeeded", "failed"})
+    assert paid["status"] == "succeeded", paid
+    holder = wallets.w3.to_checksum_address(wallet)
+    assert await wallets.usdt.functions.balanceOf(holder).call() == 2_500_000
+    send = await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", withdrawal["id"])
+    assert (send["kind"], send["status"], send["to_address"]) == ("payout", "confirmed", wallet)
+    cost = await node.pg.fetchval(
+        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.ref = $1 AND a.name = 'channel:eth:cost' AND a.currency = 'ETH'""",
+        withdrawal["id"],
+    )
+    assert cost == int(send["network_fee"]) > 0
     await assert_ledger_invariants(node.pg)
