@@ -20,7 +20,7 @@ from config.settings import Settings
 
 PACKAGED = Path(__file__).parent
 CHANNEL_SECRETS = ("api_key", "secret")
-SIGNER_SECRETS = ("key", "token")
+SIGNER_SECRETS = ("key", "token", "deposit_xprv")
 
 
 def published_values(documents: Iterable[Mapping[str, Any]]) -> frozenset[str]:

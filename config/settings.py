@@ -151,6 +151,7 @@ class Chain(Base):
     confirming_grace_s: int
     tolerance_bps: int = 0
     tolerance_minor: dict[str, int] = msgspec.field(default_factory=dict)
+    sweep_usdt: bool = False  # move credited USDT deposits into the hot wallet (the signer's)
     local_node_port: int = 0
     local_node_state: str = ""
 
@@ -167,7 +168,8 @@ class Chain(Base):
 
 class Signer(Base):
     """The hot-wallet signer (`juhe signer`; `juhe up` runs it when `port` is set): the hot
-    wallet's private `key` (hex), the bearer `token` its clients present, what it may send per
+    wallet's private `key` (hex), the deposit account's `deposit_xprv` (sweeps), the bearer
+    `token` its clients present, what it may send per
     transfer in each asset's minor units (`limits`: an asset not named is never sent), and the
     token contracts it knows (`tokens`). In production it runs on its own host with its key
     from a secret store, never in the gateway's or the pools' environment."""
@@ -178,6 +180,9 @@ class Signer(Base):
     token: str = ""
     limits: dict[str, int] = msgspec.field(default_factory=dict)
     tokens: dict[str, str] = msgspec.field(default_factory=dict)
+    # the deposit account's extended private key (m/44'/60'/a'), whose xpub the crypto
+    # channel derives deposit addresses from: for sweeping their tokens into the hot wallet
+    deposit_xprv: str = ""
 
 
 class Reconciliation(Base):

@@ -40,15 +40,22 @@ class Posting:
     amount: int
 
 
-def sending_cost(channel: str, currency: str, amount: int) -> list[Posting]:
+def sending_cost(
+    channel: str, currency: str, amount: int, account: str | None = None
+) -> list[Posting]:
     """What the channel's network charged to send money out (a chain's gas): the channel's
-    cost, out of what the channel holds. Nothing for nothing."""
+    cost (or `account`'s), out of what the channel holds. Nothing for nothing."""
     if amount <= 0:
         return []
     return [
-        Posting(channel_cost(channel), currency, amount),
+        Posting(account or channel_cost(channel), currency, amount),
         Posting(channel_clearing(channel), currency, -amount),
     ]
+
+
+def sweep_cost(channel: str) -> str:
+    """The gas of moving a channel's crypto deposits into its hot wallet."""
+    return f"channel:{channel}:sweep_gas"
 
 
 class UnbalancedEntry(ValueError):

@@ -79,10 +79,13 @@ async def open_sends(conn: Conn, channel: str) -> list[asyncpg.Record]:
     )
 
 
-async def settle(conn: Conn, send_id: str, status: str, network_fee: int) -> None:
-    await conn.execute(
-        "UPDATE chain_sends SET status = $2, network_fee = $3 WHERE id = $1 AND status = 'sent'",
+async def settle(conn: Conn, send_id: str, status: str, network_fee: int) -> bool:
+    """True when this call settled it (it was still `sent`)."""
+    done = await conn.fetchval(
+        """UPDATE chain_sends SET status = $2, network_fee = $3
+           WHERE id = $1 AND status = 'sent' RETURNING 1""",
         send_id,
         status,
         network_fee,
     )
+    return done is not None

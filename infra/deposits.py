@@ -263,3 +263,21 @@ async def open_deposits(conn: Conn, channel: str) -> list[asyncpg.Record]:
                          WHERE e.chain = d.chain AND e.address = d.address)""",
         channel,
     )
+
+
+async def unswept(conn: Conn, channel: str, limit: int = 50) -> list[asyncpg.Record]:
+    """Credited USDT deposits whose tokens are still on their address."""
+    return await conn.fetch(
+        """SELECT * FROM deposit_addresses
+           WHERE channel = $1 AND reported = 'paid' AND swept_at IS NULL AND asset = 'USDT'
+           ORDER BY created_at LIMIT $2""",
+        channel,
+        limit,
+    )
+
+
+async def mark_swept(conn: Conn, payment_id: str) -> None:
+    await conn.execute(
+        "UPDATE deposit_addresses SET swept_at = now() WHERE payment_id = $1 AND swept_at IS NULL",
+        payment_id,
+    )

@@ -68,3 +68,37 @@ def transaction(
         raise Refused("asset_not_allowed", f"the signer knows no {request.asset} contract")
     data = transfer_call(request.to, request.amount)
     return {**fields, "to": to_checksum_address(contract), "value": 0, "data": data}
+
+
+class SweepRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Move a deposit address's tokens to the signer's own hot wallet: the address is the
+    deposit account's child `index`, whose key the signer derives."""
+
+    chain_id: Annotated[int, Meta(ge=1)]
+    index: Annotated[int, Meta(ge=0, lt=2**31)]
+    asset: str
+    amount: Annotated[int, Meta(gt=0)]
+    nonce: Uint
+    gas: Annotated[int, Meta(ge=21_000, le=MAX_GAS)]
+    max_fee_per_gas: Annotated[int, Meta(ge=1)]
+    max_priority_fee_per_gas: Uint
+
+
+def sweep_transaction(
+    request: SweepRequest, tokens: Mapping[str, str], hot_wallet: str
+) -> dict[str, Any]:
+    """The token transfer that sweeps a deposit: only ever to the hot wallet, so a caller
+    that can ask for sweeps cannot send deposits anywhere else."""
+    transfer = TransferRequest(
+        chain_id=request.chain_id,
+        asset=request.asset,
+        to=hot_wallet,
+        amount=request.amount,
+        nonce=request.nonce,
+        gas=request.gas,
+        max_fee_per_gas=request.max_fee_per_gas,
+        max_priority_fee_per_gas=request.max_priority_fee_per_gas,
+    )
+    if request.asset == "ETH":
+        raise Refused("asset_not_allowed", "the signer sweeps tokens, not ETH")
+    return transaction(transfer, tokens, {request.asset: request.amount})

@@ -1,6 +1,8 @@
 -- Transfers out of a crypto channel's hot wallet (issue 15): a refund's (or payout's) transfer,
 -- signed by the signer at a nonce counted here, broadcast, and watched until it is deep enough;
--- the gas it cost is the channel's. A refund to an address names it.
+-- the gas it cost is the channel's. A refund to an address names it. Sweeps move a credited
+-- USDT deposit into the hot wallet: ETH for its gas first (`sweep_gas`), then the tokens
+-- (`sweep`, from the deposit address, at its own nonce).
 CREATE TABLE chain_nonces (
     chain       text NOT NULL,
     address     text NOT NULL,               -- the hot wallet, lower-case hex
@@ -10,7 +12,7 @@ CREATE TABLE chain_nonces (
 
 CREATE TABLE chain_sends (
     id            text PRIMARY KEY,          -- the refund's or withdrawal's id: one transfer each
-    kind          text NOT NULL CHECK (kind IN ('refund', 'payout')),
+    kind          text NOT NULL CHECK (kind IN ('refund', 'payout', 'sweep_gas', 'sweep')),
     channel       text NOT NULL,
     chain         text NOT NULL,
     from_address  text NOT NULL,
@@ -28,3 +30,7 @@ CREATE TABLE chain_sends (
 CREATE INDEX chain_sends_open ON chain_sends (channel) WHERE status = 'sent';
 
 ALTER TABLE refunds ADD COLUMN destination text;
+
+ALTER TABLE deposit_addresses ADD COLUMN swept_at timestamptz;
+CREATE INDEX deposit_addresses_unswept ON deposit_addresses (channel)
+    WHERE reported = 'paid' AND swept_at IS NULL AND asset = 'USDT';

@@ -26,7 +26,7 @@ import orjson
 from hexbytes import HexBytes
 from web3.exceptions import TransactionNotFound
 
-from adapters.base import ChannelTransientError
+from adapters.base import ChannelDeclined, ChannelTransientError
 from adapters.ethereum import EthereumAdapter
 from adapters.ethereum.wire import ASSETS, TRANSFER_TOPIC, token_transfer
 from domain.chain import (
@@ -39,8 +39,9 @@ from domain.chain import (
     taken_back,
 )
 from domain.channels import ChannelSpec
+from domain.ledger import sending_cost, sweep_cost
 from domain.messages import ChannelCallback, ChannelTask, LedgerCommand, RefundOutcome
-from infra import chain_sends, db, deposits
+from infra import chain_sends, db, deposits, store
 from workers.context import Context
 
 log = logging.getLogger("juhe.chain")
@@ -150,6 +151,8 @@ class Watcher:
         await self.recheck(chain, head, finalized)
         await self.reverse(chain, head, finalized)
         await self.sends(adapter, head, finalized)
+        if self.settings.sweep_usdt:
+            await self.sweeps(adapter)
         return last < head
 
     async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
@@ -318,6 +321,10 @@ class Watcher:
             fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
             succeeded = int(receipt["status"]) == 1
             status = "confirmed" if succeeded else "failed"
+            if send["kind"] in ("sweep_gas", "sweep"):
+                await self.swept(send, status, fee)
+                self.log_sent(send, succeeded, fee)
+                continue
             if send["kind"] == "payout":
                 # The channel pool asks the adapter, which reads this row: marked first, and a
                 # lost hand-over is the scheduler's to re-drive, like a lost payout callback.
@@ -338,6 +345,44 @@ class Watcher:
             await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(refund=outcome)])
             await chain_sends.settle(ctx.pg, send["id"], status, fee)
             self.log_sent(send, succeeded, fee)
+
+    async def sweeps(self, adapter: EthereumAdapter) -> None:
+        """Credited USDT deposits into the hot wallet: first the ETH for the gas, from the
+        hot wallet, then, once that is deep enough, the tokens, signed with the deposit's own
+        key by the signer (which holds the deposit account's xprv; nothing else does)."""
+        pg = self.ctx.pg
+        for row in await deposits.unswept(pg, self.code):
+            pid = row["payment_id"]
+            topped = await chain_sends.of(pg, f"gas:{pid}")
+            if topped is not None and topped["status"] == "sent":
+                continue  # its gas is on its way
+            if await chain_sends.of(pg, f"sweep:{pid}") is not None:
+                continue  # on its way; `sends` marks it swept
+            try:
+                if topped is None and (need := await adapter.sweep_gas(row["address"])) > 0:
+                    await adapter.send_out(f"gas:{pid}", "sweep_gas", "ETH", row["address"], need)
+                    continue
+                sweep = await adapter.sweep_out(f"sweep:{pid}", row)
+            except ChannelDeclined as exc:
+                log.warning(
+                    "sweep refused",
+                    extra={"channel": self.code, "payment_id": pid, "code": exc.code},
+                )
+                return
+            if sweep is None and await adapter.token_balance(row["address"]) == 0:
+                await deposits.mark_swept(pg, pid)  # nothing (left) to sweep
+
+    async def swept(self, send: asyncpg.Record, status: str, fee: int) -> None:
+        """A sweep's transfer at depth: its gas to the channel's sweep-gas account, and the
+        deposit marked swept, in one transaction, so neither happens twice."""
+        lines = sending_cost(self.code, "ETH", fee, sweep_cost(self.code))
+        async with self.ctx.pg.acquire() as conn, conn.transaction():
+            if not await chain_sends.settle(conn, send["id"], status, fee):
+                return
+            if lines:
+                await store.post_entries(conn, [("sweep_gas", send["id"], lines)])
+            if send["kind"] == "sweep" and status == "confirmed":
+                await deposits.mark_swept(conn, send["id"].removeprefix("sweep:"))
 
     def log_sent(self, send: asyncpg.Record, succeeded: bool, fee: int) -> None:
         log.log(

@@ -37,6 +37,7 @@ from adapters.ethereum.wire import (
     ASSETS,
     MAX_GAS,
     Deriver,
+    balance_call,
     payment_uri,
     transfer_call,
 )
@@ -239,10 +240,86 @@ class EthereumAdapter:
         await self.broadcast(held["raw_tx"], held["tx_hash"])
         return held
 
-    async def signer_call(self, body: dict) -> tuple[str, str]:
+    async def sweep_out(self, send_id: str, deposit: asyncpg.Record) -> asyncpg.Record | None:
+        """A credited USDT deposit's tokens into the hot wallet, signed with the deposit's own
+        key at its own nonce, paid for with the ETH it was topped up with. None when there is
+        nothing left to sweep, or not yet enough ETH on it for the gas (topped up by
+        `send_out`, at the fees of the moment)."""
+        assert self.signer is not None and self.token is not None
+        held = await chain_sends.of(self.pg, send_id)
+        if held is None:
+            address = deposit["address"]
+            tokens = await self.token_balance(address)
+            if tokens == 0:
+                return None
+            wallet = await self.signer.wallet()
+            gas, max_fee, tip = await self.fees("USDT", address, wallet.lower(), tokens)
+            ether = await self.call(self.rpc.eth.get_balance(self.rpc.to_checksum_address(address)))
+            if ether < gas * max_fee:
+                return None
+            on_chain = await self.call(
+                self.rpc.eth.get_transaction_count(self.rpc.to_checksum_address(address), "pending")
+            )
+            chain = await self.chain()
+
+            async def sign(nonce: int) -> tuple[str, str]:
+                assert self.signer is not None
+                return await self.signer_call(
+                    {
+                        "chain_id": int(chain.split(":")[1]),
+                        "index": int(deposit["idx"]),
+                        "asset": "USDT",
+                        "amount": tokens,
+                        "nonce": nonce,
+                        "gas": gas,
+                        "max_fee_per_gas": max_fee,
+                        "max_priority_fee_per_gas": tip,
+                    },
+                    sweep=True,
+                )
+
+            held = await chain_sends.record(
+                self.pg,
+                send_id,
+                "sweep",
+                self.code,
+                chain,
+                address,
+                on_chain,
+                "USDT",
+                wallet.lower(),
+                tokens,
+                sign,
+            )
+        await self.broadcast(held["raw_tx"], held["tx_hash"])
+        return held
+
+    async def sweep_gas(self, deposit_address: str) -> int:
+        """The ETH a deposit address lacks to pay for sweeping its tokens, at today's fees."""
+        assert self.signer is not None
+        tokens = await self.token_balance(deposit_address)
+        if tokens == 0:
+            return 0
+        wallet = await self.signer.wallet()
+        gas, max_fee, _ = await self.fees("USDT", deposit_address, wallet.lower(), tokens)
+        ether = await self.call(
+            self.rpc.eth.get_balance(self.rpc.to_checksum_address(deposit_address))
+        )
+        return max(0, gas * max_fee - int(ether))
+
+    async def token_balance(self, address: str) -> int:
+        assert self.token is not None
+        answer = await self.call(
+            self.rpc.eth.call(
+                {"to": self.rpc.to_checksum_address(self.token), "data": balance_call(address)}
+            )
+        )
+        return int.from_bytes(bytes(answer), "big")
+
+    async def signer_call(self, body: dict, sweep: bool = False) -> tuple[str, str]:
         assert self.signer is not None
         try:
-            return await self.signer.sign(body)
+            return await (self.signer.sweep(body) if sweep else self.signer.sign(body))
         except SignerRefused as exc:
             raise ChannelDeclined(exc.code, f"{self.code}: the signer refused: {exc}") from None
 

@@ -51,3 +51,9 @@ class SignerClient:
         """(raw transaction, hash) of the transfer, signed."""
         answer = await self._call("POST", "/v1/transfers", transfer)
         return str(answer["raw"]), str(answer["hash"])
+
+    async def sweep(self, sweep: dict[str, Any]) -> tuple[str, str]:
+        """(raw transaction, hash) of a deposit's tokens to the hot wallet, signed with the
+        deposit's key (which only the signer derives)."""
+        answer = await self._call("POST", "/v1/sweeps", sweep)
+        return str(answer["raw"]), str(answer["hash"])

@@ -21,6 +21,11 @@ def transfer_call(to: str, amount: int) -> str:
     return "0x" + TRANSFER_SELECTOR + to[2:].lower().rjust(64, "0") + f"{amount:064x}"
 
 
+def balance_call(holder: str) -> str:
+    """ERC-20 `balanceOf(holder)` calldata."""
+    return "0x70a08231" + holder[2:].lower().rjust(64, "0")
+
+
 class KeyInvalid(ValueError):
     pass
 

@@ -17,6 +17,7 @@ import asyncpg
 import orjson
 import pytest
 import pytest_asyncio
+from bip_utils import Bip39SeedGenerator, Bip44, Bip44Coins
 from eth_account import Account
 
 from domain.access import Realm
@@ -38,6 +39,14 @@ DEPTH = 3  # USDT's blocks; ETH settles at the chain's finalized block (the defa
 FINALITY = 64  # anvil calls a block finalized once 64 more are on it
 Account.enable_unaudited_hdwallet_features()
 HOT_WALLET = Account.from_mnemonic(MNEMONIC, account_path="m/44'/60'/0'/0/9")
+DEPOSIT_XPRV = (
+    Bip44.FromSeed(Bip39SeedGenerator(MNEMONIC).Generate(), Bip44Coins.ETHEREUM)
+    .Purpose()
+    .Coin()
+    .Account(1)
+    .PrivateKey()
+    .ToExtended()
+)
 SIGNER_PORT = free_port()
 SIGNER_TOKEN = "test-signer-" + secrets.token_hex(8)
 
@@ -68,6 +77,9 @@ async def node(wallets: Wallets) -> AsyncIterator[Stack]:
             "JUHE_SIGNER__TOKEN": SIGNER_TOKEN,
             "JUHE_SIGNER__LIMITS": '{"ETH": 1000000000000000000, "USDT": 100000000}',
             "JUHE_SIGNER__TOKENS": orjson.dumps({"USDT": wallets.usdt_address}).decode(),
+            # credited USDT deposits are swept into the hot wallet, signed with their own keys
+            "JUHE_CHAIN__SWEEP_USDT": "true",
+            "JUHE_SIGNER__DEPOSIT_XPRV": DEPOSIT_XPRV,
             # withdrawals in crypto are paid out on the chain, from the same hot wallet
             "JUHE_WITHDRAWALS__CHANNELS": '{"ETH": "eth", "USDT": "eth"}',
             "JUHE_CHAIN__POLL_MS": "100",
@@ -289,7 +301,9 @@ async def test_a_restarted_watcher_catches_up_and_counts_each_transfer_once(
     await wait_status(shop, waiting["id"], {"succeeded"}, timeout=30)
     assert node.pool_processes()["chain"].pid != watcher.pid
     assert node.pg is not None
-    events = await node.pg.fetch("SELECT * FROM chain_events WHERE address = $1", address)
+    events = await node.pg.fetch(
+        "SELECT * FROM chain_events WHERE address = $1 AND asset = 'USDT'", address
+    )
     assert [(e["tx_hash"], int(e["amount"])) for e in events] == [(tx, 3_000_000)]
 
     # As after a crash between recording a block and keeping the progress: the watcher reads
@@ -304,7 +318,9 @@ async def test_a_restarted_watcher_catches_up_and_counts_each_transfer_once(
     while await node.pg.fetchval("SELECT max(number) FROM chain_blocks") <= block:
         assert time.monotonic() < deadline, "the watcher did not read the blocks again"
         await asyncio.sleep(0.1)
-    again = await node.pg.fetch("SELECT * FROM chain_events WHERE address = $1", address)
+    again = await node.pg.fetch(
+        "SELECT * FROM chain_events WHERE address = $1 AND asset = 'USDT'", address
+    )
     assert len(again) == 1
     assert await _entries(node, waiting["id"]) == 1
     await assert_ledger_invariants(node.pg)
@@ -364,7 +380,8 @@ async def test_a_reorg_after_confirmation_reverses_the_credit(
     await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
     assert node.pg is not None
     block = await node.pg.fetchval(
-        "SELECT block_number FROM chain_events WHERE address = $1", waiting["crypto"]["address"]
+        "SELECT block_number FROM chain_events WHERE address = $1 AND asset = 'USDT'",
+        waiting["crypto"]["address"],
     )
     head = int(str(await anvil.rpc("eth_blockNumber")), 16)
     await anvil.rpc("anvil_reorg", head - block + 1, [])  # every block since the transfer
@@ -406,7 +423,9 @@ async def test_two_partial_transfers_add_up_and_an_extra_one_is_kept(
     paid = await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
     assert paid["amount"] == "10.000000" and paid["crypto"]["amount_received"] == "10.500000"
     assert node.pg is not None
-    events = await node.pg.fetch("SELECT amount FROM chain_events WHERE address = $1", address)
+    events = await node.pg.fetch(
+        "SELECT amount FROM chain_events WHERE address = $1 AND asset = 'USDT'", address
+    )
     assert sorted(int(e["amount"]) for e in events) == [4_000_000, 6_500_000]
     assert await _entries(node, waiting["id"]) == 1
     # 0.10 over is within the tolerance (1 %): the platform's; the other 0.40 is the payer's,
@@ -680,4 +699,51 @@ async def test_a_usdt_withdrawal_is_paid_out_on_the_chain_and_its_gas_is_the_cha
         withdrawal["id"],
     )
     assert cost == int(send["network_fee"]) > 0
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_a_credited_usdt_deposit_is_swept_into_the_hot_wallet(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    """The deposit address holds tokens but no ETH: the hot wallet sends it the gas, and once
+    that is final the signer signs the tokens' move with the deposit's own key; both gas
+    costs are the channel's sweep-gas account's."""
+    waiting = await _open(shop, "6.50", "USDT")
+    address = waiting["crypto"]["address"]
+    await wallets.send_usdt(3, address, 6_500_000)
+    await anvil.mine(DEPTH)
+    await wait_status(shop, waiting["id"], {"succeeded"}, timeout=20)
+    assert node.pg is not None
+    gas_id, sweep_id = f"gas:{waiting['id']}", f"sweep:{waiting['id']}"
+    deadline = time.monotonic() + 20
+    while await node.pg.fetchrow("SELECT 1 FROM chain_sends WHERE id = $1", gas_id) is None:
+        assert time.monotonic() < deadline, "no gas was sent to the deposit"
+        await asyncio.sleep(0.1)
+    await anvil.mine(FINALITY + 1)
+    while await node.pg.fetchrow("SELECT 1 FROM chain_sends WHERE id = $1", sweep_id) is None:
+        assert time.monotonic() < deadline + 20, "the tokens were not swept"
+        await asyncio.sleep(0.1)
+    await anvil.mine(DEPTH)
+    query = "SELECT swept_at FROM deposit_addresses WHERE payment_id = $1"
+    while await node.pg.fetchval(query, waiting["id"]) is None:
+        assert time.monotonic() < deadline + 40, "the sweep was not settled"
+        await asyncio.sleep(0.1)
+    holder = wallets.w3.to_checksum_address(address)
+    assert await wallets.usdt.functions.balanceOf(holder).call() == 0
+    sends = await node.pg.fetch(
+        "SELECT * FROM chain_sends WHERE id = ANY($1) ORDER BY id", [gas_id, sweep_id]
+    )
+    assert [(r["kind"], r["status"]) for r in sends] == [
+        ("sweep_gas", "confirmed"),
+        ("sweep", "confirmed"),
+    ]
+    assert sends[1]["from_address"] == address and int(sends[1]["amount"]) == 6_500_000
+    assert sends[1]["to_address"] == HOT_WALLET.address.lower()
+    cost = await node.pg.fetchval(
+        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.kind = 'sweep_gas' AND e.ref = ANY($1) AND a.name = 'channel:eth:sweep_gas'""",
+        [gas_id, sweep_id],
+    )
+    assert cost == sum(int(r["network_fee"]) for r in sends) > 0
     await assert_ledger_invariants(node.pg)
