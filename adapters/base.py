@@ -9,13 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol, TypeVar, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import aiohttp
 import msgspec
 from multidict import CIMultiDictProxy
 from yarl import URL
 
+from domain.chain import Transfer
 from domain.messages import ChannelCallback
 from domain.reconciliation import Line
 
@@ -198,6 +199,67 @@ class AddressRefunding(Protocol):
     customer's wallet, not the one that paid, which may be an exchange's."""
 
     def destination_error(self, destination: str | None) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBlock:
+    number: int
+    hash: str
+    parent_hash: str
+    transfers: tuple[Transfer, ...]  # every payment in it of an asset the channel takes
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A transfer out, as mined: whether it did what it was for, and what it cost in the
+    chain's own asset (its gas)."""
+
+    block_number: int
+    succeeded: bool
+    fee: int
+
+
+@runtime_checkable
+class ChainWatching(Protocol):
+    """A crypto channel whose deposits the chain watcher (workers/chain.py) follows block by
+    block: the chain's blocks and their transfers, its depth, and what became of transfers
+    out. One implementation per chain protocol; the watcher knows none of them."""
+
+    native: str  # the asset its fees are paid in
+
+    async def chain(self) -> str: ...
+
+    async def head(self) -> int: ...
+
+    async def finalized(self) -> int: ...
+
+    async def block(self, number: int) -> ChainBlock: ...
+
+    async def block_hash(self, number: int) -> str: ...
+
+    async def receipt(self, tx_hash: str) -> Receipt | None:
+        """None while it is in no block (pending, dropped, or its block reorganised away)."""
+        ...
+
+    async def broadcast(self, raw: str, tx_hash: str) -> None: ...
+
+
+@runtime_checkable
+class DepositSweeping(Protocol):
+    """A chain channel that moves credited token deposits into its hot wallet: the gas a
+    deposit lacks, then its tokens (signed with the deposit's own key by the signer)."""
+
+    async def sweep_gas(self, deposit_address: str) -> int: ...
+
+    async def send_out(
+        self, send_id: str, kind: str, asset: str, to: str, amount: int
+    ) -> Mapping[str, Any]: ...
+
+    async def sweep_out(
+        self, send_id: str, deposit: Mapping[str, Any]
+    ) -> Mapping[str, Any] | None: ...
+
+    async def token_balance(self, address: str) -> int: ...
 
 
 @runtime_checkable

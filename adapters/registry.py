@@ -23,6 +23,8 @@ ADAPTERS: dict[str, str] = {
 }
 # Protocols whose orders are kept in our own database (deposit addresses), not at a provider.
 WITH_DATABASE = frozenset({"ethereum"})
+# Protocols whose deposits the chain watcher follows (adapters.base.ChainWatching).
+CHAIN_ADAPTERS = frozenset({"ethereum"})
 
 
 @cache

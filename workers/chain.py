@@ -23,15 +23,16 @@ from typing import Literal
 
 import asyncpg
 import orjson
-from hexbytes import HexBytes
-from web3.exceptions import TransactionNotFound
 
-from adapters.base import ChannelDeclined, ChannelTransientError
-from adapters.ethereum import EthereumAdapter
-from adapters.ethereum.wire import ASSETS, TRANSFER_TOPIC, token_transfer
+from adapters.base import (
+    ChainBlock,
+    ChainWatching,
+    ChannelDeclined,
+    ChannelTransientError,
+    DepositSweeping,
+)
+from adapters.registry import CHAIN_ADAPTERS
 from domain.chain import (
-    NATIVE_LOG_INDEX,
-    Transfer,
     confirmations,
     confirming,
     credit,
@@ -47,10 +48,6 @@ from workers.context import Context
 log = logging.getLogger("juhe.chain")
 
 
-def _hex(value: bytes) -> str:
-    return "0x" + bytes(value).hex()
-
-
 class Watcher:
     """One crypto channel's chain."""
 
@@ -60,9 +57,9 @@ class Watcher:
         self.settings = ctx.settings.chain
 
     @property
-    def adapter(self) -> EthereumAdapter:
+    def adapter(self) -> ChainWatching:
         adapter = self.ctx.channels.adapter(self.code)
-        if not isinstance(adapter, EthereumAdapter):
+        if not isinstance(adapter, ChainWatching):
             raise ChannelTransientError("channel_unavailable", f"channel {self.code} not loaded")
         return adapter
 
@@ -76,12 +73,12 @@ class Watcher:
             raise ChannelTransientError("channel_unavailable", f"{self.code}: no finalized block")
         return confirmations(finalized, head)
 
-    async def finalized(self, adapter: EthereumAdapter) -> int | None:
+    async def finalized(self, adapter: ChainWatching) -> int | None:
         """The chain's finalized block number, asked only where some asset settles there."""
-        if all(self.settings.confirmations.get(asset, 0) > 0 for asset in ASSETS):
+        assets = self.ctx.channels.specs[self.code].currencies or self.settings.confirmations
+        if all(self.settings.confirmations.get(asset, 0) > 0 for asset in assets):
             return None
-        block = await adapter.call(adapter.rpc.eth.get_block("finalized"))
-        return int(block["number"])
+        return await adapter.finalized()
 
     async def run(self) -> None:
         """Rounds while this process holds the channel's watch: a PostgreSQL session lock on a
@@ -125,7 +122,7 @@ class Watcher:
         the open deposits. True when blocks are left to read."""
         adapter = self.adapter
         chain = await adapter.chain()
-        head = await adapter.call(adapter.rpc.eth.block_number)
+        head = await adapter.head()
         tip = await deposits.tip(self.ctx.pg, self.code)
         while tip is not None and not await self.canonical(adapter, tip, head):
             await self.drop_tip(chain, tip["number"])
@@ -136,32 +133,31 @@ class Watcher:
         tip_hash = tip["hash"] if tip else None
         last = min(head, number + self.settings.blocks_per_round - 1)
         while number <= last:
-            block = await adapter.call(adapter.rpc.eth.get_block(number, full_transactions=True))
-            if tip_hash is not None and _hex(block["parentHash"]) != tip_hash:
+            block = await adapter.block(number)
+            if tip_hash is not None and block.parent_hash != tip_hash:
                 await self.drop_tip(chain, number - 1)
                 tip = await deposits.tip(self.ctx.pg, self.code)
                 number = tip["number"] + 1 if tip else number - 1
                 tip_hash = tip["hash"] if tip else None
                 continue
-            await self.follow(adapter, chain, block)
-            tip_hash = _hex(block["hash"])
+            await self.follow(chain, block)
+            tip_hash = block.hash
             number += 1
         finalized = await self.finalized(adapter)
         await self.report(chain, head, finalized)
         await self.recheck(chain, head, finalized)
         await self.reverse(chain, head, finalized)
         await self.sends(adapter, head, finalized)
-        if self.settings.sweep_usdt:
+        if self.settings.sweep_usdt and isinstance(adapter, DepositSweeping):
             await self.sweeps(adapter)
         return last < head
 
-    async def canonical(self, adapter: EthereumAdapter, tip: Mapping, head: int) -> bool:
+    async def canonical(self, adapter: ChainWatching, tip: Mapping, head: int) -> bool:
         """Is the last block we followed still the chain's block at its height? Asked every
         round, so a replaced tip is noticed before any block is built on the new one."""
         if tip["number"] > head:
             return False
-        block = await adapter.call(adapter.rpc.eth.get_block(tip["number"]))
-        return _hex(block["hash"]) == tip["hash"]
+        return await adapter.block_hash(tip["number"]) == tip["hash"]
 
     async def drop_tip(self, chain: str, number: int) -> None:
         async with self.ctx.pg.acquire() as conn, conn.transaction():
@@ -171,50 +167,16 @@ class Watcher:
             extra={"channel": self.code, "block": number, "deposits": len(touched)},
         )
 
-    async def follow(self, adapter: EthereumAdapter, chain: str, block: Mapping) -> None:
-        """Record the block's transfers to issued addresses (native ETH, then USDT logs) and the
-        block itself, in one transaction: a crash in between re-reads the whole block."""
-        block_hash, number = _hex(block["hash"]), int(block["number"])
-        found: list[Transfer] = [
-            Transfer(
-                tx_hash=_hex(tx["hash"]),
-                log_index=NATIVE_LOG_INDEX,
-                block_hash=block_hash,
-                block_number=number,
-                address=str(tx["to"]).lower(),
-                asset="ETH",
-                amount=int(tx["value"]),
-            )
-            for tx in block["transactions"]
-            if tx.get("to") and int(tx["value"]) > 0
-        ]
-        if adapter.token is not None:
-            logs = await adapter.call(
-                adapter.rpc.eth.get_logs(
-                    {
-                        "blockHash": HexBytes(block_hash),
-                        "address": adapter.rpc.to_checksum_address(adapter.token),
-                        "topics": [TRANSFER_TOPIC],
-                    }
-                )
-            )
-            for entry in logs:
-                t = token_transfer(entry)
-                if t is not None and t.amount > 0:
-                    found.append(
-                        Transfer(t.tx_hash, t.log_index, block_hash, number, t.to, "USDT", t.amount)
-                    )
+    async def follow(self, chain: str, block: ChainBlock) -> None:
+        """Record the block's transfers to issued addresses and the block itself, in one
+        transaction: a crash in between re-reads the whole block."""
+        found, number, block_hash = block.transfers, block.number, block.hash
         async with self.ctx.pg.acquire() as conn, conn.transaction():
             ours = await deposits.issued(conn, chain, sorted({t.address for t in found}))
             mine = [t for t in found if t.address in ours]
             recorded = await deposits.record(conn, chain, mine)
             await deposits.follow(
-                conn,
-                self.code,
-                number,
-                block_hash,
-                _hex(block["parentHash"]),
-                self.settings.keep_blocks,
+                conn, self.code, number, block_hash, block.parent_hash, self.settings.keep_blocks
             )
         if recorded:
             log.info(
@@ -298,7 +260,7 @@ class Watcher:
             if opened:
                 await self.raise_surplus(row, surplus - int(row["surplus"]))
 
-    async def sends(self, adapter: EthereumAdapter, head: int, finalized: int | None) -> None:
+    async def sends(self, adapter: ChainWatching, head: int, finalized: int | None) -> None:
         """Transfers out of the hot wallet, until each is deep enough: then a refund's outcome
         to the ledger, with the gas it cost (the channel's, in ETH, whatever was sent), sent
         before it is marked, like `paid`; a payout's withdrawal back to the channel pool, which
@@ -306,23 +268,17 @@ class Watcher:
         or its block reorganised away) is broadcast again: the same signed transaction."""
         ctx = self.ctx
         for send in await chain_sends.open_sends(ctx.pg, self.code):
-            try:
-                receipt = await adapter.call(
-                    adapter.rpc.eth.get_transaction_receipt(send["tx_hash"])
-                )
-            except ChannelTransientError as exc:
-                if not isinstance(exc.__cause__, TransactionNotFound):
-                    raise
+            receipt = await adapter.receipt(send["tx_hash"])
+            if receipt is None:
                 await adapter.broadcast(send["raw_tx"], send["tx_hash"])
                 continue
-            deep = confirmations(int(receipt["blockNumber"]), head)
-            if deep < self.depth(send["asset"], head, finalized):
+            depth = self.depth(send["asset"], head, finalized)
+            if confirmations(receipt.block_number, head) < depth:
                 continue
-            fee = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-            succeeded = int(receipt["status"]) == 1
+            fee, succeeded = receipt.fee, receipt.succeeded
             status = "confirmed" if succeeded else "failed"
             if send["kind"] in ("sweep_gas", "sweep"):
-                await self.swept(send, status, fee)
+                await self.swept(send, status, fee, adapter.native)
                 self.log_sent(send, succeeded, fee)
                 continue
             if send["kind"] == "payout":
@@ -340,13 +296,13 @@ class Watcher:
                 failure_code=None if succeeded else "transfer_reverted",
                 failure_message=None if succeeded else "the chain reverted the transfer",
                 network_fee=str(fee),
-                network_fee_currency="ETH",
+                network_fee_currency=adapter.native,
             )
             await ctx.publisher.send(ctx.queues.ledger, [LedgerCommand(refund=outcome)])
             await chain_sends.settle(ctx.pg, send["id"], status, fee)
             self.log_sent(send, succeeded, fee)
 
-    async def sweeps(self, adapter: EthereumAdapter) -> None:
+    async def sweeps(self, adapter: DepositSweeping) -> None:
         """Credited USDT deposits into the hot wallet: first the ETH for the gas, from the
         hot wallet, then, once that is deep enough, the tokens, signed with the deposit's own
         key by the signer (which holds the deposit account's xprv; nothing else does)."""
@@ -372,10 +328,10 @@ class Watcher:
             if sweep is None and await adapter.token_balance(row["address"]) == 0:
                 await deposits.mark_swept(pg, pid)  # nothing (left) to sweep
 
-    async def swept(self, send: asyncpg.Record, status: str, fee: int) -> None:
+    async def swept(self, send: asyncpg.Record, status: str, fee: int, native: str) -> None:
         """A sweep's transfer at depth: its gas to the channel's sweep-gas account, and the
         deposit marked swept, in one transaction, so neither happens twice."""
-        lines = sending_cost(self.code, "ETH", fee, sweep_cost(self.code))
+        lines = sending_cost(self.code, native, fee, sweep_cost(self.code))
         async with self.ctx.pg.acquire() as conn, conn.transaction():
             if not await chain_sends.settle(conn, send["id"], status, fee):
                 return
@@ -489,7 +445,7 @@ async def run(ctx: Context) -> None:
 
         async def start_watchers(specs: Mapping[str, ChannelSpec]) -> None:
             """A crypto channel created while the pool runs is watched from then on."""
-            for code in sorted(c for c, s in specs.items() if s.adapter == "ethereum"):
+            for code in sorted(c for c, s in specs.items() if s.adapter in CHAIN_ADAPTERS):
                 if code not in started:
                     group.create_task(Watcher(ctx, code).run())
                     started.add(code)

@@ -14,12 +14,14 @@ from typing import ClassVar, TypeVar
 
 import aiohttp
 import asyncpg
+from hexbytes import HexBytes
 from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from adapters.base import (
     CallbackAck,
     CallbackRejected,
+    ChainBlock,
     ChannelDeclined,
     ChannelOrder,
     ChannelTransientError,
@@ -28,6 +30,7 @@ from adapters.base import (
     OrderState,
     PayoutRequest,
     PayoutState,
+    Receipt,
     RefundRequest,
     RefundResult,
 )
@@ -36,11 +39,14 @@ from adapters.ethereum.wire import (
     ADDRESS,
     ASSETS,
     MAX_GAS,
+    TRANSFER_TOPIC,
     Deriver,
     balance_call,
     payment_uri,
+    token_transfer,
     transfer_call,
 )
+from domain.chain import NATIVE_LOG_INDEX, Transfer
 from domain.channels import ChannelSpec
 from domain.messages import ChannelCallback
 from infra import chain_sends, deposits
@@ -48,7 +54,12 @@ from infra import chain_sends, deposits
 T = TypeVar("T")
 
 
+def _hex(value: bytes) -> str:
+    return "0x" + bytes(value).hex()
+
+
 class EthereumAdapter:
+    native = "ETH"
     # optional: usdt_contract; signer_url and signer_token, for refunds out of the hot wallet
     CREDENTIALS: ClassVar[tuple[str, ...]] = ("xpub",)
 
@@ -77,6 +88,64 @@ class EthereumAdapter:
         if self._chain is None:
             self._chain = f"eip155:{await self.call(self.rpc.eth.chain_id)}"
         return self._chain
+
+    async def head(self) -> int:
+        return int(await self.call(self.rpc.eth.block_number))
+
+    async def finalized(self) -> int:
+        return int((await self.call(self.rpc.eth.get_block("finalized")))["number"])
+
+    async def block_hash(self, number: int) -> str:
+        return _hex((await self.call(self.rpc.eth.get_block(number)))["hash"])
+
+    async def block(self, number: int) -> ChainBlock:
+        """Its native ETH transfers (a transaction's value to an address) and, with a token
+        contract, that token's `Transfer` logs."""
+        block = await self.call(self.rpc.eth.get_block(number, full_transactions=True))
+        block_hash = _hex(block["hash"])
+        found = [
+            Transfer(
+                tx_hash=_hex(tx["hash"]),
+                log_index=NATIVE_LOG_INDEX,
+                block_hash=block_hash,
+                block_number=number,
+                address=str(tx["to"]).lower(),
+                asset="ETH",
+                amount=int(tx["value"]),
+            )
+            for tx in block["transactions"]
+            if tx.get("to") and int(tx["value"]) > 0
+        ]
+        if self.token is not None:
+            logs = await self.call(
+                self.rpc.eth.get_logs(
+                    {
+                        "blockHash": HexBytes(block_hash),
+                        "address": self.rpc.to_checksum_address(self.token),
+                        "topics": [TRANSFER_TOPIC],
+                    }
+                )
+            )
+            for entry in logs:
+                t = token_transfer(entry)
+                if t is not None and t.amount > 0:
+                    found.append(
+                        Transfer(t.tx_hash, t.log_index, block_hash, number, t.to, "USDT", t.amount)
+                    )
+        return ChainBlock(number, block_hash, _hex(block["parentHash"]), tuple(found))
+
+    async def receipt(self, tx_hash: str) -> Receipt | None:
+        try:
+            mined = await self.call(self.rpc.eth.get_transaction_receipt(tx_hash))
+        except ChannelTransientError as exc:
+            if isinstance(exc.__cause__, TransactionNotFound):
+                return None
+            raise
+        return Receipt(
+            block_number=int(mined["blockNumber"]),
+            succeeded=int(mined["status"]) == 1,
+            fee=int(mined["gasUsed"]) * int(mined["effectiveGasPrice"]),
+        )
 
     async def call(self, awaitable: Awaitable[T]) -> T:
         """One RPC; no answer, or an error from the node, is transient."""
