@@ -20,11 +20,12 @@ ADAPTERS: dict[str, str] = {
     "simulator": "adapters.simulator:SimulatorAdapter",
     "stripe": "adapters.stripe:StripeAdapter",
     "ethereum": "adapters.ethereum:EthereumAdapter",
+    "bitcoin": "adapters.bitcoin:BitcoinAdapter",
 }
 # Protocols whose orders are kept in our own database (deposit addresses), not at a provider.
-WITH_DATABASE = frozenset({"ethereum"})
+WITH_DATABASE = frozenset({"ethereum", "bitcoin"})
 # Protocols whose deposits the chain watcher follows (adapters.base.ChainWatching).
-CHAIN_ADAPTERS = frozenset({"ethereum"})
+CHAIN_ADAPTERS = frozenset({"ethereum", "bitcoin"})
 
 
 @cache
