@@ -245,15 +245,21 @@ class ChainWatching(Protocol):
 
 
 @runtime_checkable
-class DepositSweeping(Protocol):
-    """A chain channel that moves credited token deposits into its hot wallet: the gas a
-    deposit lacks, then its tokens (signed with the deposit's own key by the signer)."""
-
-    async def sweep_gas(self, deposit_address: str) -> int: ...
+class ChainSending(Protocol):
+    """A chain channel that sends from its hot wallet (through the signer): `send_id` is the
+    transfer's idempotency key, `kind` what it is for (refund, payout, return, sweep_gas)."""
 
     async def send_out(
         self, send_id: str, kind: str, asset: str, to: str, amount: int
     ) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class DepositSweeping(ChainSending, Protocol):
+    """A chain channel that moves credited token deposits into its hot wallet: the gas a
+    deposit lacks, then its tokens (signed with the deposit's own key by the signer)."""
+
+    async def sweep_gas(self, deposit_address: str) -> int: ...
 
     async def sweep_out(
         self, send_id: str, deposit: Mapping[str, Any]

@@ -13,7 +13,14 @@ import msgspec
 import orjson
 from aiohttp import web
 
-from adapters.base import ChannelDeclined, ChannelError, RefundRequest, Statement
+from adapters.base import (
+    AddressRefunding,
+    ChainSending,
+    ChannelDeclined,
+    ChannelError,
+    RefundRequest,
+    Statement,
+)
 from domain.access import Owner, Principal, Realm
 from domain.ledger import Posting
 from domain.messages import ChannelCallback, encode
@@ -228,7 +235,7 @@ async def resolve_discrepancy(request: web.Request) -> web.Response:
         raise _closed(found["status"])
     at_channel = None
     if req.action in (Action.REFUND, Action.ACCEPT_CHANNEL):
-        at_channel = await _at_channel(e, found, req.action)
+        at_channel = await _at_channel(e, found, req.action, req.destination)
     try:
         row = await reconciliation.resolve(
             e.pg, discrepancy_id, req.action, req.reason, postings, actor(request, who), at_channel
@@ -244,7 +251,7 @@ def _closed(status: str) -> ApiError:
 
 
 async def _at_channel(
-    e: Edge, discrepancy: asyncpg.Record, action: Action
+    e: Edge, discrepancy: asyncpg.Record, action: Action, destination: str | None = None
 ) -> reconciliation.AtChannel:
     """Do at the channel what `refund` or `accept_channel` asks, after checking it fits: the
     channel is asked about the order first, and its answer, not the statement's, decides.
@@ -257,7 +264,7 @@ async def _at_channel(
         raise invalid("unknown_channel", f"no channel {channel!r}", "channel", status=409)
     if discrepancy["kind"] in (Kind.CRYPTO_SURPLUS, Kind.CRYPTO_UNDERPAID):
         assert payment is not None  # the watcher raises them for its own payments only
-        return await _crypto_resolution(e, discrepancy, payment, action)
+        return await _crypto_resolution(e, adapter, discrepancy, payment, action, destination)
     order = (payment["channel_order_id"] if payment else None) or discrepancy["reference"]
     state = None
     if payment is not None and discrepancy["type"] == "payment":
@@ -276,6 +283,9 @@ async def _at_channel(
     if refused is not None or state is None:
         raise invalid(refused or "not_paid_at_channel", _REFUSED[refused], "action", status=409)
     if action is Action.REFUND:
+        if isinstance(adapter, ChainSending):
+            taken = state.received or state.amount
+            return await _send_back(adapter, discrepancy, destination, taken, state.currency)
         ask = RefundRequest(
             discrepancy["id"], payment_id, state.channel_order_id, state.amount, state.currency
         )
@@ -304,24 +314,48 @@ async def _at_channel(
     return reconciliation.AtChannel(event_id)
 
 
-async def _crypto_resolution(
-    e: Edge, discrepancy: asyncpg.Record, payment: asyncpg.Record, action: Action
+async def _send_back(
+    adapter: object,
+    discrepancy: asyncpg.Record,
+    destination: str | None,
+    amount: int,
+    asset: str,
 ) -> reconciliation.AtChannel:
-    """A crypto deposit's surplus or shortfall: `refund` (returning it on the chain) is not
-    built yet; `accept_channel` (a shortfall only) credits the ended payment with what
-    arrived, the difference from what was due going to the platform's crypto tolerance
+    """A crypto discrepancy's money back to the address operations name, from the hot wallet
+    (the discrepancy's id is the transfer's idempotency key: a retry sends nothing twice)."""
+    if not isinstance(adapter, ChainSending) or not isinstance(adapter, AddressRefunding):
+        raise invalid("refund_unsupported", "this channel sends nothing back", "action", 409)
+    problem = adapter.destination_error(destination)
+    if problem is not None:
+        code = "destination_required" if destination is None else "invalid_destination"
+        raise invalid(code, problem, "destination")
+    assert destination is not None
+    try:
+        sent = await adapter.send_out(discrepancy["id"], "return", asset, destination, amount)
+    except ChannelDeclined as exc:
+        raise invalid(exc.code, exc.message, "action", status=409) from None
+    except ChannelError as exc:
+        raise statement_refused(exc) from None
+    return reconciliation.AtChannel(str(sent["tx_hash"]), amount, asset)
+
+
+async def _crypto_resolution(
+    e: Edge,
+    adapter: object,
+    discrepancy: asyncpg.Record,
+    payment: asyncpg.Record,
+    action: Action,
+    destination: str | None,
+) -> reconciliation.AtChannel:
+    """A crypto deposit's surplus or shortfall: `refund` returns what it holds to the address
+    named (`destination`); `accept_channel` (a shortfall only) credits the ended payment with
+    what arrived, the difference from what was due going to the platform's crypto tolerance
     account."""
     held = await deposits.of_payment(e.pg, payment["id"])
     assert held is not None
     amount, asset = int(discrepancy["channel_value"]), held["asset"]
     if action is Action.REFUND:
-        raise invalid(
-            "refund_unsupported",
-            "returning a deposit's surplus or shortfall on the chain is not built yet: accept "
-            "it, or adjust it out of the channel's clearing account",
-            "action",
-            status=409,
-        )
+        return await _send_back(adapter, discrepancy, destination, amount, asset)
     if discrepancy["kind"] == Kind.CRYPTO_SURPLUS:
         raise invalid("nothing_to_accept", _REFUSED["nothing_to_accept"], "action", status=409)
     refused = refused_action(action, "payment", payment["status"], "paid")

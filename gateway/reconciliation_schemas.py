@@ -72,6 +72,8 @@ class ResolveDiscrepancy(msgspec.Struct, forbid_unknown_fields=True):
     action: Action
     reason: Annotated[str, Meta(min_length=1, max_length=500)]
     adjustment: Adjustment | None = None
+    # `refund` on a crypto channel: the address the money goes back to
+    destination: Annotated[str, Meta(max_length=128)] | None = None
 
 
 class Tally(msgspec.Struct):

@@ -1,6 +1,7 @@
 -- Transfers out of a crypto channel's hot wallet (issue 15): a refund's (or payout's) transfer,
 -- signed by the signer at a nonce counted here, broadcast, and watched until it is deep enough;
--- the gas it cost is the channel's. A refund to an address names it. Sweeps move a credited
+-- the gas it cost is the channel's. A refund to an address names it; a `return` sends back
+-- what a reconciliation discrepancy holds (a crypto deposit short, over or late). Sweeps move a credited
 -- USDT deposit into the hot wallet: ETH for its gas first (`sweep_gas`), then the tokens
 -- (`sweep`, from the deposit address, at its own nonce).
 CREATE TABLE chain_nonces (
@@ -12,7 +13,8 @@ CREATE TABLE chain_nonces (
 
 CREATE TABLE chain_sends (
     id            text PRIMARY KEY,          -- the refund's or withdrawal's id: one transfer each
-    kind          text NOT NULL CHECK (kind IN ('refund', 'payout', 'sweep_gas', 'sweep')),
+    kind          text NOT NULL
+                  CHECK (kind IN ('refund', 'payout', 'return', 'sweep_gas', 'sweep')),
     channel       text NOT NULL,
     chain         text NOT NULL,
     from_address  text NOT NULL,

@@ -277,8 +277,8 @@ class Watcher:
                 continue
             fee, succeeded = receipt.fee, receipt.succeeded
             status = "confirmed" if succeeded else "failed"
-            if send["kind"] in ("sweep_gas", "sweep"):
-                await self.swept(send, status, fee, adapter.native)
+            if send["kind"] in ("sweep_gas", "sweep", "return"):
+                await self.spent(send, status, fee, adapter.native)
                 self.log_sent(send, succeeded, fee)
                 continue
             if send["kind"] == "payout":
@@ -328,15 +328,20 @@ class Watcher:
             if sweep is None and await adapter.token_balance(row["address"]) == 0:
                 await deposits.mark_swept(pg, pid)  # nothing (left) to sweep
 
-    async def swept(self, send: asyncpg.Record, status: str, fee: int, native: str) -> None:
-        """A sweep's transfer at depth: its gas to the channel's sweep-gas account, and the
-        deposit marked swept, in one transaction, so neither happens twice."""
-        lines = sending_cost(self.code, native, fee, sweep_cost(self.code))
+    async def spent(self, send: asyncpg.Record, status: str, fee: int, native: str) -> None:
+        """A sweep's or a discrepancy's return's transfer at depth: its gas to the channel's
+        sweep-gas account or its cost, and a sweep's deposit marked swept, in one transaction,
+        so nothing happens twice. (A return moves money the ledger never held: only its gas
+        is posted.)"""
+        sweeping = send["kind"] != "return"
+        account = sweep_cost(self.code) if sweeping else None
+        lines = sending_cost(self.code, native, fee, account)
         async with self.ctx.pg.acquire() as conn, conn.transaction():
             if not await chain_sends.settle(conn, send["id"], status, fee):
                 return
             if lines:
-                await store.post_entries(conn, [("sweep_gas", send["id"], lines)])
+                kind = "sweep_gas" if sweeping else "return_gas"
+                await store.post_entries(conn, [(kind, send["id"], lines)])
             if send["kind"] == "sweep" and status == "confirmed":
                 await deposits.mark_swept(conn, send["id"].removeprefix("sweep:"))
 

@@ -480,8 +480,8 @@ async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_i
     node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
 ) -> None:
     """3 of 6 USDT arrive and the payment is canceled: a `crypto_underpaid` discrepancy with
-    what arrived. Returning it needs the signer (not built: refused, nothing changes);
-    accepting it credits the payment with what arrived, the rest the platform's."""
+    what arrived. Returning it needs an address (refused without, nothing changes); accepting
+    it credits the payment with what arrived, the rest the platform's."""
     waiting = await _open(shop, "6.00", "USDT")
     await wallets.send_usdt(2, waiting["crypto"]["address"], 3_000_000)
     await anvil.mine(DEPTH)
@@ -498,7 +498,7 @@ async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_i
     admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
     path = f"/api/v1/admin/reconciliation/discrepancies/{found['id']}/resolve"
     status, refused = await admin.call("POST", path, {"action": "refund", "reason": "return it"})
-    assert (status, refused["error"]["code"]) == (409, "refund_unsupported"), refused
+    assert (status, refused["error"]["code"]) == (400, "destination_required"), refused
     status, resolved = await admin.call(
         "POST", path, {"action": "accept_channel", "reason": "the customer paid the rest by card"}
     )
@@ -746,4 +746,52 @@ async def test_a_credited_usdt_deposit_is_swept_into_the_hot_wallet(
         [gas_id, sweep_id],
     )
     assert cost == sum(int(r["network_fee"]) for r in sends) > 0
+    await assert_ledger_invariants(node.pg)
+
+
+async def test_operations_return_a_short_deposit_to_an_address(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
+) -> None:
+    """The other way to settle a shortfall: what arrived goes back, from the hot wallet, to
+    the address operations name; its gas is the channel's; the payment stays canceled."""
+    waiting = await _open(shop, "9.00", "USDT")
+    await wallets.send_usdt(2, waiting["crypto"]["address"], 2_000_000)
+    await anvil.mine(DEPTH)
+    await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] == "2.000000")
+    status, _ = await shop.request("POST", f"/api/v1/payments/{waiting['id']}/cancel", {})
+    assert status == 200
+    assert node.pg is not None
+    query = "SELECT * FROM recon_discrepancies WHERE juhe_id = $1 AND kind = 'crypto_underpaid'"
+    deadline = time.monotonic() + 20
+    while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
+        assert time.monotonic() < deadline, "the shortfall was not left to operations"
+        await asyncio.sleep(0.1)
+    admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
+    path = f"/api/v1/admin/reconciliation/discrepancies/{found['id']}/resolve"
+    customer = "0x" + secrets.token_hex(20)
+    status, resolved = await admin.call(
+        "POST", path, {"action": "refund", "reason": "customer asked", "destination": customer}
+    )
+    assert status == 200 and resolved["status"] == "resolved", resolved
+    await anvil.mine(DEPTH)
+    holder = wallets.w3.to_checksum_address(customer)
+    while await wallets.usdt.functions.balanceOf(holder).call() != 2_000_000:
+        assert time.monotonic() < deadline + 20, "nothing came back"
+        await asyncio.sleep(0.1)
+    send = await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", found["id"])
+    while send["status"] != "confirmed":
+        assert time.monotonic() < deadline + 20, send
+        await asyncio.sleep(0.1)
+        send = await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", found["id"])
+    assert send["kind"] == "return"
+    gas = await node.pg.fetchval(
+        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
+           JOIN ledger_accounts a ON a.id = p.account_id
+           WHERE e.kind = 'return_gas' AND e.ref = $1 AND a.name = 'channel:eth:cost'""",
+        found["id"],
+    )
+    assert gas == int(send["network_fee"]) > 0
+    _, after = await shop.get_payment(waiting["id"])
+    assert after["status"] == "canceled"
+    assert await _entries(node, waiting["id"]) == 0
     await assert_ledger_invariants(node.pg)
