@@ -795,3 +795,28 @@ async def test_operations_return_a_short_deposit_to_an_address(
     assert after["status"] == "canceled"
     assert await _entries(node, waiting["id"]) == 0
     await assert_ledger_invariants(node.pg)
+
+
+async def test_a_transfer_after_expiry_is_kept_as_paid_late(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient
+) -> None:
+    """Expired before the customer paid (its expiry moved into the past, as an hour's wait
+    would): the transfer that comes after is recorded, raised and kept as `paid_after_end`,
+    never credited by itself."""
+    waiting = await _open(shop, "1.75", "USDT")
+    assert node.pg is not None
+    await node.pg.execute(
+        "UPDATE payments SET expires_at = now() - interval '1 hour' WHERE id = $1", waiting["id"]
+    )
+    await wait_status(shop, waiting["id"], {"expired"}, timeout=20)
+    await wallets.send_usdt(1, waiting["crypto"]["address"], 1_750_000)
+    await anvil.mine(DEPTH)
+    query = "SELECT * FROM recon_discrepancies WHERE juhe_id = $1 AND kind = 'paid_after_end'"
+    deadline = time.monotonic() + 20
+    while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
+        assert time.monotonic() < deadline, "the late transfer was lost"
+        await asyncio.sleep(0.1)
+    assert found["juhe_value"] == "expired"
+    _, after = await shop.get_payment(waiting["id"])
+    assert after["status"] == "expired"
+    assert await _entries(node, waiting["id"]) == 0
