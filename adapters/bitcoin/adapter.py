@@ -13,48 +13,42 @@ signer: not built, so they answer `refund_unsupported`. Never run against a real
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Any
 
 import aiohttp
 import asyncpg
 
 from adapters.base import (
-    CallbackAck,
-    CallbackRejected,
     ChainBlock,
     ChannelDeclined,
     ChannelOrder,
     ChannelTransientError,
     CryptoDeposit,
     OrderRequest,
-    OrderState,
     Receipt,
     RefundRequest,
     RefundResult,
 )
 from adapters.bitcoin.wire import SATOSHIS, Deriver, payment_uri
+from adapters.deposit_address import DepositAddressAdapter
 from domain.chain import Transfer
 from domain.channels import ChannelSpec
-from domain.messages import ChannelCallback
-from infra import deposits
 
 FINAL_DEPTH = 6
 
 
-class BitcoinAdapter:
+class BitcoinAdapter(DepositAddressAdapter):
+    """Credentials: `xpub` (the account's zpub or vpub); optional `network` (mainnet, testnet,
+    regtest; default mainnet), `rpc_user` and `rpc_password`."""
+
     native = "BTC"
-    # optional: network (mainnet, testnet, regtest; default mainnet), rpc_user, rpc_password
-    CREDENTIALS: ClassVar[tuple[str, ...]] = ("xpub",)
 
     def __init__(
         self, spec: ChannelSpec, session: aiohttp.ClientSession, pg: asyncpg.Pool | None = None
     ) -> None:
-        if "xpub" not in spec.credentials:
-            raise ValueError(f"channel {spec.code!r}: credentials lack xpub")
-        self.code = spec.code
-        self.deriver = Deriver(spec.credentials["xpub"], spec.credentials.get("network", "mainnet"))
+        network = spec.credentials.get("network", "mainnet")
+        super().__init__(spec, pg, lambda xpub: Deriver(xpub, network))
         self.url = spec.base_url
         user = spec.credentials.get("rpc_user")
         self.auth = (
@@ -62,8 +56,6 @@ class BitcoinAdapter:
         )
         self.timeout = aiohttp.ClientTimeout(total=spec.timeout_ms / 1000)
         self.session = session
-        self._pg = pg
-        self._chain: str | None = None
 
     async def rpc(self, method: str, *params: Any) -> Any:
         """One JSON-RPC call; amounts come back as exact decimals, never floats."""
@@ -82,12 +74,6 @@ class BitcoinAdapter:
                 "channel_unavailable", f"{self.code}: {method}: {answer['error'].get('message')}"
             )
         return answer["result"]
-
-    @property
-    def pg(self) -> asyncpg.Pool:
-        if self._pg is None:
-            raise ChannelTransientError("channel_unavailable", f"{self.code}: no database here")
-        return self._pg
 
     async def chain(self) -> str:
         """CAIP-2 for Bitcoin: `bip122:` and the first 32 hex digits of the genesis block's
@@ -134,16 +120,8 @@ class BitcoinAdapter:
     async def create_order(self, request: OrderRequest) -> ChannelOrder:
         if request.currency != "BTC":
             raise ChannelDeclined("currency_unsupported", f"{self.code}: takes BTC only")
-        chain = await self.chain()
-        row = await deposits.issue(
-            self.pg,
-            chain,
-            self.code,
-            request.payment_id,
-            "BTC",
-            request.amount,
-            self.deriver.address,
-        )
+        row = await self.issue(request, "BTC")
+        chain = row["chain"]
         amount, address = int(row["amount_due"]), row["address"]
         uri = payment_uri(address, amount)
         return ChannelOrder(
@@ -155,29 +133,5 @@ class BitcoinAdapter:
             ),
         )
 
-    async def query_order(self, payment_id: str, channel_order_id: str | None) -> OrderState:
-        row = await deposits.of_payment(self.pg, payment_id)
-        if row is None or (channel_order_id is not None and row["address"] != channel_order_id):
-            raise ChannelDeclined("order_unknown", f"{self.code}: no deposit for {payment_id}")
-        paid = row["reported"] == "paid"
-        return OrderState(
-            channel_order_id=row["address"],
-            status="paid" if paid else "pending",
-            amount=int(row["amount_due"]),
-            currency="BTC",
-            received=int(row["credited"]) if paid and row["credited"] is not None else None,
-        )
-
     async def refund(self, request: RefundRequest) -> RefundResult:
         raise ChannelDeclined("refund_unsupported", f"{self.code}: BTC refunds are not built")
-
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback | None:
-        raise CallbackRejected(
-            "invalid_payload", f"{self.code}: the chain watcher reports this channel's payments"
-        )
-
-    def callback_ack(self) -> CallbackAck:
-        return CallbackAck(status=200, body=b"{}", content_type="application/json")
-
-    async def close(self) -> None:
-        """The session is the registry's."""

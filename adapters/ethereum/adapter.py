@@ -10,7 +10,7 @@ confirmations and reports `paid` to the ledger; `query_order` reads what it conc
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import aiohttp
 import asyncpg
@@ -19,7 +19,6 @@ from web3 import AsyncHTTPProvider, AsyncWeb3
 from web3.exceptions import TransactionNotFound, Web3Exception
 
 from adapters.base import (
-    CallbackAck,
     CallbackRejected,
     ChainBlock,
     ChannelDeclined,
@@ -27,13 +26,13 @@ from adapters.base import (
     ChannelTransientError,
     CryptoDeposit,
     OrderRequest,
-    OrderState,
     PayoutRequest,
     PayoutState,
     Receipt,
     RefundRequest,
     RefundResult,
 )
+from adapters.deposit_address import DepositAddressAdapter
 from adapters.ethereum.signer import SignerClient, SignerRefused
 from adapters.ethereum.wire import (
     ADDRESS,
@@ -48,8 +47,7 @@ from adapters.ethereum.wire import (
 )
 from domain.chain import NATIVE_LOG_INDEX, Transfer
 from domain.channels import ChannelSpec
-from domain.messages import ChannelCallback
-from infra import chain_sends, deposits
+from infra import chain_sends
 
 T = TypeVar("T")
 
@@ -58,25 +56,21 @@ def _hex(value: bytes) -> str:
     return "0x" + bytes(value).hex()
 
 
-class EthereumAdapter:
+class EthereumAdapter(DepositAddressAdapter):
+    """Credentials: `xpub`; optional `usdt_contract`, and `signer_url` and `signer_token` for
+    transfers out of the hot wallet (refunds, payouts, sweeps)."""
+
     native = "ETH"
-    # optional: usdt_contract; signer_url and signer_token, for refunds out of the hot wallet
-    CREDENTIALS: ClassVar[tuple[str, ...]] = ("xpub",)
 
     def __init__(
         self, spec: ChannelSpec, session: aiohttp.ClientSession, pg: asyncpg.Pool | None = None
     ) -> None:
-        if "xpub" not in spec.credentials:
-            raise ValueError(f"channel {spec.code!r}: credentials lack xpub")
-        self.code = spec.code
-        self.deriver = Deriver(spec.credentials["xpub"])
+        super().__init__(spec, pg, Deriver)
         token = spec.credentials.get("usdt_contract")
         self.token = token.lower() if token else None
         self.rpc = AsyncWeb3(
             AsyncHTTPProvider(spec.base_url, request_kwargs={"timeout": spec.timeout_ms / 1000})
         )
-        self._pg = pg
-        self._chain: str | None = None
         url = spec.credentials.get("signer_url")
         self.signer = (
             SignerClient(url, spec.credentials.get("signer_token", ""), session) if url else None
@@ -156,12 +150,6 @@ class EthereumAdapter:
                 "channel_unavailable", f"{self.code}: node RPC failed ({type(exc).__name__})"
             ) from exc
 
-    @property
-    def pg(self) -> asyncpg.Pool:
-        if self._pg is None:
-            raise ChannelTransientError("channel_unavailable", f"{self.code}: no database here")
-        return self._pg
-
     async def create_order(self, request: OrderRequest) -> ChannelOrder:
         asset = request.currency
         if asset not in ASSETS:
@@ -170,16 +158,8 @@ class EthereumAdapter:
             )
         if asset == "USDT" and self.token is None:
             raise ChannelDeclined("currency_unsupported", f"{self.code}: no USDT contract set")
-        chain = await self.chain()
-        row = await deposits.issue(
-            self.pg,
-            chain,
-            self.code,
-            request.payment_id,
-            asset,
-            request.amount,
-            self.deriver.address,
-        )
+        row = await self.issue(request, asset)
+        chain = row["chain"]
         amount, address = int(row["amount_due"]), row["address"]
         token = self.token if asset == "USDT" else None
         uri = payment_uri(int(chain.split(":")[1]), address, asset, amount, token)
@@ -190,21 +170,6 @@ class EthereumAdapter:
             crypto=CryptoDeposit(
                 network=chain, asset=asset, address=address, amount=amount, uri=uri, token=token
             ),
-        )
-
-    async def query_order(self, payment_id: str, channel_order_id: str | None) -> OrderState:
-        """What the watcher concluded: `paid` once it reported the deposit confirmed."""
-        row = await deposits.of_payment(self.pg, payment_id)
-        if row is None or (channel_order_id is not None and row["address"] != channel_order_id):
-            raise ChannelDeclined("order_unknown", f"{self.code}: no deposit for {payment_id}")
-        paid = row["reported"] == "paid"
-        due, credited = int(row["amount_due"]), row["credited"]
-        return OrderState(
-            channel_order_id=row["address"],
-            status="paid" if paid else "pending",
-            amount=due,
-            currency=row["asset"],
-            received=int(credited) if paid and credited is not None else None,
         )
 
     def destination_error(self, destination: str | None) -> str | None:
@@ -436,14 +401,3 @@ class EthereumAdapter:
                 return False
             raise
         return True
-
-    def parse_callback(self, headers: Mapping[str, str], body: bytes) -> ChannelCallback | None:
-        raise CallbackRejected(
-            "invalid_payload", f"{self.code}: the chain watcher reports this channel's payments"
-        )
-
-    def callback_ack(self) -> CallbackAck:
-        return CallbackAck(status=200, body=b"{}", content_type="application/json")
-
-    async def close(self) -> None:
-        """Nothing to release: the provider's sessions close with the process."""

@@ -442,14 +442,25 @@ async def test_two_partial_transfers_add_up_and_an_extra_one_is_kept(
     await assert_ledger_invariants(node.pg)
 
 
-async def _tolerance_line(node: Stack, payment_id: str) -> int:
+async def _posted(
+    node: Stack, refs: str | list[str], account: str, currency: str, kind: str = "%"
+) -> int:
+    """What entries of `kind` for `refs` moved on `account` in `currency`."""
     assert node.pg is not None
     return await node.pg.fetchval(
         """SELECT coalesce(sum(p.amount), 0) FROM journal_entries e
            JOIN postings p ON p.entry_id = e.id JOIN ledger_accounts a ON a.id = p.account_id
-           WHERE e.ref = $1 AND a.name = 'platform:crypto_tolerance'""",
-        payment_id,
+           WHERE e.ref = ANY($1::text[]) AND a.name = $2 AND a.currency = $3
+             AND e.kind LIKE $4""",
+        [refs] if isinstance(refs, str) else refs,
+        account,
+        currency,
+        kind,
     )
+
+
+async def _tolerance_line(node: Stack, payment_id: str) -> int:
+    return await _posted(node, payment_id, "platform:crypto_tolerance", "USDT")
 
 
 async def _surpluses(node: Stack, payment_id: str) -> list[int]:
@@ -476,16 +487,16 @@ async def test_a_deposit_short_within_the_tolerance_pays_and_the_platform_bears_
     await assert_ledger_invariants(node.pg)
 
 
-async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_it(
-    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
-) -> None:
-    """3 of 6 USDT arrive and the payment is canceled: a `crypto_underpaid` discrepancy with
-    what arrived. Returning it needs an address (refused without, nothing changes); accepting
-    it credits the payment with what arrived, the rest the platform's."""
-    waiting = await _open(shop, "6.00", "USDT")
-    await wallets.send_usdt(2, waiting["crypto"]["address"], 3_000_000)
+async def _left_short(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, due: str, paid: int
+) -> tuple[dict[str, Any], Any]:
+    """A USDT payment of `due` that received `paid` units, then canceled: the payment, and
+    the `crypto_underpaid` discrepancy the watcher leaves to operations."""
+    waiting = await _open(shop, due, "USDT")
+    await wallets.send_usdt(2, waiting["crypto"]["address"], paid)
     await anvil.mine(DEPTH)
-    await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] == "3.000000")
+    seen = f"{paid / 10**6:.6f}"
+    await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] == seen)
     status, _ = await shop.request("POST", f"/api/v1/payments/{waiting['id']}/cancel", {})
     assert status == 200
     assert node.pg is not None
@@ -494,6 +505,16 @@ async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_i
     while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
         assert time.monotonic() < deadline, "the shortfall was not left to operations"
         await asyncio.sleep(0.1)
+    return waiting, found
+
+
+async def test_a_deposit_short_at_its_end_is_left_to_operations_who_may_accept_it(
+    node: Stack, anvil: Anvil, wallets: Wallets, shop: MerchantClient, http: aiohttp.ClientSession
+) -> None:
+    """3 of 6 USDT arrive and the payment is canceled: a `crypto_underpaid` discrepancy with
+    what arrived. Returning it needs an address (refused without, nothing changes); accepting
+    it credits the payment with what arrived, the rest the platform's."""
+    waiting, found = await _left_short(node, anvil, wallets, shop, "6.00", 3_000_000)
     assert (found["channel_value"], found["juhe_value"]) == ("3000000", "6000000")
     admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
     path = f"/api/v1/admin/reconciliation/discrepancies/{found['id']}/resolve"
@@ -606,13 +627,7 @@ async def test_a_usdt_refund_is_sent_to_its_address_by_the_signer_and_its_gas_is
     )
     receipt = await wallets.w3.eth.get_transaction_receipt(sent["tx_hash"])
     gas = int(receipt["gasUsed"]) * int(receipt["effectiveGasPrice"])
-    cost = await node.pg.fetchval(
-        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
-           JOIN ledger_accounts a ON a.id = p.account_id
-           WHERE e.kind = 'refund' AND e.ref = $1 AND a.name = 'channel:eth:cost'
-             AND a.currency = 'ETH'""",
-        refund["id"],
-    )
+    cost = await _posted(node, refund["id"], "channel:eth:cost", "ETH", "refund")
     assert gas > 0 and cost == gas
     _, after = await shop.get_payment(waiting["id"])
     assert after["status"] == "partially_refunded"
@@ -692,12 +707,7 @@ async def test_a_usdt_withdrawal_is_paid_out_on_the_chain_and_its_gas_is_the_cha
     assert await wallets.usdt.functions.balanceOf(holder).call() == 2_500_000
     send = await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", withdrawal["id"])
     assert (send["kind"], send["status"], send["to_address"]) == ("payout", "confirmed", wallet)
-    cost = await node.pg.fetchval(
-        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
-           JOIN ledger_accounts a ON a.id = p.account_id
-           WHERE e.ref = $1 AND a.name = 'channel:eth:cost' AND a.currency = 'ETH'""",
-        withdrawal["id"],
-    )
+    cost = await _posted(node, withdrawal["id"], "channel:eth:cost", "ETH")
     assert cost == int(send["network_fee"]) > 0
     await assert_ledger_invariants(node.pg)
 
@@ -739,12 +749,7 @@ async def test_a_credited_usdt_deposit_is_swept_into_the_hot_wallet(
     ]
     assert sends[1]["from_address"] == address and int(sends[1]["amount"]) == 6_500_000
     assert sends[1]["to_address"] == HOT_WALLET.address.lower()
-    cost = await node.pg.fetchval(
-        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
-           JOIN ledger_accounts a ON a.id = p.account_id
-           WHERE e.kind = 'sweep_gas' AND e.ref = ANY($1) AND a.name = 'channel:eth:sweep_gas'""",
-        [gas_id, sweep_id],
-    )
+    cost = await _posted(node, [gas_id, sweep_id], "channel:eth:sweep_gas", "ETH")
     assert cost == sum(int(r["network_fee"]) for r in sends) > 0
     await assert_ledger_invariants(node.pg)
 
@@ -754,18 +759,8 @@ async def test_operations_return_a_short_deposit_to_an_address(
 ) -> None:
     """The other way to settle a shortfall: what arrived goes back, from the hot wallet, to
     the address operations name; its gas is the channel's; the payment stays canceled."""
-    waiting = await _open(shop, "9.00", "USDT")
-    await wallets.send_usdt(2, waiting["crypto"]["address"], 2_000_000)
-    await anvil.mine(DEPTH)
-    await _until(shop, waiting["id"], lambda b: b["crypto"]["amount_received"] == "2.000000")
-    status, _ = await shop.request("POST", f"/api/v1/payments/{waiting['id']}/cancel", {})
-    assert status == 200
-    assert node.pg is not None
-    query = "SELECT * FROM recon_discrepancies WHERE juhe_id = $1 AND kind = 'crypto_underpaid'"
+    waiting, found = await _left_short(node, anvil, wallets, shop, "9.00", 2_000_000)
     deadline = time.monotonic() + 20
-    while (found := await node.pg.fetchrow(query, waiting["id"])) is None:
-        assert time.monotonic() < deadline, "the shortfall was not left to operations"
-        await asyncio.sleep(0.1)
     admin: Portal = await make_user(node, http, Realm.PLATFORM, None, ["platform_admin"])
     path = f"/api/v1/admin/reconciliation/discrepancies/{found['id']}/resolve"
     customer = "0x" + secrets.token_hex(20)
@@ -784,12 +779,7 @@ async def test_operations_return_a_short_deposit_to_an_address(
         await asyncio.sleep(0.1)
         send = await node.pg.fetchrow("SELECT * FROM chain_sends WHERE id = $1", found["id"])
     assert send["kind"] == "return"
-    gas = await node.pg.fetchval(
-        """SELECT sum(p.amount) FROM journal_entries e JOIN postings p ON p.entry_id = e.id
-           JOIN ledger_accounts a ON a.id = p.account_id
-           WHERE e.kind = 'return_gas' AND e.ref = $1 AND a.name = 'channel:eth:cost'""",
-        found["id"],
-    )
+    gas = await _posted(node, found["id"], "channel:eth:cost", "ETH", "return_gas")
     assert gas == int(send["network_fee"]) > 0
     _, after = await shop.get_payment(waiting["id"])
     assert after["status"] == "canceled"
