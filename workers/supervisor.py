@@ -95,7 +95,7 @@ class Supervisor:
                 try:
                     await asyncio.wait_for(child.process.wait(), 10)
                 except TimeoutError:
-                    log.error("child did not stop in 10 s; killed", extra={"child": child.name})
+                    log.warning("child did not stop in 10 s; killed", extra={"child": child.name})
                     child.process.kill()
         for watcher in watchers:
             watcher.cancel()
