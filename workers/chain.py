@@ -219,13 +219,10 @@ class Watcher:
                 if ended and state.confirmed > 0 and not row["short_at_end"]:
                     await self.short_at_end(row, state.confirmed)
                 continue
-            await self.tell_ledger(row, "paid", due, credited=paid.credited)
-            if paid.surplus:
-                async with ctx.pg.acquire() as conn:
-                    fresh = await deposits.of_payment(conn, row["payment_id"])
-                    assert fresh is not None
-                    await deposits.note_surplus(conn, fresh, paid.surplus, settled=False)
-                await self.raise_surplus(row, paid.surplus)
+            # what arrived beyond the credit is noted by `recheck`, this round or after a crash
+            await self.tell_ledger(
+                row, "paid", due, credited=paid.credited, surplus=paid.surplus > 0
+            )
             log.log(
                 logging.ERROR if ended else logging.INFO,
                 "deposit confirmed",
@@ -383,11 +380,14 @@ class Watcher:
         due: int,
         message: str | None = None,
         credited: int | None = None,
+        surplus: bool = False,
     ) -> None:
         """Tell the ledger what the chain did to a deposit (through the callback path every
         channel uses, its event id once per outcome), then mark it told. Sent before it is
         marked: a crash between the two sends it again, and the ledger drops the repeat.
-        `credited`: what a paid deposit is credited, when not exactly the amount due."""
+        `credited`: what a paid deposit is credited, when not exactly the amount due;
+        `surplus`: more arrived than that, for `recheck` to note (marked with the report, so a
+        crash after it loses nothing)."""
         told = ChannelCallback(
             channel=self.code,
             event_id=f"chain:{row['payment_id']}:{outcome}",
@@ -401,11 +401,13 @@ class Watcher:
         )
         await self.ctx.publisher.send(self.ctx.queues.ledger, [LedgerCommand(callback=told)])
         await self.ctx.pg.execute(
-            """UPDATE deposit_addresses SET reported = $2, credited = coalesce($3, credited)
+            """UPDATE deposit_addresses SET reported = $2, credited = coalesce($3, credited),
+                      recheck = recheck OR $4
                WHERE payment_id = $1""",
             row["payment_id"],
             outcome,
             credited,
+            surplus,
         )
 
     async def hold_open(self, payment_id: str) -> asyncpg.Record | None:
