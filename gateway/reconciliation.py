@@ -46,6 +46,7 @@ from gateway.reconciliation_schemas import (
     StatementColumns,
     Tally,
 )
+from gateway.refunds import check_address
 from gateway.state import (
     Edge,
     decode,
@@ -325,10 +326,7 @@ async def _send_back(
     (the discrepancy's id is the transfer's idempotency key: a retry sends nothing twice)."""
     if not isinstance(adapter, ChainSending) or not isinstance(adapter, AddressRefunding):
         raise invalid("refund_unsupported", "this channel sends nothing back", "action", 409)
-    problem = adapter.destination_error(destination)
-    if problem is not None:
-        code = "destination_required" if destination is None else "invalid_destination"
-        raise invalid(code, problem, "destination")
+    check_address(adapter, destination)
     assert destination is not None
     try:
         sent = await adapter.send_out(discrepancy["id"], "return", asset, destination, amount)

@@ -36,14 +36,19 @@ from gateway.state import (
 from infra import audit, store
 
 
+def check_address(adapter: AddressRefunding, destination: str | None) -> None:
+    """400 when the address money is sent back to does not fit the channel (or is missing)."""
+    problem = adapter.destination_error(destination)
+    if problem is not None:
+        code = "destination_required" if destination is None else "invalid_destination"
+        raise invalid(code, problem, "destination")
+
+
 def check_destination(e: Edge, channel: str, destination: str | None) -> None:
     """A channel that refunds to an address needs one that fits it; others take none."""
     adapter = e.channels.adapter(channel)
     if isinstance(adapter, AddressRefunding):
-        problem = adapter.destination_error(destination)
-        if problem is not None:
-            code = "destination_required" if destination is None else "invalid_destination"
-            raise invalid(code, problem, "destination")
+        check_address(adapter, destination)
     elif destination is not None:
         raise invalid(
             "destination_not_accepted",

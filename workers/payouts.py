@@ -117,6 +117,7 @@ async def _apply(actor: ChannelActor, row: asyncpg.Record, state: PayoutState) -
     payment was takes both steps), each with its entry and webhook."""
     ctx = actor.ctx
     current: asyncpg.Record | None = row
+    fee = state.network_fee  # posted with the first move that posts an entry, once
     while current is not None:
         move = step(WithdrawalStatus(current["status"]), state.status)
         if move is None:
@@ -129,8 +130,10 @@ async def _apply(actor: ChannelActor, row: asyncpg.Record, state: PayoutState) -
             changes["failure_message"] = state.failure_message
         async with ctx.pg.acquire() as conn, conn.transaction():
             current, events = await withdrawals.move(
-                conn, current["id"], move, network_fee=state.network_fee, **changes
+                conn, current["id"], move, network_fee=fee, **changes
             )
+        if current is not None and move.entry is not None:
+            fee = None
         await publish_events(ctx, events)
         if current is not None:
             log.info(

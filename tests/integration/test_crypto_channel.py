@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -568,15 +568,22 @@ async def _refund(shop: MerchantClient, payment_id: str, **fields: Any) -> tuple
     )
 
 
-async def _refund_status(shop: MerchantClient, refund_id: str, want: set[str]) -> dict[str, Any]:
+async def _status_in(
+    read: Callable[[], Awaitable[tuple[int, Any]]], want: set[str]
+) -> dict[str, Any]:
+    """Read an object until its status is one of `want` (30 s at most)."""
     deadline = time.monotonic() + 30
     while True:
-        status, body = await shop.request("GET", f"/api/v1/refunds/{refund_id}")
+        status, body = await read()
         assert status == 200, body
         if body["status"] in want:
             return body
         assert time.monotonic() < deadline, body
         await asyncio.sleep(0.1)
+
+
+async def _refund_status(shop: MerchantClient, refund_id: str, want: set[str]) -> dict[str, Any]:
+    return await _status_in(lambda: shop.request("GET", f"/api/v1/refunds/{refund_id}"), want)
 
 
 async def test_a_usdt_refund_is_sent_to_its_address_by_the_signer_and_its_gas_is_the_channels(
@@ -689,14 +696,8 @@ async def test_a_usdt_withdrawal_is_paid_out_on_the_chain_and_its_gas_is_the_cha
     assert status == 201, withdrawal
 
     async def withdrawal_in(wanted: set[str]) -> dict[str, Any]:
-        deadline = time.monotonic() + 30
-        while True:
-            status, body = await owner.call("GET", f"/api/v1/withdrawals/{withdrawal['id']}")
-            assert status == 200, body
-            if body["status"] in wanted:
-                return body
-            assert time.monotonic() < deadline, body
-            await asyncio.sleep(0.1)
+        path = f"/api/v1/withdrawals/{withdrawal['id']}"
+        return await _status_in(lambda: owner.call("GET", path), wanted)
 
     sent = await withdrawal_in({"sent", "succeeded", "failed"})
     assert sent["status"] == "sent", sent
